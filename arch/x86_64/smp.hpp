@@ -1,0 +1,23 @@
+// Bringing up the application processors listed by the MADT.
+#pragma once
+
+#include "arch/x86_64/cpu.hpp"
+#include "kernel/acpi.hpp"
+
+namespace smp {
+
+// Per-CPU setup common to the boot CPU and the APs (stacks, tables, APIC, timer).
+Status setup_cpu(Cpu &c);
+// Start every usable CPU of the MADT other than the boot CPU; returns how many are online in all.
+unsigned start_aps(const Madt &madt);
+unsigned online();
+Cpu &boot_cpu();
+[[noreturn]] void ap_main(Cpu *c);
+
+// What every CPU does once it has nothing else to do: halt until an interrupt.
+[[noreturn]] inline void idle()
+{
+    for (;;) asm volatile("sti; hlt" ::: "memory");
+}
+
+} // namespace smp

@@ -1,0 +1,21 @@
+// 16550 UART on an I/O port: Keel's serial console.
+#pragma once
+
+#include "kernel/types.hpp"
+
+class Uart16550 {
+public:
+    enum class Reg : u16 { thr = 0, ier = 1, fcr = 2, lcr = 3, mcr = 4, lsr = 5, scr = 7, dll = 0, dlm = 1 };
+
+    // Program 115200 8N1; false if no UART answers at that port.
+    bool init(u16 port);
+    void write(const char *s, usize n);
+    u16 port() const { return port_; }
+
+private:
+    void out(Reg r, u8 v);
+    u8 in(Reg r);
+    void put(char c);
+
+    u16 port_ = 0;
+};

@@ -1,0 +1,2 @@
+#pragma once
+#define KEEL_VERSION "0.1"
