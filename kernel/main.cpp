@@ -9,6 +9,8 @@
 #include "kernel/acpi.hpp"
 #include "kernel/cmdline.hpp"
 #include "kernel/console.hpp"
+#include "kernel/format.hpp"
+#include "kernel/frame_alloc.hpp"
 #include "kernel/multiboot2.hpp"
 #include "kernel/version.hpp"
 
@@ -94,7 +96,10 @@ void debug_fault()
 {
     Cpu &bsp = smp::boot_cpu();
     setup_acpi();
-    const char *src = time::calibrate_tsc();
+    Gas pm = acpi.fadt.pm_timer();
+    u16 pm_port = pm.space == Gas::SYSTEM_IO && pm.address <= 0xfffc ? u16(pm.address) : 0;
+    // "nopit" exercises the fallback on machines that have a PIT.
+    const char *src = time::calibrate_tsc(pm_port, acpi.fadt.pm_timer_32bit(), !cmdline.has("nopit"));
     log_info("TSC %lu kHz (%s)", time::tsc_hz() / 1000, src);
 
     lapic::setup(!cmdline.has("nox2apic"));
@@ -117,8 +122,13 @@ void debug_fault()
     auto wx = mm::audit_wx();
     log_info("wx-check mappings=%lu violations=%lu", wx.mappings, wx.violations);
     auto st = mm::stats();
-    log_debug("frames: %lu managed, %lu free, %lu page-table pages", st.managed_frames, st.free_frames,
-              st.table_pages);
+    log_info("frames: %lu managed, %lu free, %lu kernel page-table pages", st.managed_frames, st.free_frames,
+             st.table_pages);
+    char orders[(FrameAllocator::MAX_ORDER + 1) * 21];
+    usize k = 0;
+    for (unsigned o = 0; o <= FrameAllocator::MAX_ORDER; o++)
+        k = min(k + format(orders + k, sizeof(orders) - k, "%s%lu", o ? " " : "", st.free_blocks[o]), sizeof(orders) - 1);
+    log_debug("free blocks by order 0..%u: %s", FrameAllocator::MAX_ORDER, orders);
 
     debug_fault();
 

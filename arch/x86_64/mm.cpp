@@ -154,6 +154,8 @@ Status init(const BootInfo &bi, PhysAddr mbi, u64 mbi_size)
     if (FrameAllocator::metadata_bytes(ranges, nr) > meta) return Err::no_memory;
     KEEL_TRY(frames_.init(ranges, nr, phys_ptr<void>(*where), meta));
     managed_frames_ = frames_.total_frames();
+    log_info("memory: %lu MiB in %zu zones, %lu KiB allocator metadata, map from %s", managed_frames_ * PAGE_SIZE / MiB,
+             frames_.zone_count(), meta / KiB, bi.mem_source == MemSource::efi ? "EFI" : "e820");
 
     kpt_ = new (kpt_storage_) PageTable<HostFormat, TableMem>(table_mem_, pages_1g_ ? 3 : 2);
     KEEL_TRY(kpt_->init());

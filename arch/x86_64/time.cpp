@@ -25,6 +25,20 @@ u64 measure_with_pit()
     return 0;
 }
 
+// Count TSC ticks over 50 ms of the ACPI PM timer (3.579545 MHz, 24 or 32 bits). 0 if it does not run.
+u64 measure_with_pm_timer(u16 port, bool wide)
+{
+    if (!port) return 0;
+    constexpr u32 PM_HZ = 3579545, ticks = PM_HZ / 20;
+    const u32 mask = wide ? 0xffffffff : 0xffffff;
+    u32 start = x86::inl(port) & mask;
+    u64 t0 = x86::rdtsc();
+    for (u64 i = 0; i < 200000000; i++) {
+        if (((x86::inl(port) - start) & mask) >= ticks) return (x86::rdtsc() - t0) * 20;
+    }
+    return 0;
+}
+
 u64 from_cpuid()
 {
     if (x86::cpuid(0).a >= 0x15) {
@@ -40,10 +54,15 @@ u64 from_cpuid()
 
 } // namespace
 
-const char *calibrate_tsc()
+const char *calibrate_tsc(u16 pm_timer_port, bool pm_timer_32bit, bool use_pit)
 {
     u64 cpuid = from_cpuid();
-    u64 pit = measure_with_pit();
+    const char *timer = "pit";
+    u64 pit = use_pit ? measure_with_pit() : 0;
+    if (!pit) {
+        pit = measure_with_pm_timer(pm_timer_port, pm_timer_32bit);
+        timer = "acpi-pm";
+    }
     // CPUID is exact on hardware; under an emulator it may describe a CPU the TSC does not follow.
     // Trust it only when the PIT agrees within 2 %.
     if (cpuid && (!pit || (cpuid > pit ? cpuid - pit : pit - cpuid) * 50 < pit)) {
@@ -52,10 +71,10 @@ const char *calibrate_tsc()
     }
     if (pit) {
         tsc_hz_ = pit;
-        return "pit";
+        return timer;
     }
     tsc_hz_ = 1000000000;   // last resort: assume 1 GHz, and say so
-    log_warn("TSC calibration failed: no usable CPUID leaf and no PIT; assuming 1 GHz");
+    log_warn("TSC calibration failed: no usable CPUID leaf, PIT or ACPI PM timer; assuming 1 GHz");
     return "assumed";
 }
 

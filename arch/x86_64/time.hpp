@@ -5,8 +5,9 @@
 
 namespace time {
 
-// Calibrate from CPUID 0x15/0x16, cross-checked against the PIT; returns the source used.
-const char *calibrate_tsc();
+// Calibrate from CPUID 0x15/0x16, cross-checked against the PIT (or, without a
+// PIT, the ACPI PM timer at that I/O port, 0 if none); returns the source used.
+const char *calibrate_tsc(u16 pm_timer_port, bool pm_timer_32bit, bool use_pit = true);
 u64 tsc_hz();
 void delay_us(u64 us);
 

@@ -98,9 +98,9 @@ def check_ready(text, cpus, mem_mib):
         raise Failure(f"W^X audit failed: {wx.group(0)}")
     if EXCEPTION.search(text):
         raise Failure("an exception was reported")
-    bad = [l for l in text.splitlines() if l.startswith("keel: ") is False and l.startswith("keel") ]
-    if bad:
-        raise Failure(f"malformed Keel lines: {bad[:3]}")
+    errors = re.findall(r"^keel: .*(?:\berror\b|failed|violation:).*$", text, re.M | re.I)
+    if errors:
+        raise Failure(f"Keel reported errors: {errors[:3]}")
 
 
 def main_wrapper(fn):

@@ -45,6 +45,7 @@ def main():
     p.add_argument("--mem", default="512M")
     p.add_argument("--timeout", type=int, default=120)
     p.add_argument("--expect-fault", help="expect this exception report (e.g. '#PF') and a clean halt")
+    p.add_argument("--expect-line", action="append", default=[], help="a regex some console line must match")
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="keel-qemu-") as tmp:
@@ -77,6 +78,9 @@ def main():
         _, text = harness.run(cmd, log, until, a.timeout)
         print(text)
         harness.check_ready(text, a.smp, harness.parse_size(a.mem))
+        for pattern in a.expect_line:
+            if not re.search(pattern, text, re.M):
+                raise harness.Failure(f"no console line matches {pattern!r}")
 
 
 if __name__ == "__main__":
