@@ -54,7 +54,9 @@ usize free_ranges(const MemRegion *map, usize n, const MemRange *reserved, usize
         if (!reserved[r].size) continue;
         u64 rb = align_down(reserved[r].base.raw(), PAGE_SIZE);
         u64 re = reserved[r].base.raw() + reserved[r].size;
-        re = re < rb ? ~0ull & ~(PAGE_SIZE - 1) : align_up(re, PAGE_SIZE);
+        // The end wraps past 2^64, or rounding it up would: reserve up to the top.
+        re = re < reserved[r].base.raw() || re > (~0ull & ~(PAGE_SIZE - 1)) ? ~0ull & ~(PAGE_SIZE - 1)
+                                                                           : align_up(re, PAGE_SIZE);
         subtract(out, k, cap, rb, re, trunc);
     }
     if (truncated) *truncated = trunc;
@@ -84,8 +86,10 @@ Result<PhysAddr> find_free_page(const MemRegion *map, usize n, const MemRange *r
         bool ok = false;
         for (usize i = 0; i < n && !ok; i++)
             ok = map[i].type == MemType::usable && map[i].base <= p && p + PAGE_SIZE - map[i].base <= map[i].size;
-        for (usize r = 0; r < nres && ok; r++)
-            ok = !overlaps(p, p + PAGE_SIZE, reserved[r].base.raw(), reserved[r].base.raw() + reserved[r].size);
+        for (usize r = 0; r < nres && ok; r++) {
+            u64 rb = reserved[r].base.raw(), re = rb + reserved[r].size;
+            ok = !overlaps(p, p + PAGE_SIZE, rb, re < rb ? ~0ull : re);   // an end past 2^64: up to the top
+        }
         if (ok) return PhysAddr(p);
     }
     return Err::not_found;

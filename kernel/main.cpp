@@ -12,6 +12,7 @@
 #include "kernel/format.hpp"
 #include "kernel/frame_alloc.hpp"
 #include "kernel/multiboot2.hpp"
+#include "kernel/hv/hypervisor.hpp"
 #include "kernel/version.hpp"
 
 namespace {
@@ -134,7 +135,7 @@ void debug_fault()
 
     log_info("ready cpus=%u ram=%lu tsc=%lu apic=%s version=%s", cpus, st.managed_frames * PAGE_SIZE / MiB,
              time::tsc_hz() / 1000000, lapic::x2apic() ? "x2apic" : "xapic", KEEL_VERSION);
-    smp::idle();
+    hv::start(boot_info, cmdline);
 }
 
 [[noreturn]] void run_on_stack(u64 top, void (*fn)())
@@ -144,6 +145,8 @@ void debug_fault()
 }
 
 } // namespace
+
+const Acpi &boot_acpi() { return acpi; }
 
 extern "C" [[noreturn]] void kmain(u32 magic, u32 mbi_phys)
 {

@@ -180,6 +180,26 @@ void free(PhysAddr pa, unsigned order)
     if (!s) log_error("bad free of %016lx order %u: %s", pa.raw(), order, err_name(s.error()));
 }
 
+Result<PhysAddr> alloc_zeroed(unsigned order, u64 limit)
+{
+    auto r = alloc(order, limit);
+    if (r) __builtin_memset(phys_ptr<u8>(*r), 0, PAGE_SIZE << order);
+    return r;
+}
+
+Result<PhysAddr> FrameTableMem::alloc_table()
+{
+    auto r = alloc_zeroed(0);
+    if (r) pages++;
+    return r;
+}
+
+void FrameTableMem::free_table(PhysAddr p)
+{
+    free(p, 0);
+    pages--;
+}
+
 VirtAddr map_mmio(PhysAddr pa, u64 size) { return map_window(pa, size, CacheType::uc); }
 
 VirtAddr map_firmware(PhysAddr pa, u64 size)

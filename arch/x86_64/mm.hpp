@@ -28,6 +28,17 @@ VirtAddr map_firmware(PhysAddr pa, u64 size);
 // A kernel stack with an unmapped guard page below it; returns its top.
 Result<u64> alloc_stack(u64 size);
 
+// Page-table pages straight from the frame allocator (guests' nested tables).
+struct FrameTableMem {
+    u64 pages = 0;
+    Result<PhysAddr> alloc_table();
+    void free_table(PhysAddr p);
+    u64 *table(PhysAddr p) { return phys_ptr<u64>(p); }
+};
+
+// A zeroed block of 2^order frames.
+Result<PhysAddr> alloc_zeroed(unsigned order, u64 limit = ~0ull);
+
 // The page below 1 MiB reserved for the application processors' start-up code.
 PhysAddr trampoline_page();
 u64 kernel_cr3();

@@ -17,10 +17,11 @@ namespace smp {
 namespace {
 
 Cpu cpus_[MAX_CPUS];
+void (*ap_work_)();
 unsigned ncpus_ = 1;
 unsigned online_;
 
-constexpr unsigned TIMER_HZ = 100;
+constexpr unsigned TIMER_HZ = 1000;   // the scheduler's tick: time slices are whole ticks
 
 void on_timer(Frame &)
 {
@@ -77,6 +78,18 @@ bool start_one(Cpu &c)
 }
 
 Cpu &boot_cpu() { return cpus_[0]; }
+
+[[noreturn]] void idle()
+{
+    for (;;) {
+        x86::sti_hlt();
+        x86::cli();
+        auto fn = __atomic_load_n(&ap_work_, __ATOMIC_ACQUIRE);
+        if (fn && cpu()->index != 0) fn();
+    }
+}
+
+void run_on_aps(void (*fn)()) { __atomic_store_n(&ap_work_, fn, __ATOMIC_RELEASE); }
 unsigned online() { return __atomic_load_n(&online_, __ATOMIC_ACQUIRE); }
 
 Status setup_cpu(Cpu &c)

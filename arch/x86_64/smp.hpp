@@ -14,10 +14,11 @@ unsigned online();
 Cpu &boot_cpu();
 [[noreturn]] void ap_main(Cpu *c);
 
-// What every CPU does once it has nothing else to do: halt until an interrupt.
-[[noreturn]] inline void idle()
-{
-    for (;;) asm volatile("sti; hlt" ::: "memory");
-}
+// What every CPU does once it has nothing else to do: halt until an interrupt,
+// and run the work the boot CPU hands out with run_on_aps().
+[[noreturn]] void idle();
+
+// Make every application processor (idling) call fn; fn does not return.
+void run_on_aps(void (*fn)());
 
 } // namespace smp

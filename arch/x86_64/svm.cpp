@@ -1,0 +1,347 @@
+// AMD SVM (APM vol. 2, ch. 15): VMCB setup, the VMRUN loop and exit decoding.
+#include "arch/x86_64/svm.hpp"
+
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/insn.hpp"
+#include "kernel/console.hpp"
+#include "kernel/new.hpp"
+
+extern "C" void svm_run(u64 vmcb_pa, Gprs *g, u64 host_vmcb_pa);
+
+namespace svm {
+namespace {
+
+namespace msr {
+constexpr u32 VM_CR = 0xc0010114, VM_HSAVE_PA = 0xc0010117;
+}
+
+// VMCB offsets (APM vol. 2, appendix B).
+enum class V : u16 {
+    intercept_cr = 0x000, intercept_dr = 0x004, intercept_exc = 0x008, intercept_misc1 = 0x00c,
+    intercept_misc2 = 0x010, iopm = 0x040, msrpm = 0x048, tsc_offset = 0x050, asid = 0x058,
+    tlb_control = 0x05c, vintr = 0x060, int_shadow = 0x068, exitcode = 0x070, exitinfo1 = 0x078,
+    exitinfo2 = 0x080, exitintinfo = 0x088, np_enable = 0x090, eventinj = 0x0a8, ncr3 = 0x0b0,
+    clean = 0x0c0, nrip = 0x0c8,
+    es = 0x400, cs = 0x410, ss = 0x420, ds = 0x430, fs = 0x440, gs = 0x450, gdtr = 0x460, ldtr = 0x470,
+    idtr = 0x480, tr = 0x490, cpl = 0x4cb, efer = 0x4d0, cr4 = 0x548, cr3 = 0x550, cr0 = 0x558, dr7 = 0x560,
+    dr6 = 0x568, rflags = 0x570, rip = 0x578, rsp = 0x5d8, rax = 0x5f8, star = 0x600, lstar = 0x608,
+    cstar = 0x610, sfmask = 0x618, kernel_gs_base = 0x620, sysenter_cs = 0x628, sysenter_esp = 0x630,
+    sysenter_eip = 0x638, cr2 = 0x640, g_pat = 0x668,
+};
+
+// Intercept bits in misc1 (0x00c) and misc2 (0x010).
+constexpr u32 I1_INTR = 1u << 0, I1_NMI = 1u << 1, I1_SMI = 1u << 2, I1_INIT = 1u << 3, I1_CPUID = 1u << 18,
+              I1_INVD = 1u << 22, I1_HLT = 1u << 24, I1_IOIO = 1u << 27, I1_MSR = 1u << 28,
+              I1_TASK_SWITCH = 1u << 29, I1_SHUTDOWN = 1u << 31;
+constexpr u32 I2_VMRUN = 1u << 0, I2_VMMCALL = 1u << 1, I2_VMLOAD = 1u << 2, I2_VMSAVE = 1u << 3,
+              I2_STGI = 1u << 4, I2_CLGI = 1u << 5, I2_SKINIT = 1u << 6, I2_XSETBV = 1u << 13;
+
+// Exit codes.
+constexpr u64 EX_EXCP0 = 0x40, EX_INTR = 0x60, EX_NMI = 0x61, EX_CPUID = 0x72,
+              EX_HLT = 0x78, EX_IOIO = 0x7b, EX_MSR = 0x7c, EX_SHUTDOWN = 0x7f, EX_VMMCALL = 0x81,
+              EX_XSETBV = 0x8d, EX_NPF = 0x400, EX_INVALID = ~0ull;
+
+constexpr u64 EFER_SVME = 1u << 12;
+
+struct Vmcb {
+    u8 *p;
+    template <class T> T &at(V off) { return *reinterpret_cast<T *>(p + u16(off)); }
+    u64 &q(V off) { return at<u64>(off); }
+    u32 &d(V off) { return at<u32>(off); }
+    void seg(V off, u16 sel, u16 attr, u32 limit, u64 base)
+    {
+        at<u16>(off) = sel;
+        *reinterpret_cast<u16 *>(p + u16(off) + 2) = attr;
+        *reinterpret_cast<u32 *>(p + u16(off) + 4) = limit;
+        *reinterpret_cast<u64 *>(p + u16(off) + 8) = base;
+    }
+    u16 seg_attr(V off) { return *reinterpret_cast<u16 *>(p + u16(off) + 2); }
+    u64 seg_base(V off) { return *reinterpret_cast<u64 *>(p + u16(off) + 8); }
+};
+
+struct PerCpu {
+    PhysAddr hsave, host_vmcb;
+    u32 next_asid;
+    u32 asid_generation;
+    u64 flush_epoch;
+};
+PerCpu percpu_[MAX_CPUS];
+u32 max_asid_;
+bool nrips_, flush_by_asid_;
+PhysAddr iopm_, msrpm_;
+u64 flush_epoch_ = 1;
+
+void clgi() { asm volatile("clgi" ::: "memory"); }
+void stgi() { asm volatile("stgi" ::: "memory"); }
+
+// MSRs a guest may touch directly: their state is in the VMCB and switched by VMLOAD/VMSAVE.
+void allow_msr(u8 *map, u32 msr)
+{
+    u32 base, off;
+    if (msr < 0x2000) base = 0, off = msr;
+    else if (msr >= 0xc0000000 && msr < 0xc0002000) base = 0x800, off = msr - 0xc0000000;
+    else return;
+    map[base + off / 4] &= u8(~(3u << ((off % 4) * 2)));
+}
+
+class SvmVcpu final : public virt::ArchVcpu {
+public:
+    Status setup(const virt::NestedSpace &space, const virt::EntryState &entry) override;
+    void run(Gprs &g, ExitInfo &e) override;
+    void destroy() override;
+
+    u64 rip() override { return vmcb().q(V::rip); }
+    void set_rip(u64 rip) override { vmcb().q(V::rip) = rip; }
+    u64 rflags() override { return vmcb().q(V::rflags); }
+    x86::CpuMode mode() override
+    {
+        Vmcb v = vmcb();
+        u16 cs = v.seg_attr(V::cs);
+        if (!(v.q(V::cr0) & 1)) return x86::CpuMode::real16;
+        if ((v.q(V::efer) & (1u << 10)) && (cs & (1u << 9))) return x86::CpuMode::long64;
+        return (cs & (1u << 10)) ? x86::CpuMode::prot32 : x86::CpuMode::prot16;
+    }
+    u64 cs_base() override { return vmcb().seg_base(V::cs); }
+    u64 cr0() override { return vmcb().q(V::cr0); }
+    void inject_exception(u8 vector, bool has_error, u32 error) override
+    {
+        // EVENTINJ: vector, type 3 (exception), error-code valid, valid.
+        vmcb().q(V::eventinj) = vector | 3u << 8 | (has_error ? 1u << 11 : 0) | 1u << 31 | u64(error) << 32;
+    }
+    bool arch_rdmsr(u32 msr, u64 &v) override;
+    bool arch_wrmsr(u32 msr, u64 v) override;
+    void host_cpuid(u32 leaf, u32 sub, u32 out[4]) override
+    {
+        auto r = x86::cpuid(leaf, sub);
+        out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
+    }
+    u64 tsc() override { return x86::rdtsc() + vmcb().q(V::tsc_offset); }
+
+private:
+    Vmcb vmcb() { return Vmcb{mm::phys_ptr<u8>(vmcb_pa_)}; }
+    void pick_asid();
+
+    PhysAddr vmcb_pa_;
+    u32 asid_ = 0, asid_generation_ = 0, asid_cpu_ = ~0u;
+};
+
+Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry)
+{
+    auto page = mm::alloc_zeroed(0);
+    if (!page) return page.error();
+    vmcb_pa_ = *page;
+    Vmcb v = vmcb();
+
+    v.d(V::intercept_exc) = 1u << 17 | 1u << 18;   // #AC (no alignment-check storm), #MC
+    v.d(V::intercept_misc1) = I1_INTR | I1_NMI | I1_SMI | I1_INIT | I1_CPUID | I1_INVD | I1_HLT | I1_IOIO |
+                              I1_MSR | I1_TASK_SWITCH | I1_SHUTDOWN;
+    v.d(V::intercept_misc2) = I2_VMRUN | I2_VMMCALL | I2_VMLOAD | I2_VMSAVE | I2_STGI | I2_CLGI | I2_SKINIT |
+                              I2_XSETBV;
+    v.q(V::iopm) = iopm_.raw();
+    v.q(V::msrpm) = msrpm_.raw();
+    v.q(V::vintr) = 1u << 24;                     // V_INTR_MASKING: the guest's IF does not mask Keel's interrupts
+    v.q(V::np_enable) = 1;
+    v.q(V::ncr3) = space.root().raw();
+
+    // 32-bit protected mode, flat, paging off (Multiboot).
+    constexpr u16 CODE32 = 0xc9b, DATA32 = 0xc93;
+    v.seg(V::cs, 0x08, CODE32, 0xffffffff, 0);
+    static constexpr V data_segs[] = {V::ds, V::es, V::ss, V::fs, V::gs};
+    for (V s : data_segs) v.seg(s, 0x10, DATA32, 0xffffffff, 0);
+    v.seg(V::gdtr, 0, 0, 0xffff, 0);
+    v.seg(V::idtr, 0, 0, 0xffff, 0);
+    v.seg(V::ldtr, 0, 0x82, 0xffff, 0);
+    v.seg(V::tr, 0, 0x8b, 0xffff, 0);
+    v.q(V::cr0) = 0x11;                           // PE, ET
+    v.q(V::efer) = EFER_SVME;                     // SVME must be set in the guest's EFER (hidden from it)
+    v.q(V::rflags) = 2;
+    v.q(V::rip) = entry.eip;
+    v.q(V::dr6) = 0xffff0ff0;
+    v.q(V::dr7) = 0x400;
+    v.q(V::g_pat) = 0x0007040600070406ull;        // the architectural reset value
+    return {};
+}
+
+void SvmVcpu::destroy()
+{
+    if (vmcb_pa_.raw()) mm::free(vmcb_pa_, 0);
+    vmcb_pa_ = PhysAddr(0);
+}
+
+// ASIDs are handed out per CPU in generations: when a CPU runs out, it flushes
+// every ASID and starts over, so a vCPU never runs on stale translations.
+void SvmVcpu::pick_asid()
+{
+    Cpu *c = cpu();
+    PerCpu &pc = percpu_[c->index];
+    Vmcb v = vmcb();
+    v.at<u8>(V::tlb_control) = 0;
+    if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
+        pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
+        pc.asid_generation++;
+        pc.next_asid = 1;
+    }
+    if (asid_cpu_ == c->index && asid_generation_ == pc.asid_generation) return;
+    if (pc.next_asid > max_asid_ || pc.asid_generation == 0) {
+        pc.asid_generation++;
+        pc.next_asid = 1;
+    }
+    if (pc.next_asid == 1) v.at<u8>(V::tlb_control) = 1;   // new generation: flush everything on this CPU
+    asid_ = pc.next_asid++;
+    asid_generation_ = pc.asid_generation;
+    asid_cpu_ = c->index;
+    v.d(V::asid) = asid_;
+    if (v.at<u8>(V::tlb_control) == 0) v.at<u8>(V::tlb_control) = flush_by_asid_ ? 3 : 1;
+}
+
+void SvmVcpu::run(Gprs &g, ExitInfo &e)
+{
+    Vmcb v = vmcb();
+    pick_asid();
+    v.d(V::clean) = 0;   // Keel does not track clean bits: the CPU reloads everything
+
+    v.q(V::rax) = g.rax;
+    x86::cli();
+    clgi();
+    x86::sti();          // interrupts stay pending until GIF=1, and exit the guest (INTR intercept)
+    svm_run(vmcb_pa_.raw(), &g, percpu_[cpu()->index].host_vmcb.raw());
+    stgi();              // a pending host interrupt is taken here
+    x86::cli();
+    g.rax = v.q(V::rax);
+
+    const u64 code = v.q(V::exitcode);
+    const u64 info1 = v.q(V::exitinfo1), info2 = v.q(V::exitinfo2);
+    e = ExitInfo{};
+    e.raw = code;
+    e.next_rip = nrips_ ? v.q(V::nrip) : 0;
+    v.at<u8>(V::tlb_control) = 0;
+    // An event being delivered when the exit happened must be delivered again.
+    const u64 pending = v.q(V::exitintinfo);
+    if (pending & (1u << 31)) v.q(V::eventinj) = pending;
+    else v.q(V::eventinj) = 0;
+
+    switch (code) {
+    case EX_CPUID: e.reason = ExitReason::cpuid; break;
+    case EX_HLT: e.reason = ExitReason::hlt; break;
+    case EX_IOIO:
+        e.reason = ExitReason::io;
+        e.in = info1 & 1;
+        e.string = info1 & 4;
+        e.rep = info1 & 8;
+        e.size = (info1 & 0x10) ? 1 : (info1 & 0x20) ? 2 : 4;
+        e.addr_size = (info1 & 0x80) ? 2 : (info1 & 0x100) ? 4 : 8;
+        e.port = u16(info1 >> 16);
+        e.next_rip = info2;   // always provided for IOIO
+        break;
+    case EX_MSR: e.reason = info1 ? ExitReason::wrmsr : ExitReason::rdmsr; break;
+    case EX_NPF:
+        e.reason = ExitReason::npf;
+        e.gpa = info2;
+        e.write = info1 & 2;
+        e.fetch = info1 & 16;
+        break;
+    case EX_SHUTDOWN: e.reason = ExitReason::shutdown; break;
+    case EX_INTR: e.reason = ExitReason::intr; break;
+    case EX_NMI: e.reason = ExitReason::nmi; break;
+    case EX_VMMCALL: e.reason = ExitReason::vmcall; break;
+    case EX_XSETBV: e.reason = ExitReason::xsetbv; break;
+    case EX_INVALID: e.reason = ExitReason::invalid_state; break;
+    default:
+        if (code >= EX_EXCP0 && code < EX_EXCP0 + 32) {
+            // Intercepted only to break event storms: reflect it to the guest.
+            e.reason = ExitReason::intr;
+            u8 vec = u8(code - EX_EXCP0);
+            inject_exception(vec, vec == 17, u32(info1));
+        } else {
+            e.reason = ExitReason::other;   // VMRUN/VMLOAD/... from the guest, INVD, task switch, SMI, INIT
+        }
+        break;
+    }
+}
+
+bool SvmVcpu::arch_rdmsr(u32 msr, u64 &val)
+{
+    Vmcb v = vmcb();
+    switch (msr) {
+    case 0xc0000080: val = v.q(V::efer) & ~EFER_SVME; return true;
+    case 0x277: val = v.q(V::g_pat); return true;
+    case 0x10: val = tsc(); return true;
+    default: return false;
+    }
+}
+
+bool SvmVcpu::arch_wrmsr(u32 msr, u64 val)
+{
+    Vmcb v = vmcb();
+    switch (msr) {
+    case 0xc0000080:
+        // SCE, LME, NXE only; LMA is the CPU's to set.
+        if (val & ~u64(1 | 1u << 8 | 1u << 10 | 1u << 11)) return false;
+        v.q(V::efer) = (val & ~u64(1u << 10)) | (v.q(V::efer) & (1u << 10)) | EFER_SVME;
+        return true;
+    case 0x277:
+        for (unsigned i = 0; i < 8; i++) {
+            u8 t = u8(val >> (8 * i));
+            if (t == 2 || t == 3 || t > 7) return false;   // reserved memory types
+        }
+        v.q(V::g_pat) = val;
+        return true;
+    case 0x10:
+        v.q(V::tsc_offset) = val - x86::rdtsc();
+        return true;
+    default:
+        return false;
+    }
+}
+
+} // namespace
+
+const char *unsupported()
+{
+    if (!(x86::cpuid(0x80000001).c & (1u << 2))) return "the CPU has no SVM";
+    if (x86::rdmsr(msr::VM_CR) & (1u << 4)) return "SVM is disabled by the firmware (VM_CR.SVMDIS)";
+    if (x86::cpuid(0x80000000).a < 0x8000000a) return "the CPU does not report SVM features";
+    if (!(x86::cpuid(0x8000000a).d & 1)) return "the CPU has SVM but no nested paging";
+    return nullptr;
+}
+
+Status enable_cpu()
+{
+    Cpu *c = cpu();
+    PerCpu &pc = percpu_[c->index];
+    if (c->index == 0) {
+        auto l = x86::cpuid(0x8000000a);
+        max_asid_ = l.b - 1;
+        nrips_ = l.d & (1u << 3);
+        flush_by_asid_ = l.d & (1u << 6);
+        // Shared permission maps: every port and every MSR intercepted, but for VMCB-held MSRs.
+        auto io = mm::alloc(2), ms = mm::alloc(1);
+        if (!io || !ms) return Err::no_memory;
+        iopm_ = *io, msrpm_ = *ms;
+        __builtin_memset(mm::phys_ptr<u8>(iopm_), 0xff, 4 * PAGE_SIZE);
+        u8 *m = mm::phys_ptr<u8>(msrpm_);
+        __builtin_memset(m, 0xff, 2 * PAGE_SIZE);
+        static constexpr u32 vmcb_msrs[] = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000100,
+                                            0xc0000101, 0xc0000102, 0x174, 0x175, 0x176};
+        for (u32 msr : vmcb_msrs) allow_msr(m, msr);
+    }
+    auto hs = mm::alloc_zeroed(0), hv = mm::alloc_zeroed(0);
+    if (!hs || !hv) return Err::no_memory;
+    pc.hsave = *hs;
+    pc.host_vmcb = *hv;
+    x86::wrmsr(x86::msr::EFER, x86::rdmsr(x86::msr::EFER) | EFER_SVME);
+    x86::wrmsr(msr::VM_HSAVE_PA, pc.hsave.raw());
+    // Host state that VMRUN does not switch (FS/GS bases, TR, syscall MSRs) lives in this VMCB.
+    asm volatile("vmsave %%rax" : : "a"(pc.host_vmcb.raw()) : "memory");
+    return {};
+}
+
+virt::ArchVcpu *make_vcpu(void *storage)
+{
+    static_assert(sizeof(SvmVcpu) <= virt::ARCH_VCPU_STORAGE);
+    return new (storage) SvmVcpu();
+}
+
+void flush_all() { __atomic_fetch_add(&flush_epoch_, 1, __ATOMIC_RELEASE); }
+
+} // namespace svm

@@ -1,0 +1,79 @@
+#include "arch/x86_64/virt.hpp"
+
+#include "arch/x86_64/svm.hpp"
+#include "arch/x86_64/vmx.hpp"
+#include "arch/x86_64/insn.hpp"
+#include "kernel/new.hpp"
+
+namespace virt {
+namespace {
+Vendor vendor_ = Vendor::none;
+}
+
+Vendor init_boot_cpu(const char *&why)
+{
+    const char *svm_why = svm::unsupported();
+    const char *vmx_why = vmx::unsupported();
+    if (!svm_why) vendor_ = Vendor::svm;
+    else if (!vmx_why) vendor_ = Vendor::vmx;
+    else {
+        // Say why for the vendor this CPU belongs to.
+        why = (x86::cpuid(0x80000001).c & (1u << 2)) ? svm_why : (x86::cpuid(1).c & (1u << 5)) ? vmx_why
+              : "the CPU has neither SVM nor VMX";
+        return vendor_;
+    }
+    if (auto s = init_cpu(); !s) {
+        why = "enabling virtualization failed";
+        vendor_ = Vendor::none;
+    }
+    return vendor_;
+}
+
+Status init_cpu()
+{
+    switch (vendor_) {
+    case Vendor::svm: return svm::enable_cpu();
+    case Vendor::vmx: return vmx::enable_cpu();
+    default: return Err::unsupported;
+    }
+}
+
+Vendor vendor() { return vendor_; }
+const char *vendor_name() { return vendor_ == Vendor::svm ? "svm" : vendor_ == Vendor::vmx ? "vmx" : "none"; }
+
+ArchVcpu *make_vcpu(void *storage)
+{
+    return vendor_ == Vendor::svm ? svm::make_vcpu(storage) : vmx::make_vcpu(storage);
+}
+
+void flush_all_guest_tlbs()
+{
+    if (vendor_ == Vendor::svm) svm::flush_all();
+    else vmx::flush_all();
+}
+
+Status NestedSpace::init()
+{
+    kind_ = vendor_;
+    // Superpages as large as the hardware walks: 1 GiB when CPUID/EPT capabilities say so.
+    unsigned levels = kind_ == Vendor::svm ? (mm::has_1g_pages() ? 3 : 2) : vmx::ept_max_leaf_level();
+    if (kind_ == Vendor::svm) return (new (storage_) Npt(mem_, levels))->init();
+    return (new (storage_) Ept(mem_, levels))->init();
+}
+
+Status NestedSpace::map(GuestPhys gpa, PhysAddr hpa, u64 size, bool exec)
+{
+    Attr a{Perm{.r = true, .w = true, .x = exec}, CacheType::wb};
+    return kind_ == Vendor::svm ? npt()->map(gpa.raw(), hpa.raw(), size, a) : ept()->map(gpa.raw(), hpa.raw(), size, a);
+}
+
+void NestedSpace::destroy()
+{
+    if (kind_ == Vendor::svm) npt()->destroy();
+    else if (kind_ == Vendor::vmx) ept()->destroy();
+    kind_ = Vendor::none;
+}
+
+PhysAddr NestedSpace::root() const { return kind_ == Vendor::svm ? npt()->root() : ept()->root(); }
+
+} // namespace virt

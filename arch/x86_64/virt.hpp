@@ -1,0 +1,66 @@
+// Hardware virtualization, vendor-neutral on the outside: SVM with nested
+// paging (AMD) or VMX with EPT and VPID (Intel). Keel picks what the CPU has.
+#pragma once
+
+#include "kernel/ptab.hpp"
+#include "kernel/ptab_formats.hpp"
+#include "kernel/vcpu.hpp"
+#include "arch/x86_64/mm.hpp"
+
+namespace virt {
+
+enum class Vendor : u8 { none, svm, vmx };
+
+// On the boot CPU: detect and enable; `why` says what is missing when none.
+Vendor init_boot_cpu(const char *&why);
+// On every other CPU, once the boot CPU succeeded.
+Status init_cpu();
+Vendor vendor();
+const char *vendor_name();
+
+// The initial state of a vCPU: 32-bit protected mode, flat, paging off (Multiboot).
+struct EntryState {
+    u32 eip, eax, ebx;
+};
+
+// A guest's second-level address space (NPT or EPT), built by the one page-table engine.
+class NestedSpace {
+public:
+    Status init();
+    Status map(GuestPhys gpa, PhysAddr hpa, u64 size, bool exec = true);
+    void destroy();
+    PhysAddr root() const;
+    u64 table_pages() const { return mem_.pages; }
+
+private:
+    using Npt = PageTable<NptFormat, mm::FrameTableMem>;
+    using Ept = PageTable<EptFormat, mm::FrameTableMem>;
+    mm::FrameTableMem mem_;
+    Vendor kind_ = Vendor::none;
+    alignas(8) u8 storage_[sizeof(Npt) > sizeof(Ept) ? sizeof(Npt) : sizeof(Ept)] = {};
+    Npt *npt() { return reinterpret_cast<Npt *>(storage_); }
+    Ept *ept() { return reinterpret_cast<Ept *>(storage_); }
+    const Npt *npt() const { return reinterpret_cast<const Npt *>(storage_); }
+    const Ept *ept() const { return reinterpret_cast<const Ept *>(storage_); }
+};
+
+// One vCPU's hardware side. run() enters the guest and returns at the next exit, normalised.
+class ArchVcpu : public VcpuOps {
+public:
+    virtual Status setup(const NestedSpace &space, const EntryState &entry) = 0;
+    virtual void run(Gprs &g, ExitInfo &e) = 0;
+    virtual void destroy() = 0;
+
+protected:
+    ~ArchVcpu() = default;
+};
+
+inline constexpr usize ARCH_VCPU_STORAGE = 256;
+// Construct the backend for this CPU's vendor in `storage` (ARCH_VCPU_STORAGE bytes, 16-aligned).
+ArchVcpu *make_vcpu(void *storage);
+
+// Called when a guest's memory is about to be reused: every CPU flushes its
+// guest TLBs (ASIDs / EPT / VPIDs) before it next enters any guest.
+void flush_all_guest_tlbs();
+
+} // namespace virt

@@ -1,0 +1,519 @@
+// Intel VMX (SDM vol. 3C, ch. 23-28): VMXON per CPU, one VMCS per vCPU with
+// EPT, VPID and unrestricted guest, the VMLAUNCH/VMRESUME loop and exit decoding.
+#include "arch/x86_64/vmx.hpp"
+
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/insn.hpp"
+#include "kernel/console.hpp"
+#include "kernel/new.hpp"
+#include "kernel/spinlock.hpp"
+
+extern "C" u64 vmx_run(Gprs *g, u64 launched);
+extern "C" char vmx_exit[];
+
+namespace vmx {
+namespace {
+
+namespace msr {
+constexpr u32 FEATURE_CONTROL = 0x3a, BASIC = 0x480, PINBASED = 0x481, PROCBASED = 0x482, EXIT = 0x483,
+              ENTRY = 0x484, CR0_FIXED0 = 0x486, CR0_FIXED1 = 0x487, CR4_FIXED0 = 0x488, CR4_FIXED1 = 0x489,
+              PROCBASED2 = 0x48b, EPT_VPID_CAP = 0x48c, TRUE_PINBASED = 0x48d, TRUE_PROCBASED = 0x48e,
+              TRUE_EXIT = 0x48f, TRUE_ENTRY = 0x490;
+}
+
+// VMCS field encodings (SDM vol. 3D, appendix B).
+enum class F : u32 {
+    vpid = 0x0000,
+    guest_es = 0x0800, guest_cs = 0x0802, guest_ss = 0x0804, guest_ds = 0x0806, guest_fs = 0x0808,
+    guest_gs = 0x080a, guest_ldtr = 0x080c, guest_tr = 0x080e,
+    host_es = 0x0c00, host_cs = 0x0c02, host_ss = 0x0c04, host_ds = 0x0c06, host_fs = 0x0c08, host_gs = 0x0c0a,
+    host_tr = 0x0c0c,
+    msr_bitmap = 0x2004, tsc_offset = 0x2010, eptp = 0x201a, guest_phys = 0x2400,
+    link = 0x2800, guest_debugctl = 0x2802, guest_pat = 0x2804, guest_efer = 0x2806,
+    host_pat = 0x2c00, host_efer = 0x2c02,
+    pin = 0x4000, proc = 0x4002, exc_bitmap = 0x4004, cr3_count = 0x400a, exit_ctl = 0x400c,
+    exit_msr_store = 0x400e, exit_msr_load = 0x4010, entry_ctl = 0x4012, entry_msr_load = 0x4014,
+    entry_intr = 0x4016, entry_error = 0x4018, entry_len = 0x401a, proc2 = 0x401e,
+    insn_error = 0x4400, exit_reason = 0x4402, exit_intr = 0x4404, exit_intr_error = 0x4406,
+    idt_vectoring = 0x4408, idt_vectoring_error = 0x440a, exit_len = 0x440c,
+    guest_es_limit = 0x4800, guest_es_ar = 0x4814, guest_gdtr_limit = 0x4810, guest_idtr_limit = 0x4812,
+    guest_interruptibility = 0x4824, guest_activity = 0x4826, guest_sysenter_cs = 0x482a,
+    host_sysenter_cs = 0x4c00,
+    cr0_mask = 0x6000, cr4_mask = 0x6002, cr0_shadow = 0x6004, cr4_shadow = 0x6006,
+    exit_qual = 0x6400,
+    guest_cr0 = 0x6800, guest_cr3 = 0x6802, guest_cr4 = 0x6804, guest_es_base = 0x6806, guest_cs_base = 0x6808,
+    guest_gdtr_base = 0x6816, guest_idtr_base = 0x6818, guest_dr7 = 0x681a, guest_rsp = 0x681c,
+    guest_rip = 0x681e, guest_rflags = 0x6820, guest_sysenter_esp = 0x6824, guest_sysenter_eip = 0x6826,
+    guest_fs_base = 0x680e, guest_gs_base = 0x6810,
+    host_cr0 = 0x6c00, host_cr3 = 0x6c02, host_cr4 = 0x6c04, host_fs_base = 0x6c06, host_gs_base = 0x6c08,
+    host_tr_base = 0x6c0a, host_gdtr_base = 0x6c0c, host_idtr_base = 0x6c0e, host_sysenter_esp = 0x6c10,
+    host_sysenter_eip = 0x6c12, host_rsp = 0x6c14, host_rip = 0x6c16,
+};
+
+u64 vmread(F f)
+{
+    u64 v;
+    asm volatile("vmread %1, %0" : "=r"(v) : "r"(u64(f)) : "cc");
+    return v;
+}
+
+void vmwrite(F f, u64 v) { asm volatile("vmwrite %1, %0" : : "r"(u64(f)), "r"(v) : "cc", "memory"); }
+
+// Segment n (0 = ES .. 7 = TR) of a per-segment field group: encodings step by 2.
+F seg(F base, unsigned n) { return F(u32(base) + 2 * n); }
+
+// Controls: set what we want, then apply the CPU's must-be-one/may-be-one bits. False if a wanted bit is not allowed.
+bool adjust(u32 want, u32 msr_nr, u32 &out)
+{
+    u64 caps = x86::rdmsr(msr_nr);
+    u32 must = u32(caps), may = u32(caps >> 32);
+    out = (want | must) & may;
+    return (out & want) == want;
+}
+
+struct Invdesc {
+    u64 a, b;
+};
+void invept_all()
+{
+    Invdesc d{0, 0};
+    asm volatile("invept %0, %1" : : "m"(d), "r"(2ull) : "cc", "memory");
+}
+void invvpid(u64 type, u16 vpid)
+{
+    Invdesc d{vpid, 0};
+    asm volatile("invvpid %0, %1" : : "m"(d), "r"(type) : "cc", "memory");
+}
+
+struct PerCpu {
+    PhysAddr vmxon;
+    u64 flush_epoch;
+    const void *msr_owner;   // whose syscall MSRs are loaded on this CPU
+};
+PerCpu percpu_[MAX_CPUS];
+u32 revision_;
+bool true_ctls_;
+u64 ept_caps_;
+PhysAddr msr_bitmap_;
+u64 flush_epoch_ = 1;
+u16 next_vpid_ = 1;
+Spinlock vpid_lock_;
+u32 pin_ctl_, proc_ctl_, proc2_ctl_, exit_ctl_, entry_ctl_;
+
+void allow_msr(u8 *map, u32 msr, bool read, bool write)
+{
+    u32 base;
+    if (msr < 0x2000) base = 0;
+    else if (msr >= 0xc0000000 && msr < 0xc0002000) base = 1024, msr -= 0xc0000000;
+    else return;
+    if (read) map[base + msr / 8] &= u8(~(1u << (msr % 8)));
+    if (write) map[2048 + base + msr / 8] &= u8(~(1u << (msr % 8)));
+}
+
+// MSRs that are neither in the VMCS nor used by Keel: kept per vCPU, loaded when it runs.
+constexpr u32 SWAPPED[] = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0xc0000103};
+constexpr usize NSWAPPED = sizeof(SWAPPED) / sizeof(SWAPPED[0]);
+
+class VmxVcpu final : public virt::ArchVcpu {
+public:
+    Status setup(const virt::NestedSpace &space, const virt::EntryState &entry) override;
+    void run(Gprs &g, ExitInfo &e) override;
+    void destroy() override;
+
+    u64 rip() override { return vmread(F::guest_rip); }
+    void set_rip(u64 rip) override { vmwrite(F::guest_rip, rip); }
+    u64 rflags() override { return vmread(F::guest_rflags); }
+    x86::CpuMode mode() override
+    {
+        u64 ar = vmread(seg(F::guest_es_ar, 1));
+        return x86::cpu_mode(vmread(F::guest_cr0) & 1, vmread(F::guest_rflags) & (1u << 17),
+                        vmread(F::guest_efer) & (1u << 10), ar & (1u << 13), ar & (1u << 14));
+    }
+    u64 cs_base() override { return vmread(F::guest_cs_base); }
+    u64 cr0() override { return vmread(F::guest_cr0); }
+    void inject_exception(u8 vector, bool has_error, u32 error) override
+    {
+        vmwrite(F::entry_intr, vector | 3u << 8 | (has_error ? 1u << 11 : 0) | 1u << 31);
+        if (has_error) vmwrite(F::entry_error, error);
+    }
+    bool arch_rdmsr(u32 msr, u64 &v) override;
+    bool arch_wrmsr(u32 msr, u64 v) override;
+    void host_cpuid(u32 leaf, u32 sub, u32 out[4]) override
+    {
+        auto r = x86::cpuid(leaf, sub);
+        out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
+    }
+    u64 tsc() override { return x86::rdtsc() + vmread(F::tsc_offset); }
+
+private:
+    void first_run();
+    bool handle_cr(u64 qual, Gprs &g);
+
+    PhysAddr vmcs_;
+    u64 eptp_ = 0;
+    virt::EntryState entry_{};
+    u16 vpid_ = 0;
+    u32 cpu_ = ~0u;
+    bool launched_ = false;
+    u64 swapped_[NSWAPPED] = {};
+};
+
+Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry)
+{
+    auto page = mm::alloc_zeroed(0);
+    if (!page) return page.error();
+    vmcs_ = *page;
+    *mm::phys_ptr<u32>(vmcs_) = revision_;
+    eptp_ = EptFormat::eptp(space.root());
+    entry_ = entry;
+    Guard g(vpid_lock_);
+    vpid_ = next_vpid_;
+    next_vpid_ = next_vpid_ == 0xffff ? 1 : next_vpid_ + 1;
+    return {};
+}
+
+void VmxVcpu::destroy()
+{
+    if (vmcs_.raw()) {
+        asm volatile("vmclear %0" : : "m"(vmcs_.v) : "cc", "memory");
+        mm::free(vmcs_, 0);
+    }
+    vmcs_ = PhysAddr(0);
+}
+
+// The VMCS is filled on the CPU the vCPU runs on (host state is per CPU); a vCPU never migrates.
+void VmxVcpu::first_run()
+{
+    Cpu *c = cpu();
+    cpu_ = c->index;
+    u64 pa = vmcs_.raw();
+    asm volatile("vmclear %0" : : "m"(pa) : "cc", "memory");
+    asm volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
+
+    vmwrite(F::pin, pin_ctl_);
+    vmwrite(F::proc, proc_ctl_);
+    vmwrite(F::proc2, proc2_ctl_);
+    vmwrite(F::exit_ctl, exit_ctl_);
+    vmwrite(F::entry_ctl, entry_ctl_);
+    vmwrite(F::exc_bitmap, 1u << 17 | 1u << 18);   // #AC (no alignment-check storm), #MC
+    vmwrite(F::cr3_count, 0);
+    vmwrite(F::exit_msr_store, 0);
+    vmwrite(F::exit_msr_load, 0);
+    vmwrite(F::entry_msr_load, 0);
+    vmwrite(F::msr_bitmap, msr_bitmap_.raw());
+    vmwrite(F::eptp, eptp_);
+    vmwrite(F::vpid, vpid_);
+    vmwrite(F::link, ~0ull);
+
+    // Host state: this CPU's.
+    vmwrite(F::host_cr0, x86::read_cr0());
+    vmwrite(F::host_cr3, x86::read_cr3());
+    vmwrite(F::host_cr4, x86::read_cr4());
+    vmwrite(F::host_cs, SEL_CODE64);
+    vmwrite(F::host_ss, SEL_DATA);
+    vmwrite(F::host_ds, SEL_DATA);
+    vmwrite(F::host_es, SEL_DATA);
+    vmwrite(F::host_fs, 0);
+    vmwrite(F::host_gs, 0);
+    vmwrite(F::host_tr, SEL_TSS);
+    vmwrite(F::host_fs_base, 0);
+    vmwrite(F::host_gs_base, reinterpret_cast<u64>(c));
+    vmwrite(F::host_tr_base, reinterpret_cast<u64>(&c->tss));
+    vmwrite(F::host_gdtr_base, reinterpret_cast<u64>(c->gdt));
+    struct [[gnu::packed]] { u16 limit; u64 base; } idtr;
+    asm volatile("sidt %0" : "=m"(idtr));
+    vmwrite(F::host_idtr_base, idtr.base);
+    vmwrite(F::host_sysenter_cs, 0);
+    vmwrite(F::host_sysenter_esp, 0);
+    vmwrite(F::host_sysenter_eip, 0);
+    vmwrite(F::host_efer, x86::rdmsr(x86::msr::EFER));
+    vmwrite(F::host_pat, x86::rdmsr(x86::msr::PAT));
+    vmwrite(F::host_rip, reinterpret_cast<u64>(vmx_exit));
+
+    // Guest: 32-bit protected mode, flat, paging off (unrestricted guest).
+    const u64 cr0_fixed0 = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);   // PE, PG are free with UG
+    const u64 cr4_fixed0 = x86::rdmsr(msr::CR4_FIXED0);
+    vmwrite(F::guest_cr0, 0x11 | cr0_fixed0);
+    vmwrite(F::cr0_mask, cr0_fixed0);              // bits the CPU insists on: the guest sees its own view
+    vmwrite(F::cr0_shadow, 0x11);
+    vmwrite(F::guest_cr4, cr4_fixed0);
+    vmwrite(F::cr4_mask, cr4_fixed0);
+    vmwrite(F::cr4_shadow, 0);
+    vmwrite(F::guest_cr3, 0);
+    for (unsigned s = 0; s < 6; s++) {
+        vmwrite(seg(F::guest_es, s), s == 1 ? 0x08 : 0x10);
+        vmwrite(seg(F::guest_es_base, s), 0);
+        vmwrite(seg(F::guest_es_limit, s), 0xffffffff);
+        vmwrite(seg(F::guest_es_ar, s), s == 1 ? 0xc09b : 0xc093);
+    }
+    vmwrite(F::guest_ldtr, 0);
+    vmwrite(seg(F::guest_es_base, 6), 0);
+    vmwrite(seg(F::guest_es_limit, 6), 0);
+    vmwrite(seg(F::guest_es_ar, 6), 1u << 16);     // unusable
+    vmwrite(F::guest_tr, 0);
+    vmwrite(seg(F::guest_es_base, 7), 0);
+    vmwrite(seg(F::guest_es_limit, 7), 0x67);
+    vmwrite(seg(F::guest_es_ar, 7), 0x8b);
+    vmwrite(F::guest_gdtr_base, 0);
+    vmwrite(F::guest_gdtr_limit, 0xffff);
+    vmwrite(F::guest_idtr_base, 0);
+    vmwrite(F::guest_idtr_limit, 0xffff);
+    vmwrite(F::guest_dr7, 0x400);
+    vmwrite(F::guest_rsp, 0);
+    vmwrite(F::guest_rip, entry_.eip);
+    vmwrite(F::guest_rflags, 2);
+    vmwrite(F::guest_interruptibility, 0);
+    vmwrite(F::guest_activity, 0);
+    vmwrite(F::guest_sysenter_cs, 0);
+    vmwrite(F::guest_sysenter_esp, 0);
+    vmwrite(F::guest_sysenter_eip, 0);
+    vmwrite(F::guest_debugctl, 0);
+    vmwrite(F::guest_pat, 0x0007040600070406ull);
+    vmwrite(F::guest_efer, 0);
+    vmwrite(F::tsc_offset, 0);
+    vmwrite(F::entry_intr, 0);
+    // The VPID may have been used before on this CPU by a vCPU that is gone.
+    invvpid(1, vpid_);
+}
+
+bool VmxVcpu::handle_cr(u64 qual, Gprs &g)
+{
+    const unsigned cr = qual & 15, type = (qual >> 4) & 3, reg = (qual >> 8) & 15;
+    if (type != 0 || (cr != 0 && cr != 4)) return false;   // only MOV to CR0/CR4 can exit here
+    u64 v = reg == 4 ? vmread(F::guest_rsp) : g[reg];
+    if (cr == 4) {
+        if (v & (1u << 13)) {   // VMXE: no nested virtualization
+            inject_exception(13, true, 0);
+            return true;
+        }
+        vmwrite(F::cr4_shadow, v);
+        vmwrite(F::guest_cr4, v | x86::rdmsr(msr::CR4_FIXED0));
+    } else {
+        const u64 fixed = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);
+        vmwrite(F::cr0_shadow, v);
+        vmwrite(F::guest_cr0, v | fixed);
+    }
+    set_rip(rip() + vmread(F::exit_len));
+    return true;
+}
+
+void VmxVcpu::run(Gprs &g, ExitInfo &e)
+{
+    Cpu *c = cpu();
+    PerCpu &pc = percpu_[c->index];
+    if (!launched_ && cpu_ == ~0u) first_run();
+    else {
+        u64 pa = vmcs_.raw();
+        asm volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
+    }
+    if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
+        pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
+        invept_all();
+        invvpid(2, 0);
+    }
+    if (pc.msr_owner != this) {
+        for (usize i = 0; i < NSWAPPED; i++) x86::wrmsr(SWAPPED[i], swapped_[i]);
+        pc.msr_owner = this;
+    }
+
+    for (;;) {
+        x86::cli();
+        u64 failed = vmx_run(&g, launched_);
+        x86::sti();   // an external interrupt that caused the exit is taken here
+        x86::cli();
+        e = ExitInfo{};
+        if (failed) {
+            e.reason = ExitReason::invalid_state;
+            e.raw = 0x10000 | vmread(F::insn_error);
+            return;
+        }
+        launched_ = true;
+        const u64 reason = vmread(F::exit_reason);
+        e.raw = reason;
+        // An event being delivered when the exit happened must be delivered again.
+        const u64 vect = vmread(F::idt_vectoring);
+        if (vect & (1u << 31)) {
+            vmwrite(F::entry_intr, vect & ~u64(1u << 12));
+            if (vect & (1u << 11)) vmwrite(F::entry_error, vmread(F::idt_vectoring_error));
+        }
+        if (reason & (1u << 31)) {
+            e.reason = ExitReason::invalid_state;
+            return;
+        }
+        const u64 qual = vmread(F::exit_qual);
+        switch (reason & 0xffff) {
+        case 0: {   // exception or NMI
+            u64 info = vmread(F::exit_intr);
+            if (((info >> 8) & 7) == 2) {
+                e.reason = ExitReason::nmi;
+            } else {
+                e.reason = ExitReason::intr;   // intercepted only to break event storms: reflect it
+                inject_exception(u8(info), info & (1u << 11), u32(vmread(F::exit_intr_error)));
+            }
+            return;
+        }
+        case 1: e.reason = ExitReason::intr; return;
+        case 2: e.reason = ExitReason::shutdown; return;
+        case 10: e.reason = ExitReason::cpuid; break;
+        case 12: e.reason = ExitReason::hlt; break;
+        case 18: e.reason = ExitReason::vmcall; break;
+        case 19: case 20: case 21: case 22: case 23: case 24: case 25: case 26: case 27: case 50: case 53:
+            inject_exception(6, false, 0);   // VMX instructions, INVEPT, INVVPID: #UD
+            continue;
+        case 28:
+            if (handle_cr(qual, g)) continue;
+            e.reason = ExitReason::cr_access;
+            return;
+        case 30:
+            e.reason = ExitReason::io;
+            e.size = u8((qual & 7) + 1);
+            e.in = qual & 8;
+            e.string = qual & 16;
+            e.rep = qual & 32;
+            e.port = u16(qual >> 16);
+            e.addr_size = mode() == x86::CpuMode::long64 ? 8 : mode() == x86::CpuMode::prot32 ? 4 : 2;
+            break;
+        case 31: e.reason = ExitReason::rdmsr; break;
+        case 32: e.reason = ExitReason::wrmsr; break;
+        case 33: e.reason = ExitReason::invalid_state; return;
+        case 48:
+            e.reason = ExitReason::npf;
+            e.gpa = vmread(F::guest_phys);
+            e.write = qual & 2;
+            e.fetch = qual & 4;
+            return;
+        case 55: e.reason = ExitReason::xsetbv; break;
+        default: e.reason = ExitReason::other; return;
+        }
+        // Instruction exits: the CPU tells us the length.
+        e.next_rip = rip() + vmread(F::exit_len);
+        if (mode() != x86::CpuMode::long64) e.next_rip &= 0xffffffff;
+        return;
+    }
+}
+
+bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
+{
+    switch (msr) {
+    case 0xc0000080: v = vmread(F::guest_efer); return true;
+    case 0x277: v = vmread(F::guest_pat); return true;
+    case 0x10: v = tsc(); return true;
+    case 0xc0000100: v = vmread(F::guest_fs_base); return true;
+    case 0xc0000101: v = vmread(F::guest_gs_base); return true;
+    case 0x174: v = vmread(F::guest_sysenter_cs); return true;
+    case 0x175: v = vmread(F::guest_sysenter_esp); return true;
+    case 0x176: v = vmread(F::guest_sysenter_eip); return true;
+    }
+    for (usize i = 0; i < NSWAPPED; i++)
+        if (SWAPPED[i] == msr) {
+            v = swapped_[i];
+            return true;
+        }
+    return false;
+}
+
+bool VmxVcpu::arch_wrmsr(u32 msr, u64 v)
+{
+    switch (msr) {
+    case 0xc0000080: {
+        if (v & ~u64(1 | 1u << 8 | 1u << 10 | 1u << 11)) return false;
+        // LMA follows LME once paging is on; the entry control must agree with it.
+        u64 lma = (v & (1u << 8)) && (vmread(F::guest_cr0) & (1ull << 31)) ? 1u << 10 : 0;
+        vmwrite(F::guest_efer, (v & ~u64(1u << 10)) | lma);
+        vmwrite(F::entry_ctl, lma ? entry_ctl_ | (1u << 9) : entry_ctl_ & ~(1u << 9));
+        return true;
+    }
+    case 0x277:
+        for (unsigned i = 0; i < 8; i++) {
+            u8 t = u8(v >> (8 * i));
+            if (t == 2 || t == 3 || t > 7) return false;
+        }
+        vmwrite(F::guest_pat, v);
+        return true;
+    case 0x10: vmwrite(F::tsc_offset, v - x86::rdtsc()); return true;
+    }
+    for (usize i = 0; i < NSWAPPED; i++)
+        if (SWAPPED[i] == msr) {
+            swapped_[i] = v;
+            x86::wrmsr(msr, v);   // this vCPU's values are the loaded ones while it runs
+            return true;
+        }
+    return false;
+}
+
+} // namespace
+
+const char *unsupported()
+{
+    if (!(x86::cpuid(1).c & (1u << 5))) return "the CPU has no VMX";
+    u64 fc = x86::rdmsr(msr::FEATURE_CONTROL);
+    if ((fc & 1) && !(fc & 4)) return "VMX is disabled by the firmware (IA32_FEATURE_CONTROL locked without VMX)";
+    u64 basic = x86::rdmsr(msr::BASIC);
+    true_ctls_ = basic & (1ull << 55);
+    revision_ = u32(basic & 0x7fffffff);
+    bool ok = adjust(1u << 0 | 1u << 3, true_ctls_ ? msr::TRUE_PINBASED : msr::PINBASED, pin_ctl_);
+    // HLT, unconditional I/O, MSR bitmaps, secondary controls; no CR3 exits (EPT).
+    u32 want_proc = 1u << 7 | 1u << 24 | 1u << 28 | 1u << 31;
+    if (!adjust(want_proc, true_ctls_ ? msr::TRUE_PROCBASED : msr::PROCBASED, proc_ctl_) || !ok)
+        return "VMX lacks basic controls (HLT/I/O exiting, MSR bitmaps, secondary controls)";
+    // EPT, RDTSCP, VPID, unrestricted guest.
+    if (!adjust(1u << 1 | 1u << 5 | 1u << 7, msr::PROCBASED2, proc2_ctl_)) return "VMX lacks EPT, VPID or unrestricted guest";
+    u32 rdtscp;
+    if (adjust(proc2_ctl_ | 1u << 3, msr::PROCBASED2, rdtscp)) proc2_ctl_ = rdtscp;
+    // 64-bit host, save/load PAT and EFER.
+    if (!adjust(1u << 9 | 1u << 18 | 1u << 19 | 1u << 20 | 1u << 21, true_ctls_ ? msr::TRUE_EXIT : msr::EXIT, exit_ctl_))
+        return "VMX lacks the exit controls Keel needs";
+    if (!adjust(1u << 14 | 1u << 15, true_ctls_ ? msr::TRUE_ENTRY : msr::ENTRY, entry_ctl_))
+        return "VMX lacks the entry controls Keel needs";
+    ept_caps_ = x86::rdmsr(msr::EPT_VPID_CAP);
+    if (!(ept_caps_ & (1u << 6)) || !(ept_caps_ & (1u << 14))) return "EPT lacks 4-level walks or write-back";
+    if (!(ept_caps_ & (1u << 20)) || !(ept_caps_ & (1u << 26)) || !(ept_caps_ & (1ull << 32)) ||
+        !(ept_caps_ & (1ull << 42)) || !(ept_caps_ & (1ull << 41)))
+        return "INVEPT/INVVPID lack the all-context or single-context types";
+    return nullptr;
+}
+
+Status enable_cpu()
+{
+    Cpu *c = cpu();
+    PerCpu &pc = percpu_[c->index];
+    if (c->index == 0) {
+        auto mb = mm::alloc(0);
+        if (!mb) return Err::no_memory;
+        msr_bitmap_ = *mb;
+        u8 *m = mm::phys_ptr<u8>(msr_bitmap_);
+        __builtin_memset(m, 0xff, PAGE_SIZE);
+        // Guest state held in the VMCS: reads and writes go straight to it.
+        static constexpr u32 vmcs_msrs[] = {0xc0000100, 0xc0000101, 0x174, 0x175, 0x176};
+        for (u32 msr : vmcs_msrs) allow_msr(m, msr, true, true);
+    }
+    u64 fc = x86::rdmsr(msr::FEATURE_CONTROL);
+    if (!(fc & 1)) x86::wrmsr(msr::FEATURE_CONTROL, fc | 1 | 4);   // unlocked: enable VMX and lock
+    u64 cr0 = (x86::read_cr0() | x86::rdmsr(msr::CR0_FIXED0)) & x86::rdmsr(msr::CR0_FIXED1);
+    u64 cr4 = (x86::read_cr4() | x86::cr4::VMXE | x86::rdmsr(msr::CR4_FIXED0)) & x86::rdmsr(msr::CR4_FIXED1);
+    x86::write_cr0(cr0);
+    x86::write_cr4(cr4);
+    auto r = mm::alloc_zeroed(0);
+    if (!r) return Err::no_memory;
+    pc.vmxon = *r;
+    *mm::phys_ptr<u32>(pc.vmxon) = revision_;
+    u64 pa = pc.vmxon.raw();
+    bool fail;
+    asm volatile("vmxon %1" : "=@ccbe"(fail) : "m"(pa) : "memory");
+    if (fail) return Err::unsupported;
+    invept_all();
+    invvpid(2, 0);
+    return {};
+}
+
+virt::ArchVcpu *make_vcpu(void *storage)
+{
+    static_assert(sizeof(VmxVcpu) <= virt::ARCH_VCPU_STORAGE);
+    return new (storage) VmxVcpu();
+}
+
+void flush_all() { __atomic_fetch_add(&flush_epoch_, 1, __ATOMIC_RELEASE); }
+
+unsigned ept_max_leaf_level() { return (ept_caps_ & (1u << 17)) ? 3 : (ept_caps_ & (1u << 16)) ? 2 : 1; }
+
+} // namespace vmx

@@ -1,0 +1,448 @@
+#include "kernel/hv/hypervisor.hpp"
+
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/mm.hpp"
+#include "arch/x86_64/power.hpp"
+#include "arch/x86_64/smp.hpp"
+#include "arch/x86_64/time.hpp"
+#include "arch/x86_64/virt.hpp"
+#include "kernel/config.hpp"
+#include "kernel/console.hpp"
+#include "kernel/dev_uart.hpp"
+#include "kernel/format.hpp"
+#include "kernel/frame_alloc.hpp"
+#include "kernel/guest_memory.hpp"
+#include "kernel/loader_multiboot.hpp"
+#include "kernel/new.hpp"
+#include "kernel/spinlock.hpp"
+#include "kernel/vm_exits.hpp"
+
+extern const Acpi &boot_acpi();
+
+namespace hv {
+namespace {
+
+constexpr u32 MAX_VCPUS = 16;             // per guest
+constexpr u64 LOWMEM_TOP = 3 * GiB;       // guest RAM above this continues at 4 GiB
+constexpr usize MAX_BLOCKS = 128;
+
+struct Guest;
+
+struct Vcpu {
+    enum class State : u8 { idle, runnable, running, halted, stopped };
+
+    Guest *guest;
+    u32 index;
+    u32 cpu;                              // the physical CPU it is placed on (vCPUs do not migrate)
+    State state;
+    Gprs gprs;
+    alignas(16) u8 arch_storage[virt::ARCH_VCPU_STORAGE];
+    virt::ArchVcpu *arch;
+    VcpuStats stats;
+    u64 ready_since;
+    Vcpu *next;
+};
+
+struct Guest {
+    enum class State : u8 { free, running, stopping, ended };
+
+    const GuestConfig *cfg;
+    char name[GuestConfig::MAX_NAME + 1];
+    State state;
+    Spinlock lock;
+    GuestMemory mem;
+    struct Block { PhysAddr pa; u8 order; } blocks[MAX_BLOCKS];
+    usize nblocks;
+    virt::NestedSpace space;
+    GuestPlatform platform;
+    alignas(UartModel) u8 uart_storage[sizeof(UartModel)];
+    alignas(DebugExitModel) u8 exit_storage[sizeof(DebugExitModel)];
+    UartModel *uart;
+    Vcpu vcpus[MAX_VCPUS];
+    u32 nvcpus;
+    u32 live;                             // vCPUs not stopped yet
+    u32 exit_code;
+    u32 starts;
+    const char *why;                      // set when Keel stopped it
+    u64 why_addr;
+};
+
+struct RunQueue {
+    Spinlock lock;
+    Vcpu *head, *tail;
+    u32 placed;                           // vCPUs placed on this CPU (for load balancing at creation)
+
+    void push(Vcpu *v)
+    {
+        Guard g(lock);
+        v->next = nullptr;
+        if (tail) tail->next = v;
+        else head = v;
+        tail = v;
+    }
+    Vcpu *pop()
+    {
+        Guard g(lock);
+        Vcpu *v = head;
+        if (v) {
+            head = v->next;
+            if (!head) tail = nullptr;
+        }
+        return v;
+    }
+};
+
+constinit KeelConfig config_{};
+constinit Guest guests_[KeelConfig::MAX_GUESTS]{};
+constinit RunQueue rq_[MAX_CPUS]{};
+u32 ncpus_;
+u64 slice_tsc_;
+u32 live_guests_;
+const BootInfo *boot_;
+bool started_;
+
+u64 tsc_to_ns(u64 t) { return t / (time::tsc_hz() / 1000000) * 1000; }
+
+const BootModule *find_module(StrView path)
+{
+    for (usize i = 0; i < boot_->module_count; i++) {
+        const BootModule &m = boot_->modules[i];
+        if (m.len == path.n && __builtin_memcmp(m.string, path.p, path.n) == 0) return &m;
+    }
+    return nullptr;
+}
+
+void guest_line(void *ctx, const char *line, usize n)
+{
+    auto *g = static_cast<Guest *>(ctx);
+    char buf[200];
+    usize k = format(buf, sizeof(buf), "[%s] %.*s\n", g->name, int(n), line);
+    console::write(buf, min(k, sizeof(buf) - 1));
+}
+
+void release(Guest &g)
+{
+    for (u32 i = 0; i < g.nvcpus; i++)
+        if (g.vcpus[i].arch) g.vcpus[i].arch->destroy();
+    g.space.destroy();
+    virt::flush_all_guest_tlbs();   // before the memory can serve anyone else
+    for (usize i = 0; i < g.nblocks; i++) mm::free(g.blocks[i].pa, g.blocks[i].order);
+    g.nblocks = 0;
+    g.mem.~GuestMemory();
+    new (&g.mem) GuestMemory();
+}
+
+// RAM for the guest, reserved up front and zeroed: blocks as large as the
+// guest-physical alignment allows, so the nested tables can use 2 MiB/1 GiB pages.
+Status build_memory(Guest &g)
+{
+    GuestExtent layout[3];
+    usize n = GuestMemory::pc_layout(g.cfg->memory, LOWMEM_TOP, layout);
+    for (usize i = 0; i < n; i++) {
+        u64 at = layout[i].gpa.raw(), end = layout[i].end();
+        while (at < end) {
+            unsigned order = 0;
+            while (order < FrameAllocator::MAX_ORDER && (at & ((PAGE_SIZE << (order + 1)) - 1)) == 0 &&
+                   at + (PAGE_SIZE << (order + 1)) <= end)
+                order++;
+            if (g.nblocks == MAX_BLOCKS) return Err::range;
+            auto b = mm::alloc_zeroed(order);
+            if (!b) return Err::no_memory;
+            g.blocks[g.nblocks++] = {*b, u8(order)};
+            const u64 size = PAGE_SIZE << order;
+            KEEL_TRY(g.mem.add(GuestPhys(at), size, mm::phys_ptr<u8>(*b)));
+            KEEL_TRY(g.space.map(GuestPhys(at), *b, size));
+            at += size;
+        }
+    }
+    return {};
+}
+
+bool create(Guest &g)
+{
+    const GuestConfig &c = *g.cfg;
+    g.nblocks = 0;
+    g.why = nullptr;
+    g.exit_code = 0;
+    g.nvcpus = min<u32>(c.cpus, MAX_VCPUS);
+    if (c.cpus > MAX_VCPUS) log_warn("guest %s: %u vCPUs asked, %u supported", g.name, c.cpus, MAX_VCPUS);
+
+    const BootModule *kernel = find_module(c.kernel);
+    if (!kernel) {
+        log_error("guest %s: kernel '%.*s' is not in the image", g.name, int(c.kernel.n), c.kernel.p);
+        return false;
+    }
+    GuestModuleSrc mods[GuestConfig::MAX_MODULES];
+    for (u32 i = 0; i < c.module_count; i++) {
+        const BootModule *m = find_module(c.modules[i]);
+        if (!m) {
+            log_error("guest %s: module '%.*s' is not in the image", g.name, int(c.modules[i].n), c.modules[i].p);
+            return false;
+        }
+        mods[i] = {mm::phys_ptr<const u8>(m->start), m->end - m->start, c.modules[i].p, c.modules[i].n};
+    }
+
+    if (auto s = g.space.init(); !s) {
+        log_error("guest %s: no memory for its nested page tables", g.name);
+        return false;
+    }
+    if (auto s = build_memory(g); !s) {
+        auto st = mm::stats();
+        log_error("guest %s: cannot reserve %lu MiB of RAM (%lu MiB free): not started", g.name, c.memory / MiB,
+                  st.free_frames * PAGE_SIZE / MiB);
+        release(g);
+        return false;
+    }
+
+    g.platform = GuestPlatform{};
+    g.platform.mem = &g.mem;
+    g.platform.vcpu_count = g.nvcpus;
+    g.uart = new (g.uart_storage) UartModel(0x3f8, guest_line, &g);
+    g.platform.add_io(g.uart);
+    g.platform.add_io(new (g.exit_storage) DebugExitModel(0xf4, g.platform));
+
+    LoadReport rep{};
+    auto entry = load_multiboot(g.mem, mm::phys_ptr<const u8>(kernel->start), kernel->end - kernel->start, c.cmdline.p,
+                                c.cmdline.n, mods, c.module_count, &rep);
+    if (!entry) {
+        log_error("guest %s: cannot load '%.*s': %s (%s)", g.name, int(c.kernel.n), c.kernel.p, rep.msg,
+                  err_name(entry.error()));
+        release(g);
+        return false;
+    }
+
+    for (u32 i = 0; i < g.nvcpus; i++) {
+        Vcpu &v = g.vcpus[i];
+        v = Vcpu{};
+        v.guest = &g;
+        v.index = i;
+        v.arch = virt::make_vcpu(v.arch_storage);
+        if (auto s = v.arch->setup(g.space, virt::EntryState{entry->eip, entry->eax, entry->ebx}); !s) {
+            log_error("guest %s: cannot set up vCPU %u", g.name, i);
+            release(g);
+            return false;
+        }
+        // Placement: the pinned CPU, else the least loaded one.
+        u32 cpu = 0;
+        if (i < c.pin_count && c.pin[i] < ncpus_) cpu = c.pin[i];
+        else {
+            if (i < c.pin_count) log_warn("guest %s: vCPU %u pinned to CPU %u, which is not online", g.name, i, c.pin[i]);
+            for (u32 k = 1; k < ncpus_; k++)
+                if (rq_[k].placed < rq_[cpu].placed) cpu = k;
+        }
+        v.cpu = cpu;
+        __atomic_fetch_add(&rq_[cpu].placed, 1, __ATOMIC_RELAXED);
+    }
+    Vcpu &bsp = g.vcpus[0];
+    bsp.gprs.rax = entry->eax;
+    bsp.gprs.rbx = entry->ebx;
+    // Application processors wait for INIT/SIPI, which needs the local APIC model (not yet).
+    g.live = g.nvcpus;
+    g.starts++;
+    g.state = Guest::State::running;
+    log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (Multiboot%s), entry %x", g.name, c.memory / MiB, g.nvcpus,
+             g.nvcpus > 1 ? "s" : "", int(c.kernel.n), c.kernel.p, rep.version == 2 ? "2" : "", entry->eip);
+    for (u32 i = 0; i < g.nvcpus; i++) {
+        Vcpu &v = g.vcpus[i];
+        v.state = i == 0 ? Vcpu::State::runnable : Vcpu::State::idle;
+        if (i == 0) {
+            v.ready_since = x86::rdtsc();
+            rq_[v.cpu].push(&v);
+        }
+    }
+    return true;
+}
+
+void print_stats(Guest &g)
+{
+    for (u32 i = 0; i < g.nvcpus; i++) {
+        const VcpuStats &s = g.vcpus[i].stats;
+        char reasons[256];
+        usize k = 0;
+        for (u8 r = 0; r < u8(ExitReason::count); r++)
+            if (s.by_reason[r])
+                k = min(k + format(reasons + k, sizeof(reasons) - k, " %s=%lu", exit_reason_name(ExitReason(r)),
+                                   s.by_reason[r]),
+                        sizeof(reasons) - 1);
+        reasons[k] = '\0';
+        log_info("stats %s vcpu=%u cpu=%u run_us=%lu ready_us=%lu exits=%lu%s", g.name, i, g.vcpus[i].cpu,
+                 s.run_ns / 1000, s.ready_ns / 1000, s.exits, reasons);
+    }
+}
+
+void all_guests_ended()
+{
+    if (config_.on_idle == KeelConfig::OnIdle::poweroff) {
+        log_info("all guests have ended: powering off");
+        power::off(boot_acpi());
+    } else {
+        log_info("all guests have ended: idle");
+    }
+}
+
+// The last vCPU of a stopping guest is off its CPU: account, free, maybe restart.
+void finish(Guest &g)
+{
+    g.uart->flush();
+    print_stats(g);
+    for (u32 i = 0; i < g.nvcpus; i++) __atomic_fetch_sub(&rq_[g.vcpus[i].cpu].placed, 1, __ATOMIC_RELAXED);
+    release(g);
+    if (g.cfg->on_exit == GuestConfig::OnExit::restart) {
+        log_info("guest %s: restarting (on_exit = restart, start %u)", g.name, g.starts + 1);
+        if (create(g)) return;
+    }
+    g.state = Guest::State::ended;
+    if (__atomic_sub_fetch(&live_guests_, 1, __ATOMIC_ACQ_REL) == 0) all_guests_ended();
+}
+
+void vcpu_stopped(Vcpu &v)
+{
+    v.state = Vcpu::State::stopped;
+    if (__atomic_sub_fetch(&v.guest->live, 1, __ATOMIC_ACQ_REL) == 0) finish(*v.guest);
+}
+
+// The guest ends: say why once; vCPUs that are not on a CPU stop now, the others at their next exit.
+void end_guest(Guest &g, u32 code, const char *why, u64 addr)
+{
+    Vcpu *stop_now[MAX_VCPUS];
+    u32 n = 0;
+    {
+        Guard lk(g.lock);
+        if (g.state != Guest::State::running) return;
+        g.state = Guest::State::stopping;
+        g.exit_code = code;
+        g.why = why;
+        g.why_addr = addr;
+        g.uart->flush();
+        if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
+        log_info("guest %s exited code=%u", g.name, code);
+        for (u32 i = 0; i < g.nvcpus; i++)
+            if (g.vcpus[i].state == Vcpu::State::idle || g.vcpus[i].state == Vcpu::State::halted)
+                stop_now[n++] = &g.vcpus[i];
+    }
+    for (u32 i = 0; i < n; i++) vcpu_stopped(*stop_now[i]);
+}
+
+// Run one vCPU for up to a time slice.
+void run(Vcpu &v)
+{
+    Guest &g = *v.guest;
+    u64 now = x86::rdtsc();
+    v.stats.ready_ns += tsc_to_ns(now - v.ready_since);
+    const u64 slice_end = now + slice_tsc_;
+    v.state = Vcpu::State::running;
+    ExitInfo e;
+    for (;;) {
+        if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
+            return vcpu_stopped(v);
+        const u64 t0 = x86::rdtsc();
+        v.arch->run(v.gprs, e);
+        v.stats.exits++;
+        v.stats.by_reason[u8(e.reason)]++;
+        ExitOutcome out = handle_exit(e, v.gprs, *v.arch, g.platform, v.index);
+        const u64 t1 = x86::rdtsc();
+        v.stats.run_ns += tsc_to_ns(t1 - t0);
+
+        if (g.platform.exit_requested) {
+            end_guest(g, g.platform.exit_code, nullptr, 0);
+            return vcpu_stopped(v);
+        }
+        if (out.action == ExitAction::stop) {
+            end_guest(g, ~0u, out.why, out.addr);
+            return vcpu_stopped(v);
+        }
+        if (out.action == ExitAction::halt) {
+            if (!(v.arch->rflags() & (1u << 9))) {
+                end_guest(g, ~0u, "halted with interrupts disabled at", v.arch->rip());
+                return vcpu_stopped(v);
+            }
+            // Nothing can wake it yet (no interrupt sources for Multiboot guests).
+            Guard lk(g.lock);
+            if (g.state == Guest::State::running) {
+                v.state = Vcpu::State::halted;
+                return;
+            }
+            return;
+        }
+        if (e.reason == ExitReason::intr && t1 >= slice_end) {
+            // Slice used up: to the back of the queue (it runs on at once if it is alone).
+            v.state = Vcpu::State::runnable;
+            v.ready_since = t1;
+            rq_[v.cpu].push(&v);
+            return;
+        }
+    }
+}
+
+} // namespace
+
+[[noreturn]] void cpu_loop()
+{
+    RunQueue &q = rq_[cpu()->index];
+    for (;;) {
+        Vcpu *v = q.pop();
+        if (!v) {
+            x86::sti_hlt();
+            x86::cli();
+            continue;
+        }
+        run(*v);
+    }
+}
+
+[[noreturn]] void start(const BootInfo &bi, const Cmdline &cmdline)
+{
+    boot_ = &bi;
+    ncpus_ = smp::online();
+    const char *why = nullptr;
+    if (virt::init_boot_cpu(why) == virt::Vendor::none) {
+        log_error("virtualization unavailable: %s; Keel stays up without guests", why);
+        smp::idle();
+    }
+    smp::run_on_aps([] {
+        if (auto s = virt::init_cpu(); !s) {
+            log_error("cpu %u: cannot enable virtualization: %s", cpu()->index, err_name(s.error()));
+            smp::idle();
+        }
+        cpu_loop();
+    });
+
+    const BootModule *cfg = nullptr;
+    for (usize i = 0; i < bi.module_count; i++) {
+        StrView s{bi.modules[i].string, bi.modules[i].len};
+        if (s.eq("keel.toml")) cfg = &bi.modules[i];
+    }
+    if (!cfg) {
+        log_info("virtualization: %s on %u CPUs; no configuration module (keel.toml): no guests",
+                 virt::vendor_name(), ncpus_);
+        cpu_loop();
+    }
+    ConfigError err{};
+    const char *text = mm::phys_ptr<const char>(cfg->start);
+    if (auto s = parse_config(text, cfg->end - cfg->start, config_, err); !s) {
+        log_error("keel.toml line %u: %s; no guests started", err.line, err.msg);
+        cpu_loop();
+    }
+    if (config_.has_loglevel) console::set_level(config_.loglevel);
+    slice_tsc_ = time::tsc_hz() / 1000000 * (config_.time_slice_ns / 1000);
+    log_info("virtualization: %s on %u CPUs; %u guest%s, time slice %lu us", virt::vendor_name(), ncpus_,
+             config_.guest_count, config_.guest_count == 1 ? "" : "s", config_.time_slice_ns / 1000);
+    (void)cmdline;
+
+    for (u32 i = 0; i < config_.guest_count; i++) {
+        Guest &g = guests_[i];
+        g.cfg = &config_.guests[i];
+        format(g.name, sizeof(g.name), "%.*s", int(g.cfg->name.n), g.cfg->name.p);
+        __atomic_fetch_add(&live_guests_, 1, __ATOMIC_ACQ_REL);
+        if (!create(g)) {
+            g.state = Guest::State::ended;
+            __atomic_fetch_sub(&live_guests_, 1, __ATOMIC_ACQ_REL);
+        }
+    }
+    started_ = true;
+    if (__atomic_load_n(&live_guests_, __ATOMIC_ACQUIRE) == 0) all_guests_ended();
+    cpu_loop();
+}
+
+} // namespace hv

@@ -1,0 +1,222 @@
+#include "vm_exits.hpp"
+
+#include "x86_decode.hpp"
+
+const char *exit_reason_name(ExitReason r)
+{
+    static const char *const names[] = {"cpuid", "hlt", "io", "rdmsr", "wrmsr", "npf", "shutdown", "intr",
+                                        "nmi", "vmcall", "cr", "exception", "xsetbv", "invalid", "other"};
+    static_assert(sizeof(names) / sizeof(names[0]) == usize(ExitReason::count));
+    return u8(r) < u8(ExitReason::count) ? names[u8(r)] : "?";
+}
+
+namespace {
+
+constexpr u8 GP = 13, UD = 6;
+
+// MSRs with fixed or software-kept values that every guest may read.
+bool soft_rdmsr(u32 msr, u32 vcpu_index, u64 &v)
+{
+    switch (msr) {
+    case 0x1b:   // IA32_APIC_BASE: xAPIC enabled at the default base; BSP flag on vCPU 0
+        v = 0xfee00000 | (1u << 11) | (vcpu_index == 0 ? 1u << 8 : 0);
+        return true;
+    case 0x1a0:  // IA32_MISC_ENABLE: fast strings only
+        v = 1;
+        return true;
+    case 0x8b:   // IA32_BIOS_SIGN_ID (microcode revision): none
+    case 0x17:   // IA32_PLATFORM_ID
+        v = 0;
+        return true;
+    default:
+        return false;
+    }
+}
+
+// Find the next RIP: from the hardware if it told us, else by decoding the instruction.
+bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
+{
+    if (e.next_rip) {
+        out = e.next_rip;
+        return true;
+    }
+    if (ops.cr0() & (1ull << 31)) return false;   // guest paging: needs a guest page walk (not yet)
+    u8 bytes[15];
+    u64 linear = ops.cs_base() + ops.rip();
+    usize n = 0;
+    // Fetch what is there, up to 15 bytes (the instruction may end before the RAM does).
+    while (n < sizeof(bytes) && p.mem->read(GuestPhys(linear + n), bytes + n, 1)) n++;
+    auto insn = x86::decode(bytes, n, ops.mode());
+    if (!insn) return false;
+    out = ops.rip() + insn->len;
+    if (ops.mode() != x86::CpuMode::long64) out &= 0xffffffff;
+    return true;
+}
+
+u32 size_mask(u8 size) { return size >= 4 ? ~0u : (1u << (size * 8)) - 1; }
+
+u32 port_in(GuestPlatform &p, u16 port, u8 size)
+{
+    u32 v = ~0u;   // unclaimed ports float high
+    for (usize i = 0; i < p.nio; i++)
+        if (p.io[i]->io(port, size, true, v)) break;
+    return v & size_mask(size);
+}
+
+void port_out(GuestPlatform &p, u16 port, u8 size, u32 v)
+{
+    v &= size_mask(size);
+    for (usize i = 0; i < p.nio; i++)
+        if (p.io[i]->io(port, size, false, v)) return;
+}
+
+// INS/OUTS, with or without REP, on flat guest memory (paging off: linear = physical).
+// Bounded work per exit: a long REP resumes where it stopped (RCX/RSI/RDI updated, RIP kept).
+ExitOutcome string_io(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u64 nrip)
+{
+    if (ops.cr0() & (1ull << 31)) return {ExitAction::stop, "string I/O with guest paging on is not supported", 0};
+    const u64 amask = e.addr_size == 8 ? ~0ull : e.addr_size == 4 ? 0xffffffffull : 0xffffull;
+    const u64 step = (ops.rflags() & (1u << 10)) ? -u64(e.size) : u64(e.size);   // DF
+    u64 count = e.rep ? g.rcx & amask : 1;
+    u64 done = 0;
+    for (; done < count && done < 4096; done++) {
+        u64 &ptr = e.in ? g.rdi : g.rsi;
+        GuestPhys at(ptr & amask);
+        u32 v = 0;
+        if (e.in) {
+            v = port_in(p, e.port, e.size);
+            if (!p.mem->write(at, &v, e.size)) return {ExitAction::stop, "INS outside its memory at", at.raw()};
+        } else {
+            if (!p.mem->read(at, &v, e.size)) return {ExitAction::stop, "OUTS outside its memory at", at.raw()};
+            port_out(p, e.port, e.size, v);
+        }
+        ptr = (ptr & ~amask) | ((ptr + step) & amask);
+    }
+    if (e.rep) g.rcx = (g.rcx & ~amask) | ((g.rcx - done) & amask);
+    if (!e.rep || (g.rcx & amask) == 0) ops.set_rip(nrip);
+    return {};
+}
+
+} // namespace
+
+void guest_cpuid(VcpuOps &ops, u32 leaf, u32 sub, u32 vcpu_index, u32 vcpu_count, u32 r[4])
+{
+    r[0] = r[1] = r[2] = r[3] = 0;
+    if (leaf >= 0x40000000 && leaf < 0x50000000) {
+        if (leaf == 0x40000000) {
+            r[0] = KEEL_CPUID_MAX;
+            // "KeelKeelKeel" in EBX, ECX, EDX
+            r[1] = r[2] = r[3] = 'K' | 'e' << 8 | 'e' << 16 | u32('l') << 24;
+        }
+        return;   // 0x40000001: no paravirtual features yet
+    }
+    u32 max_std[4], max_ext[4];
+    ops.host_cpuid(0, 0, max_std);
+    ops.host_cpuid(0x80000000, 0, max_ext);
+    if ((leaf < 0x80000000 && leaf > max_std[0]) || (leaf >= 0x80000000 && leaf > max_ext[0])) return;
+    ops.host_cpuid(leaf, sub, r);
+    switch (leaf) {
+    case 1:
+        r[1] = (r[1] & 0x0000ffff) | (vcpu_count & 0xff) << 16 | (vcpu_index & 0xff) << 24;
+        r[2] &= ~((1u << 5) | (1u << 6) | (1u << 3));   // VMX, SMX, MONITOR
+        r[2] &= ~((1u << 21) | (1u << 24));             // x2APIC, TSC deadline: no APIC model yet
+        r[2] &= ~((1u << 26) | (1u << 27) | (1u << 28)); // XSAVE, OSXSAVE, AVX: no XCR0 handling yet
+        r[2] |= 1u << 31;                               // running under a hypervisor
+        r[3] &= ~(1u << 9);                             // no local APIC model yet
+        break;
+    case 5:                                             // MONITOR/MWAIT hidden
+        r[0] = r[1] = r[2] = r[3] = 0;
+        break;
+    case 6:                                             // no power management
+        r[0] = r[1] = r[2] = r[3] = 0;
+        break;
+    case 7:
+        if (sub == 0) {
+            r[1] &= ~((1u << 2) | (1u << 5) | (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31)); // SGX, AVX2, AVX-512 parts
+            r[2] &= ~(1u << 3 | 1u << 4 | 1u << 30);     // PKU/OSPKE, SGX_LC
+            r[3] = 0;
+        } else {
+            r[0] = r[1] = r[2] = r[3] = 0;
+        }
+        break;
+    case 0xa:                                           // no PMU
+    case 0xd:                                           // no XSAVE
+    case 0xb: case 0x1f:                                // no topology enumeration
+        r[0] = r[1] = r[2] = r[3] = 0;
+        break;
+    case 0x80000001:
+        r[2] &= ~((1u << 2) | (1u << 10));              // SVM, IBS
+        break;
+    case 0x8000000a:                                    // SVM features
+        r[0] = r[1] = r[2] = r[3] = 0;
+        break;
+    }
+}
+
+ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u32 vcpu_index)
+{
+    u64 nrip = 0;
+    switch (e.reason) {
+    case ExitReason::cpuid: {
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
+        u32 r[4];
+        guest_cpuid(ops, u32(g.rax), u32(g.rcx), vcpu_index, p.vcpu_count, r);
+        g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
+        ops.set_rip(nrip);
+        return {};
+    }
+    case ExitReason::hlt:
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode HLT", ops.rip()};
+        ops.set_rip(nrip);
+        return {ExitAction::halt};
+    case ExitReason::io:
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode I/O instruction", ops.rip()};
+        if (e.size != 1 && e.size != 2 && e.size != 4) return {ExitAction::stop, "bad I/O size", e.port};
+        if (e.string) return string_io(e, g, ops, p, nrip);
+        if (e.in) {
+            u32 v = port_in(p, e.port, e.size);
+            if (e.size == 4) g.rax = v;   // 32-bit results zero-extend
+            else g.rax = (g.rax & ~u64(size_mask(e.size))) | v;
+        } else {
+            port_out(p, e.port, e.size, u32(g.rax));
+        }
+        ops.set_rip(nrip);
+        return {ExitAction::resume};
+    case ExitReason::rdmsr:
+    case ExitReason::wrmsr: {
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDMSR/WRMSR", ops.rip()};
+        const u32 msr = u32(g.rcx);
+        bool ok;
+        if (e.reason == ExitReason::rdmsr) {
+            u64 v = 0;
+            ok = ops.arch_rdmsr(msr, v) || soft_rdmsr(msr, vcpu_index, v);
+            if (ok) g.rax = u32(v), g.rdx = v >> 32;
+        } else {
+            ok = ops.arch_wrmsr(msr, u64(u32(g.rdx)) << 32 | u32(g.rax));
+        }
+        if (!ok) {
+            ops.inject_exception(GP, true, 0);   // not on the allow-list
+            return {};
+        }
+        ops.set_rip(nrip);
+        return {};
+    }
+    case ExitReason::vmcall:
+    case ExitReason::xsetbv:
+        ops.inject_exception(UD, false, 0);   // no hypercalls, no XSAVE yet
+        return {};
+    case ExitReason::npf:
+        return {ExitAction::stop, e.fetch ? "instruction fetch outside its memory at"
+                                 : e.write ? "write outside its memory at" : "read outside its memory at",
+                e.gpa};
+    case ExitReason::shutdown:
+        return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
+    case ExitReason::intr:
+    case ExitReason::nmi:
+        return {};   // taken by Keel already
+    case ExitReason::invalid_state:
+        return {ExitAction::stop, "invalid guest state", e.raw};
+    default:
+        return {ExitAction::stop, "unhandled exit", e.raw};
+    }
+}

@@ -1,0 +1,164 @@
+// libFuzzer target for Keel's configuration parser (kernel/config.cpp).
+//
+// Parses an exact-size heap copy (ASan sees any overread). On failure the
+// error must name a line of the input and give a reason; on success the
+// result must respect every documented limit, its strings must lie in the
+// input or the pool, and writing it back out as TOML must parse to the same
+// configuration.
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <memory>
+#include <string>
+
+#include "kernel/config.hpp"
+
+namespace {
+
+void check(bool c)
+{
+    if (!c) __builtin_trap();
+}
+
+bool bare(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+bool printable(char c) { return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f; }
+
+struct Bounds {
+    const char *text;
+    size_t len;
+    const KeelConfig &c;
+
+    // Every view lies inside the input or the used part of the pool.
+    void view(StrView s) const
+    {
+        if (s.empty()) return;
+        check(s.p != nullptr);
+        bool in_text = s.p >= text && s.n <= len && s.p <= text + len - s.n;
+        bool in_pool = s.p >= c.pool && s.n <= c.pool_used && s.p <= c.pool + c.pool_used - s.n;
+        check(in_text || in_pool);
+    }
+
+    void path(StrView s) const
+    {
+        check(s.n >= 1 && s.n <= GuestConfig::MAX_PATH);
+        view(s);
+        for (size_t i = 0; i < s.n; i++) check(printable(s.p[i]) && s.p[i] != ' ');
+    }
+};
+
+bool same(StrView a, StrView b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
+
+void invariants(const char *text, size_t len, const KeelConfig &c)
+{
+    Bounds b{text, len, c};
+    check(c.pool_used <= KeelConfig::POOL_SIZE);
+    check(c.on_idle == KeelConfig::OnIdle::halt || c.on_idle == KeelConfig::OnIdle::poweroff);
+    check(c.time_slice_ns >= KeelConfig::MIN_TIME_SLICE && c.time_slice_ns <= KeelConfig::MAX_TIME_SLICE);
+    check(static_cast<unsigned>(c.loglevel) <= static_cast<unsigned>(Level::debug));
+    check(c.guest_count <= KeelConfig::MAX_GUESTS);
+    for (u32 i = 0; i < c.guest_count; i++) {
+        const GuestConfig &g = c.guests[i];
+        check(g.name.n >= 1 && g.name.n <= GuestConfig::MAX_NAME);
+        b.view(g.name);
+        for (size_t k = 0; k < g.name.n; k++) check(bare(g.name.p[k]));
+        for (u32 j = 0; j < i; j++) check(!same(g.name, c.guests[j].name));
+        b.path(g.kernel);
+        if (!g.initrd.empty()) b.path(g.initrd);
+        check(g.module_count <= GuestConfig::MAX_MODULES);
+        for (u32 m = 0; m < g.module_count; m++) b.path(g.modules[m]);
+        check(g.cmdline.n <= GuestConfig::MAX_CMDLINE);
+        b.view(g.cmdline);
+        for (size_t k = 0; k < g.cmdline.n; k++) check(printable(g.cmdline.p[k]));
+        check(g.memory >= GuestConfig::MIN_MEMORY && g.memory <= GuestConfig::MAX_MEMORY);
+        check(g.memory % 4096 == 0);
+        check(g.cpus >= 1 && g.cpus <= GuestConfig::MAX_CPUS);
+        check(g.pin_count <= g.cpus && g.pin_count <= GuestConfig::MAX_PIN);
+        check(g.on_exit == GuestConfig::OnExit::stop || g.on_exit == GuestConfig::OnExit::restart);
+        check(g.line >= 1);
+        if (i) check(g.line > c.guests[i - 1].line);
+    }
+}
+
+void quoted(std::string &o, StrView s)
+{
+    o += '"';
+    for (size_t i = 0; i < s.n; i++) {
+        if (s.p[i] == '"' || s.p[i] == '\\') o += '\\';
+        o += s.p[i];
+    }
+    o += '"';
+}
+
+// The configuration written back out in the documented format.
+std::string emit(const KeelConfig &c)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    std::string o = "[keel]\non_idle = ";
+    o += c.on_idle == KeelConfig::OnIdle::poweroff ? "\"poweroff\"" : "\"halt\"";
+    o += "\ntime_slice = \"" + std::to_string(c.time_slice_ns / 1000) + "us\"\n";
+    if (c.has_loglevel) o += std::string("loglevel = \"") + levels[static_cast<unsigned>(c.loglevel)] + "\"\n";
+    for (u32 i = 0; i < c.guest_count; i++) {
+        const GuestConfig &g = c.guests[i];
+        o += "[[guest]]\nname = ";
+        quoted(o, g.name);
+        o += "\nkernel = ";
+        quoted(o, g.kernel);
+        o += "\nmemory = " + std::to_string(g.memory) + "\ncpus = " + std::to_string(g.cpus) + "\n";
+        if (!g.initrd.empty()) { o += "initrd = "; quoted(o, g.initrd); o += "\n"; }
+        if (!g.cmdline.empty()) { o += "cmdline = "; quoted(o, g.cmdline); o += "\n"; }
+        o += "modules = [";
+        for (u32 m = 0; m < g.module_count; m++) { quoted(o, g.modules[m]); o += ", "; }
+        o += "]\npin = [";
+        for (u32 p = 0; p < g.pin_count; p++) o += std::to_string(g.pin[p]) + ",";
+        o += "]\non_exit = ";
+        o += g.on_exit == GuestConfig::OnExit::restart ? "\"restart\"\n" : "\"stop\"\n";
+    }
+    return o;
+}
+
+void equal(const KeelConfig &a, const KeelConfig &b)
+{
+    check(a.on_idle == b.on_idle && a.time_slice_ns == b.time_slice_ns && a.has_loglevel == b.has_loglevel);
+    check(!a.has_loglevel || a.loglevel == b.loglevel);
+    check(a.guest_count == b.guest_count);
+    for (u32 i = 0; i < a.guest_count; i++) {
+        const GuestConfig &x = a.guests[i], &y = b.guests[i];
+        check(same(x.name, y.name) && same(x.kernel, y.kernel) && same(x.cmdline, y.cmdline) &&
+              same(x.initrd, y.initrd));
+        check(x.module_count == y.module_count);
+        for (u32 m = 0; m < x.module_count; m++) check(same(x.modules[m], y.modules[m]));
+        check(x.memory == y.memory && x.cpus == y.cpus && x.on_exit == y.on_exit);
+        check(x.pin_count == y.pin_count && memcmp(x.pin, y.pin, x.pin_count) == 0);
+    }
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    std::unique_ptr<char[]> text(new char[size ? size : 1]);
+    if (size) memcpy(text.get(), data, size);
+    auto cfg = std::make_unique<KeelConfig>();
+    ConfigError err;
+    if (!parse_config(text.get(), size, *cfg, err).ok()) {
+        size_t lines = 1;
+        for (size_t i = 0; i < size; i++) lines += data[i] == '\n';
+        check(err.line >= 1 && err.line <= lines);
+        check(memchr(err.msg, 0, sizeof(err.msg)) != nullptr && err.msg[0] != 0);
+        return 0;
+    }
+    check(err.line == 0 && err.msg[0] == 0);
+    invariants(text.get(), size, *cfg);
+
+    std::string again = emit(*cfg);
+    auto cfg2 = std::make_unique<KeelConfig>();
+    check(parse_config(again.data(), again.size(), *cfg2, err).ok());
+    invariants(again.data(), again.size(), *cfg2);
+    equal(*cfg, *cfg2);
+    return 0;
+}

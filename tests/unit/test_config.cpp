@@ -1,0 +1,576 @@
+// Keel's configuration file (kernel/config.cpp, docs/CONFIG.md).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernel/config.hpp"
+
+namespace {
+
+// Parses an exact-size, not NUL-terminated heap copy of the text (ASan
+// catches any read past the length) and keeps it alive with the result.
+struct Parsed {
+    std::unique_ptr<char[]> text;
+    usize len = 0;
+    std::unique_ptr<KeelConfig> cfg = std::make_unique<KeelConfig>();
+    ConfigError err{};
+    bool ok = false;
+
+    explicit Parsed(const std::string &s) : text(std::make_unique<char[]>(s.size() ? s.size() : 1)), len(s.size())
+    {
+        memcpy(text.get(), s.data(), s.size());
+        ok = parse_config(text.get(), len, *cfg, err).ok();
+    }
+    const GuestConfig &guest(u32 i) const { return cfg->guests[i]; }
+    std::string error() const { return ok ? "ok" : "line " + std::to_string(err.line) + ": " + err.msg; }
+};
+
+std::string str(StrView v) { return std::string(v.p ? v.p : "", v.n); }
+
+// "line N: message" for a config that must fail, "ok" for one that parses.
+std::string error_of(const std::string &s) { return Parsed(s).error(); }
+
+std::string guest(const std::string &name, const std::string &extra = "")
+{
+    return "[[guest]]\nname = \"" + name + "\"\nkernel = \"k.elf\"\nmemory = \"64M\"\n" + extra;
+}
+
+// A minimal valid guest followed by one more key line (on line 5).
+std::string with(const std::string &line) { return guest("a", line + "\n"); }
+
+const char FULL[] = R"(# Keel configuration
+[keel]
+on_idle = "poweroff"      # when every guest has ended
+time_slice = "500us"
+loglevel = "debug"
+
+[[guest]]
+name = "alpha"
+kernel = "guests/hello.elf"
+modules = ["a.bin", "b.bin",]
+cmdline = "console=ttyS0 quiet"
+initrd = "initrd.gz"
+memory = "64M"
+cpus = 2
+pin = [0, 3]
+on_exit = "restart"
+
+[[guest]]   # the second one
+name = "Beta_2-x"
+kernel = "../b.elf"
+memory = 0x200_0000
+cpus = +4
+pin = [ 7 ]
+)";
+
+TEST(Config, FullExample)
+{
+    Parsed p(FULL);
+    ASSERT_TRUE(p.ok) << p.error();
+    const KeelConfig &c = *p.cfg;
+    EXPECT_EQ(c.on_idle, KeelConfig::OnIdle::poweroff);
+    EXPECT_EQ(c.time_slice_ns, 500'000u);
+    EXPECT_TRUE(c.has_loglevel);
+    EXPECT_EQ(c.loglevel, Level::debug);
+    ASSERT_EQ(c.guest_count, 2u);
+
+    const GuestConfig &a = p.guest(0);
+    EXPECT_EQ(str(a.name), "alpha");
+    EXPECT_EQ(str(a.kernel), "guests/hello.elf");
+    ASSERT_EQ(a.module_count, 2u);
+    EXPECT_EQ(str(a.modules[0]), "a.bin");
+    EXPECT_EQ(str(a.modules[1]), "b.bin");
+    EXPECT_EQ(str(a.cmdline), "console=ttyS0 quiet");
+    EXPECT_EQ(str(a.initrd), "initrd.gz");
+    EXPECT_EQ(a.memory, 64 * MiB);
+    EXPECT_EQ(a.cpus, 2u);
+    ASSERT_EQ(a.pin_count, 2u);
+    EXPECT_EQ(a.pin[0], 0);
+    EXPECT_EQ(a.pin[1], 3);
+    EXPECT_EQ(a.on_exit, GuestConfig::OnExit::restart);
+    EXPECT_EQ(a.line, 7u);
+
+    const GuestConfig &b = p.guest(1);
+    EXPECT_EQ(str(b.name), "Beta_2-x");
+    EXPECT_EQ(str(b.kernel), "../b.elf");
+    EXPECT_EQ(b.memory, 32 * MiB);
+    EXPECT_EQ(b.cpus, 4u);
+    ASSERT_EQ(b.pin_count, 1u);
+    EXPECT_EQ(b.pin[0], 7);
+    EXPECT_EQ(b.on_exit, GuestConfig::OnExit::stop);
+    EXPECT_TRUE(b.cmdline.empty());
+    EXPECT_TRUE(b.initrd.empty());
+    EXPECT_EQ(b.module_count, 0u);
+    EXPECT_EQ(b.line, 18u);
+
+    // No escapes: every string is a view into the text itself.
+    EXPECT_EQ(c.pool_used, 0u);
+    EXPECT_GE(a.name.p, p.text.get());
+    EXPECT_LT(a.name.p, p.text.get() + p.len);
+}
+
+TEST(Config, Defaults)
+{
+    Parsed p(guest("solo"));
+    ASSERT_TRUE(p.ok) << p.error();
+    EXPECT_EQ(p.cfg->on_idle, KeelConfig::OnIdle::halt);
+    EXPECT_EQ(p.cfg->time_slice_ns, 10'000'000u);
+    EXPECT_FALSE(p.cfg->has_loglevel);
+    ASSERT_EQ(p.cfg->guest_count, 1u);
+    const GuestConfig &g = p.guest(0);
+    EXPECT_EQ(g.cpus, 1u);
+    EXPECT_EQ(g.pin_count, 0u);
+    EXPECT_EQ(g.module_count, 0u);
+    EXPECT_EQ(g.on_exit, GuestConfig::OnExit::stop);
+    EXPECT_TRUE(g.cmdline.empty());
+    EXPECT_TRUE(g.initrd.empty());
+
+    // An empty [keel] table, an empty file and a file of comments are valid.
+    EXPECT_EQ(error_of("[keel]\n" + guest("x")), "ok");
+    for (const char *s : {"", "\n", "# only a comment", "  \t\n\n# x\n[keel]\n"}) {
+        Parsed e(s);
+        EXPECT_TRUE(e.ok) << e.error();
+        EXPECT_EQ(e.cfg->guest_count, 0u);
+        EXPECT_EQ(e.err.line, 0u);
+    }
+    // A null pointer with a length parses as empty.
+    auto cfg = std::make_unique<KeelConfig>();
+    ConfigError err;
+    EXPECT_TRUE(parse_config(nullptr, 5, *cfg, err).ok());
+
+    // `out` is reset: a previous parse leaves nothing behind.
+    Parsed full(FULL);
+    ASSERT_TRUE(full.ok);
+    std::string small = "[keel]\n";
+    EXPECT_TRUE(parse_config(small.data(), small.size(), *full.cfg, err).ok());
+    EXPECT_EQ(full.cfg->guest_count, 0u);
+    EXPECT_FALSE(full.cfg->has_loglevel);
+    EXPECT_EQ(full.cfg->on_idle, KeelConfig::OnIdle::halt);
+}
+
+struct Case {
+    std::string text;
+    std::string want;
+};
+
+void expect_all(const std::vector<Case> &cases)
+{
+    for (const Case &c : cases) EXPECT_EQ(error_of(c.text), c.want) << "config:\n" << c.text;
+}
+
+TEST(Config, SyntaxErrors)
+{
+    expect_all({
+        {"[keel]\non_idle = \"halt\"\nfoo", "line 3: expected '=' after \"foo\""},
+        {"[keel]\n= 1\n", "line 2: unexpected character '='"},
+        {"[keel]\n\xc3\xa9 = 1\n", "line 2: unexpected byte 0xc3 (only ASCII is supported)"},
+        {"[keel]\n\"on_idle\" = \"halt\"\n", "line 2: quoted keys are not supported"},
+        {"[keel]\non.idle = \"halt\"\n", "line 2: dotted keys are not supported"},
+        {"[keel]\non_idle =\n", "line 2: on_idle: missing value"},
+        {"[keel]\non_idle = # nothing\n", "line 2: on_idle: missing value"},
+        {"[keel]\non_idle = \"halt\" x\n", "line 2: on_idle: unexpected text after the value"},
+        {"[keel]\non_idle = \"halt\"\"\"\n", "line 2: on_idle: unexpected text after the value"},
+        {"[keel]\non_idle = \"\"\"halt\"\"\"\n", "line 2: on_idle: multi-line strings are not supported"},
+        {"[keel]\non_idle = 'halt'\n", "line 2: on_idle: literal strings ('...') are not supported: use \"...\""},
+        {"[keel]\non_idle = \"halt\n", "line 2: on_idle: unterminated string (strings must end on the same line)"},
+        {"[keel]\non_idle = \"halt\\\n\"", "line 2: on_idle: unterminated string (strings must end on the same line)"},
+        {"[keel]\non_idle = {a = 1}\n", "line 2: on_idle: inline tables are not supported"},
+        {"[keel]\non_idle = 1.5\n", "line 2: on_idle: floats are not supported"},
+        {"[keel]\non_idle = 1e3\n", "line 2: on_idle: floats are not supported"},
+        {"[keel]\non_idle = -inf\n", "line 2: on_idle: floats are not supported"},
+        {"[keel]\non_idle = 1979-05-27\n", "line 2: on_idle: dates and times are not supported"},
+        {"[keel]\non_idle = 07:32:00\n", "line 2: on_idle: dates and times are not supported"},
+        {"[keel]\non_idle = poweroff\n", "line 2: on_idle: unexpected value \"poweroff\" (strings need double quotes)"},
+        {"[keel]\non_idle = @\n", "line 2: on_idle: unexpected character '@'"},
+        {"[keel]\non_idle = \"\\x41\"\n", "line 2: on_idle: unsupported escape \\x"},
+        {"[keel]\non_idle = \"\\r\"\n", "line 2: on_idle: unsupported escape \\r"},
+        {"[keel]\non_idle = \"\\u00e9\"\n", "line 2: on_idle: non-ASCII escape \\u00e9 (only ASCII is supported)"},
+        {"[keel]\non_idle = \"\\u12\"\n", "line 2: on_idle: \\u needs four hex digits"},
+        {"[keel]\non_idle = \"h\xc3\xa9\"\n", "line 2: on_idle: non-ASCII characters are not supported"},
+        {"on_idle = \"halt\"\n", "line 1: \"on_idle\" is outside a table: put it under [keel] or [[guest]]"},
+        // Tables.
+        {"[keel\n", "line 1: expected ']'"},
+        {"[[guest]\n", "line 1: expected ']]'"},
+        {"[[guest] ]\n", "line 1: expected ']]'"},
+        {"[]\n", "line 1: expected a table name"},
+        {"[\"keel\"]\n", "line 1: quoted table names are not supported"},
+        {"[keel.sub]\n", "line 1: dotted table names are not supported"},
+        {"[keel] x\n", "line 1: unexpected text after the table header"},
+        {"[keel]\n[keel]\n", "line 2: duplicate [keel] table (first at line 1)"},
+        {"[[keel]]\n", "line 1: keel is a single table: write [keel]"},
+        {"[guest]\n", "line 1: guest is an array of tables: write [[guest]]"},
+        {"\n[guests]\n", "line 2: unknown table [guests] (expected [keel] or [[guest]])"},
+        // Keys.
+        {"[keel]\nfoo = 1\n", "line 2: unknown key \"foo\" in [keel]"},
+        {"[keel]\nname = \"x\"\n", "line 2: unknown key \"name\" in [keel]"},
+        {with("on_idle = \"halt\""), "line 5: unknown key \"on_idle\" in [[guest]]"},
+        {"[keel]\non_idle = \"halt\"\n\non_idle = \"halt\"\n", "line 4: duplicate key \"on_idle\""},
+        {with("memory = \"64M\""), "line 5: duplicate key \"memory\""},
+        // Arrays.
+        {with("pin = [0, 1"), "line 5: pin: unterminated array (arrays must end on the same line)"},
+        {with("pin = [0, # one"), "line 5: pin: unterminated array (arrays must end on the same line)"},
+        {with("pin = [0 1]"), "line 5: pin: expected ',' or ']' in the array"},
+        {with("pin = [,]"), "line 5: pin: expected a value before ','"},
+        {with("pin = [0,,1]"), "line 5: pin: expected a value before ','"},
+        {with("pin = [[0]]"), "line 5: pin: nested arrays are not supported"},
+        {with("pin = [0, \"1\"]"), "line 5: pin: arrays must not mix types"},
+        {with("pin = [true]"), "line 5: pin: expected an array of CPU numbers"},
+        {with("pin = 0"), "line 5: pin: expected an array of CPU numbers"},
+        {with("modules = \"a.bin\""), "line 5: modules: expected an array of strings"},
+        {with("modules = [1]"), "line 5: modules: expected an array of strings"},
+        {with("modules = [\"a\", 1]"), "line 5: modules: arrays must not mix types"},
+        {with("modules = [\"a\" \"b\"]"), "line 5: modules: expected ',' or ']' in the array"},
+        {with("modules = [\"a\"] x"), "line 5: modules: unexpected text after the value"},
+        {with("modules = [{}]"), "line 5: modules: inline tables are not supported"},
+    });
+}
+
+TEST(Config, IntegerSyntax)
+{
+    expect_all({
+        {with("cpus = 0x10"), "ok"},
+        {with("cpus = 1_0"), "ok"},
+        {with("cpus = +1"), "ok"},
+        {with("cpus = 0x_1"), "line 5: cpus: invalid integer \"0x_1\""},
+        {with("cpus = 1__0"), "line 5: cpus: invalid integer \"1__0\""},
+        {with("cpus = 1_"), "line 5: cpus: invalid integer \"1_\""},
+        {with("cpus = 0x"), "line 5: cpus: invalid integer \"0x\""},
+        {with("cpus = 0X10"), "line 5: cpus: invalid integer \"0X10\""},
+        {with("cpus = 12abc"), "line 5: cpus: invalid integer \"12abc\""},
+        {with("cpus = 01"), "line 5: cpus: leading zeros are not allowed"},
+        {with("cpus = -0x1"), "line 5: cpus: hex integers cannot have a sign"},
+        {with("cpus = 0o7"), "line 5: cpus: octal and binary integers are not supported"},
+        {with("cpus = 0b1"), "line 5: cpus: octal and binary integers are not supported"},
+        {with("cpus = +"), "line 5: cpus: unexpected value \"+\" (strings need double quotes)"},
+        {with("cpus = 99999999999999999999"), "line 5: cpus: integer too large"},
+        {with("cpus = 0x1_0000_0000_0000_0000"), "line 5: cpus: integer too large"},
+        {with("cpus = -1"), "line 5: cpus: must be 1..64"},
+        {with("cpus = -0"), "line 5: cpus: must be 1..64"},
+        {with("cpus = 0"), "line 5: cpus: must be 1..64"},
+        {with("cpus = 65"), "line 5: cpus: must be 1..64"},
+        {with("cpus = true"), "line 5: cpus: expected an integer"},
+        {with("cpus = \"2\""), "line 5: cpus: expected an integer"},
+        {with("cpus = [2]"), "line 5: cpus: expected an integer"},
+    });
+    Parsed p(with("cpus = 6_4"));
+    ASSERT_TRUE(p.ok);
+    EXPECT_EQ(p.guest(0).cpus, 64u);
+}
+
+TEST(Config, KeelValues)
+{
+    expect_all({
+        {"[keel]\non_idle = \"reboot\"\n", "line 2: on_idle: expected \"halt\" or \"poweroff\""},
+        {"[keel]\non_idle = true\n", "line 2: on_idle: expected \"halt\" or \"poweroff\""},
+        {"[keel]\non_idle = \"Halt\"\n", "line 2: on_idle: expected \"halt\" or \"poweroff\""},
+        {"[keel]\nloglevel = \"verbose\"\n", "line 2: loglevel: expected \"error\", \"warn\", \"info\" or \"debug\""},
+        {"[keel]\nloglevel = 3\n", "line 2: loglevel: expected a string"},
+        {"[keel]\ntime_slice = 10\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"10\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"10s\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"10 ms\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"ms\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"10msx\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"99us\"\n", "line 2: time_slice: must be 100us..1s"},
+        {"[keel]\ntime_slice = \"1001ms\"\n", "line 2: time_slice: must be 100us..1s"},
+        {"[keel]\ntime_slice = \"0ms\"\n", "line 2: time_slice: must be 100us..1s"},
+        {"[keel]\ntime_slice = \"99999999999999999999999ms\"\n", "line 2: time_slice: must be 100us..1s"},
+        {"[keel]\ntime_slice = \"18446744073709551ms\"\n", "line 2: time_slice: must be 100us..1s"},
+    });
+    struct { const char *v; u64 ns; } ok[] = {
+        {"100us", 100'000}, {"1000ms", 1'000'000'000}, {"1000000us", 1'000'000'000}, {"1ms", 1'000'000},
+    };
+    for (auto &o : ok) {
+        Parsed p(std::string("[keel]\ntime_slice = \"") + o.v + "\"\n");
+        ASSERT_TRUE(p.ok) << p.error();
+        EXPECT_EQ(p.cfg->time_slice_ns, o.ns) << o.v;
+    }
+    const char *levels[] = {"error", "warn", "info", "debug"};
+    for (unsigned i = 0; i < 4; i++) {
+        Parsed p(std::string("[keel]\nloglevel = \"") + levels[i] + "\"\n");
+        ASSERT_TRUE(p.ok) << p.error();
+        EXPECT_EQ(p.cfg->loglevel, Level(i));
+    }
+    Parsed h("[keel]\non_idle = \"halt\"\n");
+    ASSERT_TRUE(h.ok);
+    EXPECT_EQ(h.cfg->on_idle, KeelConfig::OnIdle::halt);
+}
+
+TEST(Config, GuestValues)
+{
+    const std::string k = "kernel = \"k.elf\"\n", m = "memory = \"64M\"\n";
+    expect_all({
+        {"[[guest]]\nname = \"\"\n", "line 2: name: must be 1 to 31 characters"},
+        {"[[guest]]\nname = \"" + std::string(32, 'a') + "\"\n", "line 2: name: must be 1 to 31 characters"},
+        {"[[guest]]\nname = \"a b\"\n", "line 2: name: only A-Z a-z 0-9 _ - are allowed"},
+        {"[[guest]]\nname = \"a.b\"\n", "line 2: name: only A-Z a-z 0-9 _ - are allowed"},
+        {"[[guest]]\nname = 1\n", "line 2: name: expected a string"},
+        {"[[guest]]\nkernel = \"\"\n", "line 2: kernel: expected a non-empty path"},
+        {"[[guest]]\nkernel = \"a b.elf\"\n", "line 2: kernel: spaces and control characters are not allowed in paths"},
+        {"[[guest]]\nkernel = \"a\\tb\"\n", "line 2: kernel: spaces and control characters are not allowed in paths"},
+        {"[[guest]]\nkernel = \"" + std::string(256, 'k') + "\"\n", "line 2: kernel: path longer than 255 bytes"},
+        {"[[guest]]\nkernel = [\"k\"]\n", "line 2: kernel: expected a path string"},
+        {"[[guest]]\ninitrd = \"\"\n", "line 2: initrd: expected a non-empty path"},
+        {"[[guest]]\nmodules = [\"a\", \"\"]\n", "line 2: modules: expected a non-empty path"},
+        {"[[guest]]\nmodules = [\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]\n", "line 2: modules: at most 8 modules"},
+        {"[[guest]]\ncmdline = \"" + std::string(256, 'c') + "\"\n", "line 2: cmdline: longer than 255 bytes"},
+        {"[[guest]]\ncmdline = \"a\\nb\"\n", "line 2: cmdline: control characters are not allowed"},
+        {"[[guest]]\ncmdline = \"a\tb\"\n", "line 2: cmdline: control characters are not allowed"},
+        {"[[guest]]\ncmdline = \"\\u0000\"\n", "line 2: cmdline: control characters are not allowed"},
+        {"[[guest]]\non_exit = \"reboot\"\n", "line 2: on_exit: expected \"stop\" or \"restart\""},
+        // Missing required keys: reported at the [[guest]] header, by name when known.
+        {"# c\n[[guest]]\n" + k + m, "line 2: [[guest]]: missing required key \"name\""},
+        {"[[guest]]\nname = \"a\"\n" + m, "line 1: guest \"a\": missing required key \"kernel\""},
+        {"[[guest]]\nname = \"a\"\n" + k, "line 1: guest \"a\": missing required key \"memory\""},
+        {"[[guest]]\nname = \"a\"\n" + k + "[keel]\n", "line 1: guest \"a\": missing required key \"memory\""},
+        {guest("a") + "[[guest]]\nname = \"b\"\n" + k + "\n[[guest]]\n", "line 5: guest \"b\": missing required key \"memory\""},
+        {"[[guest]]\n", "line 1: [[guest]]: missing required key \"name\""},
+    });
+    Parsed p(with("cmdline = \"\""));
+    ASSERT_TRUE(p.ok) << p.error();
+    EXPECT_TRUE(p.guest(0).cmdline.empty());
+    Parsed e(with("modules = []"));
+    ASSERT_TRUE(e.ok) << e.error();
+    EXPECT_EQ(e.guest(0).module_count, 0u);
+    std::string eight = "modules = [";
+    for (int i = 0; i < 8; i++) eight += "\"m" + std::to_string(i) + "\", ";
+    Parsed m8(with(eight + "]"));
+    ASSERT_TRUE(m8.ok) << m8.error();
+    ASSERT_EQ(m8.guest(0).module_count, 8u);
+    EXPECT_EQ(str(m8.guest(0).modules[7]), "m7");
+    Parsed longest(with("cmdline = \"" + std::string(255, 'c') + "\""));
+    ASSERT_TRUE(longest.ok) << longest.error();
+    EXPECT_EQ(longest.guest(0).cmdline.n, 255u);
+}
+
+TEST(Config, Sizes)
+{
+    struct { const char *v; u64 bytes; } ok[] = {
+        {"\"1M\"", MiB}, {"\"1024K\"", MiB}, {"\"64G\"", 64 * GiB}, {"\"1052672\"", MiB + 4 * KiB},
+        {"\"2G\"", 2 * GiB}, {"1048576", MiB}, {"0x1000_0000", 256 * MiB}, {"\"0064M\"", 64 * MiB},
+    };
+    for (auto &o : ok) {
+        Parsed p("[[guest]]\nname = \"a\"\nkernel = \"k\"\nmemory = " + std::string(o.v) + "\n");
+        ASSERT_TRUE(p.ok) << o.v << ": " << p.error();
+        EXPECT_EQ(p.guest(0).memory, o.bytes) << o.v;
+    }
+    auto mem = [](const std::string &v) { return error_of("[[guest]]\nname = \"a\"\nkernel = \"k\"\nmemory = " + v + "\n"); };
+    const std::string range = "line 4: memory: must be 1M..64G";
+    const std::string shape = "line 4: memory: expected a size such as \"64M\"";
+    EXPECT_EQ(mem("\"99999999999999G\""), range);
+    EXPECT_EQ(mem("\"99999999999999999999999\""), range);
+    EXPECT_EQ(mem("\"18014398509481984K\""), range);    // 2^54 K overflows u64
+    EXPECT_EQ(mem("\"65G\""), range);
+    EXPECT_EQ(mem("\"65537M\""), range);
+    EXPECT_EQ(mem("\"1020K\""), range);
+    EXPECT_EQ(mem("\"0\""), range);
+    EXPECT_EQ(mem("\"0M\""), range);
+    EXPECT_EQ(mem("4096"), range);
+    EXPECT_EQ(mem("-1048576"), range);
+    EXPECT_EQ(mem("\"1048577\""), "line 4: memory: must be a multiple of 4K");
+    EXPECT_EQ(mem("\"1025K\""), "line 4: memory: must be a multiple of 4K");
+    EXPECT_EQ(mem("1052673"), "line 4: memory: must be a multiple of 4K");
+    for (const char *bad : {"\"\"", "\"M\"", "\"64MB\"", "\"64m\"", "\"64 M\"", "\"64T\"", "\"1.5G\"", "\"-64M\"",
+                            "\"0x100M\"", "true", "[64]"})
+        EXPECT_EQ(mem(bad), shape) << bad;
+}
+
+TEST(Config, Pin)
+{
+    Parsed p(with("cpus = 4\npin = [0, 255, 0x10, 3]"));
+    ASSERT_TRUE(p.ok) << p.error();
+    const GuestConfig &g = p.guest(0);
+    ASSERT_EQ(g.pin_count, 4u);
+    EXPECT_EQ(g.pin[0], 0);
+    EXPECT_EQ(g.pin[1], 255);
+    EXPECT_EQ(g.pin[2], 16);
+    EXPECT_EQ(g.pin[3], 3);
+
+    // Fewer entries than vCPUs, an empty list, and pin before cpus.
+    EXPECT_EQ(error_of(with("cpus = 4\npin = [1]")), "ok");
+    EXPECT_EQ(error_of(with("pin = []")), "ok");
+    EXPECT_EQ(error_of(with("pin = [2, 3]\ncpus = 2")), "ok");
+    EXPECT_EQ(error_of(with("pin = [1, 1]\ncpus = 2")), "ok");   // sharing a CPU is the scheduler's business
+
+    expect_all({
+        {with("pin = [256]"), "line 5: pin: CPU numbers must be 0..255"},
+        {with("pin = [-1]"), "line 5: pin: CPU numbers must be 0..255"},
+        {with("pin = [0, 1]"), "line 5: pin: 2 entries but only 1 cpus"},
+        {with("pin = [0, 1, 2]\n\ncpus = 2\n"), "line 5: pin: 3 entries but only 2 cpus"},
+        {with("pin = [0, 1, 2]\ncpus = 2\n[[guest]]"), "line 5: pin: 3 entries but only 2 cpus"},
+    });
+
+    std::string all = "cpus = 64\npin = [", over = "cpus = 64\npin = [";
+    for (int i = 0; i < 64; i++) all += std::to_string(i) + ",";
+    for (int i = 0; i < 65; i++) over += std::to_string(i) + ",";
+    Parsed full(with(all + "]"));
+    ASSERT_TRUE(full.ok) << full.error();
+    EXPECT_EQ(full.guest(0).pin_count, 64u);
+    EXPECT_EQ(full.guest(0).pin[63], 63);
+    EXPECT_EQ(error_of(with(over + "]")), "line 6: pin: at most 64 entries");
+}
+
+TEST(Config, GuestCountAndNames)
+{
+    std::string s;
+    for (int i = 0; i < 16; i++) s += guest("g" + std::to_string(i));
+    Parsed p16(s);
+    ASSERT_TRUE(p16.ok) << p16.error();
+    EXPECT_EQ(p16.cfg->guest_count, 16u);
+    EXPECT_EQ(str(p16.guest(15).name), "g15");
+    EXPECT_EQ(p16.guest(15).line, 61u);
+    EXPECT_EQ(error_of(s + "\n[[guest]]\n"), "line 66: too many guests (at most 16)");
+
+    EXPECT_EQ(error_of(guest("alpha") + guest("beta") + guest("alpha")),
+              "line 10: name: \"alpha\" is already the guest at line 1");
+    EXPECT_EQ(error_of(guest("alpha") + guest("Alpha")), "ok");   // names are case-sensitive
+    // A duplicate written with an escape is still a duplicate.
+    EXPECT_EQ(error_of(guest("ab") + guest("\\u0061b")), "line 6: name: \"ab\" is already the guest at line 1");
+    EXPECT_EQ(error_of(guest(std::string(31, 'n'))), "ok");
+}
+
+TEST(Config, Escapes)
+{
+    Parsed p(with("cmdline = \"say \\\"hi\\\" \\\\ \\u0041\\u007e!\"\nmodules = [\"a\\u002eb\", \"plain\"]"));
+    ASSERT_TRUE(p.ok) << p.error();
+    const GuestConfig &g = p.guest(0);
+    EXPECT_EQ(str(g.cmdline), "say \"hi\" \\ A~!");
+    EXPECT_EQ(str(g.modules[0]), "a.b");
+    EXPECT_EQ(str(g.modules[1]), "plain");
+    const KeelConfig &c = *p.cfg;
+    EXPECT_EQ(c.pool_used, g.cmdline.n + 3);
+    EXPECT_EQ(g.cmdline.p, c.pool);                       // unescaped into the pool
+    EXPECT_EQ(g.modules[0].p, c.pool + g.cmdline.n);
+    EXPECT_GE(g.modules[1].p, p.text.get());              // no escapes: a view of the text
+    EXPECT_LT(g.modules[1].p, p.text.get() + p.len);
+
+    // Escaped strings share an 8 KiB pool; exhausting it is an error, not an overflow.
+    std::string s;
+    std::string esc = "\\\\" + std::string(250, 'x');    // 251 bytes once unescaped
+    for (int i = 0; i < 16; i++) {
+        s += guest("g" + std::to_string(i));
+        s += "cmdline = \"" + esc + "\"\nmodules = [\"" + esc + "\", \"" + esc + "\"]\n";
+    }
+    Parsed full(s);
+    EXPECT_FALSE(full.ok);
+    // 8192 / 251 = 32.6: the 33rd escaped string (guest 10's second module, line 10 * 6 + 6) fails.
+    EXPECT_EQ(full.error(), "line 66: modules: strings with escapes exceed 8192 bytes in total");
+    EXPECT_LE(full.cfg->pool_used, KeelConfig::POOL_SIZE);
+}
+
+TEST(Config, LineEndings)
+{
+    // CRLF everywhere, and no newline at the end of the file.
+    std::string crlf;
+    for (char ch : std::string(FULL)) {
+        if (ch == '\n') crlf += '\r';
+        crlf += ch;
+    }
+    Parsed p(crlf);
+    ASSERT_TRUE(p.ok) << p.error();
+    EXPECT_EQ(str(p.guest(0).cmdline), "console=ttyS0 quiet");
+    EXPECT_EQ(str(p.guest(1).kernel), "../b.elf");
+    EXPECT_EQ(p.guest(1).line, 18u);
+    EXPECT_EQ(error_of(crlf + "\r\nfoo = 1\r\n"), "line 25: unknown key \"foo\" in [[guest]]");
+
+    std::string full(FULL);
+    full.pop_back();
+    ASSERT_NE(full.back(), '\n');
+    Parsed n(full);
+    ASSERT_TRUE(n.ok) << n.error();
+    EXPECT_EQ(n.guest(1).pin[0], 7);
+    EXPECT_EQ(error_of("[keel]\non_idle = \"halt"), "line 2: on_idle: unterminated string (strings must end on the same line)");
+    EXPECT_EQ(error_of("[keel]\ntime_slice = \"1ms\"\r"), "line 2: carriage return without a line feed");
+    EXPECT_EQ(error_of("[keel]\r\r\n"), "line 1: carriage return without a line feed");
+    EXPECT_EQ(error_of("[keel]\ron_idle = \"halt\"\n"), "line 1: carriage return without a line feed");
+    EXPECT_EQ(error_of("\xef\xbb\xbf[keel]\n"), "ok");                    // UTF-8 BOM
+    EXPECT_EQ(error_of("[keel]\n\xef\xbb\xbf\n"), "line 2: unexpected byte 0xef (only ASCII is supported)");
+}
+
+TEST(Config, ControlBytes)
+{
+    using namespace std::string_literals;
+    EXPECT_EQ(error_of("[keel]\non_idle = \"halt\"\0\n"s), "line 2: NUL byte");
+    EXPECT_EQ(error_of("[keel]\n# comment \0 here\n"s), "line 2: NUL byte");
+    EXPECT_EQ(error_of("[keel]\non_idle = \"ha\0lt\"\n"s), "line 2: NUL byte");
+    EXPECT_EQ(error_of("\0"s), "line 1: NUL byte");
+    EXPECT_EQ(error_of(guest("a") + "\0"s), "line 5: NUL byte");   // e.g. a C string's terminator passed in
+    EXPECT_EQ(error_of("[keel]\n\x01\n"), "line 2: control character 0x01");
+    EXPECT_EQ(error_of("[keel]\n# \x7f\n"), "line 2: control character 0x7f");
+    EXPECT_EQ(error_of("[keel]\n\x1b[31m\n"), "line 2: control character 0x1b");
+    // Tabs are whitespace; non-ASCII is fine in comments.
+    EXPECT_EQ(error_of("\t[keel]\t# caf\xc3\xa9\non_idle\t=\t\"halt\"\t\n"), "ok");
+}
+
+TEST(Config, LongLines)
+{
+    std::string big(1 << 20, 'x');
+    EXPECT_EQ(error_of("# " + big + "\n[keel]\n"), "ok");
+    EXPECT_EQ(error_of("[keel]\n" + big + " = 1\n"), "line 2: unknown key \"" + std::string(32, 'x') + "\" in [keel]");
+    EXPECT_EQ(error_of("[keel]\n" + big + "\n"), "line 2: expected '=' after \"" + std::string(32, 'x') + "\"");
+    EXPECT_EQ(error_of(with("cmdline = \"" + big + "\"")), "line 5: cmdline: longer than 255 bytes");
+    EXPECT_EQ(error_of(with("cmdline = \"" + big)), "line 5: cmdline: unterminated string (strings must end on the same line)");
+    EXPECT_EQ(error_of(with("cpus = " + std::string(100000, '1'))), "line 5: cpus: integer too large");
+    EXPECT_EQ(error_of(with("cpus = 1" + std::string(100000, ' ') + "# x")), "ok");
+    std::string many = "pin = [";
+    for (int i = 0; i < 100000; i++) many += "1, ";
+    EXPECT_EQ(error_of(with(many + "]")), "line 5: pin: at most 64 entries");
+    // Messages stay within the buffer, NUL-terminated.
+    Parsed p("[" + big + "]\n");
+    EXPECT_FALSE(p.ok);
+    EXPECT_LT(strlen(p.err.msg), sizeof(p.err.msg));
+    EXPECT_EQ(p.error(), "line 1: unknown table [" + std::string(32, 'x') + "] (expected [keel] or [[guest]])");
+}
+
+TEST(Config, ManyLines)
+{
+    std::string s = "[keel]\n";
+    for (int i = 0; i < 200000; i++) s += "# line\n";
+    s += "bad\n";
+    EXPECT_EQ(error_of(s), "line 200002: expected '=' after \"bad\"");
+}
+
+// Random mutations of a valid file: never a crash (ASan/UBSan watch), and
+// every failure names a line of the file and a reason.
+TEST(Config, Mutations)
+{
+    std::mt19937 rng(1234);
+    const std::string base = std::string(FULL) + "[keel]\nloglevel = \"info\"\n";
+    const char alphabet[] = "[]\"'=#,.\\ \t\r\n\0_-+0x1uM{}\x80\xff";
+    auto cfg = std::make_unique<KeelConfig>();
+    unsigned ok = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        std::string s = base;
+        int edits = 1 + int(rng() % 4);
+        for (int e = 0; e < edits; e++) {
+            usize at = rng() % (s.size() + 1);
+            switch (rng() % 4) {
+            case 0: if (at < s.size()) s.erase(at, 1 + rng() % 8); break;
+            case 1: s.insert(at, 1, alphabet[rng() % (sizeof(alphabet) - 1)]); break;
+            case 2: if (at < s.size()) s[at] = alphabet[rng() % (sizeof(alphabet) - 1)]; break;
+            case 3: s.resize(at); break;
+            }
+        }
+        auto buf = std::make_unique<char[]>(s.size() + 1);
+        memcpy(buf.get(), s.data(), s.size());
+        ConfigError err;
+        if (parse_config(buf.get(), s.size(), *cfg, err).ok()) {
+            ok++;
+            EXPECT_EQ(err.line, 0u);
+            EXPECT_LE(cfg->guest_count, KeelConfig::MAX_GUESTS);
+            continue;
+        }
+        usize lines = 1;
+        for (char ch : s) lines += ch == '\n';
+        EXPECT_GE(err.line, 1u) << s;
+        EXPECT_LE(err.line, lines) << s;
+        EXPECT_GT(strlen(err.msg), 0u) << s;
+    }
+    EXPECT_GT(ok, 0u);
+}
+
+} // namespace
