@@ -39,6 +39,8 @@ public:
     // be representable: gpa + size <= 2^64 - 1), Err::exists if it overlaps an
     // extent, Err::range if MAX_EXTENTS are in use.
     Status add(GuestPhys gpa, u64 size, u8 *host);
+    // Forget all extents (the backing is the caller's).
+    void clear() { n_ = 0; }
 
     // [gpa, gpa + len) is wholly inside RAM (possibly across adjacent
     // extents). The empty range is always contained.

@@ -650,16 +650,16 @@ Result<EntryState> load_multiboot(GuestMemory &mem, const u8 *image, u64 size, c
     bool bad = false;
     i64 off = find_header(image, size, MB2_MAGIC, MB2_SEARCH, 8, 4, bad);
     if (off >= 0) {
+        if (r) r->version = 2;
         KEEL_TRY(parse_mb2(image, size, static_cast<u64>(off), p, r));
     } else if ((off = find_header(image, size, MB1_MAGIC, MB1_SEARCH, 4, 3, bad)) >= 0) {
+        if (r) r->version = 1;
         KEEL_TRY(parse_mb1(image, size, static_cast<u64>(off), p, r));
     } else if (bad) {
         return Why(r, Err::bad_checksum).s("Multiboot header with a bad checksum");
     } else {
         return Why(r, Err::not_found).s("no Multiboot header in the first 32 KiB");
     }
-    if (r)
-        r->version = p.version;
     KEEL_TRY(check_plan(mem, p, r));
 
     // Placement above the image: modules, then the boot information.

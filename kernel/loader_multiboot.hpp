@@ -40,7 +40,7 @@ struct EntryState {
 
 struct LoadReport {
     char      msg[128];         // NUL-terminated: what failed, or a summary of the load
-    u8        version;          // 1 or 2 once a header was accepted, else 0
+    u8        version;          // 1 or 2 once a header with a valid checksum was found, else 0
     GuestPhys image_start;      // loaded image [start, end), bss included
     GuestPhys image_end;
     GuestPhys info;             // boot information

@@ -33,6 +33,23 @@ bool soft_rdmsr(u32 msr, u32 vcpu_index, u64 &v)
     }
 }
 
+// Values the hardware itself would refuse with #GP: checked before any backend takes them,
+// so a guest cannot make a later VM entry fail (or an emulator accept what a CPU would not).
+bool msr_value_valid(u32 msr, u64 v)
+{
+    const bool canonical = u64(i64(v << 16) >> 16) == v;
+    switch (msr) {
+    case 0xc0000082: case 0xc0000083: case 0xc0000100: case 0xc0000101: case 0xc0000102:
+    case 0x175: case 0x176:
+        return canonical;
+    case 0xc0000084:   // SFMASK
+    case 0xc0000103:   // TSC_AUX
+        return v >> 32 == 0;
+    default:
+        return true;
+    }
+}
+
 // Find the next RIP: from the hardware if it told us, else by decoding the instruction.
 bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
 {
@@ -49,7 +66,9 @@ bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
     auto insn = x86::decode(bytes, n, ops.mode());
     if (!insn) return false;
     out = ops.rip() + insn->len;
-    if (ops.mode() != x86::CpuMode::long64) out &= 0xffffffff;
+    const x86::CpuMode m = ops.mode();
+    if (m == x86::CpuMode::prot32) out &= 0xffffffff;
+    else if (m != x86::CpuMode::long64) out &= 0xffff;
     return true;
 }
 
@@ -192,7 +211,8 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
             ok = ops.arch_rdmsr(msr, v) || soft_rdmsr(msr, vcpu_index, v);
             if (ok) g.rax = u32(v), g.rdx = v >> 32;
         } else {
-            ok = ops.arch_wrmsr(msr, u64(u32(g.rdx)) << 32 | u32(g.rax));
+            const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
+            ok = msr_value_valid(msr, v) && ops.arch_wrmsr(msr, v);
         }
         if (!ok) {
             ops.inject_exception(GP, true, 0);   // not on the allow-list

@@ -164,7 +164,7 @@ void classify(Insn &in, bool l64, bool y, bool pf3)
     using K = Insn::Kind;
     u8 io_size = y ? 1 : in.op_size == 2 ? 2 : 4;
     auto set = [&](K k, u8 msz = 0) { in.kind = k; in.mem_size = msz; };
-    auto mem = [&](K k, u8 msz) { if (in.mem) set(k, msz); };
+    auto if_mem = [&](K k, u8 msz) { if (in.mem) set(k, msz); };
 
     switch (in.opcode) {
     case 0xe4: case 0xe5: case 0xe6: case 0xe7:
@@ -191,13 +191,13 @@ void classify(Insn &in, bool l64, bool y, bool pf3)
     case 0xa4: case 0xa5: set(K::movs, in.op_size); break;
     case 0xaa: case 0xab: in.segment = Seg::es; set(K::stos, in.op_size); break;
     case 0xac: case 0xad: set(K::lods, in.op_size); break;
-    case 0x88: case 0x89: case 0xa2: case 0xa3: mem(K::mov_store, in.op_size); break;
-    case 0x8a: case 0x8b: case 0xa0: case 0xa1: mem(K::mov_load, in.op_size); break;
-    case 0x86: case 0x87: mem(K::xchg, in.op_size); break;
-    case 0xc6: case 0xc7: if ((in.reg & 7) == 0) mem(K::mov_store_imm, in.op_size); break;
-    case 0x63: if (l64) mem(K::movsx, min<u8>(in.op_size, 4)); break;
-    case 0x0fb6: case 0x0fb7: mem(K::movzx, in.opcode & 1 ? 2 : 1); break;
-    case 0x0fbe: case 0x0fbf: mem(K::movsx, in.opcode & 1 ? 2 : 1); break;
+    case 0x88: case 0x89: case 0xa2: case 0xa3: if_mem(K::mov_store, in.op_size); break;
+    case 0x8a: case 0x8b: case 0xa0: case 0xa1: if_mem(K::mov_load, in.op_size); break;
+    case 0x86: case 0x87: if_mem(K::xchg, in.op_size); break;
+    case 0xc6: case 0xc7: if ((in.reg & 7) == 0) if_mem(K::mov_store_imm, in.op_size); break;
+    case 0x63: if (l64) if_mem(K::movsx, min<u8>(in.op_size, 4)); break;
+    case 0x0fb6: case 0x0fb7: if_mem(K::movzx, in.opcode & 1 ? 2 : 1); break;
+    case 0x0fbe: case 0x0fbf: if_mem(K::movsx, in.opcode & 1 ? 2 : 1); break;
     case 0x90: if (pf3 && !(in.rex & 1)) set(K::pause); break;
     case 0xcc: set(K::int3); break;
     case 0xcd: set(K::intn); break;
@@ -344,7 +344,7 @@ Result<Insn> decode(const u8 *bytes, usize avail, CpuMode mode)
         in.rm = u8((modrm & 7) | (in.rex & 1) << 3);
         if (in.mod != 3 && !is_mov_cr_dr(in.opcode))
             TRY(memory_operand(c, in, modrm, l64, seg));
-        if (l64 && in.opcode == 0xff && (in.reg == 2 || in.reg == 4 || in.reg == 6))
+        if (l64 && in.opcode == 0xff && ((in.reg & 7) == 2 || (in.reg & 7) == 4 || (in.reg & 7) == 6))
             in.op_size = p66 && !(in.rex & 8) ? 2 : 8;
     }
 

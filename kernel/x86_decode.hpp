@@ -51,14 +51,16 @@ struct Insn {
         xsetbv, xgetbv, monitor, mwait,
         int1, int3, intn, into,         // intn: vector in imm
         iret, pushf, popf,
-        // Memory accesses (MMIO emulation); only set for memory operands.
+        // Memory accesses (MMIO emulation): only for a memory operand
+        // (mem), the register forms are `other`. reg is the GPR operand.
         mov_load,       // reg <- [ea], mem_size bytes (8A, 8B, A0, A1)
         mov_store,      // [ea] <- reg (88, 89, A2, A3)
         mov_store_imm,  // [ea] <- simm() (C6 /0, C7 /0)
         movzx,          // reg (op_size) <- zero-extended [ea] (mem_size 1/2)
         movsx,          // reg (op_size) <- sign-extended [ea] (0F BE/BF, MOVSXD 63)
         xchg,           // [ea] <-> reg (86, 87)
-        // String operations: rSI/rDI/rCX of addr_size, mem_size per element.
+        // String operations (and ins/outs): no ModRM, mem is false; they use
+        // rSI/rDI/rCX of addr_size, mem_size bytes per element.
         movs,           // ES:[rDI] <- seg:[rSI]
         stos,           // ES:[rDI] <- rAX
         lods,           // rAX <- seg:[rSI]
@@ -69,8 +71,9 @@ struct Insn {
     Kind kind;
     u8   len;           // total length in bytes, 1..15
     u32  opcode;        // 0xXX, 0x0fXX, 0x0f38XX or 0x0f3aXX
-    u8   op_size;       // operand size in bytes (1 for byte forms)
-    u8   mem_size;      // bytes accessed per memory operand for the memory kinds, else 0
+    u8   op_size;       // operand size in bytes (1 for byte forms); mov CR/DR: 4 or 8
+    u8   mem_size;      // bytes read/written at the memory operand by the memory and
+                        // string kinds (lmsw/smsw: 2); 0 for other kinds
     u8   addr_size;     // 2, 4 or 8
     Seg  segment;       // of the memory operand (movs: of the source); default DS/SS, ES for
                         // stos/ins. In 64-bit mode only FS/GS overrides are kept.
@@ -82,10 +85,10 @@ struct Insn {
 
     bool has_modrm;
     u8   mod, reg, rm;  // reg with REX.R, rm with REX.B; raw mod
-    bool high8;         // reg names AH/CH/DH/BH: GPR reg-4, bits 15:8 (byte op, no REX)
+    bool high8;         // byte kinds: reg names AH/CH/DH/BH, i.e. bits 15:8 of GPR reg-4
     bool mem;           // a memory operand (ModRM mod != 3, or moffs): ea() is meaningful
     bool has_sib;
-    u8   scale;         // 1, 2, 4, 8
+    u8   scale;         // 1, 2, 4, 8 (0 without a memory operand)
     u8   index, base;   // GPR numbers (0 = rAX .. 15 = r15) or NO_REG; 16-bit forms too
     bool rip_relative;
     i64  disp;          // sign-extended displacement; moffs: the (zero-extended) offset
@@ -95,20 +98,23 @@ struct Insn {
     u8   imm_size;
     u64  imm;           // zero-extended immediate bytes (two immediates: first in low bytes)
 
-    u16  port;          // in/out with an immediate port
+    u16  port;          // in/out with an immediate port (E4-E7)
     bool port_in_dx;
 
     // Sign-extended immediate.
     i64 simm() const;
 
-    // Effective address (offset within `segment`, truncated to addr_size) of
-    // the memory operand. gpr[] is rAX, rCX, rDX, rBX, rSP, rBP, rSI, rDI,
-    // r8..r15; rip is the address of this instruction.
+    // Effective address of the memory operand: the offset within `segment`
+    // (the caller adds the segment base), truncated to addr_size. gpr[] is
+    // rAX, rCX, rDX, rBX, rSP, rBP, rSI, rDI, r8..r15; rip is the address of
+    // this instruction (RIP-relative operands are relative to rip + len).
     u64 ea(const u64 (&gpr)[16], u64 rip) const;
 
     u64 addr_mask() const { return addr_size == 8 ? ~0ull : (1ull << (addr_size * 8)) - 1; }
 };
 
+// Decode the instruction at bytes[0..avail). Fetch up to 15 bytes; fewer
+// are fine when the rest is unmapped: Err::range says more were needed.
 Result<Insn> decode(const u8 *bytes, usize avail, CpuMode mode);
 
 } // namespace x86

@@ -64,6 +64,7 @@ struct PerCpu {
     u32 next_asid;
     u32 asid_generation;
     u64 flush_epoch;
+    const void *tsc_aux_owner;   // whose TSC_AUX is loaded on this CPU
 };
 PerCpu percpu_[MAX_CPUS];
 u32 max_asid_;
@@ -74,14 +75,33 @@ u64 flush_epoch_ = 1;
 void clgi() { asm volatile("clgi" ::: "memory"); }
 void stgi() { asm volatile("stgi" ::: "memory"); }
 
-// MSRs a guest may touch directly: their state is in the VMCB and switched by VMLOAD/VMSAVE.
-void allow_msr(u8 *map, u32 msr)
+// MSRs a guest may read directly: their state is in the VMCB and switched by
+// VMLOAD/VMSAVE. Writes still exit, so Keel checks the values first.
+void allow_msr_read(u8 *map, u32 msr)
 {
     u32 base, off;
     if (msr < 0x2000) base = 0, off = msr;
     else if (msr >= 0xc0000000 && msr < 0xc0002000) base = 0x800, off = msr - 0xc0000000;
     else return;
-    map[base + off / 4] &= u8(~(3u << ((off % 4) * 2)));
+    map[base + off / 4] &= u8(~(1u << ((off % 4) * 2)));
+}
+
+// Where the VMCB keeps an MSR of the VMLOAD/VMSAVE set (0 if it does not).
+u16 vmcb_msr_offset(u32 msr)
+{
+    switch (msr) {
+    case 0xc0000081: return u16(V::star);
+    case 0xc0000082: return u16(V::lstar);
+    case 0xc0000083: return u16(V::cstar);
+    case 0xc0000084: return u16(V::sfmask);
+    case 0xc0000100: return u16(V::fs) + 8;
+    case 0xc0000101: return u16(V::gs) + 8;
+    case 0xc0000102: return u16(V::kernel_gs_base);
+    case 0x174: return u16(V::sysenter_cs);
+    case 0x175: return u16(V::sysenter_esp);
+    case 0x176: return u16(V::sysenter_eip);
+    default: return 0;
+    }
 }
 
 class SvmVcpu final : public virt::ArchVcpu {
@@ -96,10 +116,9 @@ public:
     x86::CpuMode mode() override
     {
         Vmcb v = vmcb();
-        u16 cs = v.seg_attr(V::cs);
-        if (!(v.q(V::cr0) & 1)) return x86::CpuMode::real16;
-        if ((v.q(V::efer) & (1u << 10)) && (cs & (1u << 9))) return x86::CpuMode::long64;
-        return (cs & (1u << 10)) ? x86::CpuMode::prot32 : x86::CpuMode::prot16;
+        const u16 cs = v.seg_attr(V::cs);
+        return x86::cpu_mode(v.q(V::cr0) & 1, v.q(V::rflags) & (1u << 17), v.q(V::efer) & (1u << 10), cs & (1u << 9),
+                             cs & (1u << 10));
     }
     u64 cs_base() override { return vmcb().seg_base(V::cs); }
     u64 cr0() override { return vmcb().q(V::cr0); }
@@ -123,6 +142,7 @@ private:
 
     PhysAddr vmcb_pa_;
     u32 asid_ = 0, asid_generation_ = 0, asid_cpu_ = ~0u;
+    u64 tsc_aux_ = 0;
 };
 
 Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry)
@@ -201,6 +221,11 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
     v.d(V::clean) = 0;   // Keel does not track clean bits: the CPU reloads everything
 
     v.q(V::rax) = g.rax;
+    PerCpu &pc = percpu_[cpu()->index];
+    if (pc.tsc_aux_owner != this) {
+        x86::wrmsr(0xc0000103, tsc_aux_);
+        pc.tsc_aux_owner = this;
+    }
     x86::cli();
     clgi();
     x86::sti();          // interrupts stay pending until GIF=1, and exit the guest (INTR intercept)
@@ -262,7 +287,12 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
 bool SvmVcpu::arch_rdmsr(u32 msr, u64 &val)
 {
     Vmcb v = vmcb();
+    if (u16 off = vmcb_msr_offset(msr)) {
+        val = *reinterpret_cast<u64 *>(v.p + off);
+        return true;
+    }
     switch (msr) {
+    case 0xc0000103: val = tsc_aux_; return true;
     case 0xc0000080: val = v.q(V::efer) & ~EFER_SVME; return true;
     case 0x277: val = v.q(V::g_pat); return true;
     case 0x10: val = tsc(); return true;
@@ -273,7 +303,17 @@ bool SvmVcpu::arch_rdmsr(u32 msr, u64 &val)
 bool SvmVcpu::arch_wrmsr(u32 msr, u64 val)
 {
     Vmcb v = vmcb();
+    if (u16 off = vmcb_msr_offset(msr)) {
+        *reinterpret_cast<u64 *>(v.p + off) = val;   // VMLOAD puts it in place before the next VMRUN
+        return true;
+    }
     switch (msr) {
+    case 0xc0000103:
+        // Not in the VMCB: this vCPU's value is loaded while it runs.
+        tsc_aux_ = val;
+        x86::wrmsr(msr, val);
+        percpu_[cpu()->index].tsc_aux_owner = this;
+        return true;
     case 0xc0000080:
         // SCE, LME, NXE only; LMA is the CPU's to set.
         if (val & ~u64(1 | 1u << 8 | 1u << 10 | 1u << 11)) return false;
@@ -323,7 +363,7 @@ Status enable_cpu()
         __builtin_memset(m, 0xff, 2 * PAGE_SIZE);
         static constexpr u32 vmcb_msrs[] = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000100,
                                             0xc0000101, 0xc0000102, 0x174, 0x175, 0x176};
-        for (u32 msr : vmcb_msrs) allow_msr(m, msr);
+        for (u32 msr : vmcb_msrs) allow_msr_read(m, msr);
     }
     auto hs = mm::alloc_zeroed(0), hv = mm::alloc_zeroed(0);
     if (!hs || !hv) return Err::no_memory;

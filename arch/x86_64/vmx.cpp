@@ -387,7 +387,9 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
         }
         // Instruction exits: the CPU tells us the length.
         e.next_rip = rip() + vmread(F::exit_len);
-        if (mode() != x86::CpuMode::long64) e.next_rip &= 0xffffffff;
+        const x86::CpuMode m = mode();
+        if (m == x86::CpuMode::prot32) e.next_rip &= 0xffffffff;
+        else if (m != x86::CpuMode::long64) e.next_rip &= 0xffff;
         return;
     }
 }

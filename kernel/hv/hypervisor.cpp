@@ -243,6 +243,12 @@ bool create(Guest &g)
     g.state = Guest::State::running;
     log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (Multiboot%s), entry %x", g.name, c.memory / MiB, g.nvcpus,
              g.nvcpus > 1 ? "s" : "", int(c.kernel.n), c.kernel.p, rep.version == 2 ? "2" : "", entry->eip);
+    return true;
+}
+
+// Hand the guest's boot vCPU to its CPU.
+void launch(Guest &g)
+{
     for (u32 i = 0; i < g.nvcpus; i++) {
         Vcpu &v = g.vcpus[i];
         v.state = i == 0 ? Vcpu::State::runnable : Vcpu::State::idle;
@@ -251,7 +257,6 @@ bool create(Guest &g)
             rq_[v.cpu].push(&v);
         }
     }
-    return true;
 }
 
 void print_stats(Guest &g)
@@ -290,7 +295,7 @@ void finish(Guest &g)
     release(g);
     if (g.cfg->on_exit == GuestConfig::OnExit::restart) {
         log_info("guest %s: restarting (on_exit = restart, start %u)", g.name, g.starts + 1);
-        if (create(g)) return;
+        if (create(g)) return launch(g);
     }
     g.state = Guest::State::ended;
     if (__atomic_sub_fetch(&live_guests_, 1, __ATOMIC_ACQ_REL) == 0) all_guests_ended();
@@ -316,7 +321,7 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr)
         g.why_addr = addr;
         g.uart->flush();
         if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
-        log_info("guest %s exited code=%u", g.name, code);
+        else log_info("guest %s exited code=%u", g.name, code);
         for (u32 i = 0; i < g.nvcpus; i++)
             if (g.vcpus[i].state == Vcpu::State::idle || g.vcpus[i].state == Vcpu::State::halted)
                 stop_now[n++] = &g.vcpus[i];
@@ -440,6 +445,9 @@ void run(Vcpu &v)
             __atomic_fetch_sub(&live_guests_, 1, __ATOMIC_ACQ_REL);
         }
     }
+    // All guests are built before any runs, so they really run side by side.
+    for (u32 i = 0; i < config_.guest_count; i++)
+        if (guests_[i].state == Guest::State::running) launch(guests_[i]);
     started_ = true;
     if (__atomic_load_n(&live_guests_, __ATOMIC_ACQUIRE) == 0) all_guests_ended();
     cpu_loop();

@@ -11,27 +11,6 @@ import tempfile
 
 import harness
 
-BOCHSRC = """\
-megs: {mem}
-cpu: model={model}, count={cpus}, ips=100000000, reset_on_triple_fault=0
-romimage: file=/usr/share/bochs/BIOS-bochs-latest
-vgaromimage: file=/usr/share/vgabios/vgabios.bin
-ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
-ata0-master: type=cdrom, path={iso}, status=inserted
-boot: cdrom
-com1: enabled=1, mode=file, dev={log}
-display_library: term
-log: {tmp}/bochs.log
-panic: action=fatal
-error: action=report
-info: action=ignore
-debug: action=ignore
-clock: sync=none, time0=1
-speaker: enabled=0
-sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
-"""
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--iso", required=True)
@@ -43,13 +22,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="keel-bochs-") as tmp:
         log = os.path.join(tmp, "serial.log")
-        rc = os.path.join(tmp, "bochsrc")
-        with open(rc, "w") as f:
-            f.write(BOCHSRC.format(mem=a.mem, model=a.model, cpus=a.cpus, iso=os.path.abspath(a.iso), log=log, tmp=tmp))
-        dbg = os.path.join(tmp, "debugger")
-        with open(dbg, "w") as f:
-            f.write("c\n")
-        cmd = ["bochs", "-q", "-f", rc, "-rc", dbg]
+        cmd = harness.bochs_command(a.iso, tmp, log, a.cpus, a.mem, a.model)
 
         def until(text):
             if harness.READY.search(text) or harness.EXCEPTION.search(text):

@@ -14,8 +14,63 @@ READY = re.compile(r"^keel: ready cpus=(\d+) ram=(\d+)\b.*$", re.M)
 EXCEPTION = re.compile(r"^keel: EXCEPTION .*$", re.M)
 
 
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS.fd"
+
+BOCHSRC = """\
+megs: {mem}
+cpu: model={model}, count={cpus}, ips=100000000, reset_on_triple_fault=0
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=cdrom, path={iso}, status=inserted
+boot: cdrom
+com1: enabled=1, mode=file, dev={log}
+display_library: term
+log: {tmp}/bochs.log
+panic: action=fatal
+error: action=report
+info: action=ignore
+debug: action=ignore
+clock: sync=none, time0=1
+speaker: enabled=0
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+"""
+
+
 class Failure(Exception):
     pass
+
+
+def qemu_command(image, tmp, log, smp=1, mem="512M", firmware="bios", media="cd", extra=()):
+    """QEMU TCG (AMD model with SVM) booting a GRUB image; serial console to log."""
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-machine", "q35",
+           "-smp", str(smp), "-m", mem, "-display", "none", "-monitor", "none",
+           "-serial", f"file:{log}", "-no-reboot", "-nodefaults"]
+    if firmware == "uefi":
+        vars_copy = os.path.join(tmp, "vars.fd")
+        with open(OVMF_VARS, "rb") as src, open(vars_copy, "wb") as dst:
+            dst.write(src.read())
+        cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+    if media == "cd":
+        cmd += ["-drive", f"file={image},media=cdrom,if=none,id=cd,readonly=on",
+                "-device", "ide-cd,drive=cd,bootindex=0"]
+    else:
+        cmd += ["-drive", f"if=none,id=stick,format=raw,file={image},snapshot=on",
+                "-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]
+    return cmd + list(extra)
+
+
+def bochs_command(image, tmp, log, cpus=1, mem_mib=256, model="corei7_skylake_x"):
+    """Bochs (Intel model with VMX, EPT, VPID) booting a GRUB image from CD; serial console to log."""
+    rc = os.path.join(tmp, "bochsrc")
+    with open(rc, "w") as f:
+        f.write(BOCHSRC.format(mem=mem_mib, model=model, cpus=cpus, iso=os.path.abspath(image), log=log, tmp=tmp))
+    dbg = os.path.join(tmp, "debugger")
+    with open(dbg, "w") as f:
+        f.write("c\n")
+    return ["bochs", "-q", "-f", rc, "-rc", dbg]
 
 
 def parse_size(s):
@@ -27,11 +82,17 @@ def parse_size(s):
     return n * 1024 if m.group(2) == "G" else n
 
 
+def run_mkimage(args):
+    r = subprocess.run([os.path.join(ROOT, "scripts", "mkimage")] + list(args), capture_output=True, text=True)
+    if r.returncode:
+        raise Failure(f"mkimage failed: {r.stderr}")
+
+
 def make_image(kernel, cmdline, out, modules=()):
-    cmd = [os.path.join(ROOT, "scripts", "mkimage"), "--kernel", kernel, "--cmdline", cmdline, "-o", out]
+    args = ["--kernel", kernel, "--cmdline", cmdline, "-o", out]
     for m in modules:
-        cmd += ["--module", m]
-    subprocess.run(cmd, check=True)
+        args += ["--module", m]
+    run_mkimage(args)
     return out
 
 

@@ -7,32 +7,9 @@
 import argparse
 import os
 import re
-import shutil
 import tempfile
 
 import harness
-
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS.fd"
-
-
-def qemu_command(a, image, tmp, log):
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-machine", "q35",
-           "-smp", str(a.smp), "-m", a.mem, "-display", "none", "-monitor", "none",
-           "-serial", f"file:{log}", "-no-reboot", "-nodefaults"]
-    if a.firmware == "uefi":
-        vars_copy = os.path.join(tmp, "vars.fd")
-        shutil.copy(OVMF_VARS, vars_copy)
-        cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-                "-drive", f"if=pflash,format=raw,file={vars_copy}"]
-    if a.media == "cd":
-        cmd += ["-drive", f"file={image},media=cdrom,if=none,id=cd,readonly=on",
-                "-device", "ide-cd,drive=cd,bootindex=0"]
-    else:
-        cmd += ["-drive", f"if=none,id=stick,format=raw,file={image},snapshot=on",
-                "-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]
-    return cmd
-
 
 def main():
     p = argparse.ArgumentParser()
@@ -53,7 +30,7 @@ def main():
         if a.kernel:
             image = harness.make_image(a.kernel, a.cmdline, os.path.join(tmp, "test.iso"))
         log = os.path.join(tmp, "serial.log")
-        cmd = qemu_command(a, image, tmp, log)
+        cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, a.firmware, a.media)
         print(" ".join(cmd))
 
         if a.expect_fault:

@@ -68,6 +68,10 @@ TEST(GuestMemory, FullTable)
     EXPECT_EQ(m.add(GuestPhys(0x100000), 16, a.data()).error(), Err::range);
     for (usize i = 1; i < GuestMemory::MAX_EXTENTS; i++)
         EXPECT_LT(m.extent(i - 1).gpa, m.extent(i).gpa);
+    m.clear();
+    EXPECT_EQ(m.extent_count(), 0u);
+    EXPECT_FALSE(m.contains(GuestPhys(0x1000), 1));
+    EXPECT_TRUE(m.add(GuestPhys(0x100000), 16, a.data()));
 }
 
 TEST(GuestMemory, ContainsAcrossAdjacentExtentsOnly)

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Run guests under Keel: make an appliance image from a configuration (with
+@GUESTS@ standing for the folder of the built test guests), boot it under QEMU
+TCG (SVM) or Bochs (VMX), wait until Keel reports that every guest has ended
+(and powered the machine off), then assert on the console.
+
+  vm_test.py --config tests/vm/basic.toml --guests DIR --emulator qemu|bochs
+             --expect-exit NAME=CODE (CODE: a number, or spin:N for the spin guest's result)
+             --expect-line REGEX  --forbid-line REGEX  --expect-stats NAME
+"""
+import argparse
+import os
+import re
+import sys
+import tempfile
+
+import harness
+
+sys.path.insert(0, os.path.join(harness.ROOT, "tests", "guests"))
+
+
+def expected_code(spec):
+    if spec.startswith("spin:"):
+        import spin_expected
+        return spin_expected.expected_exit_code(int(spec[5:]))
+    return int(spec, 0)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", required=True)
+    p.add_argument("--guests", required=True)
+    p.add_argument("--kernel", required=True)
+    p.add_argument("--emulator", choices=["qemu", "bochs"], default="qemu")
+    p.add_argument("--smp", type=int, default=2)
+    p.add_argument("--mem", default="512M")
+    p.add_argument("--timeout", type=int, default=300)
+    p.add_argument("--expect-exit", action="append", default=[])
+    p.add_argument("--expect-line", action="append", default=[])
+    p.add_argument("--forbid-line", action="append", default=[])
+    p.add_argument("--expect-stats", action="append", default=[])
+    p.add_argument("--until", default=r"^keel: all guests have ended", help="regex that ends the run")
+    a = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="keel-vm-") as tmp:
+        with open(a.config) as f:
+            text = f.read().replace("@GUESTS@", os.path.abspath(a.guests))
+        config = os.path.join(tmp, "keel.toml")
+        with open(config, "w") as f:
+            f.write(text)
+        image = os.path.join(tmp, "appliance.iso")
+        harness.run_mkimage([config, "--kernel", a.kernel, "-o", image])
+        log = os.path.join(tmp, "serial.log")
+        if a.emulator == "qemu":
+            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem)
+        else:
+            cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
+
+        until = re.compile(a.until, re.M)
+
+        def done(text):
+            if until.search(text) or harness.EXCEPTION.search(text):
+                return True
+            return None
+        _, text = harness.run(cmd, log, done, a.timeout, cwd=tmp, pty=a.emulator == "bochs")
+        print(text)
+
+    if harness.EXCEPTION.search(text):
+        raise harness.Failure("Keel took an exception")
+    for spec in a.expect_exit:
+        name, code = spec.split("=", 1)
+        want = expected_code(code)
+        m = re.search(rf"^keel: guest {re.escape(name)} exited code=(\d+)$", text, re.M)
+        if not m:
+            raise harness.Failure(f"guest {name} did not exit")
+        if int(m.group(1)) != want:
+            raise harness.Failure(f"guest {name} exited with {m.group(1)}, expected {want}")
+    for pattern in a.expect_line:
+        if not re.search(pattern, text, re.M):
+            raise harness.Failure(f"no console line matches {pattern!r}")
+    for pattern in a.forbid_line:
+        m = re.search(pattern, text, re.M)
+        if m:
+            raise harness.Failure(f"forbidden line: {m.group(0)!r}")
+    for name in a.expect_stats:
+        m = re.search(rf"^keel: stats {re.escape(name)} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=(\d+) exits=(\d+)(.*)$",
+                      text, re.M)
+        if not m or int(m.group(1)) == 0 or int(m.group(3)) == 0:
+            raise harness.Failure(f"no per-vCPU statistics for {name}")
+
+
+if __name__ == "__main__":
+    harness.main_wrapper(main)
