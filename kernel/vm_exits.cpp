@@ -58,15 +58,20 @@ bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
         return true;
     }
     if (ops.cr0() & (1ull << 31)) return false;   // guest paging: needs a guest page walk (not yet)
-    u8 bytes[15];
-    u64 linear = ops.cs_base() + ops.rip();
-    usize n = 0;
-    // Fetch what is there, up to 15 bytes (the instruction may end before the RAM does).
-    while (n < sizeof(bytes) && p.mem->read(GuestPhys(linear + n), bytes + n, 1)) n++;
-    auto insn = x86::decode(bytes, n, ops.mode());
+    const x86::CpuMode m = ops.mode();
+    const u64 linear = ops.cs_base() + ops.rip();
+    u8 copy[15];
+    usize n = sizeof(copy);
+    // Usually the 15 bytes lie in one extent: decode in place (the decoder reads each byte once).
+    const u8 *bytes = p.mem->span(GuestPhys(linear), n);
+    if (!bytes) {
+        // Near the end of RAM or across extents: fetch what is there, byte by byte.
+        for (n = 0; n < sizeof(copy) && p.mem->read(GuestPhys(linear + n), copy + n, 1); n++) {}
+        bytes = copy;
+    }
+    auto insn = x86::decode(bytes, n, m);
     if (!insn) return false;
     out = ops.rip() + insn->len;
-    const x86::CpuMode m = ops.mode();
     if (m == x86::CpuMode::prot32) out &= 0xffffffff;
     else if (m != x86::CpuMode::long64) out &= 0xffff;
     return true;
