@@ -53,6 +53,9 @@ public:
     virtual x86::CpuMode mode() = 0;
     virtual u64 cs_base() = 0;
     virtual u64 cr0() = 0;
+    virtual u64 cr3() = 0;
+    virtual u64 cr4() = 0;      // as the guest sees it
+    virtual u64 efer() = 0;
     virtual void inject_exception(u8 vector, bool has_error, u32 error) = 0;
     // MSRs whose storage is the hardware's (VMCB/VMCS fields): true if handled.
     virtual bool arch_rdmsr(u32 msr, u64 &value) = 0;

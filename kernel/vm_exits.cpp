@@ -1,5 +1,6 @@
 #include "vm_exits.hpp"
 
+#include "guest_paging.hpp"
 #include "x86_decode.hpp"
 
 const char *exit_reason_name(ExitReason r)
@@ -50,6 +51,29 @@ bool msr_value_valid(u32 msr, u64 v)
     }
 }
 
+// Fetch up to 15 instruction bytes at CS:RIP through the guest's own paging.
+// Returns a pointer to them (in place when they sit in one extent) and their count.
+const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, u8 (&copy)[15], usize &n)
+{
+    const GuestPagingState ps{ops.cr0(), ops.cr3(), ops.cr4(), ops.efer()};
+    const u64 linear = ops.cs_base() + ops.rip();
+    auto gpa = guest_translate(*p.mem, ps, linear);
+    if (!gpa) return nullptr;
+    // Bytes on the first page; the rest (if any) comes from the next page, translated on its own.
+    const u64 first = min<u64>(15, PAGE_SIZE - (linear & (PAGE_SIZE - 1)));
+    if (!(ps.cr0 & (1ull << 31)) || first == 15) {
+        n = 15;
+        if (const u8 *in_place = p.mem->span(GuestPhys(*gpa), n)) return in_place;
+    }
+    n = 0;
+    for (; n < first && p.mem->read(GuestPhys(*gpa + n), copy + n, 1); n++) {}
+    if (n == first && n < 15) {
+        auto next = guest_translate(*p.mem, ps, linear + first);
+        for (usize k = 0; next && n < 15 && p.mem->read(GuestPhys(*next + k), copy + n, 1); n++, k++) {}
+    }
+    return copy;
+}
+
 // Find the next RIP: from the hardware if it told us, else by decoding the instruction.
 bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
 {
@@ -57,18 +81,11 @@ bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
         out = e.next_rip;
         return true;
     }
-    if (ops.cr0() & (1ull << 31)) return false;   // guest paging: needs a guest page walk (not yet)
-    const x86::CpuMode m = ops.mode();
-    const u64 linear = ops.cs_base() + ops.rip();
     u8 copy[15];
-    usize n = sizeof(copy);
-    // Usually the 15 bytes lie in one extent: decode in place (the decoder reads each byte once).
-    const u8 *bytes = p.mem->span(GuestPhys(linear), n);
-    if (!bytes) {
-        // Near the end of RAM or across extents: fetch what is there, byte by byte.
-        for (n = 0; n < sizeof(copy) && p.mem->read(GuestPhys(linear + n), copy + n, 1); n++) {}
-        bytes = copy;
-    }
+    usize n = 0;
+    const u8 *bytes = fetch_insn(ops, p, copy, n);
+    if (!bytes) return false;
+    const x86::CpuMode m = ops.mode();
     auto insn = x86::decode(bytes, n, m);
     if (!insn) return false;
     out = ops.rip() + insn->len;

@@ -74,6 +74,11 @@ extern "C" void trap(Frame *f)
         return;
     }
     if (f->vector == vec::SPURIOUS) return;
+    if (f->vector == 2) {
+        // An NMI is an interrupt, not a fault of Keel's (it may have arrived while a guest ran): note it, go on.
+        log_warn("NMI on cpu %u", cpu()->index);
+        return;
+    }
     report_and_halt(*f);
 }
 

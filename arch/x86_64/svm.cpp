@@ -122,6 +122,9 @@ public:
     }
     u64 cs_base() override { return vmcb().seg_base(V::cs); }
     u64 cr0() override { return vmcb().q(V::cr0); }
+    u64 cr3() override { return vmcb().q(V::cr3); }
+    u64 cr4() override { return vmcb().q(V::cr4); }
+    u64 efer() override { return vmcb().q(V::efer) & ~EFER_SVME; }
     void inject_exception(u8 vector, bool has_error, u32 error) override
     {
         // EVENTINJ: vector, type 3 (exception), error-code valid, valid.

@@ -131,6 +131,9 @@ public:
     }
     u64 cs_base() override { return vmread(F::guest_cs_base); }
     u64 cr0() override { return vmread(F::guest_cr0); }
+    u64 cr3() override { return vmread(F::guest_cr3); }
+    u64 cr4() override { return vmread(F::cr4_shadow) | (vmread(F::guest_cr4) & ~vmread(F::cr4_mask)); }
+    u64 efer() override { return vmread(F::guest_efer); }
     void inject_exception(u8 vector, bool has_error, u32 error) override
     {
         vmwrite(F::entry_intr, vector | 3u << 8 | (has_error ? 1u << 11 : 0) | 1u << 31);
