@@ -1,5 +1,6 @@
 // hello: the smallest guest. Prints a greeting and what the loader passed,
 // then exits with code 0x2a, or N with `code=N` on the command line.
+// With `hlt`, it halts with interrupts disabled instead (Keel must stop it).
 #include "lib/guest.hpp"
 
 extern "C" const char guest_name[] = "hello";
@@ -23,6 +24,12 @@ u32 guest_main() {
     for (u32 i = 0; i < boot.mmap_count; ++i) {
         const MemRegion& r = boot.mmap[i];
         printf("hello: mmap 0x%09llx-0x%09llx %s\n", r.base, r.base + r.length - 1, type_name(r.type));
+    }
+    if (cmdline_flag("hlt")) {
+        puts("hello: cli; hlt\n");
+        asm volatile("cli; hlt");
+        puts("hello: FAIL: resumed after hlt with interrupts disabled\n");
+        return 0xbad;
     }
     u32 code = u32(cmdline_u64("code", 0x2a));
     printf("hello: exit code=0x%x\n", code);

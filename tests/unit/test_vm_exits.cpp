@@ -1,0 +1,958 @@
+// The arch-neutral exit handlers (kernel/vm_exits.cpp) and the guest UART /
+// debug-exit devices (kernel/dev_uart.cpp), driven through a fake VcpuOps.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernel/dev_uart.hpp"
+#include "kernel/vm_exits.hpp"
+
+namespace {
+
+constexpr u8 GP = 13, UD = 6;
+constexpr u64 CR0_PE = 1, CR0_PG = 1ull << 31, CR4_PAE = 1u << 5, EFER_LME = 1u << 8, EFER_LMA = 1u << 10;
+constexpr u64 RFLAGS_DF = 1u << 10;
+constexpr u32 MSR_EFER = 0xc0000080, MSR_PAT = 0x277, MSR_FS_BASE = 0xc0000100, MSR_LSTAR = 0xc0000082,
+              MSR_TSC_AUX = 0xc0000103;
+
+struct Injected {
+    u8 vector;
+    bool has_error;
+    u32 error;
+};
+
+class FakeOps final : public VcpuOps {
+public:
+    u64 rip_ = 0x1000, rflags_ = 2;
+    x86::CpuMode mode_ = x86::CpuMode::prot32;
+    u64 cs_base_ = 0, cr0_ = CR0_PE, cr3_ = 0, cr4_ = 0, efer_ = 0;
+    std::vector<Injected> injected;
+    std::map<u32, u64> msrs{{MSR_EFER, 0x500}, {MSR_PAT, 0x0007040600070406ull}, {MSR_FS_BASE, 0}, {MSR_LSTAR, 0}};
+    std::vector<std::pair<u32, u64>> wrmsr_calls;   // every arch_wrmsr call, handled or not
+    int rdmsr_calls = 0;
+
+    u64 rip() override { return rip_; }
+    void set_rip(u64 r) override { rip_ = r; }
+    u64 rflags() override { return rflags_; }
+    x86::CpuMode mode() override { return mode_; }
+    u64 cs_base() override { return cs_base_; }
+    u64 cr0() override { return cr0_; }
+    u64 cr3() override { return cr3_; }
+    u64 cr4() override { return cr4_; }
+    u64 efer() override { return efer_; }
+    void inject_exception(u8 vector, bool has_error, u32 error) override
+    {
+        injected.push_back({vector, has_error, error});
+    }
+    bool arch_rdmsr(u32 msr, u64 &value) override
+    {
+        rdmsr_calls++;
+        auto it = msrs.find(msr);
+        if (it == msrs.end()) return false;
+        value = it->second;
+        return true;
+    }
+    bool arch_wrmsr(u32 msr, u64 value) override
+    {
+        wrmsr_calls.push_back({msr, value});
+        auto it = msrs.find(msr);
+        if (it == msrs.end()) return false;
+        it->second = value;
+        return true;
+    }
+    void host_cpuid(u32 leaf, u32 sub, u32 out[4]) override
+    {
+        switch (leaf) {
+        case 0:   // max leaf 0xd, "GenuineIntel"
+            out[0] = 0xd, out[1] = 0x756e6547, out[2] = 0x6c65746e, out[3] = 0x49656e69;
+            return;
+        case 1:   // APIC id 0x37, 16 logical CPUs; ECX: SSE3, VMX, SMX, x2APIC, XSAVE, AVX; EDX: FPU, APIC, HTT
+            out[0] = 0x000906ea;
+            out[1] = 0x37100800;
+            out[2] = (1u << 0) | (1u << 5) | (1u << 6) | (1u << 21) | (1u << 26) | (1u << 28);
+            out[3] = (1u << 0) | (1u << 9) | (1u << 28);
+            return;
+        case 7:
+            out[0] = sub == 0 ? 1 : 0;
+            out[1] = (1u << 0) | (1u << 2) | (1u << 5) | (1u << 9) | (1u << 16);   // FSGSBASE, SGX, AVX2, ERMS, AVX512F
+            out[2] = 1u << 3;
+            out[3] = 0xffffffff;
+            return;
+        case 0x80000000:
+            out[0] = 0x8000000a, out[1] = out[2] = out[3] = 0;
+            return;
+        case 0x80000001:   // ECX: LAHF, SVM, IBS; EDX: NX, LM
+            out[0] = 0, out[1] = 0;
+            out[2] = (1u << 0) | (1u << 2) | (1u << 10);
+            out[3] = (1u << 20) | (1u << 29);
+            return;
+        case 0x8000000a:   // SVM revision, ASIDs, features
+            out[0] = 1, out[1] = 0x40, out[2] = 0, out[3] = 0xff;
+            return;
+        default:           // something visible, so "zero" can only come from Keel
+            out[0] = leaf, out[1] = sub, out[2] = 0x12345678, out[3] = 0x9abcdef0;
+            return;
+        }
+    }
+    u64 tsc() override { return 0; }
+};
+
+constexpr u64 RAM_SIZE = 1 << 20;
+
+struct Vm {
+    std::vector<u8> ram = std::vector<u8>(RAM_SIZE);
+    GuestMemory mem;
+    GuestPlatform p;
+    std::vector<std::string> lines;
+    UartModel uart{0x3f8, &Vm::sink, this};
+    DebugExitModel dbg{0xf4, p};
+    FakeOps ops;
+    Gprs g{};
+
+    Vm()
+    {
+        EXPECT_TRUE(mem.add(GuestPhys(0), ram.size(), ram.data()).ok());
+        p.mem = &mem;
+        p.vcpu_count = 4;
+        EXPECT_TRUE(p.add_io(&uart));
+        EXPECT_TRUE(p.add_io(&dbg));
+    }
+
+    static void sink(void *ctx, const char *line, usize n)
+    {
+        static_cast<Vm *>(ctx)->lines.emplace_back(line, n);
+    }
+
+    void put(u64 gpa, std::initializer_list<u8> bytes)
+    {
+        for (u8 b : bytes) ram.at(gpa++) = b;
+    }
+    void put64(u64 gpa, u64 v) { memcpy(&ram.at(gpa), &v, 8); }
+
+    ExitOutcome run(const ExitInfo &e, u32 vcpu = 0) { return handle_exit(e, g, ops, p, vcpu); }
+
+    // CPUID exit, decoded from `0f a2` at RIP (next_rip unknown).
+    ExitOutcome cpuid(u32 leaf, u32 sub = 0, u32 vcpu = 0)
+    {
+        g.rax = leaf, g.rcx = sub;
+        ExitInfo e;
+        e.reason = ExitReason::cpuid;
+        return run(e, vcpu);
+    }
+
+    ExitOutcome msr(bool write, u32 msr, u64 value = 0, u32 vcpu = 0)
+    {
+        g.rcx = msr;
+        if (write) g.rax = u32(value), g.rdx = value >> 32;
+        ExitInfo e;
+        e.reason = write ? ExitReason::wrmsr : ExitReason::rdmsr;
+        e.next_rip = ops.rip_ + 2;
+        return run(e, vcpu);
+    }
+
+    ExitOutcome out(u16 port, u8 size, u32 value)
+    {
+        g.rax = value;
+        ExitInfo e;
+        e.reason = ExitReason::io;
+        e.port = port, e.size = size, e.in = false;
+        e.next_rip = ops.rip_ + 1;
+        return run(e);
+    }
+    void out_str(u16 port, const std::string &s)
+    {
+        for (char c : s) ASSERT_EQ(out(port, 1, u8(c)).action, ExitAction::resume);
+    }
+    u64 in(u16 port, u8 size, u64 rax_before = 0)
+    {
+        g.rax = rax_before;
+        ExitInfo e;
+        e.reason = ExitReason::io;
+        e.port = port, e.size = size, e.in = true;
+        e.next_rip = ops.rip_ + 1;
+        EXPECT_EQ(run(e).action, ExitAction::resume);
+        return g.rax;
+    }
+
+    ExitInfo string_io(u16 port, u8 size, bool in, bool rep, u8 addr_size = 4)
+    {
+        ExitInfo e;
+        e.reason = ExitReason::io;
+        e.port = port, e.size = size, e.in = in, e.string = true, e.rep = rep, e.addr_size = addr_size;
+        e.next_rip = ops.rip_ + 2;
+        return e;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------- CPUID
+
+TEST(VmExitCpuid, HypervisorBitAndKeelLeaves)
+{
+    Vm vm;
+    vm.put(0x1000, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(1).action, ExitAction::resume);
+    EXPECT_TRUE(vm.g.rcx & (1u << 31));
+    EXPECT_EQ(vm.g.rax, 0x000906eau);
+
+    ASSERT_EQ(vm.cpuid(0x40000000).action, ExitAction::resume);
+    EXPECT_GE(vm.g.rax, 0x40000001u);
+    char sig[13] = {};
+    const u32 regs[3] = {u32(vm.g.rbx), u32(vm.g.rcx), u32(vm.g.rdx)};
+    memcpy(sig, regs, 12);
+    EXPECT_STREQ(sig, "KeelKeelKeel");
+    EXPECT_TRUE(vm.ops.injected.empty());
+}
+
+TEST(VmExitCpuid, VirtualisationAndUnmodelledFeaturesHidden)
+{
+    Vm vm;
+    vm.put(0x1000, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(1).action, ExitAction::resume);
+    EXPECT_FALSE(vm.g.rcx & (1u << 5));    // VMX
+    EXPECT_FALSE(vm.g.rcx & (1u << 6));    // SMX
+    EXPECT_FALSE(vm.g.rcx & (1u << 21));   // x2APIC
+    EXPECT_TRUE(vm.g.rcx & 1u);            // SSE3 passes through
+    EXPECT_FALSE(vm.g.rdx & (1u << 9));    // no APIC model
+    EXPECT_TRUE(vm.g.rdx & 1u);            // FPU passes through
+
+    ASSERT_EQ(vm.cpuid(0x80000001).action, ExitAction::resume);
+    EXPECT_FALSE(vm.g.rcx & (1u << 2));    // SVM
+    EXPECT_TRUE(vm.g.rcx & 1u);            // LAHF passes through
+    EXPECT_EQ(vm.g.rdx, (1u << 20) | (1u << 29));
+
+    ASSERT_EQ(vm.cpuid(0x8000000a).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax | vm.g.rbx | vm.g.rcx | vm.g.rdx, 0u);
+
+    ASSERT_EQ(vm.cpuid(7, 0).action, ExitAction::resume);
+    EXPECT_TRUE(vm.g.rbx & 1u);            // FSGSBASE kept
+    EXPECT_FALSE(vm.g.rbx & ((1u << 2) | (1u << 5) | (1u << 16)));
+    EXPECT_EQ(vm.g.rdx, 0u);
+}
+
+TEST(VmExitCpuid, OutOfRangeLeavesAreZero)
+{
+    Vm vm;
+    vm.put(0x1000, {0x0f, 0xa2});
+    for (u32 leaf : {0xeu, 0x1000u, 0x3fffffffu, 0x40000001u, 0x40000002u, 0x4fffffffu, 0x50000000u,
+                     0x8000000bu, 0x80000020u, 0xffffffffu}) {
+        vm.g.rbx = vm.g.rdx = 0xdead;
+        ASSERT_EQ(vm.cpuid(leaf).action, ExitAction::resume) << std::hex << leaf;
+        EXPECT_EQ(vm.g.rax | vm.g.rbx | vm.g.rcx | vm.g.rdx, 0u) << std::hex << leaf;
+    }
+    // In range: the host's answer (upper halves of the registers cleared).
+    vm.g.rax = 0xffffffff00000000ull | 2;
+    vm.g.rcx = 0;
+    ExitInfo e;
+    e.reason = ExitReason::cpuid;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 2u);
+    EXPECT_EQ(vm.g.rcx, 0x12345678u);
+}
+
+TEST(VmExitCpuid, ApicIdIsVcpuIndex)
+{
+    Vm vm;
+    vm.put(0x1000, {0x0f, 0xa2});
+    for (u32 i : {0u, 1u, 3u}) {
+        ASSERT_EQ(vm.cpuid(1, 0, i).action, ExitAction::resume);
+        EXPECT_EQ(vm.g.rbx >> 24, i);
+        EXPECT_EQ((vm.g.rbx >> 16) & 0xff, 4u);     // vcpu_count
+        EXPECT_EQ(vm.g.rbx & 0xffff, 0x0800u);      // CLFLUSH size etc. kept
+    }
+    u32 r[4];
+    guest_cpuid(vm.ops, 1, 0, 2, 3, r);
+    EXPECT_EQ(r[1] >> 24, 2u);
+}
+
+TEST(VmExitCpuid, RipAdvancedByDecodedLength)
+{
+    Vm vm;
+    vm.ops.rip_ = 0x2345;
+    vm.put(0x2345, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x2347u);
+
+    // Prefixed: the whole length counts.
+    vm.ops.rip_ = 0x3000;
+    vm.put(0x3000, {0x66, 0x2e, 0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x3004u);
+
+    // CS base added for the fetch, not to RIP.
+    vm.ops.cs_base_ = 0x10000;
+    vm.ops.rip_ = 0x100;
+    vm.put(0x10100, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x102u);
+}
+
+TEST(VmExitCpuid, RipFromHardwareNextRip)
+{
+    Vm vm;
+    vm.ops.rip_ = 0x5000;   // RAM holds zeros here: nothing is decoded
+    ExitInfo e;
+    e.reason = ExitReason::cpuid;
+    e.next_rip = 0x5007;
+    vm.g.rax = 0;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x5007u);
+    EXPECT_EQ(vm.g.rax, 0xdu);
+}
+
+TEST(VmExitCpuid, RipWrapsIn16BitMode)
+{
+    for (auto mode : {x86::CpuMode::real16, x86::CpuMode::prot16}) {
+        Vm vm;
+        vm.ops.mode_ = mode;
+        vm.ops.cr0_ = mode == x86::CpuMode::real16 ? 0 : CR0_PE;
+        vm.ops.cs_base_ = 0x10000;
+        vm.ops.rip_ = 0xfffe;
+        vm.put(0x1fffe, {0x0f, 0xa2});
+        ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+        EXPECT_EQ(vm.ops.rip_, 0u);
+    }
+    // 32-bit mode wraps at 4 GiB (a page of RAM just below it).
+    Vm vm;
+    std::vector<u8> top(PAGE_SIZE);
+    ASSERT_TRUE(vm.mem.add(GuestPhys(0x100000000ull - PAGE_SIZE), top.size(), top.data()).ok());
+    top[PAGE_SIZE - 2] = 0x0f, top[PAGE_SIZE - 1] = 0xa2;
+    vm.ops.rip_ = 0xfffffffe;
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0u);
+    // Long mode does not wrap.
+    vm.ops.mode_ = x86::CpuMode::long64;
+    vm.ops.rip_ = 0xfffffffe;
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x100000000ull);
+}
+
+TEST(VmExitCpuid, UndecodableStops)
+{
+    Vm vm;
+    vm.ops.rip_ = RAM_SIZE + 0x1000;   // outside RAM
+    auto o = vm.cpuid(0);
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_EQ(o.addr, RAM_SIZE + 0x1000);
+    ASSERT_NE(o.why, nullptr);
+
+    // Only the first byte inside RAM: the decoder wants more.
+    vm.ops.rip_ = RAM_SIZE - 1;
+    vm.ram[RAM_SIZE - 1] = 0x0f;
+    EXPECT_EQ(vm.cpuid(0).action, ExitAction::stop);
+    EXPECT_EQ(vm.ops.rip_, RAM_SIZE - 1);
+
+    // The last two bytes of RAM: decodes with fewer than 15 bytes available.
+    vm.ops.rip_ = RAM_SIZE - 2;
+    vm.put(RAM_SIZE - 2, {0x0f, 0xa2});
+    EXPECT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, RAM_SIZE);
+}
+
+// ------------------------------------------------------------------------------------ guest paging
+
+// 4-level tables at 0x10000..: linear 0x40000000 -> gpa 0x20000, linear 0x40001000 -> gpa 0x50000
+// (not adjacent, so a page-crossing fetch must translate each page).
+void long_mode_paging(Vm &vm)
+{
+    vm.put64(0x10000 + 0 * 8, 0x11000 | 3);   // PML4[0]
+    vm.put64(0x11000 + 1 * 8, 0x12000 | 3);   // PDPT[1]: 1 GiB
+    vm.put64(0x12000 + 0 * 8, 0x13000 | 3);   // PD[0]
+    vm.put64(0x13000 + 0 * 8, 0x20000 | 3);   // PT[0]
+    vm.put64(0x13000 + 1 * 8, 0x50000 | 3);   // PT[1]
+    vm.put64(0x12000 + 1 * 8, 0x200000 | 0x83);   // PD[1]: 2 MiB page at 2 MiB (outside RAM)
+    vm.ops.mode_ = x86::CpuMode::long64;
+    vm.ops.cr0_ = CR0_PE | CR0_PG;
+    vm.ops.cr3_ = 0x10000;
+    vm.ops.cr4_ = CR4_PAE;
+    vm.ops.efer_ = EFER_LME | EFER_LMA;
+}
+
+TEST(VmExitPaging, CpuidDecodedThroughPageWalk)
+{
+    Vm vm;
+    long_mode_paging(vm);
+    vm.put(0x20010, {0x0f, 0xa2});
+    vm.ops.rip_ = 0x40000010;
+    ASSERT_EQ(vm.cpuid(0x40000000).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x40000012u);
+    EXPECT_EQ(vm.g.rax, KEEL_CPUID_MAX);
+}
+
+TEST(VmExitPaging, InstructionStraddlingPages)
+{
+    Vm vm;
+    long_mode_paging(vm);
+    vm.put(0x20fff, {0x0f});
+    vm.put(0x50000, {0xa2});
+    vm.ops.rip_ = 0x40000fff;
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x40001001u);
+
+    // Longer, split after three bytes.
+    vm.put(0x20ffd, {0x66, 0x2e, 0x3e});
+    vm.put(0x50000, {0x0f, 0xa2});
+    vm.ops.rip_ = 0x40000ffd;
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x40001002u);
+}
+
+TEST(VmExitPaging, SecondPageUnmappedStops)
+{
+    Vm vm;
+    long_mode_paging(vm);
+    vm.put64(0x13000 + 1 * 8, 0);             // PT[1] not present
+    vm.put(0x20fff, {0x0f});
+    vm.ops.rip_ = 0x40000fff;
+    auto o = vm.cpuid(0);
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_EQ(o.addr, 0x40000fffu);
+    EXPECT_EQ(vm.ops.rip_, 0x40000fffu);
+
+    // First page unmapped, or mapped outside RAM.
+    vm.ops.rip_ = 0x40002000;
+    EXPECT_EQ(vm.cpuid(0).action, ExitAction::stop);
+    vm.ops.rip_ = 0x40200000;
+    EXPECT_EQ(vm.cpuid(0).action, ExitAction::stop);
+}
+
+TEST(VmExitPaging, StringIoWithPagingStops)
+{
+    Vm vm;
+    long_mode_paging(vm);
+    vm.g.rsi = 0x40000000;
+    vm.g.rcx = 1;
+    auto o = vm.run(vm.string_io(0x3f8, 1, false, true, 8));
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_EQ(vm.g.rcx, 1u);
+}
+
+// ------------------------------------------------------------------------------------------- MSRs
+
+TEST(VmExitMsr, UnknownInjectsGpAndKeepsRip)
+{
+    Vm vm;
+    vm.g.rax = 0x1111, vm.g.rdx = 0x2222;
+    ASSERT_EQ(vm.msr(false, 0x12345).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.injected[0].vector, GP);
+    EXPECT_TRUE(vm.ops.injected[0].has_error);
+    EXPECT_EQ(vm.ops.injected[0].error, 0u);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    EXPECT_EQ(vm.g.rax, 0x1111u);
+    EXPECT_EQ(vm.g.rdx, 0x2222u);
+
+    ASSERT_EQ(vm.msr(true, 0x12345, 1).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.injected.size(), 2u);
+    EXPECT_EQ(vm.ops.injected[1].vector, GP);
+    EXPECT_EQ(vm.ops.injected[1].error, 0u);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+
+    // Soft MSRs are read-only.
+    ASSERT_EQ(vm.msr(true, 0x1b, 0xfee00900).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.injected.size(), 3u);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+}
+
+TEST(VmExitMsr, SoftMsrs)
+{
+    Vm vm;
+    vm.g.rdx = 0xffffffffffffffffull;
+    ASSERT_EQ(vm.msr(false, 0x1b, 0, 0).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 0xfee00000u | (1u << 11) | (1u << 8));
+    EXPECT_EQ(vm.g.rdx, 0u);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+
+    ASSERT_EQ(vm.msr(false, 0x1b, 0, 1).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 0xfee00000u | (1u << 11));
+
+    ASSERT_EQ(vm.msr(false, 0x1a0).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 1u);
+    EXPECT_EQ(vm.g.rdx, 0u);
+    for (u32 m : {0x8bu, 0x17u}) {
+        vm.g.rax = 5;
+        ASSERT_EQ(vm.msr(false, m).action, ExitAction::resume);
+        EXPECT_EQ(vm.g.rax, 0u);
+    }
+    EXPECT_TRUE(vm.ops.injected.empty());
+    EXPECT_EQ(vm.ops.rip_, 0x1000u + 5 * 2);
+}
+
+TEST(VmExitMsr, ArchMsrsRouted)
+{
+    Vm vm;
+    vm.g.rax = 0xffffffff00000000ull;
+    ASSERT_EQ(vm.msr(false, MSR_PAT).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 0x00070406u);
+    EXPECT_EQ(vm.g.rdx, 0x00070406u);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+
+    // RCX's upper half is ignored.
+    vm.g.rcx = 0xdead0000ull << 32 | MSR_EFER;
+    ExitInfo e;
+    e.reason = ExitReason::rdmsr;
+    e.next_rip = 0x2000;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 0x500u);
+    EXPECT_EQ(vm.ops.rip_, 0x2000u);
+
+    ASSERT_EQ(vm.msr(true, MSR_PAT, 0x0106010601060106ull).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.msrs[MSR_PAT], 0x0106010601060106ull);
+    EXPECT_EQ(vm.ops.rip_, 0x2002u);
+
+    // WRMSR takes EDX:EAX, ignoring the upper halves.
+    vm.g.rcx = MSR_FS_BASE;
+    vm.g.rax = 0xaaaaaaaa00001000ull;
+    vm.g.rdx = 0xbbbbbbbbffff8000ull;
+    e.reason = ExitReason::wrmsr;
+    e.next_rip = 0x3000;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.msrs[MSR_FS_BASE], 0xffff800000001000ull);
+    EXPECT_TRUE(vm.ops.injected.empty());
+}
+
+TEST(VmExitMsr, InvalidValuesRefusedBeforeTheBackend)
+{
+    Vm vm;
+    const std::pair<u32, u64> bad[] = {
+        {MSR_FS_BASE, 0x0000800000000000ull}, {MSR_LSTAR, 0x8000000000000000ull},
+        {0xc0000101, 0x00ff000000000000ull},   {0x176, 0x1234000000000000ull},
+        {MSR_TSC_AUX, 0x100000000ull},         {0xc0000084, 0xffffffff00000000ull},
+    };
+    for (auto [msr, v] : bad) {
+        ASSERT_EQ(vm.msr(true, msr, v).action, ExitAction::resume) << std::hex << msr;
+    }
+    EXPECT_TRUE(vm.ops.wrmsr_calls.empty());
+    ASSERT_EQ(vm.ops.injected.size(), std::size(bad));
+    for (auto &i : vm.ops.injected) {
+        EXPECT_EQ(i.vector, GP);
+        EXPECT_EQ(i.error, 0u);
+    }
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    EXPECT_EQ(vm.ops.msrs[MSR_FS_BASE], 0u);
+
+    // The canonical extremes are fine.
+    ASSERT_EQ(vm.msr(true, MSR_LSTAR, 0x00007fffffffffffull).action, ExitAction::resume);
+    ASSERT_EQ(vm.msr(true, MSR_FS_BASE, 0xffff800000000000ull).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.msrs[MSR_LSTAR], 0x00007fffffffffffull);
+    EXPECT_EQ(vm.ops.msrs[MSR_FS_BASE], 0xffff800000000000ull);
+    EXPECT_EQ(vm.ops.injected.size(), std::size(bad));
+    // A valid TSC_AUX reaches the backend (which refuses it here).
+    ASSERT_EQ(vm.msr(true, MSR_TSC_AUX, 0xffffffff).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.wrmsr_calls.size(), 3u);
+    EXPECT_EQ(vm.ops.wrmsr_calls[2].first, MSR_TSC_AUX);
+}
+
+// --------------------------------------------------------------------------------------- Port I/O
+
+TEST(VmExitIo, UartLine)
+{
+    Vm vm;
+    vm.out_str(0x3f8, "hi\n");
+    ASSERT_EQ(vm.lines.size(), 1u);
+    EXPECT_EQ(vm.lines[0], "hi");
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+    // CR is dropped, a partial line waits for flush.
+    vm.out_str(0x3f8, "a\r\nb");
+    ASSERT_EQ(vm.lines.size(), 2u);
+    EXPECT_EQ(vm.lines[1], "a");
+    vm.uart.flush();
+    ASSERT_EQ(vm.lines.size(), 3u);
+    EXPECT_EQ(vm.lines[2], "b");
+    vm.uart.flush();
+    EXPECT_EQ(vm.lines.size(), 3u);
+}
+
+TEST(VmExitIo, InFromUnclaimedPort)
+{
+    Vm vm;
+    const u64 rax = 0x1122334455667788ull;
+    EXPECT_EQ(vm.in(0x80, 1, rax), 0x11223344556677ffull);
+    EXPECT_EQ(vm.in(0x80, 2, rax), 0x112233445566ffffull);
+    EXPECT_EQ(vm.in(0x80, 4, rax), 0xffffffffull);
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+    // The debug-exit port reads all-ones too.
+    EXPECT_EQ(vm.in(0xf4, 1, rax), 0x11223344556677ffull);
+}
+
+TEST(VmExitIo, UartRegisters)
+{
+    Vm vm;
+    const u64 rax = 0xaabbccddeeff0011ull;
+    EXPECT_EQ(vm.in(0x3fd, 1, rax), 0xaabbccddeeff0060ull);   // LSR
+    EXPECT_EQ(vm.in(0x3fd, 4, rax), 0x60u);
+    EXPECT_EQ(vm.in(0x3fa, 1), 0x01u);                        // IIR
+    ASSERT_EQ(vm.out(0x3ff, 1, 0x5a).action, ExitAction::resume);
+    EXPECT_EQ(vm.in(0x3ff, 1, rax), 0xaabbccddeeff005aull);
+    EXPECT_EQ(vm.in(0x3f8, 1), 0u);                           // nothing received
+    // Divisor latch: with DLAB set, writes to 0/1 do not transmit.
+    vm.out(0x3fb, 1, 0x83);
+    vm.out(0x3f8, 1, 0x03);
+    vm.out(0x3f9, 1, 0x00);
+    EXPECT_EQ(vm.in(0x3f8, 1), 0x03u);
+    EXPECT_EQ(vm.in(0x3fb, 1), 0x83u);
+    vm.out(0x3fb, 1, 0x03);
+    vm.out(0x3f9, 1, 0xff);
+    EXPECT_EQ(vm.in(0x3f9, 1), 0x0fu);                        // IER keeps 4 bits
+    EXPECT_TRUE(vm.lines.empty());
+    vm.uart.flush();
+    EXPECT_TRUE(vm.lines.empty());
+    // Ports just outside the UART are unclaimed.
+    EXPECT_EQ(vm.in(0x3f7, 1), 0xffu);
+    EXPECT_EQ(vm.in(0x400, 1), 0xffu);
+}
+
+TEST(VmExitIo, UartControlCharsReplaced)
+{
+    Vm vm;
+    vm.out_str(0x3f8, std::string("a\x1b[2Jb\tc\x7f\x01") + char(0x80) + char(0xff) + "\n");
+    ASSERT_EQ(vm.lines.size(), 1u);
+    EXPECT_EQ(vm.lines[0], "a.[2Jb\tc....");
+}
+
+TEST(VmExitIo, UartLongLineSplit)
+{
+    Vm vm;
+    std::string s;
+    for (int i = 0; i < 170; i++) s += char('a' + i % 26);
+    vm.out_str(0x3f8, s + "\n");
+    ASSERT_EQ(vm.lines.size(), 2u);
+    EXPECT_EQ(vm.lines[0], s.substr(0, 160));
+    EXPECT_EQ(vm.lines[1], s.substr(160));
+
+    // Exactly 160 characters and a newline: one line, no empty one.
+    vm.lines.clear();
+    vm.out_str(0x3f8, s.substr(0, 160) + "\n");
+    ASSERT_EQ(vm.lines.size(), 1u);
+    EXPECT_EQ(vm.lines[0].size(), 160u);
+}
+
+TEST(VmExitIo, WideOutToUartSendsLowByte)
+{
+    Vm vm;
+    ASSERT_EQ(vm.out(0x3f8, 4, 0x41424344).action, ExitAction::resume);
+    ASSERT_EQ(vm.out(0x3f8, 2, 0x0a0a).action, ExitAction::resume);
+    ASSERT_EQ(vm.lines.size(), 1u);
+    EXPECT_EQ(vm.lines[0], "D");
+}
+
+TEST(VmExitIo, DebugExit)
+{
+    Vm vm;
+    ASSERT_EQ(vm.out(0xf4, 1, 0x31).action, ExitAction::resume);
+    EXPECT_FALSE(vm.p.exit_requested);
+    ASSERT_EQ(vm.out(0xf4, 2, 0x31).action, ExitAction::resume);
+    EXPECT_FALSE(vm.p.exit_requested);
+    ASSERT_EQ(vm.out(0xf5, 4, 0x31).action, ExitAction::resume);
+    EXPECT_FALSE(vm.p.exit_requested);
+    ASSERT_EQ(vm.out(0xf4, 4, 0x31).action, ExitAction::resume);
+    EXPECT_TRUE(vm.p.exit_requested);
+    EXPECT_EQ(vm.p.exit_code, 0x31u);
+    EXPECT_EQ(vm.ops.rip_, 0x1004u);
+}
+
+TEST(VmExitIo, BadSizeStops)
+{
+    Vm vm;
+    EXPECT_EQ(vm.out(0x3f8, 3, 'x').action, ExitAction::stop);
+    EXPECT_EQ(vm.out(0x3f8, 8, 'x').action, ExitAction::stop);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    vm.uart.flush();
+    EXPECT_TRUE(vm.lines.empty());
+}
+
+TEST(VmExitIo, DecodedOutInstruction)
+{
+    Vm vm;
+    vm.put(0x1000, {0xe6, 0x80});    // out 0x80, al
+    vm.put(0x1002, {0xee});          // out dx, al
+    ExitInfo e;
+    e.reason = ExitReason::io;
+    e.port = 0x80, e.size = 1;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+    e.port = 0x3f8;
+    vm.g.rax = '\n';
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+}
+
+// ------------------------------------------------------------------------------------- String I/O
+
+TEST(VmExitStringIo, RepOutsbToUart)
+{
+    Vm vm;
+    const char msg[] = "hello, world\n";
+    memcpy(&vm.ram[0x2000], msg, sizeof(msg) - 1);
+    vm.g.rsi = 0x2000;
+    vm.g.rcx = sizeof(msg) - 1;
+    ASSERT_EQ(vm.run(vm.string_io(0x3f8, 1, false, true)).action, ExitAction::resume);
+    ASSERT_EQ(vm.lines.size(), 1u);
+    EXPECT_EQ(vm.lines[0], "hello, world");
+    EXPECT_EQ(vm.g.rsi, 0x2000u + sizeof(msg) - 1);
+    EXPECT_EQ(vm.g.rcx, 0u);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+
+    // REP with RCX = 0: nothing moves, RIP advances.
+    ASSERT_EQ(vm.run(vm.string_io(0x3f8, 1, false, true)).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rsi, 0x2000u + sizeof(msg) - 1);
+    EXPECT_EQ(vm.ops.rip_, 0x1004u);
+
+    // Without REP: one element, RCX untouched.
+    vm.g.rsi = 0x2000;
+    vm.g.rcx = 77;
+    ASSERT_EQ(vm.run(vm.string_io(0x3f8, 1, false, false)).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rsi, 0x2001u);
+    EXPECT_EQ(vm.g.rcx, 77u);
+    EXPECT_EQ(vm.ops.rip_, 0x1006u);
+}
+
+TEST(VmExitStringIo, LongRepResumesWithoutAdvancingRip)
+{
+    Vm vm;
+    const u64 n = 5000;
+    memset(&vm.ram[0x10000], 'x', n);
+    vm.g.rsi = 0x10000;
+    vm.g.rcx = n;
+    ASSERT_EQ(vm.run(vm.string_io(0x3f8, 1, false, true)).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rcx, n - 4096);
+    EXPECT_EQ(vm.g.rsi, 0x10000u + 4096);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    ASSERT_EQ(vm.run(vm.string_io(0x3f8, 1, false, true)).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rcx, 0u);
+    EXPECT_EQ(vm.g.rsi, 0x10000u + n);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+    vm.uart.flush();
+    usize total = 0;
+    for (auto &l : vm.lines) total += l.size();
+    EXPECT_EQ(total, n);
+}
+
+TEST(VmExitStringIo, DirectionFlag)
+{
+    Vm vm;
+    vm.put(0x3000, {'\n', 'i', 'h'});
+    vm.ops.rflags_ |= RFLAGS_DF;
+    vm.g.rsi = 0x3002;
+    vm.g.rcx = 3;
+    ASSERT_EQ(vm.run(vm.string_io(0x3f8, 1, false, true)).action, ExitAction::resume);
+    ASSERT_EQ(vm.lines.size(), 1u);
+    EXPECT_EQ(vm.lines[0], "hi");
+    EXPECT_EQ(vm.g.rsi, 0x2fffu);
+    EXPECT_EQ(vm.g.rcx, 0u);
+
+    // Word-sized INS backwards.
+    vm.g.rdi = 0x4004;
+    vm.g.rcx = 2;
+    ASSERT_EQ(vm.run(vm.string_io(0x80, 2, true, true)).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rdi, 0x4000u);
+    EXPECT_EQ(vm.ram[0x4004], 0xff);
+    EXPECT_EQ(vm.ram[0x4003], 0xff);
+    EXPECT_EQ(vm.ram[0x4002], 0xff);
+    EXPECT_EQ(vm.ram[0x4006], 0x00);
+    EXPECT_EQ(vm.ram[0x4001], 0x00);
+}
+
+TEST(VmExitStringIo, SourceOutsideRamStops)
+{
+    Vm vm;
+    vm.g.rsi = RAM_SIZE + 0x100;
+    vm.g.rcx = 4;
+    auto o = vm.run(vm.string_io(0x3f8, 1, false, true));
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_EQ(o.addr, RAM_SIZE + 0x100);
+    ASSERT_NE(o.why, nullptr);
+    EXPECT_NE(strstr(o.why, "OUTS"), nullptr);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+
+    // Running off the end of RAM part-way.
+    vm.ram[RAM_SIZE - 1] = 'z';
+    vm.g.rsi = RAM_SIZE - 1;
+    vm.g.rcx = 4;
+    o = vm.run(vm.string_io(0x3f8, 1, false, true));
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_EQ(o.addr, RAM_SIZE);
+
+    // A dword straddling the end of RAM.
+    vm.g.rdi = RAM_SIZE - 2;
+    o = vm.run(vm.string_io(0x3fd, 4, true, false));
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_EQ(o.addr, RAM_SIZE - 2);
+    EXPECT_EQ(vm.ram[RAM_SIZE - 2], 0);
+}
+
+TEST(VmExitStringIo, InsWritesGuestRam)
+{
+    Vm vm;
+    vm.g.rdi = 0x4000;
+    vm.g.rcx = 4;
+    ASSERT_EQ(vm.run(vm.string_io(0x3fd, 1, true, true)).action, ExitAction::resume);
+    for (int i = 0; i < 4; i++) EXPECT_EQ(vm.ram[0x4000 + i], 0x60);
+    EXPECT_EQ(vm.ram[0x4004], 0);
+    EXPECT_EQ(vm.g.rdi, 0x4004u);
+    EXPECT_EQ(vm.g.rcx, 0u);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+
+    // Dword INS from an unclaimed port.
+    vm.g.rdi = 0x5000;
+    ASSERT_EQ(vm.run(vm.string_io(0x80, 4, true, false)).action, ExitAction::resume);
+    u32 v;
+    memcpy(&v, &vm.ram[0x5000], 4);
+    EXPECT_EQ(v, 0xffffffffu);
+    EXPECT_EQ(vm.g.rdi, 0x5004u);
+}
+
+TEST(VmExitStringIo, AddressSizeWraps)
+{
+    Vm vm;
+    vm.ram[0xffff] = 'q';
+    vm.ram[0] = '\n';
+    vm.g.rsi = 0xabcd0000ffffull;
+    vm.g.rcx = 0x1234560000000002ull;   // CX = 2
+    ASSERT_EQ(vm.run(vm.string_io(0x3f8, 1, false, true, 2)).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rsi, 0xabcd00000001ull);
+    EXPECT_EQ(vm.g.rcx, 0x1234560000000000ull);
+    ASSERT_EQ(vm.lines.size(), 1u);
+    EXPECT_EQ(vm.lines[0], "q");
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+}
+
+// ------------------------------------------------------------------------------------ other exits
+
+TEST(VmExitOther, NestedPageFaultStops)
+{
+    Vm vm;
+    struct {
+        bool write, fetch;
+        const char *word;
+    } cases[] = {{false, false, "read"}, {true, false, "write"}, {false, true, "fetch"}, {true, true, "fetch"}};
+    for (auto &c : cases) {
+        ExitInfo e;
+        e.reason = ExitReason::npf;
+        e.gpa = 0xfee00030;
+        e.write = c.write, e.fetch = c.fetch;
+        auto o = vm.run(e);
+        EXPECT_EQ(o.action, ExitAction::stop);
+        EXPECT_EQ(o.addr, 0xfee00030u);
+        ASSERT_NE(o.why, nullptr);
+        EXPECT_NE(strstr(o.why, c.word), nullptr) << o.why;
+    }
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+}
+
+TEST(VmExitOther, ShutdownStops)
+{
+    Vm vm;
+    ExitInfo e;
+    e.reason = ExitReason::shutdown;
+    auto o = vm.run(e);
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_NE(o.why, nullptr);
+}
+
+TEST(VmExitOther, HltHaltsAndAdvances)
+{
+    Vm vm;
+    vm.put(0x1000, {0xf4});
+    ExitInfo e;
+    e.reason = ExitReason::hlt;
+    EXPECT_EQ(vm.run(e).action, ExitAction::halt);
+    EXPECT_EQ(vm.ops.rip_, 0x1001u);
+    e.next_rip = 0x1234;
+    EXPECT_EQ(vm.run(e).action, ExitAction::halt);
+    EXPECT_EQ(vm.ops.rip_, 0x1234u);
+}
+
+TEST(VmExitOther, VmcallAndXsetbvInjectUd)
+{
+    Vm vm;
+    for (auto r : {ExitReason::vmcall, ExitReason::xsetbv}) {
+        ExitInfo e;
+        e.reason = r;
+        e.next_rip = 0x1003;
+        EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    }
+    ASSERT_EQ(vm.ops.injected.size(), 2u);
+    for (auto &i : vm.ops.injected) {
+        EXPECT_EQ(i.vector, UD);
+        EXPECT_FALSE(i.has_error);
+    }
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+}
+
+TEST(VmExitOther, UnknownReasonsStop)
+{
+    Vm vm;
+    for (auto r : {ExitReason::other, ExitReason::cr_access, ExitReason::exception, ExitReason::invalid_state,
+                   ExitReason::count, ExitReason(200)}) {
+        ExitInfo e;
+        e.reason = r;
+        e.raw = 0x7b;
+        auto o = vm.run(e);
+        EXPECT_EQ(o.action, ExitAction::stop) << int(r);
+        EXPECT_EQ(o.addr, 0x7bu);
+        EXPECT_NE(o.why, nullptr);
+    }
+    for (auto r : {ExitReason::intr, ExitReason::nmi}) {
+        ExitInfo e;
+        e.reason = r;
+        EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    }
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    EXPECT_TRUE(vm.ops.injected.empty());
+}
+
+TEST(VmExitOther, ReasonNames)
+{
+    EXPECT_STREQ(exit_reason_name(ExitReason::cpuid), "cpuid");
+    EXPECT_STREQ(exit_reason_name(ExitReason::other), "other");
+    EXPECT_STREQ(exit_reason_name(ExitReason::count), "?");
+}
+
+// ----------------------------------------------------------------------------- devices on their own
+
+TEST(UartModel, ClaimsOnlyItsEightPorts)
+{
+    std::vector<std::string> lines;
+    auto sink = [](void *ctx, const char *l, usize n) { static_cast<std::vector<std::string> *>(ctx)->emplace_back(l, n); };
+    UartModel u(0x2f8, sink, &lines);
+    u32 v = 0;
+    EXPECT_FALSE(u.io(0x2f7, 1, true, v));
+    EXPECT_FALSE(u.io(0x300, 1, true, v));
+    EXPECT_FALSE(u.io(0x3f8, 1, false, v));
+    for (u16 port = 0x2f8; port < 0x300; port++) EXPECT_TRUE(u.io(port, 1, true, v));
+    v = 'k';
+    EXPECT_TRUE(u.io(0x2f8, 1, false, v));
+    u.flush();
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0], "k");
+    // Modem status, MCR masked to 5 bits.
+    EXPECT_TRUE(u.io(0x2fe, 1, true, v));
+    EXPECT_EQ(v, 0xb0u);
+    v = 0xff;
+    EXPECT_TRUE(u.io(0x2fc, 1, false, v));
+    EXPECT_TRUE(u.io(0x2fc, 1, true, v));
+    EXPECT_EQ(v, 0x1fu);
+}
+
+TEST(UartDebugExit, OnlyThirtyTwoBitWrites)
+{
+    GuestPlatform p;
+    DebugExitModel d(0x501, p);
+    u32 v = 7;
+    EXPECT_FALSE(d.io(0x500, 4, false, v));
+    EXPECT_FALSE(p.exit_requested);
+    EXPECT_TRUE(d.io(0x501, 1, false, v));
+    EXPECT_FALSE(p.exit_requested);
+    EXPECT_TRUE(d.io(0x501, 4, true, v));
+    EXPECT_EQ(v, ~0u);
+    EXPECT_FALSE(p.exit_requested);
+    v = 0;
+    EXPECT_TRUE(d.io(0x501, 4, false, v));
+    EXPECT_TRUE(p.exit_requested);
+    EXPECT_EQ(p.exit_code, 0u);
+}
+
+} // namespace
