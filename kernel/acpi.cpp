@@ -5,33 +5,11 @@
 // validated length, so a short (older) table simply lacks the later fields.
 #include "acpi.hpp"
 
+#include "bytes.hpp"
+
 namespace {
 
-// Reset a result object in place. A plain `x = T{}` may build a temporary
-// of several KiB on the stack first; all-zero is every field's "absent".
-template <class T>
-void zero(T &x)
-{
-    static_assert(__is_trivially_copyable(T));
-    u8 *p = reinterpret_cast<u8 *>(&x);
-    for (usize i = 0; i < sizeof(T); i++)
-        p[i] = 0;
-}
-
 constexpr u32 HDR = 36;             // standard description header
-
-u16 load_u16(const u8 *p) { return static_cast<u16>(p[0] | p[1] << 8); }
-
-u32 load_u32(const u8 *p)
-{
-    return static_cast<u32>(p[0]) | static_cast<u32>(p[1]) << 8 |
-           static_cast<u32>(p[2]) << 16 | static_cast<u32>(p[3]) << 24;
-}
-
-u64 load_u64(const u8 *p)
-{
-    return static_cast<u64>(load_u32(p)) | static_cast<u64>(load_u32(p + 4)) << 32;
-}
 
 bool sig_eq(const void *a, const char *b, usize n = 4)
 {
@@ -402,7 +380,7 @@ const AcpiTable *Acpi::find(const char *sig, usize nth) const
 
 Status acpi_parse(AcpiMemory &mem, const u8 *rsdp, usize rsdp_len, Acpi &a)
 {
-    zero(a);
+    zero_object(a);
     if (!rsdp || rsdp_len < 20 || !sig_eq(rsdp, "RSD PTR ", 8))
         return Err::invalid;
     if (checksum(rsdp, 20))

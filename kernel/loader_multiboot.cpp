@@ -6,6 +6,8 @@
 // then only through GuestMemory, into ranges already checked to be RAM.
 #include "loader_multiboot.hpp"
 
+#include "bytes.hpp"
+
 namespace {
 
 constexpr u32 MB1_MAGIC = 0x1badb002;
@@ -34,16 +36,6 @@ enum : u32 { IT_END = 0, IT_CMDLINE = 1, IT_LOADER_NAME = 2, IT_MODULE = 3, IT_M
 
 constexpr char LOADER_NAME[] = "Keel";
 constexpr usize LOADER_NAME_LEN = sizeof(LOADER_NAME) - 1;
-
-u16 load_u16(const u8 *p) { return static_cast<u16>(p[0] | p[1] << 8); }
-
-u32 load_u32(const u8 *p)
-{
-    return static_cast<u32>(p[0]) | static_cast<u32>(p[1]) << 8 |
-           static_cast<u32>(p[2]) << 16 | static_cast<u32>(p[3]) << 24;
-}
-
-u64 load_u64(const u8 *p) { return load_u32(p) | static_cast<u64>(load_u32(p + 4)) << 32; }
 
 // Builds LoadReport::msg; converts to the error it describes.
 class Why {

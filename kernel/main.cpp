@@ -7,6 +7,7 @@
 #include "arch/x86_64/time.hpp"
 #include "drivers/uart16550.hpp"
 #include "kernel/acpi.hpp"
+#include "kernel/bytes.hpp"
 #include "kernel/cmdline.hpp"
 #include "kernel/console.hpp"
 #include "kernel/format.hpp"
@@ -157,7 +158,7 @@ extern "C" [[noreturn]] void kmain(u32 magic, u32 mbi_phys)
 
     // The boot page tables map 0-4 GiB at the direct map; GRUB keeps the information below 4 GiB.
     const u8 *mbi = mm::phys_ptr<const u8>(PhysAddr(mbi_phys));
-    u32 mbi_size = u32(mbi[0]) | u32(mbi[1]) << 8 | u32(mbi[2]) << 16 | u32(mbi[3]) << 24;
+    u32 mbi_size = load_u32(mbi);
     auto parsed = parse_multiboot2(mbi, mbi_size, boot_info);
     if (parsed) cmdline = Cmdline(boot_info.cmdline, boot_info.cmdline_len);
     setup_console();

@@ -6,29 +6,9 @@
 // the whole parse fail rather than guessing.
 #include "multiboot2.hpp"
 
+#include "bytes.hpp"
+
 namespace {
-
-// Reset a result object in place. A plain `x = T{}` may build a temporary
-// of several KiB on the stack first; all-zero is every field's "absent".
-template <class T>
-void zero(T &x)
-{
-    static_assert(__is_trivially_copyable(T));
-    u8 *p = reinterpret_cast<u8 *>(&x);
-    for (usize i = 0; i < sizeof(T); i++)
-        p[i] = 0;
-}
-
-u32 load_u32(const u8 *p)
-{
-    return static_cast<u32>(p[0]) | static_cast<u32>(p[1]) << 8 |
-           static_cast<u32>(p[2]) << 16 | static_cast<u32>(p[3]) << 24;
-}
-
-u64 load_u64(const u8 *p)
-{
-    return static_cast<u64>(load_u32(p)) | static_cast<u64>(load_u32(p + 4)) << 32;
-}
 
 // Length of the NUL-terminated string at p, or -1 if there is no NUL in
 // the first max bytes.
@@ -155,7 +135,7 @@ Status get_string(const u8 *p, usize max, const char **str, usize *len)
 
 Status parse_multiboot2(const u8 *mbi, usize avail, BootInfo &bi)
 {
-    zero(bi);
+    zero_object(bi);
     if (!mbi || avail < 8)
         return Err::invalid;
 

@@ -56,7 +56,10 @@ bool msr_value_valid(u32 msr, u64 v)
 const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, u8 (&copy)[15], usize &n)
 {
     const GuestPagingState ps{ops.cr0(), ops.cr3(), ops.cr4(), ops.efer()};
-    const u64 linear = ops.cs_base() + ops.rip();
+    // 64-bit mode ignores the CS base; elsewhere linear addresses wrap at 4 GiB.
+    const bool long64 = ops.mode() == x86::CpuMode::long64;
+    const u64 lmask = long64 ? ~0ull : 0xffffffffull;
+    const u64 linear = ((long64 ? 0 : ops.cs_base()) + ops.rip()) & lmask;
     auto gpa = guest_translate(*p.mem, ps, linear);
     if (!gpa) return nullptr;
     // Bytes on the first page; the rest (if any) comes from the next page, translated on its own.
@@ -68,7 +71,7 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, u8 (&copy)[15], usize &n)
     n = 0;
     for (; n < first && p.mem->read(GuestPhys(*gpa + n), copy + n, 1); n++) {}
     if (n == first && n < 15) {
-        auto next = guest_translate(*p.mem, ps, linear + first);
+        auto next = guest_translate(*p.mem, ps, (linear + first) & lmask);
         for (usize k = 0; next && n < 15 && p.mem->read(GuestPhys(*next + k), copy + n, 1); n++, k++) {}
     }
     return copy;
@@ -86,9 +89,16 @@ bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
     const u8 *bytes = fetch_insn(ops, p, copy, n);
     if (!bytes) return false;
     const x86::CpuMode m = ops.mode();
-    auto insn = x86::decode(bytes, n, m);
-    if (!insn) return false;
-    out = ops.rip() + insn->len;
+    // The instructions that exit most have one encoding without prefixes: skip the full decoder for them.
+    usize len = 0;
+    if (n >= 2 && bytes[0] == 0x0f && (bytes[1] == 0xa2 || bytes[1] == 0x30 || bytes[1] == 0x32)) len = 2;
+    else if (n >= 1 && bytes[0] == 0xf4) len = 1;
+    else {
+        auto insn = x86::decode(bytes, n, m);
+        if (!insn) return false;
+        len = insn->len;
+    }
+    out = ops.rip() + len;
     if (m == x86::CpuMode::prot32) out &= 0xffffffff;
     else if (m != x86::CpuMode::long64) out &= 0xffff;
     return true;

@@ -289,6 +289,27 @@ TEST(VmExitCpuid, RipAdvancedByDecodedLength)
     EXPECT_EQ(vm.ops.rip_, 0x102u);
 }
 
+TEST(VmExitCpuid, LinearAddressOfTheFetch)
+{
+    // 64-bit mode: the CS base is ignored (the hidden base may hold a descriptor's stale value).
+    Vm vm;
+    vm.ops.mode_ = x86::CpuMode::long64;
+    vm.ops.cs_base_ = 0x10000;
+    vm.ops.rip_ = 0x2000;
+    vm.put(0x2000, {0x0f, 0xa2});
+    vm.put(0x12000, {0xf4});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x2002u);
+
+    // 32-bit mode: CS base + EIP wraps at 4 GiB.
+    vm.ops.mode_ = x86::CpuMode::prot32;
+    vm.ops.cs_base_ = 0xfffff000;
+    vm.ops.rip_ = 0x3000;
+    vm.put(0x2000, {0x66, 0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x3003u);
+}
+
 TEST(VmExitCpuid, RipFromHardwareNextRip)
 {
     Vm vm;
@@ -322,7 +343,14 @@ TEST(VmExitCpuid, RipWrapsIn16BitMode)
     vm.ops.rip_ = 0xfffffffe;
     ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
     EXPECT_EQ(vm.ops.rip_, 0u);
+    // ... and so does the fetch of an instruction across the 4 GiB line.
+    top[PAGE_SIZE - 1] = 0x0f;
+    vm.ram[0] = 0xa2;
+    vm.ops.rip_ = 0xffffffff;
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 1u);
     // Long mode does not wrap.
+    top[PAGE_SIZE - 2] = 0x0f, top[PAGE_SIZE - 1] = 0xa2;
     vm.ops.mode_ = x86::CpuMode::long64;
     vm.ops.rip_ = 0xfffffffe;
     ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
