@@ -38,8 +38,8 @@ struct ExitInfo {
 };
 
 struct VcpuStats {
-    u64 run_ns = 0;       // time in guest mode (plus exit handling)
-    u64 ready_ns = 0;     // runnable but waiting for a CPU
+    u64 run_tsc = 0;      // time on a CPU: in guest mode plus exit handling (TSC ticks)
+    u64 ready_tsc = 0;    // runnable but waiting for a CPU (TSC ticks)
     u64 exits = 0;
     u64 by_reason[u8(ExitReason::count)] = {};
 };

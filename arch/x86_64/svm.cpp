@@ -198,23 +198,24 @@ void SvmVcpu::pick_asid()
     Cpu *c = cpu();
     PerCpu &pc = percpu_[c->index];
     Vmcb v = vmcb();
-    v.at<u8>(V::tlb_control) = 0;
-    if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
-        pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
+    const u64 epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
+    // The common case: the same vCPU again on the same CPU, nothing flushed since.
+    if (asid_cpu_ == c->index && asid_generation_ == pc.asid_generation && pc.flush_epoch == epoch) {
+        v.at<u8>(V::tlb_control) = 0;
+        return;
+    }
+    bool flush_all = false;
+    if (pc.flush_epoch != epoch || pc.next_asid > max_asid_ || pc.asid_generation == 0) {
+        pc.flush_epoch = epoch;
         pc.asid_generation++;
         pc.next_asid = 1;
+        flush_all = true;   // a new generation: no ASID on this CPU may keep stale entries
     }
-    if (asid_cpu_ == c->index && asid_generation_ == pc.asid_generation) return;
-    if (pc.next_asid > max_asid_ || pc.asid_generation == 0) {
-        pc.asid_generation++;
-        pc.next_asid = 1;
-    }
-    if (pc.next_asid == 1) v.at<u8>(V::tlb_control) = 1;   // new generation: flush everything on this CPU
     asid_ = pc.next_asid++;
     asid_generation_ = pc.asid_generation;
     asid_cpu_ = c->index;
     v.d(V::asid) = asid_;
-    if (v.at<u8>(V::tlb_control) == 0) v.at<u8>(V::tlb_control) = flush_by_asid_ ? 3 : 1;
+    v.at<u8>(V::tlb_control) = flush_all || !flush_by_asid_ ? 1 : 3;
 }
 
 void SvmVcpu::run(Gprs &g, ExitInfo &e)

@@ -102,7 +102,8 @@ u32 live_guests_;
 const BootInfo *boot_;
 bool started_;
 
-u64 tsc_to_ns(u64 t) { return t / (time::tsc_hz() / 1000000) * 1000; }
+// Accounting is kept in TSC ticks (cheap on the exit path) and converted when printed.
+u64 tsc_to_us(u64 t) { return t / max<u64>(time::tsc_hz() / 1000000, 1); }
 
 const BootModule *find_module(StrView path)
 {
@@ -272,7 +273,7 @@ void print_stats(Guest &g)
                         sizeof(reasons) - 1);
         reasons[k] = '\0';
         log_info("stats %s vcpu=%u cpu=%u run_us=%lu ready_us=%lu exits=%lu%s", g.name, i, g.vcpus[i].cpu,
-                 s.run_ns / 1000, s.ready_ns / 1000, s.exits, reasons);
+                 tsc_to_us(s.run_tsc), tsc_to_us(s.ready_tsc), s.exits, reasons);
     }
 }
 
@@ -334,20 +335,21 @@ void run(Vcpu &v)
 {
     Guest &g = *v.guest;
     u64 now = x86::rdtsc();
-    v.stats.ready_ns += tsc_to_ns(now - v.ready_since);
+    v.stats.ready_tsc += now - v.ready_since;
     const u64 slice_end = now + slice_tsc_;
     v.state = Vcpu::State::running;
     ExitInfo e;
+    u64 t0 = now;   // one TSC read per exit: each exit's end is the next one's start
     for (;;) {
         if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
             return vcpu_stopped(v);
-        const u64 t0 = x86::rdtsc();
         v.arch->run(v.gprs, e);
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
         ExitOutcome out = handle_exit(e, v.gprs, *v.arch, g.platform, v.index);
         const u64 t1 = x86::rdtsc();
-        v.stats.run_ns += tsc_to_ns(t1 - t0);
+        v.stats.run_tsc += t1 - t0;
+        t0 = t1;
 
         if (g.platform.exit_requested) {
             end_guest(g, g.platform.exit_code, nullptr, 0);
