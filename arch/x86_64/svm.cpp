@@ -108,6 +108,7 @@ class SvmVcpu final : public virt::ArchVcpu {
 public:
     Status setup(const virt::NestedSpace &space, const virt::EntryState &entry) override;
     void run(Gprs &g, ExitInfo &e) override;
+    void retire() override {}
     void destroy() override;
 
     u64 rip() override { return vmcb().q(V::rip); }

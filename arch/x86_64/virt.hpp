@@ -49,6 +49,8 @@ class ArchVcpu : public VcpuOps {
 public:
     virtual Status setup(const NestedSpace &space, const EntryState &entry) = 0;
     virtual void run(Gprs &g, ExitInfo &e) = 0;
+    // On the CPU the vCPU ran on, once it will not run again (VMX: VMCLEAR its VMCS there).
+    virtual void retire() = 0;
     virtual void destroy() = 0;
 
 protected:

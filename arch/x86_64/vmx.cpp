@@ -87,6 +87,7 @@ void invvpid(u64 type, u16 vpid)
 
 struct PerCpu {
     PhysAddr vmxon;
+    const void *current;     // the VMCS loaded with VMPTRLD
     u64 flush_epoch;
     const void *msr_owner;   // whose syscall MSRs are loaded on this CPU
 };
@@ -118,6 +119,7 @@ class VmxVcpu final : public virt::ArchVcpu {
 public:
     Status setup(const virt::NestedSpace &space, const virt::EntryState &entry) override;
     void run(Gprs &g, ExitInfo &e) override;
+    void retire() override;
     void destroy() override;
 
     u64 rip() override { return vmread(F::guest_rip); }
@@ -175,12 +177,22 @@ Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     return {};
 }
 
+// A VMCS may be cached by the CPU it is active on: only that CPU may VMCLEAR it,
+// and only then may its page be reused.
+void VmxVcpu::retire()
+{
+    if (cpu_ == ~0u) return;
+    u64 pa = vmcs_.raw();
+    asm volatile("vmclear %0" : : "m"(pa) : "cc", "memory");
+    PerCpu &pc = percpu_[cpu_];
+    if (pc.current == this) pc.current = nullptr;
+    cpu_ = ~0u;
+    launched_ = false;
+}
+
 void VmxVcpu::destroy()
 {
-    if (vmcs_.raw()) {
-        asm volatile("vmclear %0" : : "m"(vmcs_.v) : "cc", "memory");
-        mm::free(vmcs_, 0);
-    }
+    if (vmcs_.raw()) mm::free(vmcs_, 0);
     vmcs_ = PhysAddr(0);
 }
 
@@ -192,6 +204,7 @@ void VmxVcpu::first_run()
     u64 pa = vmcs_.raw();
     asm volatile("vmclear %0" : : "m"(pa) : "cc", "memory");
     asm volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
+    percpu_[c->index].current = this;
 
     vmwrite(F::pin, pin_ctl_);
     vmwrite(F::proc, proc_ctl_);
@@ -304,10 +317,11 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
 {
     Cpu *c = cpu();
     PerCpu &pc = percpu_[c->index];
-    if (!launched_ && cpu_ == ~0u) first_run();
-    else {
+    if (cpu_ == ~0u) first_run();
+    else if (pc.current != this) {
         u64 pa = vmcs_.raw();
         asm volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
+        pc.current = this;
     }
     if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
         pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);

@@ -130,8 +130,7 @@ void release(Guest &g)
     virt::flush_all_guest_tlbs();   // before the memory can serve anyone else
     for (usize i = 0; i < g.nblocks; i++) mm::free(g.blocks[i].pa, g.blocks[i].order);
     g.nblocks = 0;
-    g.mem.~GuestMemory();
-    new (&g.mem) GuestMemory();
+    g.mem.clear();
 }
 
 // RAM for the guest, reserved up front and zeroed: blocks as large as the
@@ -302,17 +301,22 @@ void finish(Guest &g)
     if (__atomic_sub_fetch(&live_guests_, 1, __ATOMIC_ACQ_REL) == 0) all_guests_ended();
 }
 
+// On the vCPU's own CPU (or for one that never ran).
 void vcpu_stopped(Vcpu &v)
 {
+    v.arch->retire();
     v.state = Vcpu::State::stopped;
     if (__atomic_sub_fetch(&v.guest->live, 1, __ATOMIC_ACQ_REL) == 0) finish(*v.guest);
 }
 
-// The guest ends: say why once; vCPUs that are not on a CPU stop now, the others at their next exit.
+// The guest ends: say why once. vCPUs that never ran stop now; halted ones go back to their
+// CPU's queue to stop there (their hardware state lives on that CPU); running ones stop at their next exit.
 void end_guest(Guest &g, u32 code, const char *why, u64 addr)
 {
     Vcpu *stop_now[MAX_VCPUS];
     u32 n = 0;
+    Vcpu *wake[MAX_VCPUS];
+    u32 nwake = 0;
     {
         Guard lk(g.lock);
         if (g.state != Guest::State::running) return;
@@ -323,10 +327,16 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr)
         g.uart->flush();
         if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
         else log_info("guest %s exited code=%u", g.name, code);
-        for (u32 i = 0; i < g.nvcpus; i++)
-            if (g.vcpus[i].state == Vcpu::State::idle || g.vcpus[i].state == Vcpu::State::halted)
-                stop_now[n++] = &g.vcpus[i];
+        for (u32 i = 0; i < g.nvcpus; i++) {
+            Vcpu &v = g.vcpus[i];
+            if (v.state == Vcpu::State::idle) stop_now[n++] = &v;
+            else if (v.state == Vcpu::State::halted) {
+                v.state = Vcpu::State::runnable;
+                wake[nwake++] = &v;
+            }
+        }
     }
+    for (u32 i = 0; i < nwake; i++) rq_[wake[i]->cpu].push(wake[i]);
     for (u32 i = 0; i < n; i++) vcpu_stopped(*stop_now[i]);
 }
 
