@@ -22,6 +22,7 @@ struct GuestPlatform {
     IoDevice *io[MAX_IO] = {};
     usize nio = 0;
     u32 vcpu_count = 1;
+    u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once
 
     // Set by the debug-exit device (or a fatal condition): the guest ends.
     bool exit_requested = false;

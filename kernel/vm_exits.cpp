@@ -53,11 +53,12 @@ bool msr_value_valid(u32 msr, u64 v)
 
 // Fetch up to 15 instruction bytes at CS:RIP through the guest's own paging.
 // Returns a pointer to them (in place when they sit in one extent) and their count.
-const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, u8 (&copy)[15], usize &n)
+const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&copy)[15], usize &n)
 {
-    const GuestPagingState ps{ops.cr0(), ops.cr3(), ops.cr4(), ops.efer()};
+    GuestPagingState ps{ops.cr0(), 0, 0, 0};
+    if (ps.cr0 & (1ull << 31)) ps.cr3 = ops.cr3(), ps.cr4 = ops.cr4(), ps.efer = ops.efer();
     // 64-bit mode ignores the CS base; elsewhere linear addresses wrap at 4 GiB.
-    const bool long64 = ops.mode() == x86::CpuMode::long64;
+    const bool long64 = mode == x86::CpuMode::long64;
     const u64 lmask = long64 ? ~0ull : 0xffffffffull;
     const u64 linear = ((long64 ? 0 : ops.cs_base()) + ops.rip()) & lmask;
     auto gpa = guest_translate(*p.mem, ps, linear);
@@ -86,9 +87,9 @@ bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
     }
     u8 copy[15];
     usize n = 0;
-    const u8 *bytes = fetch_insn(ops, p, copy, n);
-    if (!bytes) return false;
     const x86::CpuMode m = ops.mode();
+    const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+    if (!bytes) return false;
     // The instructions that exit most have one encoding without prefixes: skip the full decoder for them.
     usize len = 0;
     if (n >= 2 && bytes[0] == 0x0f && (bytes[1] == 0xa2 || bytes[1] == 0x30 || bytes[1] == 0x32)) len = 2;
@@ -150,7 +151,8 @@ ExitOutcome string_io(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p
 
 } // namespace
 
-void guest_cpuid(VcpuOps &ops, u32 leaf, u32 sub, u32 vcpu_index, u32 vcpu_count, u32 r[4])
+void guest_cpuid(VcpuOps &ops, u32 leaf, u32 sub, u32 vcpu_index, u32 vcpu_count, u32 r[4], u32 &max_std,
+                 u32 &max_ext)
 {
     r[0] = r[1] = r[2] = r[3] = 0;
     if (leaf >= 0x40000000 && leaf < 0x50000000) {
@@ -161,10 +163,14 @@ void guest_cpuid(VcpuOps &ops, u32 leaf, u32 sub, u32 vcpu_index, u32 vcpu_count
         }
         return;   // 0x40000001: no paravirtual features yet
     }
-    u32 max_std[4], max_ext[4];
-    ops.host_cpuid(0, 0, max_std);
-    ops.host_cpuid(0x80000000, 0, max_ext);
-    if ((leaf < 0x80000000 && leaf > max_std[0]) || (leaf >= 0x80000000 && leaf > max_ext[0])) return;
+    if (!max_std || !max_ext) {
+        u32 r0[4];
+        ops.host_cpuid(0, 0, r0);
+        max_std = r0[0];
+        ops.host_cpuid(0x80000000, 0, r0);
+        max_ext = r0[0];
+    }
+    if ((leaf < 0x80000000 && leaf > max_std) || (leaf >= 0x80000000 && leaf > max_ext)) return;
     ops.host_cpuid(leaf, sub, r);
     switch (leaf) {
     case 1:
@@ -211,7 +217,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
     case ExitReason::cpuid: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
         u32 r[4];
-        guest_cpuid(ops, u32(g.rax), u32(g.rcx), vcpu_index, p.vcpu_count, r);
+        guest_cpuid(ops, u32(g.rax), u32(g.rcx), vcpu_index, p.vcpu_count, r, p.cpuid_max_std, p.cpuid_max_ext);
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
         ops.set_rip(nrip);
         return {};

@@ -262,9 +262,10 @@ TEST(VmExitCpuid, ApicIdIsVcpuIndex)
         EXPECT_EQ((vm.g.rbx >> 16) & 0xff, 4u);     // vcpu_count
         EXPECT_EQ(vm.g.rbx & 0xffff, 0x0800u);      // CLFLUSH size etc. kept
     }
-    u32 r[4];
-    guest_cpuid(vm.ops, 1, 0, 2, 3, r);
+    u32 r[4], max_std = 0, max_ext = 0;
+    guest_cpuid(vm.ops, 1, 0, 2, 3, r, max_std, max_ext);
     EXPECT_EQ(r[1] >> 24, 2u);
+    EXPECT_NE(max_std, 0u);   // cached for the next call
 }
 
 TEST(VmExitCpuid, RipAdvancedByDecodedLength)
