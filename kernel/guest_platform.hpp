@@ -15,12 +15,40 @@ protected:
     ~IoDevice() = default;
 };
 
+// A device on the guest's physical address space (its pages are left out of
+// the nested tables, so every access exits and is emulated).
+class MmioDevice {
+public:
+    virtual bool covers(u64 gpa) const = 0;
+    // A read fills value (size 1, 2, 4 or 8 bytes); `vcpu` is the accessing vCPU (local APICs are per vCPU).
+    virtual void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) = 0;
+
+protected:
+    ~MmioDevice() = default;
+};
+
+// MSRs backed by a device model (the local APIC's: APIC_BASE, x2APIC, TSC deadline).
+class MsrDevice {
+public:
+    // true if the MSR is this device's; ok = false then means #GP.
+    virtual bool rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok) = 0;
+    virtual bool wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok) = 0;
+
+protected:
+    ~MsrDevice() = default;
+};
+
 struct GuestPlatform {
     static constexpr usize MAX_IO = 8;
+    static constexpr usize MAX_MMIO = 8;
 
     GuestMemory *mem = nullptr;
     IoDevice *io[MAX_IO] = {};
     usize nio = 0;
+    MmioDevice *mmio[MAX_MMIO] = {};
+    usize nmmio = 0;
+    MsrDevice *msr = nullptr;
+    bool lapic = false;          // a local APIC model exists: CPUID shows APIC, x2APIC, TSC deadline
     u32 vcpu_count = 1;
     u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once
 
@@ -33,5 +61,17 @@ struct GuestPlatform {
         if (nio == MAX_IO) return false;
         io[nio++] = d;
         return true;
+    }
+    bool add_mmio(MmioDevice *d)
+    {
+        if (nmmio == MAX_MMIO) return false;
+        mmio[nmmio++] = d;
+        return true;
+    }
+    MmioDevice *find_mmio(u64 gpa) const
+    {
+        for (usize i = 0; i < nmmio; i++)
+            if (mmio[i]->covers(gpa)) return mmio[i];
+        return nullptr;
     }
 };

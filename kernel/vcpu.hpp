@@ -17,7 +17,7 @@ static_assert(sizeof(Gprs) == 16 * 8);
 
 enum class ExitReason : u8 {
     cpuid, hlt, io, rdmsr, wrmsr, npf, shutdown, intr, nmi, vmcall, cr_access, exception, xsetbv,
-    invalid_state, other, count
+    irq_window, invalid_state, other, count
 };
 const char *exit_reason_name(ExitReason r);
 

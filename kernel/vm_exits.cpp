@@ -6,7 +6,7 @@
 const char *exit_reason_name(ExitReason r)
 {
     static const char *const names[] = {"cpuid", "hlt", "io", "rdmsr", "wrmsr", "npf", "shutdown", "intr",
-                                        "nmi", "vmcall", "cr", "exception", "xsetbv", "invalid", "other"};
+                                        "nmi", "vmcall", "cr", "exception", "xsetbv", "irq_window", "invalid", "other"};
     static_assert(sizeof(names) / sizeof(names[0]) == usize(ExitReason::count));
     return u8(r) < u8(ExitReason::count) ? names[u8(r)] : "?";
 }
@@ -103,6 +103,66 @@ bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
     if (m == x86::CpuMode::prot32) out &= 0xffffffff;
     else if (m != x86::CpuMode::long64) out &= 0xffff;
     return true;
+}
+
+// Emulate the instruction that touched an MMIO device: MOV loads and stores (register or
+// immediate), MOVZX/MOVSX loads. Anything else stops the guest: device registers are
+// not memory, and guessing would corrupt the device or the guest.
+ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u32 vcpu, MmioDevice &dev)
+{
+    u8 copy[15];
+    usize n = 0;
+    const x86::CpuMode m = ops.mode();
+    const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+    if (!bytes) return {ExitAction::stop, "cannot fetch the instruction accessing MMIO at", e.gpa};
+    auto r = x86::decode(bytes, n, m);
+    if (!r || !r->mem) return {ExitAction::stop, "cannot decode the instruction accessing MMIO at", e.gpa};
+    const x86::Insn &in = *r;
+    const u8 size = in.mem_size;
+    if (size != 1 && size != 2 && size != 4 && size != 8) return {ExitAction::stop, "bad MMIO access size at", e.gpa};
+    const u64 mask = size == 8 ? ~0ull : (1ull << (size * 8)) - 1;
+    auto reg_ref = [&](u8 reg, bool high8) -> u64 & { return g[high8 ? reg - 4 : reg]; };
+    // Writes a result of op_size bytes into a register as the CPU does (32-bit writes zero-extend).
+    auto set_reg = [&](u8 reg, bool high8, u8 op_size, u64 v) {
+        u64 &r64 = reg_ref(reg, high8);
+        if (op_size == 8) r64 = v;
+        else if (op_size == 4) r64 = u32(v);
+        else if (op_size == 2) r64 = (r64 & ~0xffffull) | (v & 0xffff);
+        else if (high8) r64 = (r64 & ~0xff00ull) | (v & 0xff) << 8;
+        else r64 = (r64 & ~0xffull) | (v & 0xff);
+    };
+    u64 v = 0;
+    switch (in.kind) {
+    case x86::Insn::Kind::mov_load:
+        dev.mmio(vcpu, e.gpa, size, false, v);
+        set_reg(in.reg, in.high8, in.op_size, v & mask);
+        break;
+    case x86::Insn::Kind::movzx:
+    case x86::Insn::Kind::movsx: {
+        dev.mmio(vcpu, e.gpa, size, false, v);
+        v &= mask;
+        if (in.kind == x86::Insn::Kind::movsx && size < 8 && (v >> (size * 8 - 1)) & 1) v |= ~mask;
+        set_reg(in.reg, false, in.op_size, v);
+        break;
+    }
+    case x86::Insn::Kind::mov_store: {
+        u64 src = reg_ref(in.reg, in.high8);
+        v = (in.high8 ? src >> 8 : src) & mask;
+        dev.mmio(vcpu, e.gpa, size, true, v);
+        break;
+    }
+    case x86::Insn::Kind::mov_store_imm:
+        v = u64(in.simm()) & mask;
+        dev.mmio(vcpu, e.gpa, size, true, v);
+        break;
+    default:
+        return {ExitAction::stop, "unsupported instruction accessing MMIO at", e.gpa};
+    }
+    u64 rip = ops.rip() + in.len;
+    if (m == x86::CpuMode::prot32) rip &= 0xffffffff;
+    else if (m != x86::CpuMode::long64) rip &= 0xffff;
+    ops.set_rip(rip);
+    return {};
 }
 
 u32 size_mask(u8 size) { return size >= 4 ? ~0u : (1u << (size * 8)) - 1; }
@@ -218,6 +278,10 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
         u32 r[4];
         guest_cpuid(ops, u32(g.rax), u32(g.rcx), vcpu_index, p.vcpu_count, r, p.cpuid_max_std, p.cpuid_max_ext);
+        if (p.lapic && u32(g.rax) == 1) {
+            r[2] |= (1u << 21) | (1u << 24);   // x2APIC, TSC-deadline timer: the local APIC model has both
+            r[3] |= 1u << 9;                   // APIC
+        }
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
         ops.set_rip(nrip);
         return {};
@@ -243,14 +307,16 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
     case ExitReason::wrmsr: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDMSR/WRMSR", ops.rip()};
         const u32 msr = u32(g.rcx);
-        bool ok;
+        bool ok = false;
         if (e.reason == ExitReason::rdmsr) {
             u64 v = 0;
-            ok = ops.arch_rdmsr(msr, v) || soft_rdmsr(msr, vcpu_index, v);
+            if (!(p.msr && p.msr->rdmsr(vcpu_index, msr, v, ok)))
+                ok = ops.arch_rdmsr(msr, v) || soft_rdmsr(msr, vcpu_index, v);
             if (ok) g.rax = u32(v), g.rdx = v >> 32;
         } else {
             const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
-            ok = msr_value_valid(msr, v) && ops.arch_wrmsr(msr, v);
+            if (!(p.msr && p.msr->wrmsr(vcpu_index, msr, v, ok)))
+                ok = msr_value_valid(msr, v) && ops.arch_wrmsr(msr, v);
         }
         if (!ok) {
             ops.inject_exception(GP, true, 0);   // not on the allow-list
@@ -264,6 +330,8 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         ops.inject_exception(UD, false, 0);   // no hypercalls, no XSAVE yet
         return {};
     case ExitReason::npf:
+        if (!e.fetch)
+            if (MmioDevice *dev = p.find_mmio(e.gpa)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
         return {ExitAction::stop, e.fetch ? "instruction fetch outside its memory at"
                                  : e.write ? "write outside its memory at" : "read outside its memory at",
                 e.gpa};
@@ -271,7 +339,8 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
     case ExitReason::intr:
     case ExitReason::nmi:
-        return {};   // taken by Keel already
+    case ExitReason::irq_window:
+        return {};   // taken by Keel already, or: the run loop injects what is pending
     case ExitReason::invalid_state:
         return {ExitAction::stop, "invalid guest state", e.raw};
     default:

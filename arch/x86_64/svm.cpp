@@ -30,14 +30,15 @@ enum class V : u16 {
 };
 
 // Intercept bits in misc1 (0x00c) and misc2 (0x010).
-constexpr u32 I1_INTR = 1u << 0, I1_NMI = 1u << 1, I1_SMI = 1u << 2, I1_INIT = 1u << 3, I1_CPUID = 1u << 18,
+constexpr u32 I1_INTR = 1u << 0, I1_NMI = 1u << 1, I1_SMI = 1u << 2, I1_INIT = 1u << 3, I1_VINTR = 1u << 4,
+              I1_CPUID = 1u << 18,
               I1_INVD = 1u << 22, I1_HLT = 1u << 24, I1_IOIO = 1u << 27, I1_MSR = 1u << 28,
               I1_TASK_SWITCH = 1u << 29, I1_SHUTDOWN = 1u << 31;
 constexpr u32 I2_VMRUN = 1u << 0, I2_VMMCALL = 1u << 1, I2_VMLOAD = 1u << 2, I2_VMSAVE = 1u << 3,
               I2_STGI = 1u << 4, I2_CLGI = 1u << 5, I2_SKINIT = 1u << 6, I2_XSETBV = 1u << 13;
 
 // Exit codes.
-constexpr u64 EX_EXCP0 = 0x40, EX_INTR = 0x60, EX_NMI = 0x61, EX_CPUID = 0x72,
+constexpr u64 EX_EXCP0 = 0x40, EX_INTR = 0x60, EX_NMI = 0x61, EX_VINTR = 0x64, EX_CPUID = 0x72,
               EX_HLT = 0x78, EX_IOIO = 0x7b, EX_MSR = 0x7c, EX_SHUTDOWN = 0x7f, EX_VMMCALL = 0x81,
               EX_XSETBV = 0x8d, EX_NPF = 0x400, EX_INVALID = ~0ull;
 
@@ -108,11 +109,36 @@ class SvmVcpu final : public virt::ArchVcpu {
 public:
     Status setup(const virt::NestedSpace &space, const virt::EntryState &entry) override;
     void run(Gprs &g, ExitInfo &e) override;
+    bool can_inject() override
+    {
+        Vmcb v = vmcb();
+        return (v.q(V::rflags) & (1u << 9)) && !(v.q(V::int_shadow) & 1) && !(v.q(V::eventinj) & (1u << 31));
+    }
+    void inject_interrupt(u8 vector) override { vmcb().q(V::eventinj) = vector | 1u << 31; }   // type 0: INTR
+    void request_window(bool on) override
+    {
+        // A virtual interrupt the guest accepts as soon as it can, intercepted: that exit is the window.
+        Vmcb v = vmcb();
+        constexpr u64 V_IRQ = 1u << 8, V_PRIO = 0xfu << 16, V_IGN_TPR = 1u << 20;
+        if (on) {
+            v.q(V::vintr) |= V_IRQ | V_PRIO | V_IGN_TPR;
+            v.d(V::intercept_misc1) |= I1_VINTR;
+        } else {
+            v.q(V::vintr) &= ~(V_IRQ | V_PRIO | V_IGN_TPR);
+            v.d(V::intercept_misc1) &= ~I1_VINTR;
+        }
+    }
     void retire() override {}
     void destroy() override;
 
     u64 rip() override { return vmcb().q(V::rip); }
-    void set_rip(u64 rip) override { vmcb().q(V::rip) = rip; }
+    void set_rip(u64 rip) override
+    {
+        // Keel completed the instruction for the guest: any STI / MOV SS shadow ends with it.
+        Vmcb v = vmcb();
+        v.q(V::rip) = rip;
+        v.q(V::int_shadow) &= ~1ull;
+    }
     u64 rflags() override { return vmcb().q(V::rflags); }
     x86::CpuMode mode() override
     {
@@ -272,6 +298,10 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
         break;
     case EX_SHUTDOWN: e.reason = ExitReason::shutdown; break;
     case EX_INTR: e.reason = ExitReason::intr; break;
+    case EX_VINTR:
+        e.reason = ExitReason::irq_window;
+        request_window(false);
+        break;
     case EX_NMI: e.reason = ExitReason::nmi; break;
     case EX_VMMCALL: e.reason = ExitReason::vmcall; break;
     case EX_XSETBV: e.reason = ExitReason::xsetbv; break;

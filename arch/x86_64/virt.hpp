@@ -49,6 +49,11 @@ class ArchVcpu : public VcpuOps {
 public:
     virtual Status setup(const NestedSpace &space, const EntryState &entry) = 0;
     virtual void run(Gprs &g, ExitInfo &e) = 0;
+    // External interrupts: can one be injected at the next entry (IF set, no interrupt
+    // shadow, no event already pending)? If not, ask for an exit when it can (irq_window).
+    virtual bool can_inject() = 0;
+    virtual void inject_interrupt(u8 vector) = 0;
+    virtual void request_window(bool on) = 0;
     // On the CPU the vCPU ran on, once it will not run again (VMX: VMCLEAR its VMCS there).
     virtual void retire() = 0;
     virtual void destroy() = 0;

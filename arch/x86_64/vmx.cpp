@@ -121,9 +121,26 @@ public:
     void run(Gprs &g, ExitInfo &e) override;
     void retire() override;
     void destroy() override;
+    bool can_inject() override
+    {
+        return (vmread(F::guest_rflags) & (1u << 9)) && !(vmread(F::guest_interruptibility) & 3) &&
+               !(vmread(F::entry_intr) & (1u << 31));
+    }
+    void inject_interrupt(u8 vector) override { vmwrite(F::entry_intr, vector | 1u << 31); }   // type 0
+    void request_window(bool on) override
+    {
+        constexpr u32 IRQ_WINDOW = 1u << 2;
+        vmwrite(F::proc, on ? proc_ctl_ | IRQ_WINDOW : proc_ctl_);
+    }
 
     u64 rip() override { return vmread(F::guest_rip); }
-    void set_rip(u64 rip) override { vmwrite(F::guest_rip, rip); }
+    void set_rip(u64 rip) override
+    {
+        // Keel completed the instruction for the guest: any STI / MOV SS shadow ends with it.
+        vmwrite(F::guest_rip, rip);
+        const u64 blocking = vmread(F::guest_interruptibility);
+        if (blocking & 3) vmwrite(F::guest_interruptibility, blocking & ~3ull);
+    }
     u64 rflags() override { return vmread(F::guest_rflags); }
     x86::CpuMode mode() override
     {
@@ -370,6 +387,10 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
             return;
         }
         case 1: e.reason = ExitReason::intr; return;
+        case 7:
+            e.reason = ExitReason::irq_window;
+            request_window(false);
+            return;
         case 2: e.reason = ExitReason::shutdown; return;
         case 10: e.reason = ExitReason::cpuid; break;
         case 12: e.reason = ExitReason::hlt; break;

@@ -9,6 +9,7 @@
 #include "arch/x86_64/virt.hpp"
 #include "kernel/config.hpp"
 #include "kernel/console.hpp"
+#include "kernel/dev_lapic.hpp"
 #include "kernel/dev_uart.hpp"
 #include "kernel/format.hpp"
 #include "kernel/frame_alloc.hpp"
@@ -42,6 +43,21 @@ struct Vcpu {
     VcpuStats stats;
     u64 ready_since;
     Vcpu *next;
+    Spinlock lapic_lock;                  // its CPU and IPI senders on other CPUs
+    LapicModel lapic;
+};
+
+// The local APICs' register page and MSRs, routed to the accessing vCPU's model.
+class LapicDevice final : public MmioDevice, public MsrDevice {
+public:
+    void attach(Guest *g) { g_ = g; }
+    bool covers(u64 gpa) const override;
+    void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) override;
+    bool rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok) override;
+    bool wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok) override;
+
+private:
+    Guest *g_ = nullptr;
 };
 
 struct Guest {
@@ -59,6 +75,7 @@ struct Guest {
     alignas(UartModel) u8 uart_storage[sizeof(UartModel)];
     alignas(DebugExitModel) u8 exit_storage[sizeof(DebugExitModel)];
     UartModel *uart;
+    LapicDevice lapics;
     Vcpu vcpus[MAX_VCPUS];
     u32 nvcpus;
     u32 live;                             // vCPUs not stopped yet
@@ -69,9 +86,13 @@ struct Guest {
 };
 
 struct RunQueue {
+    static constexpr u32 MAX_SLEEPERS = 64;
+
     Spinlock lock;
     Vcpu *head, *tail;
     u32 placed;                           // vCPUs placed on this CPU (for load balancing at creation)
+    Vcpu *sleepers[MAX_SLEEPERS];         // halted vCPUs of this CPU, woken by their timer or an interrupt
+    u32 nsleepers;
 
     void push(Vcpu *v)
     {
@@ -99,6 +120,8 @@ constinit RunQueue rq_[MAX_CPUS]{};
 u32 ncpus_;
 u64 slice_tsc_;
 u32 live_guests_;
+u64 stats_every_tsc_;                     // "stats_interval=N" on Keel's command line: periodic statistics
+u64 stats_next_;
 const BootInfo *boot_;
 bool started_;
 
@@ -120,6 +143,117 @@ void guest_line(void *ctx, const char *line, usize n)
     char buf[200];
     usize k = format(buf, sizeof(buf), "[%s] %.*s\n", g->name, int(n), line);
     console::write(buf, min(k, sizeof(buf) - 1));
+}
+
+u64 guest_now(Vcpu &v) { return v.arch->tsc(); }
+
+// The guest may move its APICs' page (IA32_APIC_BASE): any vCPU's current page is an APIC page.
+bool LapicDevice::covers(u64 gpa) const
+{
+    for (u32 i = 0; i < g_->nvcpus; i++)
+        if (g_->vcpus[i].lapic.xapic_mmio_active() && (gpa & ~0xfffull) == g_->vcpus[i].lapic.mmio_base()) return true;
+    return false;
+}
+
+void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
+{
+    Vcpu &v = g_->vcpus[vcpu];
+    Guard lk(v.lapic_lock);
+    const u64 now = guest_now(v);
+    // The APIC's registers are 32 bits wide, 16-byte aligned: other accesses read 0 and write nothing.
+    if (size != 4 || (gpa & 3)) {
+        if (!write) value = 0;
+        return;
+    }
+    if (!v.lapic.xapic_mmio_active()) {   // disabled or in x2APIC mode: the page is not the APIC
+        if (!write) value = ~0u;
+        return;
+    }
+    if (write) v.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
+    else value = v.lapic.mmio_read(u32(gpa & 0xfff), now);
+}
+
+bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
+{
+    Vcpu &v = g_->vcpus[vcpu];
+    Guard lk(v.lapic_lock);
+    const u64 now = guest_now(v);
+    if (msr == 0x1b) value = v.lapic.apic_base(), ok = true;
+    else if (msr == 0x6e0) value = v.lapic.tsc_deadline_read(now), ok = true;
+    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.lapic.msr_read(msr, value, now);
+    else return false;
+    return true;
+}
+
+bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
+{
+    Vcpu &v = g_->vcpus[vcpu];
+    Guard lk(v.lapic_lock);
+    const u64 now = guest_now(v);
+    if (msr == 0x1b) ok = v.lapic.set_apic_base(value);
+    else if (msr == 0x6e0) v.lapic.tsc_deadline_write(value, now), ok = true;
+    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.lapic.msr_write(msr, value, now);
+    else return false;
+    return true;
+}
+
+// Fixed and lowest-priority IPIs between the guest's own vCPUs (INIT/SIPI need AP start-up: not yet).
+void route_ipis(Guest &g, Vcpu &from)
+{
+    LapicModel::Ipi ipi;
+    for (;;) {
+        {
+            Guard lk(from.lapic_lock);
+            // No IOAPIC model yet: EOIs of level-triggered vectors have no one to tell.
+            while (from.lapic.take_eoi_broadcast() >= 0) {}
+            if (!from.lapic.take_ipi(ipi)) return;
+        }
+        if ((ipi.delivery != 0 && ipi.delivery != 1) || ipi.init_deassert) continue;
+        for (u32 i = 0; i < g.nvcpus; i++) {
+            Vcpu &to = g.vcpus[i];
+            const bool self = &to == &from;
+            bool hit;
+            switch (ipi.shorthand) {
+            case 1: hit = self; break;
+            case 2: hit = true; break;
+            case 3: hit = !self; break;
+            default: {
+                Guard lk(to.lapic_lock);
+                hit = to.lapic.match_dest(ipi.dest, ipi.logical);
+                break;
+            }
+            }
+            if (!hit) continue;
+            Guard lk(to.lapic_lock);
+            to.lapic.accept(ipi.vector, false);
+        }
+    }
+}
+
+// Before entering the guest: an interrupt the local APIC has for it is injected,
+// or the CPU is asked to exit as soon as the guest can take it.
+void deliver_interrupts(Vcpu &v)
+{
+    Guard lk(v.lapic_lock);
+    const u64 now = guest_now(v);
+    v.lapic.update(now);
+    const int vec = v.lapic.pending(now);
+    if (vec < 0) return;
+    if (v.arch->can_inject()) {
+        v.lapic.ack(u8(vec));
+        v.arch->inject_interrupt(u8(vec));
+    } else {
+        v.arch->request_window(true);
+    }
+}
+
+// A halted vCPU wakes when its local APIC has something for it.
+bool wants_to_run(Vcpu &v)
+{
+    Guard lk(v.lapic_lock);
+    const u64 now = guest_now(v);
+    v.lapic.update(now);
+    return v.lapic.pending(now) >= 0;
 }
 
 void release(Guest &g)
@@ -201,6 +335,10 @@ bool create(Guest &g)
     g.uart = new (g.uart_storage) UartModel(0x3f8, guest_line, &g);
     g.platform.add_io(g.uart);
     g.platform.add_io(new (g.exit_storage) DebugExitModel(0xf4, g.platform));
+    g.lapics.attach(&g);
+    g.platform.add_mmio(&g.lapics);
+    g.platform.msr = &g.lapics;
+    g.platform.lapic = true;
 
     LoadReport rep{};
     auto entry = load_multiboot(g.mem, mm::phys_ptr<const u8>(kernel->start), kernel->end - kernel->start, c.cmdline.p,
@@ -217,6 +355,8 @@ bool create(Guest &g)
         v = Vcpu{};
         v.guest = &g;
         v.index = i;
+        // The APIC timer counts at the TSC rate (divide by 1): the guest reads both rates from CPUID.
+        v.lapic.reset(i, i == 0, time::tsc_hz(), time::tsc_hz());
         v.arch = virt::make_vcpu(v.arch_storage);
         if (auto s = v.arch->setup(g.space, virt::EntryState{entry->eip, entry->eax, entry->ebx}); !s) {
             log_error("guest %s: cannot set up vCPU %u", g.name, i);
@@ -309,14 +449,13 @@ void vcpu_stopped(Vcpu &v)
     if (__atomic_sub_fetch(&v.guest->live, 1, __ATOMIC_ACQ_REL) == 0) finish(*v.guest);
 }
 
-// The guest ends: say why once. vCPUs that never ran stop now; halted ones go back to their
-// CPU's queue to stop there (their hardware state lives on that CPU); running ones stop at their next exit.
+// The guest ends: say why once. vCPUs that never ran stop now; halted ones are found by
+// their own CPU's next look at its sleepers (their hardware state lives there); running
+// ones stop at their next exit.
 void end_guest(Guest &g, u32 code, const char *why, u64 addr)
 {
     Vcpu *stop_now[MAX_VCPUS];
     u32 n = 0;
-    Vcpu *wake[MAX_VCPUS];
-    u32 nwake = 0;
     {
         Guard lk(g.lock);
         if (g.state != Guest::State::running) return;
@@ -327,16 +466,9 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr)
         g.uart->flush();
         if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
         else log_info("guest %s exited code=%u", g.name, code);
-        for (u32 i = 0; i < g.nvcpus; i++) {
-            Vcpu &v = g.vcpus[i];
-            if (v.state == Vcpu::State::idle) stop_now[n++] = &v;
-            else if (v.state == Vcpu::State::halted) {
-                v.state = Vcpu::State::runnable;
-                wake[nwake++] = &v;
-            }
-        }
+        for (u32 i = 0; i < g.nvcpus; i++)
+            if (g.vcpus[i].state == Vcpu::State::idle) stop_now[n++] = &g.vcpus[i];
     }
-    for (u32 i = 0; i < nwake; i++) rq_[wake[i]->cpu].push(wake[i]);
     for (u32 i = 0; i < n; i++) vcpu_stopped(*stop_now[i]);
 }
 
@@ -353,10 +485,12 @@ void run(Vcpu &v)
     for (;;) {
         if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
             return vcpu_stopped(v);
+        deliver_interrupts(v);
         v.arch->run(v.gprs, e);
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
         ExitOutcome out = handle_exit(e, v.gprs, *v.arch, g.platform, v.index);
+        route_ipis(g, v);
         const u64 t1 = x86::rdtsc();
         v.stats.run_tsc += t1 - t0;
         t0 = t1;
@@ -370,16 +504,18 @@ void run(Vcpu &v)
             return vcpu_stopped(v);
         }
         if (out.action == ExitAction::halt) {
+            if (wants_to_run(v)) continue;   // an interrupt is already waiting: HLT ends at once
             if (!(v.arch->rflags() & (1u << 9))) {
                 end_guest(g, ~0u, "halted with interrupts disabled at", v.arch->rip());
                 return vcpu_stopped(v);
             }
-            // Nothing can wake it yet (no interrupt sources for Multiboot guests).
+            // Sleep until the local APIC has an interrupt (its timer, or an IPI): the CPU looks at each tick.
             Guard lk(g.lock);
-            if (g.state == Guest::State::running) {
-                v.state = Vcpu::State::halted;
-                return;
-            }
+            if (g.state != Guest::State::running) return vcpu_stopped(v);
+            RunQueue &q = rq_[v.cpu];
+            if (q.nsleepers == RunQueue::MAX_SLEEPERS) continue;   // no room to sleep: keep polling by running
+            v.state = Vcpu::State::halted;
+            q.sleepers[q.nsleepers++] = &v;
             return;
         }
         if (e.reason == ExitReason::intr && t1 >= slice_end) {
@@ -392,12 +528,41 @@ void run(Vcpu &v)
     }
 }
 
+// On each wake-up of a CPU: halted vCPUs whose APIC has an interrupt become runnable;
+// those of a guest that is ending go back to the queue to be stopped here.
+void wake_sleepers(RunQueue &q)
+{
+    for (u32 i = 0; i < q.nsleepers;) {
+        Vcpu &v = *q.sleepers[i];
+        bool wake;
+        {
+            Guard lk(v.guest->lock);
+            wake = v.state != Vcpu::State::halted || v.guest->state != Guest::State::running;
+        }
+        if (wake || wants_to_run(v)) {
+            q.sleepers[i] = q.sleepers[--q.nsleepers];
+            if (v.state == Vcpu::State::halted) v.state = Vcpu::State::runnable;
+            v.ready_since = x86::rdtsc();
+            q.push(&v);
+        } else {
+            i++;
+        }
+    }
+}
+
 } // namespace
 
 [[noreturn]] void cpu_loop()
 {
     RunQueue &q = rq_[cpu()->index];
+    const bool boot_cpu = cpu()->index == 0;
     for (;;) {
+        if (boot_cpu && stats_every_tsc_ && x86::rdtsc() >= stats_next_) {
+            stats_next_ = x86::rdtsc() + stats_every_tsc_;
+            for (u32 i = 0; i < config_.guest_count; i++)
+                if (guests_[i].state == Guest::State::running) print_stats(guests_[i]);
+        }
+        if (q.nsleepers) wake_sleepers(q);
         Vcpu *v = q.pop();
         if (!v) {
             x86::sti_hlt();
@@ -445,7 +610,11 @@ void run(Vcpu &v)
     slice_tsc_ = time::tsc_hz() / 1000000 * (config_.time_slice_ns / 1000);
     log_info("virtualization: %s on %u CPUs; %u guest%s, time slice %lu us", virt::vendor_name(), ncpus_,
              config_.guest_count, config_.guest_count == 1 ? "" : "s", config_.time_slice_ns / 1000);
-    (void)cmdline;
+    u64 every = 0;
+    if (cmdline.get_u64("stats_interval", every) && every) {
+        stats_every_tsc_ = every * time::tsc_hz();
+        stats_next_ = x86::rdtsc() + stats_every_tsc_;
+    }
 
     for (u32 i = 0; i < config_.guest_count; i++) {
         Guest &g = guests_[i];

@@ -40,6 +40,7 @@ def main():
     p.add_argument("--forbid-line", action="append", default=[])
     p.add_argument("--expect-stats", action="append", default=[])
     p.add_argument("--until", default=r"^keel: all guests have ended", help="regex that ends the run")
+    p.add_argument("--keel-cmdline", default="", help="Keel's own command line in the image")
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="keel-vm-") as tmp:
@@ -49,7 +50,7 @@ def main():
         with open(config, "w") as f:
             f.write(text)
         image = os.path.join(tmp, "appliance.iso")
-        harness.run_mkimage([config, "--kernel", a.kernel, "-o", image])
+        harness.run_mkimage([config, "--kernel", a.kernel, "--cmdline", a.keel_cmdline, "-o", image])
         log = os.path.join(tmp, "serial.log")
         if a.emulator == "qemu":
             cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem)
