@@ -339,6 +339,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
     case ExitReason::intr:
     case ExitReason::nmi:
+    case ExitReason::exception:   // reflected into the guest by the backend
     case ExitReason::irq_window:
         return {};   // taken by Keel already, or: the run loop injects what is pending
     case ExitReason::invalid_state:

@@ -309,8 +309,9 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
     default:
         if (code >= EX_EXCP0 && code < EX_EXCP0 + 32) {
             // Intercepted only to break event storms: reflect it to the guest.
-            e.reason = ExitReason::intr;
+            e.reason = ExitReason::exception;
             u8 vec = u8(code - EX_EXCP0);
+            e.vector = vec;
             inject_exception(vec, vec == 17, u32(info1));
         } else {
             e.reason = ExitReason::other;   // VMRUN/VMLOAD/... from the guest, INVD, task switch, SMI, INIT

@@ -353,8 +353,9 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
     for (;;) {
         x86::cli();
         u64 failed = vmx_run(&g, launched_);
-        x86::sti();   // an external interrupt that caused the exit is taken here
-        x86::cli();
+        // An external interrupt that caused the exit is taken here: STI holds interrupts off for one
+        // more instruction, so the NOP is the window (with "sti; cli" it would never open).
+        asm volatile("sti; nop; cli" ::: "memory");
         e = ExitInfo{};
         if (failed) {
             e.reason = ExitReason::invalid_state;
@@ -381,7 +382,8 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
             if (((info >> 8) & 7) == 2) {
                 e.reason = ExitReason::nmi;
             } else {
-                e.reason = ExitReason::intr;   // intercepted only to break event storms: reflect it
+                e.reason = ExitReason::exception;   // intercepted only to break event storms: reflect it
+                e.vector = u8(info);
                 inject_exception(u8(info), info & (1u << 11), u32(vmread(F::exit_intr_error)));
             }
             return;
