@@ -45,6 +45,10 @@ struct Vcpu {
     Vcpu *next;
     Spinlock lapic_lock;                  // its CPU and IPI senders on other CPUs
     LapicModel lapic;
+    // Exit-path shortcut: the APIC is looked at only when something may have changed.
+    bool irq_check;                       // set by APIC accesses, IPIs and interrupt windows (atomic)
+    bool ipi_out;                         // the guest wrote its APIC: IPIs or EOIs may be queued
+    u64 irq_deadline;                     // the APIC timer's next event (guest TSC)
 };
 
 // The local APICs' register page and MSRs, routed to the accessing vCPU's model.
@@ -171,6 +175,7 @@ void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
     }
     if (write) v.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
     else value = v.lapic.mmio_read(u32(gpa & 0xfff), now);
+    v.irq_check = v.ipi_out = true;
 }
 
 bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
@@ -182,6 +187,7 @@ bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
     else if (msr == 0x6e0) value = v.lapic.tsc_deadline_read(now), ok = true;
     else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.lapic.msr_read(msr, value, now);
     else return false;
+    v.irq_check = true;
     return true;
 }
 
@@ -194,12 +200,15 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
     else if (msr == 0x6e0) v.lapic.tsc_deadline_write(value, now), ok = true;
     else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.lapic.msr_write(msr, value, now);
     else return false;
+    v.irq_check = v.ipi_out = true;
     return true;
 }
 
 // Fixed and lowest-priority IPIs between the guest's own vCPUs (INIT/SIPI need AP start-up: not yet).
 void route_ipis(Guest &g, Vcpu &from)
 {
+    if (!from.ipi_out) return;
+    from.ipi_out = false;
     LapicModel::Ipi ipi;
     for (;;) {
         {
@@ -226,6 +235,7 @@ void route_ipis(Guest &g, Vcpu &from)
             if (!hit) continue;
             Guard lk(to.lapic_lock);
             to.lapic.accept(ipi.vector, false);
+            __atomic_store_n(&to.irq_check, true, __ATOMIC_RELEASE);
         }
     }
 }
@@ -234,10 +244,13 @@ void route_ipis(Guest &g, Vcpu &from)
 // or the CPU is asked to exit as soon as the guest can take it.
 void deliver_interrupts(Vcpu &v)
 {
-    Guard lk(v.lapic_lock);
     const u64 now = guest_now(v);
+    if (!__atomic_load_n(&v.irq_check, __ATOMIC_ACQUIRE) && now < v.irq_deadline) return;
+    Guard lk(v.lapic_lock);
+    v.irq_check = false;
     v.lapic.update(now);
     const int vec = v.lapic.pending(now);
+    v.irq_deadline = v.lapic.next_event();
     if (vec < 0) return;
     if (v.arch->can_inject()) {
         v.lapic.ack(u8(vec));
@@ -245,6 +258,7 @@ void deliver_interrupts(Vcpu &v)
     } else {
         v.arch->request_window(true);
     }
+    v.irq_check = true;   // more may be pending behind it (looked at again after the next exit)
 }
 
 // A halted vCPU wakes when its local APIC has something for it.
@@ -357,6 +371,7 @@ bool create(Guest &g)
         v.index = i;
         // The APIC timer counts at the TSC rate (divide by 1): the guest reads both rates from CPUID.
         v.lapic.reset(i, i == 0, time::tsc_hz(), time::tsc_hz());
+        v.irq_check = true;
         v.arch = virt::make_vcpu(v.arch_storage);
         if (auto s = v.arch->setup(g.space, virt::EntryState{entry->eip, entry->eax, entry->ebx}); !s) {
             log_error("guest %s: cannot set up vCPU %u", g.name, i);
