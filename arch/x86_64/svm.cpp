@@ -193,19 +193,22 @@ Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     v.q(V::np_enable) = 1;
     v.q(V::ncr3) = space.root().raw();
 
-    // 32-bit protected mode, flat, paging off (Multiboot).
-    constexpr u16 CODE32 = 0xc9b, DATA32 = 0xc93;
-    v.seg(V::cs, 0x08, CODE32, 0xffffffff, 0);
+    // Flat segments: 32-bit protected mode (Multiboot), or 64-bit code (Linux).
+    const bool lm = entry.mode == virt::EntryState::Mode::long64;
+    constexpr u16 CODE32 = 0xc9b, CODE64 = 0xa9b, DATA = 0xc93;
+    v.seg(V::cs, entry.cs, lm ? CODE64 : CODE32, 0xffffffff, 0);
     static constexpr V data_segs[] = {V::ds, V::es, V::ss, V::fs, V::gs};
-    for (V s : data_segs) v.seg(s, 0x10, DATA32, 0xffffffff, 0);
-    v.seg(V::gdtr, 0, 0, 0xffff, 0);
+    for (V s : data_segs) v.seg(s, entry.ds, DATA, 0xffffffff, 0);
+    v.seg(V::gdtr, 0, 0, entry.gdt_limit, entry.gdt_base);
     v.seg(V::idtr, 0, 0, 0xffff, 0);
     v.seg(V::ldtr, 0, 0x82, 0xffff, 0);
     v.seg(V::tr, 0, 0x8b, 0xffff, 0);
-    v.q(V::cr0) = 0x11;                           // PE, ET
-    v.q(V::efer) = EFER_SVME;                     // SVME must be set in the guest's EFER (hidden from it)
+    v.q(V::cr0) = entry.cr0 | 0x10;               // ET is hardwired
+    v.q(V::cr3) = entry.cr3;
+    v.q(V::cr4) = entry.cr4;
+    v.q(V::efer) = entry.efer | EFER_SVME;        // SVME must be set in the guest's EFER (hidden from it)
     v.q(V::rflags) = 2;
-    v.q(V::rip) = entry.eip;
+    v.q(V::rip) = entry.rip;
     v.q(V::dr6) = 0xffff0ff0;
     v.q(V::dr7) = 0x400;
     v.q(V::g_pat) = 0x0007040600070406ull;        // the architectural reset value

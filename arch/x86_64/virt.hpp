@@ -18,9 +18,17 @@ Status init_cpu();
 Vendor vendor();
 const char *vendor_name();
 
-// The initial state of a vCPU: 32-bit protected mode, flat, paging off (Multiboot).
+// The initial state of a vCPU: 32-bit protected mode, flat, paging off (Multiboot), or
+// 64-bit long mode on page tables and a GDT the loader built (Linux's 64-bit boot protocol).
+// General registers are the caller's (Gprs).
 struct EntryState {
-    u32 eip, eax, ebx;
+    enum class Mode : u8 { flat32, long64 };
+    Mode mode = Mode::flat32;
+    u64 rip = 0;
+    u64 cr0 = 0x11, cr3 = 0, cr4 = 0, efer = 0;   // long64: PG|PE, the tables, PAE, LME|LMA
+    u64 gdt_base = 0;
+    u16 gdt_limit = 0xffff;
+    u16 cs = 0x08, ds = 0x10;
 };
 
 // A guest's second-level address space (NPT or EPT), built by the one page-table engine.

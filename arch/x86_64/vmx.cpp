@@ -263,21 +263,23 @@ void VmxVcpu::first_run()
     vmwrite(F::host_pat, x86::rdmsr(x86::msr::PAT));
     vmwrite(F::host_rip, reinterpret_cast<u64>(vmx_exit));
 
-    // Guest: 32-bit protected mode, flat, paging off (unrestricted guest).
+    // Guest: 32-bit protected mode, flat, paging off (unrestricted guest), or 64-bit code.
+    const bool lm = entry_.mode == virt::EntryState::Mode::long64;
     const u64 cr0_fixed0 = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);   // PE, PG are free with UG
     const u64 cr4_fixed0 = x86::rdmsr(msr::CR4_FIXED0);
-    vmwrite(F::guest_cr0, 0x11 | cr0_fixed0);
+    vmwrite(F::guest_cr0, entry_.cr0 | 0x10 | cr0_fixed0);
     vmwrite(F::cr0_mask, cr0_fixed0);              // bits the CPU insists on: the guest sees its own view
-    vmwrite(F::cr0_shadow, 0x11);
-    vmwrite(F::guest_cr4, cr4_fixed0);
+    vmwrite(F::cr0_shadow, entry_.cr0 | 0x10);
+    vmwrite(F::guest_cr4, entry_.cr4 | cr4_fixed0);
     vmwrite(F::cr4_mask, cr4_fixed0);
-    vmwrite(F::cr4_shadow, 0);
-    vmwrite(F::guest_cr3, 0);
+    vmwrite(F::cr4_shadow, entry_.cr4);
+    vmwrite(F::guest_cr3, entry_.cr3);
+    vmwrite(F::entry_ctl, lm ? entry_ctl_ | (1u << 9) : entry_ctl_);   // IA-32e mode guest
     for (unsigned s = 0; s < 6; s++) {
-        vmwrite(seg(F::guest_es, s), s == 1 ? 0x08 : 0x10);
+        vmwrite(seg(F::guest_es, s), s == 1 ? entry_.cs : entry_.ds);
         vmwrite(seg(F::guest_es_base, s), 0);
         vmwrite(seg(F::guest_es_limit, s), 0xffffffff);
-        vmwrite(seg(F::guest_es_ar, s), s == 1 ? 0xc09b : 0xc093);
+        vmwrite(seg(F::guest_es_ar, s), s == 1 ? (lm ? 0xa09b : 0xc09b) : 0xc093);
     }
     vmwrite(F::guest_ldtr, 0);
     vmwrite(seg(F::guest_es_base, 6), 0);
@@ -287,13 +289,13 @@ void VmxVcpu::first_run()
     vmwrite(seg(F::guest_es_base, 7), 0);
     vmwrite(seg(F::guest_es_limit, 7), 0x67);
     vmwrite(seg(F::guest_es_ar, 7), 0x8b);
-    vmwrite(F::guest_gdtr_base, 0);
-    vmwrite(F::guest_gdtr_limit, 0xffff);
+    vmwrite(F::guest_gdtr_base, entry_.gdt_base);
+    vmwrite(F::guest_gdtr_limit, entry_.gdt_limit);
     vmwrite(F::guest_idtr_base, 0);
     vmwrite(F::guest_idtr_limit, 0xffff);
     vmwrite(F::guest_dr7, 0x400);
     vmwrite(F::guest_rsp, 0);
-    vmwrite(F::guest_rip, entry_.eip);
+    vmwrite(F::guest_rip, entry_.rip);
     vmwrite(F::guest_rflags, 2);
     vmwrite(F::guest_interruptibility, 0);
     vmwrite(F::guest_activity, 0);
@@ -302,7 +304,7 @@ void VmxVcpu::first_run()
     vmwrite(F::guest_sysenter_eip, 0);
     vmwrite(F::guest_debugctl, 0);
     vmwrite(F::guest_pat, 0x0007040600070406ull);
-    vmwrite(F::guest_efer, 0);
+    vmwrite(F::guest_efer, entry_.efer);
     vmwrite(F::tsc_offset, 0);
     vmwrite(F::entry_intr, 0);
     // The VPID may have been used before on this CPU by a vCPU that is gone.

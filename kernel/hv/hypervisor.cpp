@@ -373,7 +373,9 @@ bool create(Guest &g)
         v.lapic.reset(i, i == 0, time::tsc_hz(), time::tsc_hz());
         v.irq_check = true;
         v.arch = virt::make_vcpu(v.arch_storage);
-        if (auto s = v.arch->setup(g.space, virt::EntryState{entry->eip, entry->eax, entry->ebx}); !s) {
+        virt::EntryState es;
+        es.rip = entry->eip;
+        if (auto s = v.arch->setup(g.space, es); !s) {
             log_error("guest %s: cannot set up vCPU %u", g.name, i);
             release(g);
             return false;
