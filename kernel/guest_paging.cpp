@@ -28,8 +28,8 @@ Result<u64> guest_translate(const GuestMemory &mem, const GuestPagingState &s, u
         if (!(e & P)) return Err::not_found;
         return (e & 0xfffff000) | (la & 0xfff);
     }
-    if (lma && (s.cr4 & (1u << 12))) return Err::unsupported;   // LA57
-    unsigned level = lma ? 4 : 3;
+    const bool la57 = lma && (s.cr4 & (1u << 12));               // 5-level paging
+    unsigned level = la57 ? 5 : lma ? 4 : 3;
     u64 table = lma ? s.cr3 & ADDR : s.cr3 & 0xffffffe0;
     if (!lma) linear &= 0xffffffff;
     for (;; level--) {

@@ -9,6 +9,6 @@ struct GuestPagingState {
     u64 cr0, cr3, cr4, efer;
 };
 
-// Guest-linear to guest-physical. Err::not_found for a non-present entry,
-// Err::range if a table lies outside the guest's RAM, Err::unsupported for 5-level paging.
+// Guest-linear to guest-physical (32-bit, PAE, 4- and 5-level paging). Err::not_found for a
+// non-present entry, Err::range if a table lies outside the guest's RAM.
 Result<u64> guest_translate(const GuestMemory &mem, const GuestPagingState &s, u64 linear);

@@ -52,9 +52,10 @@ struct GuestPlatform {
     u32 vcpu_count = 1;
     u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once
 
-    // Set by the debug-exit device (or a fatal condition): the guest ends.
+    // Set by the debug-exit device or ACPI S5: the guest ends. By the reset register: it reboots.
     bool exit_requested = false;
     u32 exit_code = 0;
+    bool reset_requested = false;
 
     bool add_io(IoDevice *d)
     {

@@ -1,5 +1,6 @@
 #include "vm_exits.hpp"
 
+#include "console.hpp"
 #include "guest_paging.hpp"
 #include "x86_decode.hpp"
 
@@ -36,9 +37,10 @@ bool soft_rdmsr(u32 msr, u32 vcpu_index, u64 &v)
 
 // Values the hardware itself would refuse with #GP: checked before any backend takes them,
 // so a guest cannot make a later VM entry fail (or an emulator accept what a CPU would not).
-bool msr_value_valid(u32 msr, u64 v)
+bool msr_value_valid(u32 msr, u64 v, unsigned va_bits)
 {
-    const bool canonical = u64(i64(v << 16) >> 16) == v;
+    const unsigned unused = 64 - va_bits;
+    const bool canonical = u64(i64(v << unused) >> unused) == v;
     switch (msr) {
     case 0xc0000082: case 0xc0000083: case 0xc0000100: case 0xc0000101: case 0xc0000102:
     case 0x175: case 0x176:
@@ -62,7 +64,11 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&cop
     const u64 lmask = long64 ? ~0ull : 0xffffffffull;
     const u64 linear = ((long64 ? 0 : ops.cs_base()) + ops.rip()) & lmask;
     auto gpa = guest_translate(*p.mem, ps, linear);
-    if (!gpa) return nullptr;
+    if (!gpa) {
+        log_debug("instruction fetch at %lx failed (%s): cr0=%lx cr3=%lx cr4=%lx efer=%lx", linear,
+                  err_name(gpa.error()), ps.cr0, ps.cr3, ps.cr4, ps.efer);
+        return nullptr;
+    }
     // Bytes on the first page; the rest (if any) comes from the next page, translated on its own.
     const u64 first = min<u64>(15, PAGE_SIZE - (linear & (PAGE_SIZE - 1)));
     if (!(ps.cr0 & (1ull << 31)) || first == 15) {
@@ -315,9 +321,15 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
             if (ok) g.rax = u32(v), g.rdx = v >> 32;
         } else {
             const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
-            if (!(p.msr && p.msr->wrmsr(vcpu_index, msr, v, ok)))
-                ok = msr_value_valid(msr, v) && ops.arch_wrmsr(msr, v);
+            if (!(p.msr && p.msr->wrmsr(vcpu_index, msr, v, ok))) {
+                // Canonical means: for the widest linear address the CPU supports (57 bits with LA57).
+                u32 r[4];
+                ops.host_cpuid(7, 0, r);
+                ok = msr_value_valid(msr, v, (r[2] & (1u << 16)) ? 57 : 48) && ops.arch_wrmsr(msr, v);
+            }
         }
+        log_debug("vcpu %u %s msr %x: %s", vcpu_index, e.reason == ExitReason::rdmsr ? "rdmsr" : "wrmsr", msr,
+                  ok ? "ok" : "#GP");
         if (!ok) {
             ops.inject_exception(GP, true, 0);   // not on the allow-list
             return {};

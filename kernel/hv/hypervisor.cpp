@@ -9,7 +9,12 @@
 #include "arch/x86_64/virt.hpp"
 #include "kernel/config.hpp"
 #include "kernel/console.hpp"
+#include "kernel/bytes.hpp"
+#include "kernel/dev_ioapic.hpp"
 #include "kernel/dev_lapic.hpp"
+#include "kernel/dev_power.hpp"
+#include "kernel/guest_acpi.hpp"
+#include "kernel/loader_linux.hpp"
 #include "kernel/dev_uart.hpp"
 #include "kernel/format.hpp"
 #include "kernel/frame_alloc.hpp"
@@ -64,6 +69,17 @@ private:
     Guest *g_ = nullptr;
 };
 
+// The guest's IOAPIC register page.
+class IoapicDevice final : public MmioDevice {
+public:
+    void attach(Guest *g) { g_ = g; }
+    bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == IoapicModel::DEFAULT_BASE; }
+    void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) override;
+
+private:
+    Guest *g_ = nullptr;
+};
+
 struct Guest {
     enum class State : u8 { free, running, stopping, ended };
 
@@ -80,6 +96,12 @@ struct Guest {
     alignas(DebugExitModel) u8 exit_storage[sizeof(DebugExitModel)];
     UartModel *uart;
     LapicDevice lapics;
+    IoapicDevice ioapic_dev;
+    Spinlock ioapic_lock;
+    IoapicModel ioapic;
+    alignas(PowerModel) u8 power_storage[sizeof(PowerModel)];
+    bool linux;                           // booted by the Linux boot protocol (ACPI platform)
+    bool reboot;                          // it asked for a reset: start it again whatever on_exit says
     Vcpu vcpus[MAX_VCPUS];
     u32 nvcpus;
     u32 live;                             // vCPUs not stopped yet
@@ -204,17 +226,52 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
     return true;
 }
 
+// An IOAPIC message: to every local APIC it names (lowest priority: the first of them).
+void ioapic_deliver(void *ctx, u32 dest, bool logical, u8 vector, u8 mode, bool level)
+{
+    Guest &g = *static_cast<Guest *>(ctx);
+    if (mode != 0 && mode != 1) return;   // NMI/INIT/SMI/ExtINT through the IOAPIC: not modelled
+    for (u32 i = 0; i < g.nvcpus; i++) {
+        Vcpu &to = g.vcpus[i];
+        Guard lk(to.lapic_lock);
+        if (!to.lapic.match_dest(dest, logical, true)) continue;
+        to.lapic.accept(vector, level);
+        __atomic_store_n(&to.irq_check, true, __ATOMIC_RELEASE);
+        if (mode == 1) return;
+    }
+}
+
+void IoapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
+{
+    Guard lk(g_->ioapic_lock);
+    if (size != 4 || (gpa & 3)) {
+        if (!write) value = 0;
+        return;
+    }
+    if (write) g_->ioapic.mmio_write(u32(gpa & 0xfff), u32(value));
+    else value = g_->ioapic.mmio_read(u32(gpa & 0xfff));
+}
+
 // Fixed and lowest-priority IPIs between the guest's own vCPUs (INIT/SIPI need AP start-up: not yet).
 void route_ipis(Guest &g, Vcpu &from)
 {
     if (!from.ipi_out) return;
     from.ipi_out = false;
+    // EOIs of level-triggered vectors go to the IOAPIC (outside the APIC's lock: it may deliver again).
+    for (;;) {
+        int vec;
+        {
+            Guard lk(from.lapic_lock);
+            vec = from.lapic.take_eoi_broadcast();
+        }
+        if (vec < 0) break;
+        Guard lk(g.ioapic_lock);
+        g.ioapic.eoi(u8(vec));
+    }
     LapicModel::Ipi ipi;
     for (;;) {
         {
             Guard lk(from.lapic_lock);
-            // No IOAPIC model yet: EOIs of level-triggered vectors have no one to tell.
-            while (from.lapic.take_eoi_broadcast() >= 0) {}
             if (!from.lapic.take_ipi(ipi)) return;
         }
         if ((ipi.delivery != 0 && ipi.delivery != 1) || ipi.init_deassert) continue;
@@ -307,6 +364,91 @@ Status build_memory(Guest &g)
     return {};
 }
 
+bool is_bzimage(const u8 *img, u64 size)
+{
+    return size > 0x260 && load_u16(img + 0x1fe) == 0xaa55 && load_u32(img + 0x202) == 0x53726448;   // "HdrS"
+}
+
+constexpr u64 GUEST_ACPI_BASE = 0x9f000;   // the last page below 640 KiB, reserved in the guest's e820
+
+// A Linux guest: its ACPI tables, the PC's legacy area backed (ROM scans read it), the
+// bzImage and initrd placed by the boot protocol, a 64-bit entry on the loader's tables.
+bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es, Gprs &regs, char *what, usize n)
+{
+    const GuestConfig &c = *g.cfg;
+    // 0xA0000-0xFFFFF: zeroed backing mapped read/write, but not RAM to the guest (e820 reserved).
+    static constexpr struct { u64 gpa; unsigned order; } hole[] = {{0xa0000, 5}, {0xc0000, 6}};
+    for (auto h : hole) {
+        auto b = mm::alloc_zeroed(h.order);
+        if (!b || g.nblocks == MAX_BLOCKS || !g.space.map(GuestPhys(h.gpa), *b, PAGE_SIZE << h.order)) {
+            log_error("guest %s: no memory for its legacy area", g.name);
+            if (b) mm::free(*b, h.order);
+            return false;
+        }
+        g.blocks[g.nblocks++] = {*b, u8(h.order)};
+    }
+
+    GuestAcpiConfig ac;
+    ac.base = GUEST_ACPI_BASE;
+    ac.vcpus = g.nvcpus;
+    ac.sleep_ctl_port = PowerModel::SLEEP_CTL;
+    ac.sleep_sts_port = PowerModel::SLEEP_STS;
+    ac.reset_port = PowerModel::RESET;
+    ac.reset_value = PowerModel::RESET_VALUE;
+    ac.s5_slp_typ = PowerModel::S5_TYP;
+    ac.com1 = true;
+    u8 tables[GUEST_ACPI_MAX_BYTES];
+    auto layout = build_guest_acpi(ac, tables, sizeof(tables));
+    if (!layout || !g.mem.write(GuestPhys(ac.base), tables, layout->size)) {
+        log_error("guest %s: cannot build its ACPI tables", g.name);
+        return false;
+    }
+
+    LinuxLoadParams lp{};
+    lp.kernel = image;
+    lp.kernel_size = size;
+    if (!c.initrd.empty()) {
+        const BootModule *rd = find_module(c.initrd);
+        if (!rd) {
+            log_error("guest %s: initrd '%.*s' is not in the image", g.name, int(c.initrd.n), c.initrd.p);
+            return false;
+        }
+        lp.initrd = mm::phys_ptr<const u8>(rd->start);
+        lp.initrd_size = rd->end - rd->start;
+    }
+    lp.cmdline = c.cmdline.p;
+    lp.cmdline_len = c.cmdline.n;
+    lp.acpi_rsdp = layout->rsdp;
+    lp.reserved[0] = {ac.base, PAGE_SIZE, LINUX_E820_ACPI};
+    lp.nreserved = 1;
+    LinuxLoadReport rep{};
+    auto e = load_linux(g.mem, lp, &rep);
+    if (!e) {
+        log_error("guest %s: cannot load Linux '%.*s': %s (%s)", g.name, int(c.kernel.n), c.kernel.p, rep.msg,
+                  err_name(e.error()));
+        return false;
+    }
+    es.mode = virt::EntryState::Mode::long64;
+    es.rip = e->rip;
+    es.cr0 = LINUX_ENTRY_CR0;
+    es.cr3 = e->cr3;
+    es.cr4 = LINUX_ENTRY_CR4;
+    es.efer = LINUX_ENTRY_EFER;
+    es.gdt_base = e->gdt_base;
+    es.gdt_limit = e->gdt_limit;
+    es.cs = e->cs;
+    es.ds = e->ds;
+    regs.rsi = e->rsi;
+
+    g.ioapic.reset();
+    g.ioapic.connect(ioapic_deliver, &g);
+    g.ioapic_dev.attach(&g);
+    g.platform.add_mmio(&g.ioapic_dev);
+    g.platform.add_io(new (g.power_storage) PowerModel(g.platform));
+    format(what, n, "Linux boot protocol %x.%02x, entry %lx", rep.protocol >> 8, rep.protocol & 0xff, e->rip);
+    return true;
+}
+
 bool create(Guest &g)
 {
     const GuestConfig &c = *g.cfg;
@@ -354,14 +496,30 @@ bool create(Guest &g)
     g.platform.msr = &g.lapics;
     g.platform.lapic = true;
 
-    LoadReport rep{};
-    auto entry = load_multiboot(g.mem, mm::phys_ptr<const u8>(kernel->start), kernel->end - kernel->start, c.cmdline.p,
-                                c.cmdline.n, mods, c.module_count, &rep);
-    if (!entry) {
-        log_error("guest %s: cannot load '%.*s': %s (%s)", g.name, int(c.kernel.n), c.kernel.p, rep.msg,
-                  err_name(entry.error()));
-        release(g);
-        return false;
+    const u8 *image = mm::phys_ptr<const u8>(kernel->start);
+    const u64 image_size = kernel->end - kernel->start;
+    virt::EntryState es;
+    Gprs boot_regs{};
+    char what[80];
+    g.linux = is_bzimage(image, image_size);
+    if (g.linux) {
+        if (!load_linux_guest(g, image, image_size, es, boot_regs, what, sizeof(what))) {
+            release(g);
+            return false;
+        }
+    } else {
+        LoadReport rep{};
+        auto entry = load_multiboot(g.mem, image, image_size, c.cmdline.p, c.cmdline.n, mods, c.module_count, &rep);
+        if (!entry) {
+            log_error("guest %s: cannot load '%.*s': %s (%s)", g.name, int(c.kernel.n), c.kernel.p, rep.msg,
+                      err_name(entry.error()));
+            release(g);
+            return false;
+        }
+        es.rip = entry->eip;
+        boot_regs.rax = entry->eax;
+        boot_regs.rbx = entry->ebx;
+        format(what, sizeof(what), "Multiboot%s, entry %x", rep.version == 2 ? "2" : "", entry->eip);
     }
 
     for (u32 i = 0; i < g.nvcpus; i++) {
@@ -373,8 +531,6 @@ bool create(Guest &g)
         v.lapic.reset(i, i == 0, time::tsc_hz(), time::tsc_hz());
         v.irq_check = true;
         v.arch = virt::make_vcpu(v.arch_storage);
-        virt::EntryState es;
-        es.rip = entry->eip;
         if (auto s = v.arch->setup(g.space, es); !s) {
             log_error("guest %s: cannot set up vCPU %u", g.name, i);
             release(g);
@@ -391,15 +547,13 @@ bool create(Guest &g)
         v.cpu = cpu;
         __atomic_fetch_add(&rq_[cpu].placed, 1, __ATOMIC_RELAXED);
     }
-    Vcpu &bsp = g.vcpus[0];
-    bsp.gprs.rax = entry->eax;
-    bsp.gprs.rbx = entry->ebx;
-    // Application processors wait for INIT/SIPI, which needs the local APIC model (not yet).
+    g.vcpus[0].gprs = boot_regs;
+    // Application processors wait for INIT/SIPI (not modelled yet).
     g.live = g.nvcpus;
     g.starts++;
     g.state = Guest::State::running;
-    log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (Multiboot%s), entry %x", g.name, c.memory / MiB, g.nvcpus,
-             g.nvcpus > 1 ? "s" : "", int(c.kernel.n), c.kernel.p, rep.version == 2 ? "2" : "", entry->eip);
+    log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (%s)", g.name, c.memory / MiB, g.nvcpus,
+             g.nvcpus > 1 ? "s" : "", int(c.kernel.n), c.kernel.p, what);
     return true;
 }
 
@@ -450,7 +604,7 @@ void finish(Guest &g)
     print_stats(g);
     for (u32 i = 0; i < g.nvcpus; i++) __atomic_fetch_sub(&rq_[g.vcpus[i].cpu].placed, 1, __ATOMIC_RELAXED);
     release(g);
-    if (g.cfg->on_exit == GuestConfig::OnExit::restart) {
+    if (g.reboot || g.cfg->on_exit == GuestConfig::OnExit::restart) {
         log_info("guest %s: restarting (on_exit = restart, start %u)", g.name, g.starts + 1);
         if (create(g)) return launch(g);
     }
@@ -469,7 +623,7 @@ void vcpu_stopped(Vcpu &v)
 // The guest ends: say why once. vCPUs that never ran stop now; halted ones are found by
 // their own CPU's next look at its sleepers (their hardware state lives there); running
 // ones stop at their next exit.
-void end_guest(Guest &g, u32 code, const char *why, u64 addr)
+void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot = false)
 {
     Vcpu *stop_now[MAX_VCPUS];
     u32 n = 0;
@@ -481,7 +635,9 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr)
         g.why = why;
         g.why_addr = addr;
         g.uart->flush();
-        if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
+        g.reboot = reboot;
+        if (reboot) log_info("guest %s reboots", g.name);
+        else if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
         else log_info("guest %s exited code=%u", g.name, code);
         for (u32 i = 0; i < g.nvcpus; i++)
             if (g.vcpus[i].state == Vcpu::State::idle) stop_now[n++] = &g.vcpus[i];
@@ -514,6 +670,10 @@ void run(Vcpu &v)
 
         if (g.platform.exit_requested) {
             end_guest(g, g.platform.exit_code, nullptr, 0);
+            return vcpu_stopped(v);
+        }
+        if (g.platform.reset_requested) {
+            end_guest(g, 0, nullptr, 0, true);
             return vcpu_stopped(v);
         }
         if (out.action == ExitAction::stop) {

@@ -72,3 +72,20 @@ TEST(GuestPaging, TablesOutsideRamAreRefused)
 }
 
 } // namespace
+
+namespace {
+
+TEST(GuestPaging, FiveLevel)
+{
+    Ram r;
+    r.put(0x1000 + 1 * 8, 0x2000 | 1);          // PML5[1]: 256 TiB .. 512 TiB
+    r.put(0x2000 + 0 * 8, 0x3000 | 1);          // PML4[0]
+    r.put(0x3000 + 0 * 8, 0x4000 | 1);          // PDPT[0]
+    r.put(0x4000 + 0 * 8, 0x200000 | 0x81);     // PD[0]: 2 MiB page
+    GuestPagingState s{0x80000011, 0x1000, 1u << 5 | 1u << 12, 1u << 10};
+    auto t = guest_translate(r.mem, s, (1ull << 48) + 0x1234);
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(*t, 0x201234u);
+}
+
+} // namespace

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Virtual time for Debian's kernel to reach Keel's test /init, booted bare
+(QEMU's own -kernel/-initrd loader, no Keel) under QEMU TCG with -icount.
+
+With -icount shift=0 one emulated instruction is one virtual ns and the guest's
+clocks follow virtual time, so the figures are the same on a fast or a slow
+host. It reports, for the same boot:
+  - /proc/uptime as /init read it first thing (on the KEEL-INIT line);
+  - the kernel's printk timestamp on "Run /init as init process";
+  - the wall time the run took (host-dependent, for information).
+Not a test (no assertions): the baseline for Linux under Keel. Reference from
+the steering notes: bare, 1 vCPU, /init at 2.00 s virtual.
+
+  bench/linux_boot.py [--build DIR] [--smp 1] [--mem 256] [--icount shift=0] [--runs 1]
+
+Needs the linux_guest target built (it is built here if its outputs are missing).
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "boot"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "linux"))
+import harness  # noqa: E402
+import bare_boot  # noqa: E402
+
+RUN_INIT = re.compile(r"^\[\s*([\d.]+)\] Run /init as init process$", re.M)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", default=os.environ.get("KEEL_BUILD", os.path.join(ROOT, "build")))
+    p.add_argument("--smp", type=int, default=1)
+    p.add_argument("--mem", type=int, default=256, help="MiB")
+    p.add_argument("--icount", default="shift=0", help="QEMU's -icount option")
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--timeout", type=int, default=600)
+    a = p.parse_args()
+
+    kernel = os.path.join(a.build, "linux", "vmlinuz")
+    initrd = os.path.join(a.build, "linux", "initrd.gz")
+    if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
+        subprocess.run(["cmake", "--build", a.build, "--target", "linux_guest"], check=True)
+    with open(os.path.join(a.build, "linux", "version")) as f:
+        release = f.read().strip()
+
+    print(f"Debian {release} bare under QEMU TCG -icount {a.icount}: smp={a.smp} mem={a.mem}M")
+    print(f"{'run':>3} {'/init uptime (s)':>17} {'printk Run /init (s)':>21} {'wall (s)':>9}  KEEL-INIT")
+    for run in range(1, a.runs + 1):
+        text, wall = bare_boot.boot(kernel, initrd, a.smp, a.mem, a.timeout,
+                                    extra_append="printk.time=1", extra=["-icount", a.icount])
+        init = bare_boot.INIT_LINE.search(text)
+        check = bare_boot.CHECK_LINE.search(text)
+        printk = RUN_INIT.search(text)
+        uptime = init.group(3) if init else "-"
+        at = printk.group(1) if printk else "-"
+        status = check.group(0) if check else "no KEEL-INIT check line"
+        print(f"{run:>3} {uptime:>17} {at:>21} {wall:>9.1f}  {status}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except harness.Failure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        sys.exit(1)

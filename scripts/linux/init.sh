@@ -1,0 +1,61 @@
+#!/bin/sh
+# /init of Keel's Linux test guest (busybox-static; put there by scripts/linux/mkinitramfs).
+# Prints on the console
+#   KEEL-INIT cpus=<N> mem_kb=<MemTotal> uptime=<seconds>
+#   KEEL-INIT check=ok            or   KEEL-INIT check=fail <reasons>
+# N counts the "processor" lines of /proc/cpuinfo; uptime is /proc/uptime read first
+# thing (under QEMU -icount: the virtual time at which /init was reached). The check
+# compares with keel.cpus=N keel.mem_mb=M on the kernel command line: cpus must equal
+# N and MemTotal must lie in [0.95*M - 64, M] MiB. The kernel keeps some RAM for itself:
+# Debian's 6.1 keeps ~50 MiB whatever M is (its image, bss, reservations) plus ~1.6% of M
+# (struct pages): MemTotal is 46 MiB at M=96, 204 MiB at M=256 (79.5%), 959 MiB at M=1024.
+# Then it powers off (poweroff -f: ACPI S5, or Keel's power-off path).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+read -r up _ </proc/uptime
+mount -t sysfs sysfs /sys
+
+cpus=$(grep -c '^processor' /proc/cpuinfo)
+mem_kb=
+while read -r key value _; do
+    [ "$key" = "MemTotal:" ] && { mem_kb=$value; break; }
+done </proc/meminfo
+echo "KEEL-INIT cpus=$cpus mem_kb=$mem_kb uptime=$up"
+
+want_cpus=
+want_mem=
+read -r cmdline </proc/cmdline
+set -f
+for word in $cmdline; do
+    case $word in
+        keel.cpus=*) want_cpus=${word#*=} ;;
+        keel.mem_mb=*) want_mem=${word#*=} ;;
+    esac
+done
+set +f
+
+why=
+case $want_cpus in
+    '' | *[!0-9]*) why="$why no-keel.cpus" ;;
+    *) [ "$cpus" = "$want_cpus" ] || why="$why cpus=$cpus-expected-$want_cpus" ;;
+esac
+case $want_mem in
+    '' | *[!0-9]*) why="$why no-keel.mem_mb" ;;
+    *)
+        lo=$((want_mem * 1024 * 95 / 100 - 64 * 1024))
+        hi=$((want_mem * 1024))
+        if [ -z "$mem_kb" ] || [ "$mem_kb" -lt "$lo" ] || [ "$mem_kb" -gt "$hi" ]; then
+            why="$why mem_kb=$mem_kb-not-in-[$lo,$hi]"
+        fi
+        ;;
+esac
+if [ -z "$why" ]; then
+    echo "KEEL-INIT check=ok"
+else
+    echo "KEEL-INIT check=fail$why"
+fi
+
+poweroff -f
+# Not reached; never let init exit (the kernel would panic).
+echo "KEEL-INIT poweroff failed"
+while :; do sleep 3600; done
