@@ -51,6 +51,7 @@ struct GuestPlatform {
     bool lapic = false;          // a local APIC model exists: CPUID shows APIC, x2APIC, TSC deadline
     u32 vcpu_count = 1;
     u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once
+    u64 tsc_hz = 0;              // the guest TSC rate, reported in CPUID 0x15/0x16 (0: not reported)
 
     // Set by the debug-exit device or ACPI S5: the guest ends. By the reset register: it reboots.
     bool exit_requested = false;

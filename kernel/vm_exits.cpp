@@ -245,7 +245,8 @@ void guest_cpuid(VcpuOps &ops, u32 leaf, u32 sub, u32 vcpu_index, u32 vcpu_count
         r[2] &= ~((1u << 21) | (1u << 24));             // x2APIC, TSC deadline: no APIC model yet
         r[2] &= ~((1u << 26) | (1u << 27) | (1u << 28)); // XSAVE, OSXSAVE, AVX: no XCR0 handling yet
         r[2] |= 1u << 31;                               // running under a hypervisor
-        r[3] &= ~(1u << 9);                             // no local APIC model yet
+        r[3] &= ~(1u << 9);                             // APIC: shown only with the APIC model (below)
+        r[3] &= ~((1u << 7) | (1u << 14));              // MCE, MCA: no machine-check banks are modelled
         break;
     case 5:                                             // MONITOR/MWAIT hidden
         r[0] = r[1] = r[2] = r[3] = 0;
@@ -287,6 +288,11 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         if (p.lapic && u32(g.rax) == 1) {
             r[2] |= (1u << 21) | (1u << 24);   // x2APIC, TSC-deadline timer: the local APIC model has both
             r[3] |= 1u << 9;                   // APIC
+        }
+        if (p.tsc_hz && u32(g.rax) == 0x15 && p.cpuid_max_std >= 0x15) {
+            r[0] = 1, r[1] = 1, r[2] = u32(min<u64>(p.tsc_hz, 0xffffffff)), r[3] = 0;   // TSC = crystal * 1 / 1
+        } else if (p.tsc_hz && u32(g.rax) == 0x16 && p.cpuid_max_std >= 0x16) {
+            r[0] = u32(p.tsc_hz / 1000000), r[1] = r[0], r[2] = u32(p.tsc_hz / 1000000);   // base = max = bus: MHz
         }
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
         ops.set_rip(nrip);

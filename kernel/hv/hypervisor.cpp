@@ -10,8 +10,10 @@
 #include "kernel/config.hpp"
 #include "kernel/console.hpp"
 #include "kernel/bytes.hpp"
+#include "kernel/cmdline.hpp"
 #include "kernel/dev_ioapic.hpp"
 #include "kernel/dev_lapic.hpp"
+#include "kernel/dev_pit.hpp"
 #include "kernel/dev_power.hpp"
 #include "kernel/guest_acpi.hpp"
 #include "kernel/loader_linux.hpp"
@@ -100,6 +102,7 @@ struct Guest {
     Spinlock ioapic_lock;
     IoapicModel ioapic;
     alignas(PowerModel) u8 power_storage[sizeof(PowerModel)];
+    alignas(PitModel) u8 pit_storage[sizeof(PitModel)];
     bool linux;                           // booted by the Linux boot protocol (ACPI platform)
     bool reboot;                          // it asked for a reset: start it again whatever on_exit says
     Vcpu vcpus[MAX_VCPUS];
@@ -416,8 +419,18 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
         lp.initrd = mm::phys_ptr<const u8>(rd->start);
         lp.initrd_size = rd->end - rd->start;
     }
-    lp.cmdline = c.cmdline.p;
-    lp.cmdline_len = c.cmdline.n;
+    // Linux reads the TSC rate from CPUID 0x15/0x16 only on Intel; on AMD it would calibrate
+    // against the PIT with hundreds of exits in a 10 ms window and give up. Say it on the
+    // command line too (unless the configuration already does).
+    char cmdline[GuestConfig::MAX_CMDLINE + 40];
+    StrView user{c.cmdline.p, c.cmdline.n};
+    usize len = format(cmdline, sizeof(cmdline), "%.*s", int(user.n), user.p ? user.p : "");
+    if (!Cmdline(user.p, user.n).has("tsc_early_khz"))
+        len = min(len + format(cmdline + len, sizeof(cmdline) - len, "%stsc_early_khz=%lu", len ? " " : "",
+                               time::tsc_hz() / 1000),
+                  sizeof(cmdline) - 1);
+    lp.cmdline = cmdline;
+    lp.cmdline_len = len;
     lp.acpi_rsdp = layout->rsdp;
     lp.reserved[0] = {ac.base, PAGE_SIZE, LINUX_E820_ACPI};
     lp.nreserved = 1;
@@ -445,6 +458,10 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
     g.ioapic_dev.attach(&g);
     g.platform.add_mmio(&g.ioapic_dev);
     g.platform.add_io(new (g.power_storage) PowerModel(g.platform));
+    // The PIT is how Linux learns the TSC rate on AMD guests (it reads CPUID 0x15/0x16 only on Intel).
+    g.platform.add_io(new (g.pit_storage) PitModel(time::tsc_hz(), [](void *ctx) {
+        return static_cast<Guest *>(ctx)->vcpus[0].arch->tsc();
+    }, &g));
     format(what, n, "Linux boot protocol %x.%02x, entry %lx", rep.protocol >> 8, rep.protocol & 0xff, e->rip);
     return true;
 }
@@ -495,6 +512,7 @@ bool create(Guest &g)
     g.platform.add_mmio(&g.lapics);
     g.platform.msr = &g.lapics;
     g.platform.lapic = true;
+    g.platform.tsc_hz = time::tsc_hz();
 
     const u8 *image = mm::phys_ptr<const u8>(kernel->start);
     const u64 image_size = kernel->end - kernel->start;
