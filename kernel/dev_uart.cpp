@@ -10,7 +10,15 @@ bool UartModel::io(u16 port, u8 size, bool in, u32 &value)
         switch (reg) {
         case 0: v = dlab ? dll_ : 0; break;                 // nothing received
         case 1: v = dlab ? dlm_ : ier_; break;
-        case 2: v = 0x01; break;                            // IIR: no interrupt pending
+        case 2:                                             // IIR: THRE is the only source; reading clears it
+            if ((ier_ & 0x02) && thre_pending_) {
+                v = 0x02;
+                thre_pending_ = false;
+            } else {
+                v = 0x01;
+            }
+            if (fcr_ & 1) v |= 0xc0;                        // FIFOs enabled
+            break;
         case 3: v = lcr_; break;
         case 4: v = mcr_; break;
         case 5: v = 0x60; break;                            // LSR: transmitter empty, never busy
@@ -18,19 +26,44 @@ bool UartModel::io(u16 port, u8 size, bool in, u32 &value)
         case 7: v = scr_; break;
         }
         value = v;
+        update_irq();
         return true;
     }
     const u8 v = u8(value);
     switch (reg) {
-    case 0: if (dlab) dll_ = v; else put(char(v)); break;
-    case 1: if (dlab) dlm_ = v; else ier_ = v & 0x0f; break;
+    case 0:
+        if (dlab) dll_ = v;
+        else {
+            put(char(v));
+            thre_pending_ = false;                          // the edge a real UART makes: busy, then empty
+            update_irq();
+            thre_pending_ = true;
+        }
+        break;
+    case 1:
+        if (dlab) dlm_ = v;
+        else {
+            if ((v & 0x02) && !(ier_ & 0x02)) thre_pending_ = true;   // enabling it with THR empty
+            ier_ = v & 0x0f;
+        }
+        break;
+    case 2: fcr_ = v & 0xc9; break;
     case 3: lcr_ = v; break;
     case 4: mcr_ = v & 0x1f; break;
     case 7: scr_ = v; break;
-    default: break;                                     // FCR and read-only registers
+    default: break;                                     // read-only registers
     }
     (void)size;
+    update_irq();
     return true;
+}
+
+void UartModel::update_irq()
+{
+    const bool level = irq_line();
+    if (level == irq_level_) return;
+    irq_level_ = level;
+    if (irq_) irq_(ctx_, level);
 }
 
 void UartModel::put(char c)

@@ -505,7 +505,13 @@ bool create(Guest &g)
     g.platform = GuestPlatform{};
     g.platform.mem = &g.mem;
     g.platform.vcpu_count = g.nvcpus;
-    g.uart = new (g.uart_storage) UartModel(0x3f8, guest_line, &g);
+    g.uart = new (g.uart_storage) UartModel(0x3f8, guest_line, &g, [](void *ctx, bool level) {
+        // COM1 is wired to IOAPIC pin 4 (the guest's DSDT says so).
+        Guest &gg = *static_cast<Guest *>(ctx);
+        if (!gg.linux) return;
+        Guard lk(gg.ioapic_lock);
+        gg.ioapic.set_irq(4, level);
+    });
     g.platform.add_io(g.uart);
     g.platform.add_io(new (g.exit_storage) DebugExitModel(0xf4, g.platform));
     g.lapics.attach(&g);

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/linux/*: fetch Debian packages into a build tree with apt.
 # Sourced, not run. Nothing here installs anything on the host: packages are
 # downloaded (`apt-get download`) and unpacked (`dpkg -x`) under the build dir.
