@@ -30,6 +30,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", required=True)
     p.add_argument("--guests", required=True)
+    p.add_argument("--linux", default="", help="folder with vmlinuz and initrd*.gz (stands for @LINUX@)")
     p.add_argument("--kernel", required=True)
     p.add_argument("--emulator", choices=["qemu", "bochs"], default="qemu")
     p.add_argument("--smp", type=int, default=2)
@@ -46,6 +47,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="keel-vm-") as tmp:
         with open(a.config) as f:
             text = f.read().replace("@GUESTS@", os.path.abspath(a.guests))
+            if a.linux:
+                text = text.replace("@LINUX@", os.path.abspath(a.linux))
         config = os.path.join(tmp, "keel.toml")
         with open(config, "w") as f:
             f.write(text)
