@@ -128,6 +128,25 @@ public:
             v.d(V::intercept_misc1) &= ~I1_VINTR;
         }
     }
+    void start_at_sipi(u8 vector) override
+    {
+        // Real mode (NPT allows it): CS from the vector, flat 64 KiB data segments, caches as at reset.
+        Vmcb v = vmcb();
+        v.seg(V::cs, u16(vector) << 8, 0x9b, 0xffff, u64(vector) << 12);
+        static constexpr V data_segs[] = {V::ds, V::es, V::ss, V::fs, V::gs};
+        for (V s : data_segs) v.seg(s, 0, 0x93, 0xffff, 0);
+        v.seg(V::gdtr, 0, 0, 0xffff, 0);
+        v.seg(V::idtr, 0, 0, 0xffff, 0);
+        v.q(V::cr0) = 0x10;
+        v.q(V::cr3) = 0;
+        v.q(V::cr4) = 0;
+        v.q(V::efer) = EFER_SVME;
+        v.q(V::rflags) = 2;
+        v.q(V::rip) = 0;
+        v.q(V::rsp) = 0;
+        v.q(V::eventinj) = 0;
+        v.q(V::int_shadow) = 0;
+    }
     void retire() override {}
     void destroy() override;
 

@@ -62,6 +62,8 @@ public:
     virtual bool can_inject() = 0;
     virtual void inject_interrupt(u8 vector) = 0;
     virtual void request_window(bool on) = 0;
+    // A start-up IPI: at the next run() the vCPU begins in real mode at vector:0000 (CS = vector << 8).
+    virtual void start_at_sipi(u8 vector) = 0;
     // On the CPU the vCPU ran on, once it will not run again (VMX: VMCLEAR its VMCS there).
     virtual void retire() = 0;
     virtual void destroy() = 0;

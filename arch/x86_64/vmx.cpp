@@ -121,6 +121,11 @@ public:
     void run(Gprs &g, ExitInfo &e) override;
     void retire() override;
     void destroy() override;
+    void start_at_sipi(u8 vector) override
+    {
+        sipi_vector_ = vector;
+        sipi_pending_ = true;   // applied in run(), where this vCPU's VMCS is current
+    }
     bool can_inject() override
     {
         return (vmread(F::guest_rflags) & (1u << 9)) && !(vmread(F::guest_interruptibility) & 3) &&
@@ -178,7 +183,40 @@ private:
     u32 cpu_ = ~0u;
     bool launched_ = false;
     u64 swapped_[NSWAPPED] = {};
+    u8 sipi_vector_ = 0;
+    bool sipi_pending_ = false;
+
+    void apply_sipi();
 };
+
+// Real mode at vector:0000 (unrestricted guest), as an application processor wakes up.
+void VmxVcpu::apply_sipi()
+{
+    sipi_pending_ = false;
+    const u64 cr0_fixed0 = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);
+    vmwrite(F::guest_cr0, 0x10 | cr0_fixed0);
+    vmwrite(F::cr0_shadow, 0x10);
+    vmwrite(F::guest_cr4, x86::rdmsr(msr::CR4_FIXED0));
+    vmwrite(F::cr4_shadow, 0);
+    vmwrite(F::guest_cr3, 0);
+    vmwrite(F::guest_efer, 0);
+    vmwrite(F::entry_ctl, entry_ctl_);
+    for (unsigned s = 0; s < 6; s++) {
+        vmwrite(seg(F::guest_es, s), s == 1 ? u16(sipi_vector_) << 8 : 0);
+        vmwrite(seg(F::guest_es_base, s), s == 1 ? u64(sipi_vector_) << 12 : 0);
+        vmwrite(seg(F::guest_es_limit, s), 0xffff);
+        vmwrite(seg(F::guest_es_ar, s), s == 1 ? 0x9b : 0x93);
+    }
+    vmwrite(F::guest_gdtr_base, 0);
+    vmwrite(F::guest_gdtr_limit, 0xffff);
+    vmwrite(F::guest_idtr_base, 0);
+    vmwrite(F::guest_idtr_limit, 0xffff);
+    vmwrite(F::guest_rip, 0);
+    vmwrite(F::guest_rsp, 0);
+    vmwrite(F::guest_rflags, 2);
+    vmwrite(F::guest_interruptibility, 0);
+    vmwrite(F::entry_intr, 0);
+}
 
 Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry)
 {
@@ -342,6 +380,7 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
         asm volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
         pc.current = this;
     }
+    if (sipi_pending_) apply_sipi();
     if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
         pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
         invept_all();

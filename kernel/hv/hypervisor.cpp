@@ -54,6 +54,8 @@ struct Vcpu {
     LapicModel lapic;
     // Exit-path shortcut: the APIC is looked at only when something may have changed.
     bool irq_check;                       // set by APIC accesses, IPIs and interrupt windows (atomic)
+    bool init_seen;                       // an application processor got INIT: the next SIPI starts it
+    bool hung;                            // halted with interrupts off: only the guest's end moves it
     bool ipi_out;                         // the guest wrote its APIC: IPIs or EOIs may be queued
     u64 irq_deadline;                     // the APIC timer's next event (guest TSC)
 };
@@ -108,6 +110,8 @@ struct Guest {
     Vcpu vcpus[MAX_VCPUS];
     u32 nvcpus;
     u32 live;                             // vCPUs not stopped yet
+    u32 started;                          // vCPUs that have run (the boot vCPU, APs after SIPI)
+    u32 hung;                             // of those, halted with interrupts off
     u32 exit_code;
     u32 starts;
     const char *why;                      // set when Keel stopped it
@@ -255,6 +259,41 @@ void IoapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
     else value = g_->ioapic.mmio_read(u32(gpa & 0xfff));
 }
 
+// Is `to` a destination of this IPI from `from`? (Lowest priority goes to every match: the guest cannot tell.)
+bool ipi_hits(const LapicModel::Ipi &ipi, Vcpu &from, Vcpu &to)
+{
+    switch (ipi.shorthand) {
+    case 1: return &to == &from;
+    case 2: return true;
+    case 3: return &to != &from;
+    default: {
+        Guard lk(to.lapic_lock);
+        return to.lapic.match_dest(ipi.dest, ipi.logical);
+    }
+    }
+}
+
+// INIT and start-up IPIs: an application processor that has not run yet (waiting for SIPI)
+// starts in real mode at the vector's page, on its own CPU. INIT to a running vCPU is not modelled.
+void start_ap(Guest &g, Vcpu &to, u8 delivery, u8 vector)
+{
+    Guard lk(g.lock);
+    if (to.state != Vcpu::State::idle || g.state != Guest::State::running) return;
+    if (delivery == 5) {
+        Guard al(to.lapic_lock);
+        to.lapic.init_signal();
+        to.init_seen = true;
+        return;
+    }
+    if (!to.init_seen) return;   // a SIPI counts only after an INIT
+    to.arch->start_at_sipi(vector);
+    to.gprs = Gprs{};
+    g.started++;
+    to.state = Vcpu::State::runnable;
+    to.ready_since = x86::rdtsc();
+    rq_[to.cpu].push(&to);
+}
+
 // Fixed and lowest-priority IPIs between the guest's own vCPUs (INIT/SIPI need AP start-up: not yet).
 void route_ipis(Guest &g, Vcpu &from)
 {
@@ -277,22 +316,16 @@ void route_ipis(Guest &g, Vcpu &from)
             Guard lk(from.lapic_lock);
             if (!from.lapic.take_ipi(ipi)) return;
         }
-        if ((ipi.delivery != 0 && ipi.delivery != 1) || ipi.init_deassert) continue;
+        if (ipi.init_deassert) continue;
+        if (ipi.delivery == 5 || ipi.delivery == 6) {   // INIT, start-up
+            for (u32 i = 0; i < g.nvcpus; i++)
+                if (ipi_hits(ipi, from, g.vcpus[i])) start_ap(g, g.vcpus[i], ipi.delivery, ipi.vector);
+            continue;
+        }
+        if (ipi.delivery != 0 && ipi.delivery != 1) continue;
         for (u32 i = 0; i < g.nvcpus; i++) {
             Vcpu &to = g.vcpus[i];
-            const bool self = &to == &from;
-            bool hit;
-            switch (ipi.shorthand) {
-            case 1: hit = self; break;
-            case 2: hit = true; break;
-            case 3: hit = !self; break;
-            default: {
-                Guard lk(to.lapic_lock);
-                hit = to.lapic.match_dest(ipi.dest, ipi.logical);
-                break;
-            }
-            }
-            if (!hit) continue;
+            if (!ipi_hits(ipi, from, to)) continue;
             Guard lk(to.lapic_lock);
             to.lapic.accept(ipi.vector, false);
             __atomic_store_n(&to.irq_check, true, __ATOMIC_RELEASE);
@@ -572,8 +605,10 @@ bool create(Guest &g)
         __atomic_fetch_add(&rq_[cpu].placed, 1, __ATOMIC_RELAXED);
     }
     g.vcpus[0].gprs = boot_regs;
-    // Application processors wait for INIT/SIPI (not modelled yet).
+    // Application processors wait for INIT and a start-up IPI from the guest.
     g.live = g.nvcpus;
+    g.started = 1;
+    g.hung = 0;
     g.starts++;
     g.state = Guest::State::running;
     log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (%s)", g.name, c.memory / MiB, g.nvcpus,
@@ -706,9 +741,19 @@ void run(Vcpu &v)
         }
         if (out.action == ExitAction::halt) {
             if (wants_to_run(v)) continue;   // an interrupt is already waiting: HLT ends at once
-            if (!(v.arch->rflags() & (1u << 9))) {
-                end_guest(g, ~0u, "halted with interrupts disabled at", v.arch->rip());
-                return vcpu_stopped(v);
+            const bool hung = !(v.arch->rflags() & (1u << 9));
+            if (hung) {
+                // HLT with interrupts off ends a CPU for good (an OS stopping its other CPUs does this).
+                // When every started vCPU of the guest has done so, nothing can ever run it again.
+                bool all;
+                {
+                    Guard lk(g.lock);
+                    all = ++g.hung == g.started;
+                }
+                if (all) {
+                    end_guest(g, ~0u, "halted with interrupts disabled at", v.arch->rip());
+                    return vcpu_stopped(v);
+                }
             }
             // Sleep until the local APIC has an interrupt (its timer, or an IPI): the CPU looks at each tick.
             Guard lk(g.lock);
@@ -716,6 +761,7 @@ void run(Vcpu &v)
             RunQueue &q = rq_[v.cpu];
             if (q.nsleepers == RunQueue::MAX_SLEEPERS) continue;   // no room to sleep: keep polling by running
             v.state = Vcpu::State::halted;
+            v.hung = hung;
             q.sleepers[q.nsleepers++] = &v;
             return;
         }
@@ -740,7 +786,7 @@ void wake_sleepers(RunQueue &q)
             Guard lk(v.guest->lock);
             wake = v.state != Vcpu::State::halted || v.guest->state != Guest::State::running;
         }
-        if (wake || wants_to_run(v)) {
+        if (wake || (!v.hung && wants_to_run(v))) {
             q.sleepers[i] = q.sleepers[--q.nsleepers];
             if (v.state == Vcpu::State::halted) v.state = Vcpu::State::runnable;
             v.ready_since = x86::rdtsc();

@@ -24,7 +24,8 @@ constexpr u32 SYSENTER_CS = 0x174, SYSENTER_ESP = 0x175, SYSENTER_EIP = 0x176;
 constexpr u32 EFER = 0xC0000080, STAR = 0xC0000081, LSTAR = 0xC0000082, CSTAR = 0xC0000083, SFMASK = 0xC0000084;
 constexpr u32 FS_BASE = 0xC0000100, GS_BASE = 0xC0000101, KERNEL_GS_BASE = 0xC0000102, TSC_AUX = 0xC0000103;
 
-constexpr u64 kNonCanonical = 0x0000800000000000ull;
+// Non-canonical with 48-bit and with 57-bit (LA57) linear addresses alike.
+constexpr u64 kNonCanonical = 0x8000000000000000ull;
 
 u32 gp_count() { return gp_record.count; }
 
