@@ -332,6 +332,8 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
                 u32 r[4];
                 ops.host_cpuid(7, 0, r);
                 ok = msr_value_valid(msr, v, (r[2] & (1u << 16)) ? 57 : 48) && ops.arch_wrmsr(msr, v);
+                // IA32_BIOS_SIGN_ID: writing it (0, before CPUID) is how the microcode revision is read.
+                if (!ok && msr == 0x8b) ok = true;
             }
         }
         log_debug("vcpu %u %s msr %x: %s", vcpu_index, e.reason == ExitReason::rdmsr ? "rdmsr" : "wrmsr", msr,

@@ -541,8 +541,10 @@ const char *unsupported()
         return "VMX lacks basic controls (HLT/I/O exiting, MSR bitmaps, secondary controls)";
     // EPT, RDTSCP, VPID, unrestricted guest.
     if (!adjust(1u << 1 | 1u << 5 | 1u << 7, msr::PROCBASED2, proc2_ctl_)) return "VMX lacks EPT, VPID or unrestricted guest";
-    u32 rdtscp;
-    if (adjust(proc2_ctl_ | 1u << 3, msr::PROCBASED2, rdtscp)) proc2_ctl_ = rdtscp;
+    // RDTSCP and INVPCID: without their enables they raise #UD in the guest although CPUID shows them.
+    u32 more;
+    if (adjust(proc2_ctl_ | 1u << 3, msr::PROCBASED2, more)) proc2_ctl_ = more;
+    if (adjust(proc2_ctl_ | 1u << 12, msr::PROCBASED2, more)) proc2_ctl_ = more;
     // 64-bit host, save/load PAT and EFER.
     if (!adjust(1u << 9 | 1u << 18 | 1u << 19 | 1u << 20 | 1u << 21, true_ctls_ ? msr::TRUE_EXIT : msr::EXIT, exit_ctl_))
         return "VMX lacks the exit controls Keel needs";

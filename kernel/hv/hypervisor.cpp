@@ -455,13 +455,15 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
     // Linux reads the TSC rate from CPUID 0x15/0x16 only on Intel; on AMD it would calibrate
     // against the PIT with hundreds of exits in a 10 ms window and give up. Say it on the
     // command line too (unless the configuration already does).
-    char cmdline[GuestConfig::MAX_CMDLINE + 40];
+    char cmdline[GuestConfig::MAX_CMDLINE + 64];
     StrView user{c.cmdline.p, c.cmdline.n};
     usize len = format(cmdline, sizeof(cmdline), "%.*s", int(user.n), user.p ? user.p : "");
     if (!Cmdline(user.p, user.n).has("tsc_early_khz"))
         len = min(len + format(cmdline + len, sizeof(cmdline) - len, "%stsc_early_khz=%lu", len ? " " : "",
                                time::tsc_hz() / 1000),
                   sizeof(cmdline) - 1);
+    // Which start of this guest this is (1, 2, ... across reboots and restarts): lets a guest tell.
+    len = min(len + format(cmdline + len, sizeof(cmdline) - len, " keel.boot=%u", g.starts + 1), sizeof(cmdline) - 1);
     lp.cmdline = cmdline;
     lp.cmdline_len = len;
     lp.acpi_rsdp = layout->rsdp;

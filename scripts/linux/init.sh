@@ -9,7 +9,9 @@
 # N and MemTotal must lie in [0.95*M - 64, M] MiB. The kernel keeps some RAM for itself:
 # Debian's 6.1 keeps ~50 MiB whatever M is (its image, bss, reservations) plus ~1.6% of M
 # (struct pages): MemTotal is 46 MiB at M=96, 204 MiB at M=256 (79.5%), 959 MiB at M=1024.
-# Then it powers off (poweroff -f: ACPI S5, or Keel's power-off path).
+# Then it powers off (poweroff -f: ACPI S5, or Keel's power-off path) -- unless the command
+# line has keel.reboot_once and Keel says this is the first boot (keel.boot=1, which Keel
+# puts on every Linux guest's command line, counting its starts): then it reboots (-f).
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 read -r up _ </proc/uptime
@@ -24,12 +26,16 @@ echo "KEEL-INIT cpus=$cpus mem_kb=$mem_kb uptime=$up"
 
 want_cpus=
 want_mem=
+boot=
+reboot_once=
 read -r cmdline </proc/cmdline
 set -f
 for word in $cmdline; do
     case $word in
         keel.cpus=*) want_cpus=${word#*=} ;;
         keel.mem_mb=*) want_mem=${word#*=} ;;
+        keel.boot=*) boot=${word#*=} ;;
+        keel.reboot_once) reboot_once=1 ;;
     esac
 done
 set +f
@@ -55,6 +61,11 @@ else
     echo "KEEL-INIT check=fail$why"
 fi
 
+if [ -n "$reboot_once" ] && [ "$boot" = 1 ]; then
+    echo "KEEL-INIT rebooting (boot $boot)"
+    reboot -f
+fi
+echo "KEEL-INIT boot=$boot powering off"
 poweroff -f
 # Not reached; never let init exit (the kernel would panic).
 echo "KEEL-INIT poweroff failed"
