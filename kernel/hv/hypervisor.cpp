@@ -422,6 +422,13 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
             return false;
         }
         g.blocks[g.nblocks++] = {*b, u8(h.order)};
+        if (h.gpa == 0xc0000) {
+            // There is no BIOS, but a kernel may reboot by jumping to the reset vector (F000:FFF0):
+            // what it finds there writes the ACPI reset register. mov al,6; mov dx,port; out dx,al; hlt; jmp $-1
+            const u8 reset_stub[] = {0xb0, PowerModel::RESET_VALUE, 0xba, u8(PowerModel::RESET), u8(PowerModel::RESET >> 8),
+                                     0xee, 0xf4, 0xeb, 0xfd};
+            __builtin_memcpy(mm::phys_ptr<u8>(*b) + (0xffff0 - 0xc0000), reset_stub, sizeof(reset_stub));
+        }
     }
 
     GuestAcpiConfig ac;
@@ -645,6 +652,9 @@ void print_stats(Guest &g)
         reasons[k] = '\0';
         log_info("stats %s vcpu=%u cpu=%u run_us=%lu ready_us=%lu exits=%lu%s", g.name, i, g.vcpus[i].cpu,
                  tsc_to_us(s.run_tsc), tsc_to_us(s.ready_tsc), s.exits, reasons);
+        // Where it is, for debugging a guest that seems stuck (the VMCB can be read from any CPU).
+        if (virt::vendor() == virt::Vendor::svm && g.state == Guest::State::running && g.vcpus[i].arch)
+            log_debug("  vcpu %u rip=%lx", i, g.vcpus[i].arch->rip());
     }
 }
 
