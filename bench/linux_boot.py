@@ -42,6 +42,8 @@ def main():
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--append", default="", help="more kernel command line (e.g. cryptomgr.notests)")
     p.add_argument("--timeout", type=int, default=600)
+    p.add_argument("--keel", action="store_true",
+                   help="also boot the same kernel and initramfs as a Keel guest (SVM under the same QEMU) and compare")
     a = p.parse_args()
 
     kernel = os.path.join(a.build, "linux", "vmlinuz")
@@ -64,6 +66,53 @@ def main():
         at = printk.group(1) if printk else "-"
         status = check.group(0) if check else "no KEEL-INIT check line"
         print(f"{run:>3} {uptime:>17} {at:>21} {wall:>9.1f}  {status}", flush=True)
+    if a.keel:
+        keel_boot(a, release, uptime)
+
+
+KEEL_CONFIG = """\
+[keel]
+on_idle = "poweroff"
+
+[[guest]]
+name = "linux"
+kernel = "{kernel}"
+initrd = "{initrd}"
+cmdline = "console=ttyS0 keel.cpus={smp} keel.mem_mb={mem} printk.time=1 {append}"
+memory = "{mem}M"
+cpus = {smp}
+pin = [0]
+"""
+
+
+def keel_boot(a, release, bare_uptime):
+    """The same kernel as a Keel guest: the guest's /proc/uptime at /init (virtual time under
+    -icount, exits included) against the bare figure, and Keel's own memory for the guest."""
+    import re
+    import tempfile
+    kernel = os.path.join(a.build, "linux", "vmlinuz")
+    initrd = os.path.join(a.build, "linux", "initrd.gz")
+    with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
+        config = os.path.join(tmp, "keel.toml")
+        with open(config, "w") as f:
+            f.write(KEEL_CONFIG.format(kernel=kernel, initrd=initrd, smp=a.smp, mem=a.mem, append=a.append))
+        image = os.path.join(tmp, "bench.iso")
+        harness.run_mkimage([config, "--kernel", os.path.join(a.build, "keel.elf"), "-o", image])
+        log = os.path.join(tmp, "serial.log")
+        cmd = harness.qemu_command(image, tmp, log, smp=1, mem=f"{a.mem + 512}M", extra=["-icount", a.icount])
+        done = re.compile(r"^keel: all guests have ended", re.M)
+        _, text = harness.run(cmd, log, lambda t: True if done.search(t) else None, a.timeout, cwd=tmp)
+    init = bare_boot.INIT_LINE.search(text)
+    overhead = re.search(r"^keel: guest linux: .*keel_overhead_kib=(\d+)", text, re.M)
+    stats = re.search(r"^keel: stats linux vcpu=0 .*$", text, re.M)
+    uptime = init.group(3) if init else "-"
+    print(f"Keel guest (SVM, nested in the same TCG): /init uptime {uptime} s", flush=True)
+    if init and bare_uptime not in ("-", None):
+        print(f"ratio Keel/bare: {float(uptime) / float(bare_uptime):.3f}")
+    if overhead:
+        print(f"Keel's memory for the guest beyond its RAM: {overhead.group(1)} KiB")
+    if stats:
+        print(stats.group(0))
 
 
 if __name__ == "__main__":

@@ -620,8 +620,11 @@ bool create(Guest &g)
     g.hung = 0;
     g.starts++;
     g.state = Guest::State::running;
-    log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (%s)", g.name, c.memory / MiB, g.nvcpus,
-             g.nvcpus > 1 ? "s" : "", int(c.kernel.n), c.kernel.p, what);
+    // What Keel spends on the guest beyond its RAM: nested tables, VMCB/VMCS pages, the legacy area.
+    u64 overhead = g.space.table_pages() * PAGE_SIZE + g.nvcpus * PAGE_SIZE;
+    if (g.linux) overhead += 0x60000;   // the backed legacy area 0xA0000-0xFFFFF
+    log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (%s), keel_overhead_kib=%lu", g.name, c.memory / MiB,
+             g.nvcpus, g.nvcpus > 1 ? "s" : "", int(c.kernel.n), c.kernel.p, what, overhead / KiB);
     return true;
 }
 

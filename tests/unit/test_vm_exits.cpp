@@ -914,8 +914,8 @@ TEST(VmExitOther, VmcallAndXsetbvInjectUd)
 TEST(VmExitOther, UnknownReasonsStop)
 {
     Vm vm;
-    for (auto r : {ExitReason::other, ExitReason::cr_access, ExitReason::exception, ExitReason::invalid_state,
-                   ExitReason::count, ExitReason(200)}) {
+    for (auto r : {ExitReason::other, ExitReason::cr_access, ExitReason::invalid_state, ExitReason::count,
+                   ExitReason(200)}) {
         ExitInfo e;
         e.reason = r;
         e.raw = 0x7b;
@@ -924,7 +924,8 @@ TEST(VmExitOther, UnknownReasonsStop)
         EXPECT_EQ(o.addr, 0x7bu);
         EXPECT_NE(o.why, nullptr);
     }
-    for (auto r : {ExitReason::intr, ExitReason::nmi}) {
+    // Taken by Keel, reflected by the backend, or an interrupt window for the run loop: back to the guest.
+    for (auto r : {ExitReason::intr, ExitReason::nmi, ExitReason::exception, ExitReason::irq_window}) {
         ExitInfo e;
         e.reason = r;
         EXPECT_EQ(vm.run(e).action, ExitAction::resume);
