@@ -102,7 +102,7 @@ def keel_boot(a, release, bare_uptime):
         cmd = harness.qemu_command(image, tmp, log, smp=1, mem=f"{a.mem + 512}M", extra=["-icount", a.icount])
         done = re.compile(r"^keel: all guests have ended", re.M)
         _, text = harness.run(cmd, log, lambda t: True if done.search(t) else None, a.timeout, cwd=tmp)
-    init = bare_boot.INIT_LINE.search(text)
+    init = bare_boot.INIT_LINE.search(text.replace("[linux] ", ""))
     overhead = re.search(r"^keel: guest linux: .*keel_overhead_kib=(\d+)", text, re.M)
     stats = re.search(r"^keel: stats linux vcpu=0 .*$", text, re.M)
     uptime = init.group(3) if init else "-"
