@@ -8,6 +8,7 @@
 #include "loader_linux.hpp"
 
 #include "bytes.hpp"
+#include "why.hpp"
 
 namespace {
 
@@ -43,54 +44,8 @@ constexpr u64 HOLE_LO = GuestMemory::LEGACY_HOLE_START, HOLE_HI = GuestMemory::L
 constexpr u64 GDT_SIZE = 4 * 8, GDT_AREA = 0x40;    // null, unused, __BOOT_CS, __BOOT_DS; cmdline after 0x40
 constexpr u64 PTE_P = 1, PTE_RW = 2, PTE_PS = 0x80;
 
-// Builds LinuxLoadReport::msg; converts to the error it describes.
-class Why {
-public:
-    Why(LinuxLoadReport *r, Err e) : r_(r), e_(e) { if (r_) r_->msg[0] = 0; }
-
-    Why &s(const char *t)
-    {
-        while (*t) put(*t++);
-        return *this;
-    }
-    Why &d(u64 v)
-    {
-        char b[20];
-        usize n = 0;
-        do b[n++] = static_cast<char>('0' + v % 10); while (v /= 10);
-        while (n) put(b[--n]);
-        return *this;
-    }
-    Why &x(u64 v)
-    {
-        s("0x");
-        unsigned sh = 60;
-        while (sh && !(v >> sh)) sh -= 4;
-        for (;; sh -= 4) {
-            put("0123456789abcdef"[v >> sh & 0xf]);
-            if (!sh) break;
-        }
-        return *this;
-    }
-    Why &range(u64 a, u64 n) { return x(a).s("+").x(n); }
-    Why &proto(u16 v) { return d(v >> 8).s(".").d(v & 0xff); }
-
-    operator Status() const { return e_; }
-    template <class T> operator Result<T>() const { return e_; }
-
-private:
-    void put(char c)
-    {
-        if (r_ && n_ + 1 < sizeof(r_->msg)) {
-            r_->msg[n_++] = c;
-            r_->msg[n_] = 0;
-        }
-    }
-
-    LinuxLoadReport *r_;
-    Err e_;
-    usize n_ = 0;
-};
+// Builds LinuxLoadReport::msg and converts to the error it describes (kernel/why.hpp).
+using Why = WhyMsg<LinuxLoadReport>;
 
 // What the loader needs from the setup header, validated.
 struct Hdr {
@@ -119,12 +74,12 @@ Status parse_header(const u8 *img, u64 size, Hdr &h, LinuxLoadReport *r)
     if (r)
         r->protocol = h.version;
     if (h.version < LINUX_MIN_PROTOCOL)
-        return Why(r, Err::unsupported).s("boot protocol ").proto(h.version)
+        return Why(r, Err::unsupported).s("boot protocol ").ver(h.version)
                .s(" is older than 2.12 (no 64-bit entry point)");
     h.hdr_end = H_HEADER + img[H_JUMP + 1];
     if (h.hdr_end < H_MIN_END)
         return Why(r, Err::invalid).s("setup header ends at ").x(h.hdr_end).s(", too short for protocol ")
-               .proto(h.version);
+               .ver(h.version);
     if (h.hdr_end > size)
         return Why(r, Err::invalid).s("setup header (to ").x(h.hdr_end).s(") runs past the end of the file");
 
@@ -526,7 +481,7 @@ Result<LinuxEntryState> load_linux(GuestMemory &mem, const LinuxLoadParams &p, L
         r->initrd = GuestPhys(initrd);
         r->initrd_size = p.initrd_size;
         r->e820_entries = static_cast<u32>(n820);
-        Why(r, Err::none).s("linux ").proto(h.version).s(": kernel ").x(load).s(" (init ").x(h.init_size)
+        Why(r, Err::none).s("linux ").ver(h.version).s(": kernel ").x(load).s(" (init ").x(h.init_size)
             .s("), boot_params ").x(bp).s(", initrd ").range(initrd, p.initrd_size).s(", ").d(n820).s(" e820");
     }
     return LinuxEntryState{load + ENTRY_64, bp, pt, gdt, static_cast<u16>(GDT_SIZE - 1), LINUX_BOOT_CS,

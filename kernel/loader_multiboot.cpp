@@ -7,6 +7,7 @@
 #include "loader_multiboot.hpp"
 
 #include "bytes.hpp"
+#include "why.hpp"
 
 namespace {
 
@@ -37,54 +38,8 @@ enum : u32 { IT_END = 0, IT_CMDLINE = 1, IT_LOADER_NAME = 2, IT_MODULE = 3, IT_M
 constexpr char LOADER_NAME[] = "Keel";
 constexpr usize LOADER_NAME_LEN = sizeof(LOADER_NAME) - 1;
 
-// Builds LoadReport::msg; converts to the error it describes.
-class Why {
-public:
-    Why(LoadReport *r, Err e) : r_(r), e_(e) { if (r_) r_->msg[0] = 0; }
-
-    Why &s(const char *t)
-    {
-        while (*t) put(*t++);
-        return *this;
-    }
-    Why &d(u64 v)
-    {
-        char b[20];
-        usize n = 0;
-        do b[n++] = static_cast<char>('0' + v % 10); while (v /= 10);
-        while (n) put(b[--n]);
-        return *this;
-    }
-    Why &x(u64 v)
-    {
-        s("0x");
-        unsigned sh = 60;
-        while (sh && !(v >> sh)) sh -= 4;
-        for (;; sh -= 4) {
-            put("0123456789abcdef"[v >> sh & 0xf]);
-            if (!sh) break;
-        }
-        return *this;
-    }
-    // "0x1000+0x2000"
-    Why &range(u64 a, u64 n) { return x(a).s("+").x(n); }
-
-    operator Status() const { return e_; }
-    template <class T> operator Result<T>() const { return e_; }
-
-private:
-    void put(char c)
-    {
-        if (r_ && n_ + 1 < sizeof(r_->msg)) {
-            r_->msg[n_++] = c;
-            r_->msg[n_] = 0;
-        }
-    }
-
-    LoadReport *r_;
-    Err e_;
-    usize n_ = 0;
-};
+// Builds LoadReport::msg and converts to the error it describes (kernel/why.hpp).
+using Why = WhyMsg<LoadReport>;
 
 struct Seg {
     u64 off, filesz, memsz;     // file range, memory size (memsz >= filesz)
