@@ -89,8 +89,10 @@ u32 guest_main()
 
     apic_write(LVT_TIMER, VECTOR | 1u << 16);                  // masked: no interrupt
     apic_write(INITIAL, 1000);
-    asm volatile("sti" ::: "memory");
-    const u32 before = ticks;                                  // one already pending may still land here
+    // One interrupt already pending from the periodic timer may land as soon as interrupts are on:
+    // STI holds them off for one more instruction, so count from after the NOP.
+    asm volatile("sti; nop" ::: "memory");
+    const u32 before = ticks;
     const u64 t = rdtsc();
     while (rdtsc() - t < 20000000) {}
     asm volatile("cli" ::: "memory");
