@@ -85,3 +85,36 @@ private:
     GuestExtent ext_[MAX_EXTENTS];
     usize       n_ = 0;
 };
+
+// Little-endian stores into ranges a loader already checked are RAM; remembers any failure
+// (a loader checks everything first, then writes, then asks ok()).
+class GuestWriter {
+public:
+    explicit GuestWriter(GuestMemory &m) : m_(m) {}
+
+    void bytes(u64 gpa, const void *p, u64 n) { if (ok_) ok_ = m_.write(GuestPhys(gpa), p, n).ok(); }
+    void zero(u64 gpa, u64 n) { if (ok_) ok_ = m_.fill(GuestPhys(gpa), 0, n).ok(); }
+    void w8(u64 gpa, u8 v) { bytes(gpa, &v, 1); }
+    void w32(u64 gpa, u32 v)
+    {
+        u8 b[4];
+        for (unsigned i = 0; i < 4; i++) b[i] = static_cast<u8>(v >> 8 * i);
+        bytes(gpa, b, 4);
+    }
+    void w64(u64 gpa, u64 v)
+    {
+        w32(gpa, static_cast<u32>(v));
+        w32(gpa + 4, static_cast<u32>(v >> 32));
+    }
+    // The string and its NUL.
+    void str(u64 gpa, const char *s, usize n)
+    {
+        bytes(gpa, s, n);
+        zero(gpa + n, 1);
+    }
+    bool ok() const { return ok_; }
+
+private:
+    GuestMemory &m_;
+    bool ok_ = true;
+};

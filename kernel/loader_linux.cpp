@@ -309,31 +309,7 @@ usize for_each_e820(const GuestMemory &m, const LinuxLoadParams &p, F f)
 
 // ---- writing -------------------------------------------------------------------------
 
-// Writes into ranges already known to be RAM; remembers any failure.
-class Writer {
-public:
-    explicit Writer(GuestMemory &m) : m_(m) {}
-
-    void bytes(u64 gpa, const void *p, u64 n) { if (ok_) ok_ = m_.write(GuestPhys(gpa), p, n).ok(); }
-    void zero(u64 gpa, u64 n) { if (ok_) ok_ = m_.fill(GuestPhys(gpa), 0, n).ok(); }
-    void w8(u64 gpa, u8 v) { bytes(gpa, &v, 1); }
-    void w32(u64 gpa, u32 v)
-    {
-        u8 b[4];
-        for (unsigned i = 0; i < 4; i++) b[i] = static_cast<u8>(v >> 8 * i);
-        bytes(gpa, b, 4);
-    }
-    void w64(u64 gpa, u64 v)
-    {
-        w32(gpa, static_cast<u32>(v));
-        w32(gpa + 4, static_cast<u32>(v >> 32));
-    }
-    bool ok() const { return ok_; }
-
-private:
-    GuestMemory &m_;
-    bool ok_ = true;
-};
+using Writer = GuestWriter;
 
 // PML4 at `pt`, the PDPT after it, then npd page directories of 2 MiB pages
 // identity-mapping [0, npd GiB).

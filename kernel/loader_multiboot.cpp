@@ -425,36 +425,7 @@ void for_each_mmap(const GuestMemory &m, F f)
         f(HOLE_LO, HOLE_HI - HOLE_LO, 2u);
 }
 
-// Writes into ranges already known to be RAM; remembers any failure.
-class Writer {
-public:
-    explicit Writer(GuestMemory &m) : m_(m) {}
-
-    void bytes(u64 gpa, const void *p, u64 n) { if (ok_) ok_ = m_.write(GuestPhys(gpa), p, n).ok(); }
-    void zero(u64 gpa, u64 n) { if (ok_) ok_ = m_.fill(GuestPhys(gpa), 0, n).ok(); }
-    void w32(u64 gpa, u32 v)
-    {
-        u8 b[4];
-        for (unsigned i = 0; i < 4; i++) b[i] = static_cast<u8>(v >> 8 * i);
-        bytes(gpa, b, 4);
-    }
-    void w64(u64 gpa, u64 v)
-    {
-        w32(gpa, static_cast<u32>(v));
-        w32(gpa + 4, static_cast<u32>(v >> 32));
-    }
-    // The string and its NUL.
-    void str(u64 gpa, const char *s, usize n)
-    {
-        bytes(gpa, s, n);
-        zero(gpa + n, 1);
-    }
-    bool ok() const { return ok_; }
-
-private:
-    GuestMemory &m_;
-    bool ok_ = true;
-};
+using Writer = GuestWriter;
 
 struct BootArgs {
     const char *cmdline;
