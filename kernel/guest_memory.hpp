@@ -60,6 +60,16 @@ public:
     const u8 *span(GuestPhys gpa, u64 len) const;
 
     u64 ram_bytes() const;
+    // Runs of adjacent extents (what the guest sees as contiguous RAM): [lo, hi) from
+    // extent i on, and i moves past the run. False when i is past the last extent.
+    bool next_run(usize &i, u64 &lo, u64 &hi) const
+    {
+        if (i >= n_) return false;
+        lo = extent(i).gpa.raw();
+        hi = extent(i).end();
+        for (i++; i < n_ && extent(i).gpa.raw() == hi; i++) hi = extent(i).end();
+        return true;
+    }
     usize extent_count() const { return n_; }
     // Extents sorted by gpa; an empty extent (size 0) for i >= extent_count().
     const GuestExtent &extent(usize i) const;

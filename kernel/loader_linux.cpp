@@ -176,25 +176,13 @@ private:
     usize n_ = 0;
 };
 
-// Runs of adjacent extents: [lo, hi) from extent i on; i moves past the run.
-bool next_run(const GuestMemory &m, usize &i, u64 &lo, u64 &hi)
-{
-    if (i >= m.extent_count())
-        return false;
-    lo = m.extent(i).gpa.raw();
-    hi = m.extent(i).end();
-    for (i++; i < m.extent_count() && m.extent(i).gpa.raw() == hi; i++)
-        hi = m.extent(i).end();
-    return true;
-}
-
 // The lowest `align`-aligned a >= lo_b with [a, a + size) inside one RAM run,
 // below hi_b and clear of `av`. Each step moves a past one avoided span, so
 // at most av.count() + 1 steps per run.
 bool find_low(const GuestMemory &m, const Avoid &av, u64 size, u64 align, u64 lo_b, u64 hi_b, u64 &out)
 {
     u64 lo, hi;
-    for (usize i = 0; next_run(m, i, lo, hi);) {
+    for (usize i = 0; m.next_run(i, lo, hi);) {
         hi = min(hi, hi_b);
         u64 a = max(lo, lo_b);
         for (usize k = 0; k <= av.count(); k++) {
@@ -220,7 +208,7 @@ bool find_high(const GuestMemory &m, const Avoid &av, u64 size, u64 align, u64 l
 {
     bool found = false;
     u64 lo, hi;
-    for (usize i = 0; next_run(m, i, lo, hi);) {
+    for (usize i = 0; m.next_run(i, lo, hi);) {
         lo = max(lo, lo_b);
         hi = min(hi, hi_b);
         if (lo >= hi || size > hi - lo)

@@ -356,24 +356,12 @@ Status check_plan(const GuestMemory &mem, Plan &p, LoadReport *r)
     return {};
 }
 
-// Runs of adjacent extents: [lo, hi) from extent i on; i moves past the run.
-bool next_run(const GuestMemory &m, usize &i, u64 &lo, u64 &hi)
-{
-    if (i >= m.extent_count())
-        return false;
-    lo = m.extent(i).gpa.raw();
-    hi = m.extent(i).end();
-    for (i++; i < m.extent_count() && m.extent(i).gpa.raw() == hi; i++)
-        hi = m.extent(i).end();
-    return true;
-}
-
 // The first `align`-aligned address >= cursor where `size` bytes are RAM,
 // below PLACE_LIMIT and outside the legacy hole; the cursor moves past it.
 bool place(const GuestMemory &m, u64 &cursor, u64 size, u64 align, u64 &out)
 {
     u64 lo, hi;
-    for (usize i = 0; next_run(m, i, lo, hi);) {
+    for (usize i = 0; m.next_run(i, lo, hi);) {
         hi = min(hi, PLACE_LIMIT);
         u64 a = max(cursor, lo);
         for (unsigned pass = 0; pass < 2; pass++) {
@@ -398,7 +386,7 @@ bool place(const GuestMemory &m, u64 &cursor, u64 size, u64 align, u64 &out)
 u64 ram_from(const GuestMemory &m, u64 a)
 {
     u64 lo, hi;
-    for (usize i = 0; next_run(m, i, lo, hi);)
+    for (usize i = 0; m.next_run(i, lo, hi);)
         if (lo <= a && a < hi)
             return hi - a;
     return 0;
@@ -411,10 +399,10 @@ void for_each_mmap(const GuestMemory &m, F f)
 {
     u64 lo, hi;
     bool hole = true;
-    for (usize i = 0; next_run(m, i, lo, hi);)
+    for (usize i = 0; m.next_run(i, lo, hi);)
         if (lo < HOLE_HI && hi > HOLE_LO)
             hole = false;
-    for (usize i = 0; next_run(m, i, lo, hi);) {
+    for (usize i = 0; m.next_run(i, lo, hi);) {
         if (hole && lo >= HOLE_HI) {
             f(HOLE_LO, HOLE_HI - HOLE_LO, 2u);
             hole = false;
