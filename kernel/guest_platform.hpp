@@ -52,6 +52,10 @@ struct GuestPlatform {
     u32 vcpu_count = 1;
     u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once
     u64 tsc_hz = 0;              // the guest TSC rate, reported in CPUID 0x15/0x16 (0: not reported)
+    // From the guest's CPU profile: CR4 bits it may not set, XCR0 values it may set, its vendor.
+    u64 cr4_reserved = 0;
+    u64 xcr0_supported = 0;      // 0: no XSAVE
+    bool amd = false;
 
     // Set by the debug-exit device or ACPI S5: the guest ends. By the reset register: it reboots.
     bool exit_requested = false;

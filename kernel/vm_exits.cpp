@@ -7,7 +7,8 @@
 const char *exit_reason_name(ExitReason r)
 {
     static const char *const names[] = {"cpuid", "hlt", "io", "rdmsr", "wrmsr", "npf", "shutdown", "intr",
-                                        "nmi", "vmcall", "cr", "exception", "xsetbv", "irq_window", "invalid", "other"};
+                                        "nmi", "vmcall", "cr", "exception", "xsetbv", "irq_window", "invalid", "other",
+                                        "cache_flush", "monitor", "rdpmc", "undefined", "machine_check"};
     static_assert(sizeof(names) / sizeof(names[0]) == usize(ExitReason::count));
     return u8(r) < u8(ExitReason::count) ? names[u8(r)] : "?";
 }
@@ -51,6 +52,18 @@ bool msr_value_valid(u32 msr, u64 v, unsigned va_bits)
     default:
         return true;
     }
+}
+
+// XSETBV's rules (SDM vol. 1 13.3): x87 always, only supported components, AVX needs SSE,
+// AVX-512's three together and with AVX.
+bool xcr0_allowed(const GuestPlatform &p, u64 v)
+{
+    if (!(v & 1) || (v & ~p.xcr0_supported)) return false;
+    if ((v & 4) && !(v & 2)) return false;
+    const u64 avx512 = 7u << 5;
+    if ((v & avx512) && ((v & avx512) != avx512 || !(v & 4))) return false;
+    if (((v >> 3) & 1) != ((v >> 4) & 1)) return false;   // MPX's two together
+    return true;
 }
 
 // Fetch up to 15 instruction bytes at CS:RIP through the guest's own paging.
@@ -127,7 +140,13 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform
     const u8 size = in.mem_size;
     if (size != 1 && size != 2 && size != 4 && size != 8) return {ExitAction::stop, "bad MMIO access size at", e.gpa};
     const u64 mask = size == 8 ? ~0ull : (1ull << (size * 8)) - 1;
-    auto reg_ref = [&](u8 reg, bool high8) -> u64 & { return g[high8 ? reg - 4 : reg]; };
+    // RSP lives in the VMCB/VMCS, not in Gprs: work on a copy and write it back.
+    u64 rsp_copy = ops.rsp();
+    bool rsp_written = false;
+    auto reg_ref = [&](u8 reg, bool high8) -> u64 & {
+        if (!high8 && reg == 4) return rsp_copy;
+        return g[high8 ? reg - 4 : reg];
+    };
     // Writes a result of op_size bytes into a register as the CPU does (32-bit writes zero-extend).
     auto set_reg = [&](u8 reg, bool high8, u8 op_size, u64 v) {
         u64 &r64 = reg_ref(reg, high8);
@@ -136,6 +155,7 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform
         else if (op_size == 2) r64 = (r64 & ~0xffffull) | (v & 0xffff);
         else if (high8) r64 = (r64 & ~0xff00ull) | (v & 0xff) << 8;
         else r64 = (r64 & ~0xffull) | (v & 0xff);
+        if (!high8 && reg == 4) rsp_written = true;
     };
     u64 v = 0;
     switch (in.kind) {
@@ -164,10 +184,54 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform
     default:
         return {ExitAction::stop, "unsupported instruction accessing MMIO at", e.gpa};
     }
+    if (rsp_written) ops.set_rsp(rsp_copy);
     u64 rip = ops.rip() + in.len;
     if (m == x86::CpuMode::prot32) rip &= 0xffffffff;
     else if (m != x86::CpuMode::long64) rip &= 0xffff;
     ops.set_rip(rip);
+    return {};
+}
+
+// MOV to CR0 (VMX, when it changes a bit Keel owns) or CR4 (both): the checks the CPU makes
+// (SDM vol. 3 2.5, MOV CRn), then the guest's CPU profile: what CPUID hides cannot be enabled.
+ExitOutcome mov_to_cr(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p)
+{
+    u64 value = e.cr_value, nrip = e.next_rip;
+    const x86::CpuMode m = ops.mode();
+    if (!e.cr_decoded || !nrip) {
+        u8 copy[15];
+        usize n = 0;
+        const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+        auto in = bytes ? x86::decode(bytes, n, m) : Result<x86::Insn>(Err::invalid);
+        if (!in || in->kind != x86::Insn::Kind::mov_to_cr || in->reg != e.cr)
+            return {ExitAction::stop, "cannot decode the MOV to a control register at", ops.rip()};
+        value = in->rm == 4 ? ops.rsp() : g[in->rm];
+        nrip = ops.rip() + in->len;
+        if (m != x86::CpuMode::long64) nrip &= m == x86::CpuMode::prot32 ? 0xffffffff : 0xffff;
+    }
+    if (m != x86::CpuMode::long64) value = u32(value);
+    const bool lma = ops.efer() & (1u << 10);
+    auto gp = [&] { ops.inject_exception(GP, true, 0); return ExitOutcome{}; };
+    if (e.cr == 4) {
+        const u64 old = ops.cr4();
+        constexpr u64 PAE = 1u << 5, LA57 = 1u << 12, PCIDE = 1u << 17;
+        if (value & p.cr4_reserved) return gp();
+        if ((value & PCIDE) && !(old & PCIDE) && (!lma || (ops.cr3() & 0xfff))) return gp();
+        if (lma && (!(value & PAE) || ((value ^ old) & LA57))) return gp();
+        ops.set_cr4(value);
+    } else if (e.cr == 0) {
+        constexpr u64 PE = 1, NW = 1u << 29, CD = 1u << 30, PG = 1ull << 31;
+        const u64 old = ops.cr0();
+        if (value >> 32) return gp();
+        if ((value & PG) && !(value & PE)) return gp();
+        if ((value & NW) && !(value & CD)) return gp();
+        if ((value & PG) && !(old & PG) && (ops.efer() & (1u << 8)) && !(ops.cr4() & (1u << 5))) return gp();
+        if (!(value & PG) && (old & PG) && m == x86::CpuMode::long64) return gp();
+        ops.set_cr0(value | 0x10);   // ET is hardwired
+    } else {
+        return {ExitAction::stop, "unexpected control register access at", ops.rip()};
+    }
+    ops.set_rip(nrip);
     return {};
 }
 
@@ -346,10 +410,53 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         return {};
     }
     case ExitReason::vmcall:
-    case ExitReason::xsetbv:
-        ops.inject_exception(UD, false, 0);   // no hypercalls, no XSAVE yet
+    case ExitReason::undefined:
+    case ExitReason::monitor:
+        ops.inject_exception(UD, false, 0);   // no hypercalls; no SVM/VMX, MONITOR/MWAIT in the guest's CPUID
         return {};
+    case ExitReason::xsetbv: {
+        // XSETBV (SDM vol. 2): #UD without CR4.OSXSAVE; #GP at CPL > 0, for XCR != 0, or for a
+        // value the guest's CPU profile does not allow (bit 0 clear, AVX without SSE, ...).
+        if (!(ops.cr4() & (1u << 18))) {
+            ops.inject_exception(UD, false, 0);
+            return {};
+        }
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode XSETBV", ops.rip()};
+        const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
+        if (ops.cpl() != 0 || u32(g.rcx) != 0 || !xcr0_allowed(p, v)) {
+            ops.inject_exception(GP, true, 0);
+            return {};
+        }
+        ops.set_xcr0(v);
+        ops.set_rip(nrip);
+        return {};
+    }
+    case ExitReason::cache_flush:
+        // WBINVD/INVD: coherent caches need neither; INVD would drop dirty lines of other guests.
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode WBINVD/INVD", ops.rip()};
+        ops.set_rip(nrip);
+        return {};
+    case ExitReason::rdpmc: {
+        // No PMU is virtualised. Intel's CPUID says so (leaf 0xA: no counters): #GP. AMD's four legacy
+        // counters are architectural: they read 0. CPL > 0 without CR4.PCE: #GP.
+        const u32 idx = u32(g.rcx);
+        if ((ops.cpl() != 0 && !(ops.cr4() & (1u << 8))) || !p.amd || idx > 3) {
+            ops.inject_exception(GP, true, 0);
+            return {};
+        }
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDPMC", ops.rip()};
+        g.rax = 0, g.rdx = 0;
+        ops.set_rip(nrip);
+        return {};
+    }
+    case ExitReason::cr_access:
+        return mov_to_cr(e, g, ops, p);
+    case ExitReason::machine_check:
+        return {ExitAction::stop, "machine check (host) while it ran; exit", e.raw};
     case ExitReason::npf:
+        if (e.in_delivery && !e.fetch && p.find_mmio(e.gpa))
+            // The CPU was delivering an event (IDT, stack) through device memory: no instruction to emulate.
+            return {ExitAction::stop, "event delivery touched device memory at", e.gpa};
         if (!e.fetch)
             if (MmioDevice *dev = p.find_mmio(e.gpa)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
         return {ExitAction::stop, e.fetch ? "instruction fetch outside its memory at"

@@ -67,8 +67,15 @@ void set_gate(unsigned v, unsigned ist)
 
 void register_irq(u8 vector, IrqHandler h) { handlers[vector] = h; }
 
+extern "C" char msr_read_insn[], msr_write_insn[], msr_fault[];
+
 extern "C" void trap(Frame *f)
 {
+    // msr_read_safe/msr_write_safe (guest_state.cpp): a #GP there means "no such MSR".
+    if (f->vector == 13 && (f->rip == u64(msr_read_insn) || f->rip == u64(msr_write_insn))) {
+        f->rip = u64(msr_fault);
+        return;
+    }
     if (f->vector >= 32 && handlers[f->vector]) {
         handlers[f->vector](*f);
         return;

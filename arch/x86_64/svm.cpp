@@ -2,6 +2,7 @@
 #include "arch/x86_64/svm.hpp"
 
 #include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "kernel/console.hpp"
 #include "kernel/new.hpp"
@@ -31,16 +32,22 @@ enum class V : u16 {
 
 // Intercept bits in misc1 (0x00c) and misc2 (0x010).
 constexpr u32 I1_INTR = 1u << 0, I1_NMI = 1u << 1, I1_SMI = 1u << 2, I1_INIT = 1u << 3, I1_VINTR = 1u << 4,
-              I1_CPUID = 1u << 18,
-              I1_INVD = 1u << 22, I1_HLT = 1u << 24, I1_IOIO = 1u << 27, I1_MSR = 1u << 28,
+              I1_RDPMC = 1u << 15, I1_CPUID = 1u << 18,
+              I1_INVD = 1u << 22, I1_HLT = 1u << 24, I1_INVLPGA = 1u << 26, I1_IOIO = 1u << 27, I1_MSR = 1u << 28,
               I1_TASK_SWITCH = 1u << 29, I1_SHUTDOWN = 1u << 31;
 constexpr u32 I2_VMRUN = 1u << 0, I2_VMMCALL = 1u << 1, I2_VMLOAD = 1u << 2, I2_VMSAVE = 1u << 3,
-              I2_STGI = 1u << 4, I2_CLGI = 1u << 5, I2_SKINIT = 1u << 6, I2_XSETBV = 1u << 13;
+              I2_STGI = 1u << 4, I2_CLGI = 1u << 5, I2_SKINIT = 1u << 6, I2_WBINVD = 1u << 9,
+              I2_MONITOR = 1u << 10, I2_MWAIT = 1u << 11, I2_MWAIT_ARMED = 1u << 12, I2_XSETBV = 1u << 13,
+              I2_RDPRU = 1u << 14;
 
 // Exit codes.
-constexpr u64 EX_EXCP0 = 0x40, EX_INTR = 0x60, EX_NMI = 0x61, EX_VINTR = 0x64, EX_CPUID = 0x72,
-              EX_HLT = 0x78, EX_IOIO = 0x7b, EX_MSR = 0x7c, EX_SHUTDOWN = 0x7f, EX_VMMCALL = 0x81,
-              EX_XSETBV = 0x8d, EX_NPF = 0x400, EX_INVALID = ~0ull;
+constexpr u64 EX_WRITE_CR4 = 0x14, EX_EXCP0 = 0x40, EX_INTR = 0x60, EX_NMI = 0x61,
+              EX_VINTR = 0x64, EX_RDPMC = 0x6f, EX_CPUID = 0x72, EX_INVD = 0x76, EX_HLT = 0x78, EX_INVLPGA = 0x7a,
+              EX_IOIO = 0x7b, EX_MSR = 0x7c, EX_SHUTDOWN = 0x7f, EX_VMRUN = 0x80, EX_VMMCALL = 0x81,
+              EX_VMLOAD = 0x82, EX_VMSAVE = 0x83, EX_STGI = 0x84, EX_CLGI = 0x85, EX_SKINIT = 0x86,
+              EX_WBINVD = 0x89, EX_MONITOR = 0x8a, EX_MWAIT = 0x8b, EX_MWAIT_ARMED = 0x8c, EX_XSETBV = 0x8d,
+              EX_RDPRU = 0x8e, EX_NPF = 0x400, EX_INVALID = ~0ull;
+constexpr u32 INVALID32 = 0xffffffffu;   // VMEXIT_INVALID as a 32-bit value
 
 constexpr u64 EFER_SVME = 1u << 12;
 
@@ -65,7 +72,7 @@ struct PerCpu {
     u32 next_asid;
     u32 asid_generation;
     u64 flush_epoch;
-    const void *tsc_aux_owner;   // whose TSC_AUX is loaded on this CPU
+    const void *loaded;          // the vCPU whose load() ran last on this CPU
 };
 PerCpu percpu_[MAX_CPUS];
 u32 max_asid_;
@@ -105,9 +112,23 @@ u16 vmcb_msr_offset(u32 msr)
     }
 }
 
-class SvmVcpu final : public virt::ArchVcpu {
+// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu):
+// the VMCB's run-time state is reachable only through load().
+class SvmVcpu final : public virt::ArchVcpu, private LoadedVcpu {
 public:
-    Status setup(const virt::NestedSpace &space, const virt::EntryState &entry) override;
+    Status setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner) override;
+    LoadedVcpu &load() override;
+    u64 guest_tsc() const override { return x86::rdtsc() + tsc_offset_; }
+    void start_at_sipi(u8 vector) override
+    {
+        sipi_vector_ = vector;
+        __atomic_store_n(&sipi_pending_, true, __ATOMIC_RELEASE);   // applied by load(), on the vCPU's CPU
+    }
+    void retire() override;
+    void destroy() override;
+
+private:
+    // ---- LoadedVcpu: only while this vCPU is loaded on this CPU ----
     void run(Gprs &g, ExitInfo &e) override;
     bool can_inject() override
     {
@@ -128,28 +149,6 @@ public:
             v.d(V::intercept_misc1) &= ~I1_VINTR;
         }
     }
-    void start_at_sipi(u8 vector) override
-    {
-        // Real mode (NPT allows it): CS from the vector, flat 64 KiB data segments, caches as at reset.
-        Vmcb v = vmcb();
-        v.seg(V::cs, u16(vector) << 8, 0x9b, 0xffff, u64(vector) << 12);
-        static constexpr V data_segs[] = {V::ds, V::es, V::ss, V::fs, V::gs};
-        for (V s : data_segs) v.seg(s, 0, 0x93, 0xffff, 0);
-        v.seg(V::gdtr, 0, 0, 0xffff, 0);
-        v.seg(V::idtr, 0, 0, 0xffff, 0);
-        v.q(V::cr0) = 0x10;
-        v.q(V::cr3) = 0;
-        v.q(V::cr4) = 0;
-        v.q(V::efer) = EFER_SVME;
-        v.q(V::rflags) = 2;
-        v.q(V::rip) = 0;
-        v.q(V::rsp) = 0;
-        v.q(V::eventinj) = 0;
-        v.q(V::int_shadow) = 0;
-    }
-    void retire() override {}
-    void destroy() override;
-
     u64 rip() override { return vmcb().q(V::rip); }
     void set_rip(u64 rip) override
     {
@@ -171,6 +170,19 @@ public:
     u64 cr3() override { return vmcb().q(V::cr3); }
     u64 cr4() override { return vmcb().q(V::cr4); }
     u64 efer() override { return vmcb().q(V::efer) & ~EFER_SVME; }
+    u64 rsp() override { return vmcb().q(V::rsp); }
+    void set_rsp(u64 v) override { vmcb().q(V::rsp) = v; }
+    u8 cpl() override { return vmcb().at<u8>(V::cpl) & 3; }
+    u64 xcr0() override { return ext_.xcr0(); }
+    void set_xcr0(u64 v) override { ext_.set_xcr0(v); }
+    void set_cr0(u64 v) override { vmcb().q(V::cr0) = v | 0x10; }
+    void set_cr4(u64 v) override
+    {
+        // An emulated MOV to CR4 flushes the guest's TLB as the real one would (PGE, PCIDE, ...).
+        Vmcb b = vmcb();
+        b.q(V::cr4) = v;
+        b.at<u8>(V::tlb_control) = flush_by_asid_ ? 3 : 1;
+    }
     void inject_exception(u8 vector, bool has_error, u32 error) override
     {
         // EVENTINJ: vector, type 3 (exception), error-code valid, valid.
@@ -178,34 +190,89 @@ public:
     }
     bool arch_rdmsr(u32 msr, u64 &v) override;
     bool arch_wrmsr(u32 msr, u64 v) override;
+    u64 tsc() override { return guest_tsc(); }
     void host_cpuid(u32 leaf, u32 sub, u32 out[4]) override
     {
         auto r = x86::cpuid(leaf, sub);
         out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
     }
-    u64 tsc() override { return x86::rdtsc() + vmcb().q(V::tsc_offset); }
 
-private:
     Vmcb vmcb() { return Vmcb{mm::phys_ptr<u8>(vmcb_pa_)}; }
     void pick_asid();
+    void apply_sipi();
+    void reflect(ExitInfo &e, u8 vector, u32 error);
 
     PhysAddr vmcb_pa_;
     u32 asid_ = 0, asid_generation_ = 0, asid_cpu_ = ~0u;
     u64 tsc_aux_ = 0;
+    u64 tsc_offset_ = 0;
+    u64 deferred_ = 0;          // an event interrupted by an intercepted exception: injected after it
+    gstate::ExtState ext_;
+    u8 sipi_vector_ = 0;
+    bool sipi_pending_ = false;
 };
 
-Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry)
+LoadedVcpu &SvmVcpu::load()
+{
+    PerCpu &pc = percpu_[cpu()->index];
+    if (gstate::load(ext_)) x86::wrmsr(0xc0000103, tsc_aux_);   // TSC_AUX is not in the VMCB
+    pc.loaded = this;
+    if (__atomic_load_n(&sipi_pending_, __ATOMIC_ACQUIRE)) apply_sipi();
+    return *this;
+}
+
+void SvmVcpu::apply_sipi()
+{
+    // Real mode (NPT allows it): CS from the vector, flat 64 KiB data segments, caches as at reset.
+    sipi_pending_ = false;
+    Vmcb v = vmcb();
+    v.seg(V::cs, u16(sipi_vector_) << 8, 0x9b, 0xffff, u64(sipi_vector_) << 12);
+    static constexpr V data_segs[] = {V::ds, V::es, V::ss, V::fs, V::gs};
+    for (V s : data_segs) v.seg(s, 0, 0x93, 0xffff, 0);
+    v.seg(V::gdtr, 0, 0, 0xffff, 0);
+    v.seg(V::idtr, 0, 0, 0xffff, 0);
+    v.q(V::cr0) = 0x10;
+    v.q(V::cr3) = 0;
+    v.q(V::cr4) = 0;
+    v.q(V::efer) = EFER_SVME;
+    v.q(V::rflags) = 2;
+    v.q(V::rip) = 0;
+    v.q(V::rsp) = 0;
+    v.q(V::eventinj) = 0;
+    v.q(V::int_shadow) = 0;
+    v.at<u8>(V::cpl) = 0;
+}
+
+void SvmVcpu::retire()
+{
+    // Called on this vCPU's CPU: forget its state there, so nothing is compared to a stale address.
+    if (asid_cpu_ == ~0u) return;
+    PerCpu &pc = percpu_[asid_cpu_];
+    if (pc.loaded == this) pc.loaded = nullptr;
+    gstate::forget(ext_);
+    asid_cpu_ = ~0u;
+}
+
+Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner)
 {
     auto page = mm::alloc_zeroed(0);
     if (!page) return page.error();
     vmcb_pa_ = *page;
+    if (auto s = ext_.init(owner, false); !s) {   // DR6 lives in the VMCB
+        mm::free(vmcb_pa_, 0);
+        vmcb_pa_ = PhysAddr(0);
+        return s;
+    }
     Vmcb v = vmcb();
 
-    v.d(V::intercept_exc) = 1u << 17 | 1u << 18;   // #AC (no alignment-check storm), #MC
-    v.d(V::intercept_misc1) = I1_INTR | I1_NMI | I1_SMI | I1_INIT | I1_CPUID | I1_INVD | I1_HLT | I1_IOIO |
-                              I1_MSR | I1_TASK_SWITCH | I1_SHUTDOWN;
+    // #DB (a breakpoint on the delivery of #DB itself would loop in microcode: CVE-2015-8104),
+    // #AC (the same with alignment checks), #MC (the host's, never the guest's).
+    v.d(V::intercept_exc) = 1u << 1 | 1u << 17 | 1u << 18;
+    v.d(V::intercept_cr) = 1u << (16 + 4);        // MOV to CR4: what CPUID hides cannot be enabled
+    v.d(V::intercept_misc1) = I1_INTR | I1_NMI | I1_SMI | I1_INIT | I1_RDPMC | I1_CPUID | I1_INVD | I1_HLT |
+                              I1_INVLPGA | I1_IOIO | I1_MSR | I1_TASK_SWITCH | I1_SHUTDOWN;
     v.d(V::intercept_misc2) = I2_VMRUN | I2_VMMCALL | I2_VMLOAD | I2_VMSAVE | I2_STGI | I2_CLGI | I2_SKINIT |
-                              I2_XSETBV;
+                              I2_WBINVD | I2_MONITOR | I2_MWAIT | I2_MWAIT_ARMED | I2_XSETBV | I2_RDPRU;
     v.q(V::iopm) = iopm_.raw();
     v.q(V::msrpm) = msrpm_.raw();
     v.q(V::vintr) = 1u << 24;                     // V_INTR_MASKING: the guest's IF does not mask Keel's interrupts
@@ -238,6 +305,7 @@ void SvmVcpu::destroy()
 {
     if (vmcb_pa_.raw()) mm::free(vmcb_pa_, 0);
     vmcb_pa_ = PhysAddr(0);
+    ext_.free();
 }
 
 // ASIDs are handed out per CPU in generations: when a CPU runs out, it flushes
@@ -249,10 +317,8 @@ void SvmVcpu::pick_asid()
     Vmcb v = vmcb();
     const u64 epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
     // The common case: the same vCPU again on the same CPU, nothing flushed since.
-    if (asid_cpu_ == c->index && asid_generation_ == pc.asid_generation && pc.flush_epoch == epoch) {
-        v.at<u8>(V::tlb_control) = 0;
-        return;
-    }
+    if (asid_cpu_ == c->index && asid_generation_ == pc.asid_generation && pc.flush_epoch == epoch)
+        return;   // TLB_CONTROL stays as exit handling left it (a flush after an emulated MOV to CR4)
     bool flush_all = false;
     if (pc.flush_epoch != epoch || pc.next_asid > max_asid_ || pc.asid_generation == 0) {
         pc.flush_epoch = epoch;
@@ -267,23 +333,61 @@ void SvmVcpu::pick_asid()
     v.at<u8>(V::tlb_control) = flush_all || !flush_by_asid_ ? 1 : 3;
 }
 
+// An exception intercepted while the guest ran goes back to it, combined as the CPU would
+// with an event whose delivery it interrupted (SDM vol. 3 6.15, table 6-5).
+void SvmVcpu::reflect(ExitInfo &e, u8 vec, u32 error)
+{
+    Vmcb v = vmcb();
+    e.reason = ExitReason::exception;
+    e.vector = vec;
+    const u64 pending = v.q(V::eventinj);   // the interrupted event, if any (set from EXITINTINFO)
+    v.q(V::eventinj) = 0;
+    if (pending & (1u << 31)) {
+        const u8 type = (pending >> 8) & 7, pvec = u8(pending);
+        auto contributory = [](u8 x) { return x == 0 || (x >= 10 && x <= 13); };
+        if (type == 3 && pvec == 8) {   // an exception while delivering #DF: the CPU shuts down
+            e.reason = ExitReason::shutdown;
+            return;
+        }
+        if (type == 3 && (contributory(pvec) || pvec == 14) && (contributory(vec) || vec == 14)) {
+            inject_exception(8, true, 0);   // double fault
+            return;
+        }
+        if (type != 3) deferred_ = pending;   // an interrupt/NMI/software event: delivered after the exception
+    }
+    inject_exception(vec, vec == 17 || vec == 8 || (vec >= 10 && vec <= 14), error);
+}
+
 void SvmVcpu::run(Gprs &g, ExitInfo &e)
 {
+    Cpu *c = cpu();
+    PerCpu &pc = percpu_[c->index];
+    KEEL_BUG_ON(pc.loaded != this);   // only load() hands out this interface
     Vmcb v = vmcb();
     pick_asid();
     v.d(V::clean) = 0;   // Keel does not track clean bits: the CPU reloads everything
 
-    v.q(V::rax) = g.rax;
-    PerCpu &pc = percpu_[cpu()->index];
-    if (pc.tsc_aux_owner != this) {
-        x86::wrmsr(0xc0000103, tsc_aux_);
-        pc.tsc_aux_owner = this;
+    if (deferred_ && !(v.q(V::eventinj) & (1u << 31))) {
+        const u8 type = (deferred_ >> 8) & 7;
+        if (type != 0 || ((v.q(V::rflags) & (1u << 9)) && !(v.q(V::int_shadow) & 1))) {
+            v.q(V::eventinj) = deferred_;
+            deferred_ = 0;
+        } else {
+            request_window(true);
+        }
     }
+    v.q(V::rax) = g.rax;
+    const Mitigations &mit = gstate::mitigations();
     x86::cli();
     clgi();
     x86::sti();          // interrupts stay pending until GIF=1, and exit the guest (INTR intercept)
-    svm_run(vmcb_pa_.raw(), &g, percpu_[cpu()->index].host_vmcb.raw());
-    stgi();              // a pending host interrupt is taken here
+    if (mit.verw) {
+        u16 sel = SEL_DATA;
+        asm volatile("verw %0" : : "m"(sel) : "cc");
+    }
+    svm_run(vmcb_pa_.raw(), &g, pc.host_vmcb.raw());
+    if (mit.rsb_stuff) rsb_fill();
+    stgi();              // a pending host interrupt (or NMI, #MC) is taken here, by Keel
     x86::cli();
     g.rax = v.q(V::rax);
 
@@ -295,8 +399,12 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
     v.at<u8>(V::tlb_control) = 0;
     // An event being delivered when the exit happened must be delivered again.
     const u64 pending = v.q(V::exitintinfo);
-    if (pending & (1u << 31)) v.q(V::eventinj) = pending;
-    else v.q(V::eventinj) = 0;
+    if (pending & (1u << 31)) {
+        v.q(V::eventinj) = pending;
+        e.in_delivery = true;
+    } else {
+        v.q(V::eventinj) = 0;
+    }
 
     switch (code) {
     case EX_CPUID: e.reason = ExitReason::cpuid; break;
@@ -318,25 +426,42 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
         e.write = info1 & 2;
         e.fetch = info1 & 16;
         break;
+    case EX_WRITE_CR4:
+        e.reason = ExitReason::cr_access;
+        e.cr = 4;
+        if (info1 & (1ull << 63)) {   // decode assists: the GPR is named
+            const unsigned r = info1 & 15;
+            e.cr_decoded = true;
+            e.cr_value = r == 4 ? v.q(V::rsp) : g[r];
+        }
+        break;
     case EX_SHUTDOWN: e.reason = ExitReason::shutdown; break;
     case EX_INTR: e.reason = ExitReason::intr; break;
     case EX_VINTR:
         e.reason = ExitReason::irq_window;
         request_window(false);
         break;
-    case EX_NMI: e.reason = ExitReason::nmi; break;
+    case EX_NMI: e.reason = ExitReason::nmi; break;   // taken by Keel at STGI above
     case EX_VMMCALL: e.reason = ExitReason::vmcall; break;
     case EX_XSETBV: e.reason = ExitReason::xsetbv; break;
-    case EX_INVALID: e.reason = ExitReason::invalid_state; break;
+    case EX_RDPMC: e.reason = ExitReason::rdpmc; break;
+    case EX_INVD: case EX_WBINVD: e.reason = ExitReason::cache_flush; break;
+    case EX_MONITOR: case EX_MWAIT: case EX_MWAIT_ARMED: e.reason = ExitReason::monitor; break;
+    case EX_INVLPGA: case EX_VMRUN: case EX_VMLOAD: case EX_VMSAVE: case EX_STGI: case EX_CLGI: case EX_SKINIT:
+    case EX_RDPRU:
+        e.reason = ExitReason::undefined;   // the guest's CPU has no SVM (CPUID): #UD
+        break;
     default:
-        if (code >= EX_EXCP0 && code < EX_EXCP0 + 32) {
-            // Intercepted only to break event storms: reflect it to the guest.
-            e.reason = ExitReason::exception;
-            u8 vec = u8(code - EX_EXCP0);
-            e.vector = vec;
-            inject_exception(vec, vec == 17, u32(info1));
+        if (code == EX_INVALID || u32(code) == INVALID32) {
+            e.reason = ExitReason::invalid_state;
+        } else if (code == EX_EXCP0 + 18) {
+            e.reason = ExitReason::machine_check;   // Keel's to report; the guest never sees the host's #MC
+            e.vector = 18;
+        } else if (code >= EX_EXCP0 && code < EX_EXCP0 + 32) {
+            // #DB (DR6 is already in the VMCB) and #AC: intercepted only to break event storms.
+            reflect(e, u8(code - EX_EXCP0), u32(info1));
         } else {
-            e.reason = ExitReason::other;   // VMRUN/VMLOAD/... from the guest, INVD, task switch, SMI, INIT
+            e.reason = ExitReason::other;   // task switch, SMI, INIT
         }
         break;
     }
@@ -351,9 +476,10 @@ bool SvmVcpu::arch_rdmsr(u32 msr, u64 &val)
     }
     switch (msr) {
     case 0xc0000103: val = tsc_aux_; return true;
+    case 0x48: val = ext_.spec_ctrl(); return true;
     case 0xc0000080: val = v.q(V::efer) & ~EFER_SVME; return true;
     case 0x277: val = v.q(V::g_pat); return true;
-    case 0x10: val = tsc(); return true;
+    case 0x10: val = guest_tsc(); return true;
     default: return false;
     }
 }
@@ -367,16 +493,21 @@ bool SvmVcpu::arch_wrmsr(u32 msr, u64 val)
     }
     switch (msr) {
     case 0xc0000103:
-        // Not in the VMCB: this vCPU's value is loaded while it runs.
+        // Not in the VMCB: this vCPU's value is in the register while it is loaded.
         tsc_aux_ = val;
         x86::wrmsr(msr, val);
-        percpu_[cpu()->index].tsc_aux_owner = this;
         return true;
-    case 0xc0000080:
-        // SCE, LME, NXE only; LMA is the CPU's to set.
+    case 0x48:
+        ext_.set_spec_ctrl(val);   // bits checked by the caller against the guest's profile
+        return true;
+    case 0xc0000080: {
+        // SCE, LME, NXE only; LMA is the CPU's to set. LME cannot change while paging is on.
         if (val & ~u64(1 | 1u << 8 | 1u << 10 | 1u << 11)) return false;
-        v.q(V::efer) = (val & ~u64(1u << 10)) | (v.q(V::efer) & (1u << 10)) | EFER_SVME;
+        const u64 old = v.q(V::efer);
+        if ((v.q(V::cr0) & (1ull << 31)) && ((old ^ val) & (1u << 8))) return false;
+        v.q(V::efer) = (val & ~u64(1u << 10)) | (old & (1u << 10)) | EFER_SVME;
         return true;
+    }
     case 0x277:
         for (unsigned i = 0; i < 8; i++) {
             u8 t = u8(val >> (8 * i));
@@ -385,7 +516,8 @@ bool SvmVcpu::arch_wrmsr(u32 msr, u64 val)
         v.q(V::g_pat) = val;
         return true;
     case 0x10:
-        v.q(V::tsc_offset) = val - x86::rdtsc();
+        tsc_offset_ = val - x86::rdtsc();
+        v.q(V::tsc_offset) = tsc_offset_;
         return true;
     default:
         return false;

@@ -3,6 +3,7 @@
 #include "arch/x86_64/svm.hpp"
 #include "arch/x86_64/vmx.hpp"
 #include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/guest_state.hpp"
 #include "kernel/new.hpp"
 
 namespace virt {
@@ -31,6 +32,8 @@ Vendor init_boot_cpu(const char *&why)
 
 Status init_cpu()
 {
+    // Guest register state is switched by Keel on every CPU that runs guests (XSAVE, DRs, SPEC_CTRL).
+    KEEL_TRY(gstate::init_cpu());
     switch (vendor_) {
     case Vendor::svm: return svm::enable_cpu();
     case Vendor::vmx: return vmx::enable_cpu();

@@ -29,6 +29,7 @@ struct EntryState {
     u64 gdt_base = 0;
     u16 gdt_limit = 0xffff;
     u16 cs = 0x08, ds = 0x10;
+    u64 cr4_reserved = 0;   // CR4 bits the guest's CPU profile hides: setting one must #GP
 };
 
 // A guest's second-level address space (NPT or EPT), built by the one page-table engine.
@@ -52,27 +53,17 @@ private:
     const Ept *ept() const { return reinterpret_cast<const Ept *>(storage_); }
 };
 
-// One vCPU's hardware side. run() enters the guest and returns at the next exit, normalised.
-class ArchVcpu : public VcpuOps {
+// One vCPU's hardware side: set up once, then loaded on its CPU for each slice (VcpuHandle).
+class ArchVcpu : public VcpuHandle {
 public:
-    virtual Status setup(const NestedSpace &space, const EntryState &entry) = 0;
-    virtual void run(Gprs &g, ExitInfo &e) = 0;
-    // External interrupts: can one be injected at the next entry (IF set, no interrupt
-    // shadow, no event already pending)? If not, ask for an exit when it can (irq_window).
-    virtual bool can_inject() = 0;
-    virtual void inject_interrupt(u8 vector) = 0;
-    virtual void request_window(bool on) = 0;
-    // A start-up IPI: at the next run() the vCPU begins in real mode at vector:0000 (CS = vector << 8).
-    virtual void start_at_sipi(u8 vector) = 0;
-    // On the CPU the vCPU ran on, once it will not run again (VMX: VMCLEAR its VMCS there).
-    virtual void retire() = 0;
-    virtual void destroy() = 0;
+    // `owner` names the guest (IBPB when a CPU switches between different owners).
+    virtual Status setup(const NestedSpace &space, const EntryState &entry, u64 owner) = 0;
 
 protected:
     ~ArchVcpu() = default;
 };
 
-inline constexpr usize ARCH_VCPU_STORAGE = 256;
+inline constexpr usize ARCH_VCPU_STORAGE = 384;
 // Construct the backend for this CPU's vendor in `storage` (ARCH_VCPU_STORAGE bytes, 16-aligned).
 ArchVcpu *make_vcpu(void *storage);
 

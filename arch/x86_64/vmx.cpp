@@ -3,6 +3,7 @@
 #include "arch/x86_64/vmx.hpp"
 
 #include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "kernel/console.hpp"
 #include "kernel/new.hpp"
@@ -37,7 +38,7 @@ enum class F : u32 {
     insn_error = 0x4400, exit_reason = 0x4402, exit_intr = 0x4404, exit_intr_error = 0x4406,
     idt_vectoring = 0x4408, idt_vectoring_error = 0x440a, exit_len = 0x440c,
     guest_es_limit = 0x4800, guest_es_ar = 0x4814, guest_gdtr_limit = 0x4810, guest_idtr_limit = 0x4812,
-    guest_interruptibility = 0x4824, guest_activity = 0x4826, guest_sysenter_cs = 0x482a,
+    guest_interruptibility = 0x4824, guest_activity = 0x4826, guest_sysenter_cs = 0x482a, guest_ss_ar = 0x4818,
     host_sysenter_cs = 0x4c00,
     cr0_mask = 0x6000, cr4_mask = 0x6002, cr0_shadow = 0x6004, cr4_shadow = 0x6006,
     exit_qual = 0x6400,
@@ -87,9 +88,8 @@ void invvpid(u64 type, u16 vpid)
 
 struct PerCpu {
     PhysAddr vmxon;
-    const void *current;     // the VMCS loaded with VMPTRLD
+    const void *current;     // the VMCS loaded with VMPTRLD (by load())
     u64 flush_epoch;
-    const void *msr_owner;   // whose syscall MSRs are loaded on this CPU
 };
 PerCpu percpu_[MAX_CPUS];
 u32 revision_;
@@ -115,17 +115,24 @@ void allow_msr(u8 *map, u32 msr, bool read, bool write)
 constexpr u32 SWAPPED[] = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0xc0000103};
 constexpr usize NSWAPPED = sizeof(SWAPPED) / sizeof(SWAPPED[0]);
 
-class VmxVcpu final : public virt::ArchVcpu {
+// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu):
+// every VMREAD/VMWRITE is behind load(), which makes this vCPU's VMCS the current one.
+class VmxVcpu final : public virt::ArchVcpu, private LoadedVcpu {
 public:
-    Status setup(const virt::NestedSpace &space, const virt::EntryState &entry) override;
-    void run(Gprs &g, ExitInfo &e) override;
+    Status setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner) override;
+    LoadedVcpu &load() override;
+    u64 guest_tsc() const override { return x86::rdtsc() + tsc_offset_; }
     void retire() override;
     void destroy() override;
     void start_at_sipi(u8 vector) override
     {
         sipi_vector_ = vector;
-        sipi_pending_ = true;   // applied in run(), where this vCPU's VMCS is current
+        __atomic_store_n(&sipi_pending_, true, __ATOMIC_RELEASE);   // applied by load(), VMCS current
     }
+
+private:
+    // ---- LoadedVcpu: only while this vCPU's VMCS is the current one ----
+    void run(Gprs &g, ExitInfo &e) override;
     bool can_inject() override
     {
         return (vmread(F::guest_rflags) & (1u << 9)) && !(vmread(F::guest_interruptibility) & 3) &&
@@ -154,10 +161,21 @@ public:
                         vmread(F::guest_efer) & (1u << 10), ar & (1u << 13), ar & (1u << 14));
     }
     u64 cs_base() override { return vmread(F::guest_cs_base); }
-    u64 cr0() override { return vmread(F::guest_cr0); }
+    u64 cr0() override { return vmread(F::cr0_shadow) | (vmread(F::guest_cr0) & ~vmread(F::cr0_mask)); }
     u64 cr3() override { return vmread(F::guest_cr3); }
     u64 cr4() override { return vmread(F::cr4_shadow) | (vmread(F::guest_cr4) & ~vmread(F::cr4_mask)); }
     u64 efer() override { return vmread(F::guest_efer); }
+    u64 rsp() override { return vmread(F::guest_rsp); }
+    void set_rsp(u64 v) override { vmwrite(F::guest_rsp, v); }
+    u8 cpl() override { return u8((vmread(F::guest_ss_ar) >> 5) & 3); }
+    u64 xcr0() override { return ext_.xcr0(); }
+    void set_xcr0(u64 v) override { ext_.set_xcr0(v); }
+    void set_cr0(u64 v) override;
+    void set_cr4(u64 v) override
+    {
+        vmwrite(F::cr4_shadow, v);
+        vmwrite(F::guest_cr4, v | cr4_fixed0_);
+    }
     void inject_exception(u8 vector, bool has_error, u32 error) override
     {
         vmwrite(F::entry_intr, vector | 3u << 8 | (has_error ? 1u << 11 : 0) | 1u << 31);
@@ -165,38 +183,57 @@ public:
     }
     bool arch_rdmsr(u32 msr, u64 &v) override;
     bool arch_wrmsr(u32 msr, u64 v) override;
+    u64 tsc() override { return guest_tsc(); }
     void host_cpuid(u32 leaf, u32 sub, u32 out[4]) override
     {
         auto r = x86::cpuid(leaf, sub);
         out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
     }
-    u64 tsc() override { return x86::rdtsc() + vmread(F::tsc_offset); }
 
-private:
     void first_run();
-    bool handle_cr(u64 qual, Gprs &g);
+    void apply_sipi();
+    void reflect(ExitInfo &e, u64 info);
 
     PhysAddr vmcs_;
     u64 eptp_ = 0;
     virt::EntryState entry_{};
+    u64 cr0_fixed0_ = 0, cr4_fixed0_ = 0;
+    u64 tsc_offset_ = 0;
+    u64 deferred_ = 0;           // an event interrupted by an intercepted exception: injected after it
+    u32 deferred_error_ = 0;
+    gstate::ExtState ext_;
     u16 vpid_ = 0;
     u32 cpu_ = ~0u;
     bool launched_ = false;
     u64 swapped_[NSWAPPED] = {};
     u8 sipi_vector_ = 0;
     bool sipi_pending_ = false;
-
-    void apply_sipi();
 };
+
+LoadedVcpu &VmxVcpu::load()
+{
+    Cpu *c = cpu();
+    PerCpu &pc = percpu_[c->index];
+    if (cpu_ == ~0u) first_run();
+    else if (pc.current != this) {
+        u64 pa = vmcs_.raw();
+        asm volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
+        pc.current = this;
+    }
+    // State that is neither in the VMCS nor Keel's: this vCPU's, in the registers while it is loaded.
+    if (gstate::load(ext_))
+        for (usize i = 0; i < NSWAPPED; i++) x86::wrmsr(SWAPPED[i], swapped_[i]);
+    if (__atomic_load_n(&sipi_pending_, __ATOMIC_ACQUIRE)) apply_sipi();
+    return *this;
+}
 
 // Real mode at vector:0000 (unrestricted guest), as an application processor wakes up.
 void VmxVcpu::apply_sipi()
 {
     sipi_pending_ = false;
-    const u64 cr0_fixed0 = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);
-    vmwrite(F::guest_cr0, 0x10 | cr0_fixed0);
+    vmwrite(F::guest_cr0, 0x10 | cr0_fixed0_);
     vmwrite(F::cr0_shadow, 0x10);
-    vmwrite(F::guest_cr4, x86::rdmsr(msr::CR4_FIXED0));
+    vmwrite(F::guest_cr4, cr4_fixed0_);
     vmwrite(F::cr4_shadow, 0);
     vmwrite(F::guest_cr3, 0);
     vmwrite(F::guest_efer, 0);
@@ -218,11 +255,18 @@ void VmxVcpu::apply_sipi()
     vmwrite(F::entry_intr, 0);
 }
 
-Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry)
+Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner)
 {
     auto page = mm::alloc_zeroed(0);
     if (!page) return page.error();
     vmcs_ = *page;
+    if (auto s = ext_.init(owner, true); !s) {   // VM exits leave the guest's DR6 in the register
+        mm::free(vmcs_, 0);
+        vmcs_ = PhysAddr(0);
+        return s;
+    }
+    cr0_fixed0_ = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);   // PE, PG are free with UG
+    cr4_fixed0_ = x86::rdmsr(msr::CR4_FIXED0);
     *mm::phys_ptr<u32>(vmcs_) = revision_;
     eptp_ = EptFormat::eptp(space.root());
     entry_ = entry;
@@ -241,6 +285,7 @@ void VmxVcpu::retire()
     asm volatile("vmclear %0" : : "m"(pa) : "cc", "memory");
     PerCpu &pc = percpu_[cpu_];
     if (pc.current == this) pc.current = nullptr;
+    gstate::forget(ext_);
     cpu_ = ~0u;
     launched_ = false;
 }
@@ -249,6 +294,7 @@ void VmxVcpu::destroy()
 {
     if (vmcs_.raw()) mm::free(vmcs_, 0);
     vmcs_ = PhysAddr(0);
+    ext_.free();
 }
 
 // The VMCS is filled on the CPU the vCPU runs on (host state is per CPU); a vCPU never migrates.
@@ -266,7 +312,9 @@ void VmxVcpu::first_run()
     vmwrite(F::proc2, proc2_ctl_);
     vmwrite(F::exit_ctl, exit_ctl_);
     vmwrite(F::entry_ctl, entry_ctl_);
-    vmwrite(F::exc_bitmap, 1u << 17 | 1u << 18);   // #AC (no alignment-check storm), #MC
+    // #DB (a breakpoint on the delivery of #DB itself loops in microcode: CVE-2015-8104), #AC (the
+    // same with alignment checks), #MC (the host's, never the guest's).
+    vmwrite(F::exc_bitmap, 1u << 1 | 1u << 17 | 1u << 18);
     vmwrite(F::cr3_count, 0);
     vmwrite(F::exit_msr_store, 0);
     vmwrite(F::exit_msr_load, 0);
@@ -303,13 +351,13 @@ void VmxVcpu::first_run()
 
     // Guest: 32-bit protected mode, flat, paging off (unrestricted guest), or 64-bit code.
     const bool lm = entry_.mode == virt::EntryState::Mode::long64;
-    const u64 cr0_fixed0 = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);   // PE, PG are free with UG
-    const u64 cr4_fixed0 = x86::rdmsr(msr::CR4_FIXED0);
-    vmwrite(F::guest_cr0, entry_.cr0 | 0x10 | cr0_fixed0);
-    vmwrite(F::cr0_mask, cr0_fixed0);              // bits the CPU insists on: the guest sees its own view
+    vmwrite(F::guest_cr0, entry_.cr0 | 0x10 | cr0_fixed0_);
+    vmwrite(F::cr0_mask, cr0_fixed0_);             // bits the CPU insists on: the guest sees its own view
     vmwrite(F::cr0_shadow, entry_.cr0 | 0x10);
-    vmwrite(F::guest_cr4, entry_.cr4 | cr4_fixed0);
-    vmwrite(F::cr4_mask, cr4_fixed0);
+    vmwrite(F::guest_cr4, entry_.cr4 | cr4_fixed0_);
+    // Owned by Keel: what the CPU insists on, and what the guest's CPU profile hides (a MOV
+    // that sets one exits and gets #GP).
+    vmwrite(F::cr4_mask, cr4_fixed0_ | entry_.cr4_reserved);
     vmwrite(F::cr4_shadow, entry_.cr4);
     vmwrite(F::guest_cr3, entry_.cr3);
     vmwrite(F::entry_ctl, lm ? entry_ctl_ | (1u << 9) : entry_ctl_);   // IA-32e mode guest
@@ -349,130 +397,187 @@ void VmxVcpu::first_run()
     invvpid(1, vpid_);
 }
 
-bool VmxVcpu::handle_cr(u64 qual, Gprs &g)
+// A MOV to CR0 that changed a bit Keel owns, checked by the exit handler: the shadow takes the
+// guest's value, the real CR0 adds what VMX needs; paging on/off with LME switches IA-32e mode.
+void VmxVcpu::set_cr0(u64 v)
 {
-    const unsigned cr = qual & 15, type = (qual >> 4) & 3, reg = (qual >> 8) & 15;
-    if (type != 0 || (cr != 0 && cr != 4)) return false;   // only MOV to CR0/CR4 can exit here
-    u64 v = reg == 4 ? vmread(F::guest_rsp) : g[reg];
-    if (cr == 4) {
-        if (v & (1u << 13)) {   // VMXE: no nested virtualization
-            inject_exception(13, true, 0);
-            return true;
-        }
-        vmwrite(F::cr4_shadow, v);
-        vmwrite(F::guest_cr4, v | x86::rdmsr(msr::CR4_FIXED0));
-    } else {
-        const u64 fixed = x86::rdmsr(msr::CR0_FIXED0) & ~u64(1 | 1ull << 31);
-        vmwrite(F::cr0_shadow, v);
-        vmwrite(F::guest_cr0, v | fixed);
+    const u64 old = cr0();
+    vmwrite(F::cr0_shadow, v);
+    vmwrite(F::guest_cr0, v | cr0_fixed0_);
+    constexpr u64 PG = 1ull << 31;
+    if ((old ^ v) & PG) {
+        u64 efer = vmread(F::guest_efer);
+        const bool lma = (v & PG) && (efer & (1u << 8));
+        efer = lma ? efer | (1u << 10) : efer & ~u64(1u << 10);
+        vmwrite(F::guest_efer, efer);
+        vmwrite(F::entry_ctl, lma ? entry_ctl_ | (1u << 9) : entry_ctl_ & ~(1u << 9));
     }
-    set_rip(rip() + vmread(F::exit_len));
-    return true;
+}
+
+// An exception intercepted while the guest ran goes back to it, combined as the CPU would with
+// an event whose delivery it interrupted (SDM vol. 3 6.15, table 6-5).
+void VmxVcpu::reflect(ExitInfo &e, u64 info)
+{
+    const u8 vec = u8(info), type = (info >> 8) & 7;
+    e.reason = ExitReason::exception;
+    e.vector = vec;
+    if (vec == 1 && type == 3) {
+        // A #DB that exits leaves DR6 alone: the exit qualification has what the CPU would have put
+        // there (B0-B3 replaced, BD and BS added; RTM is active-low).
+        const u64 qual = vmread(F::exit_qual);
+        u64 dr6;
+        asm volatile("mov %%db6, %0" : "=r"(dr6));
+        dr6 = (dr6 & ~u64(0xf)) | 0xffff0ff0 | (qual & 0x600f);
+        if (qual & (1u << 16)) dr6 &= ~u64(1u << 16);
+        asm volatile("mov %0, %%db6" : : "r"(dr6));
+    }
+    const u64 pending = vmread(F::entry_intr);   // the interrupted event, if any (from IDT-vectoring)
+    vmwrite(F::entry_intr, 0);
+    if (pending & (1u << 31)) {
+        const u8 ptype = (pending >> 8) & 7, pvec = u8(pending);
+        auto contributory = [](u8 x) { return x == 0 || (x >= 10 && x <= 13); };
+        if (ptype == 3 && pvec == 8) {   // an exception while delivering #DF: the CPU shuts down
+            e.reason = ExitReason::shutdown;
+            return;
+        }
+        if (ptype == 3 && (contributory(pvec) || pvec == 14) && (contributory(vec) || vec == 14)) {
+            inject_exception(8, true, 0);
+            return;
+        }
+        if (ptype != 3) {   // an interrupt, NMI or software event: delivered after the exception
+            deferred_ = pending;
+            deferred_error_ = u32(vmread(F::entry_error));
+        }
+    }
+    // Same type as it came (ICEBP is a privileged software exception: its length goes along).
+    u32 inj = u32(info & (0xff | 7u << 8 | 1u << 11)) | 1u << 31;
+    vmwrite(F::entry_intr, inj);
+    if (info & (1u << 11)) vmwrite(F::entry_error, vmread(F::exit_intr_error));
+    if (type >= 4) vmwrite(F::entry_len, vmread(F::exit_len));
 }
 
 void VmxVcpu::run(Gprs &g, ExitInfo &e)
 {
     Cpu *c = cpu();
     PerCpu &pc = percpu_[c->index];
-    if (cpu_ == ~0u) first_run();
-    else if (pc.current != this) {
-        u64 pa = vmcs_.raw();
-        asm volatile("vmptrld %0" : : "m"(pa) : "cc", "memory");
-        pc.current = this;
-    }
-    if (sipi_pending_) apply_sipi();
+    KEEL_BUG_ON(pc.current != this);   // only load() hands out this interface, with the VMCS current
     if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
         pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
         invept_all();
         invvpid(2, 0);
     }
-    if (pc.msr_owner != this) {
-        for (usize i = 0; i < NSWAPPED; i++) x86::wrmsr(SWAPPED[i], swapped_[i]);
-        pc.msr_owner = this;
+    if (deferred_ && !(vmread(F::entry_intr) & (1u << 31))) {
+        const u8 type = (deferred_ >> 8) & 7;
+        if (type != 0 || can_inject()) {
+            vmwrite(F::entry_intr, deferred_);
+            if (deferred_ & (1u << 11)) vmwrite(F::entry_error, deferred_error_);
+            deferred_ = 0;
+        } else {
+            request_window(true);
+        }
     }
+    const Mitigations &mit = gstate::mitigations();
 
-    for (;;) {
-        x86::cli();
-        u64 failed = vmx_run(&g, launched_);
-        // An external interrupt that caused the exit is taken here: STI holds interrupts off for one
-        // more instruction, so the NOP is the window (with "sti; cli" it would never open).
-        asm volatile("sti; nop; cli" ::: "memory");
-        e = ExitInfo{};
-        if (failed) {
-            e.reason = ExitReason::invalid_state;
-            e.raw = 0x10000 | vmread(F::insn_error);
-            return;
-        }
-        launched_ = true;
-        const u64 reason = vmread(F::exit_reason);
-        e.raw = reason;
-        // An event being delivered when the exit happened must be delivered again.
-        const u64 vect = vmread(F::idt_vectoring);
-        if (vect & (1u << 31)) {
-            vmwrite(F::entry_intr, vect & ~u64(1u << 12));
-            if (vect & (1u << 11)) vmwrite(F::entry_error, vmread(F::idt_vectoring_error));
-        }
-        if (reason & (1u << 31)) {
-            e.reason = ExitReason::invalid_state;
-            return;
-        }
-        const u64 qual = vmread(F::exit_qual);
-        switch (reason & 0xffff) {
-        case 0: {   // exception or NMI
-            u64 info = vmread(F::exit_intr);
-            if (((info >> 8) & 7) == 2) {
-                e.reason = ExitReason::nmi;
-            } else {
-                e.reason = ExitReason::exception;   // intercepted only to break event storms: reflect it
-                e.vector = u8(info);
-                inject_exception(u8(info), info & (1u << 11), u32(vmread(F::exit_intr_error)));
-            }
-            return;
-        }
-        case 1: e.reason = ExitReason::intr; return;
-        case 7:
-            e.reason = ExitReason::irq_window;
-            request_window(false);
-            return;
-        case 2: e.reason = ExitReason::shutdown; return;
-        case 10: e.reason = ExitReason::cpuid; break;
-        case 12: e.reason = ExitReason::hlt; break;
-        case 18: e.reason = ExitReason::vmcall; break;
-        case 19: case 20: case 21: case 22: case 23: case 24: case 25: case 26: case 27: case 50: case 53:
-            inject_exception(6, false, 0);   // VMX instructions, INVEPT, INVVPID: #UD
-            continue;
-        case 28:
-            if (handle_cr(qual, g)) continue;
-            e.reason = ExitReason::cr_access;
-            return;
-        case 30:
-            e.reason = ExitReason::io;
-            e.size = u8((qual & 7) + 1);
-            e.in = qual & 8;
-            e.string = qual & 16;
-            e.rep = qual & 32;
-            e.port = u16(qual >> 16);
-            e.addr_size = mode() == x86::CpuMode::long64 ? 8 : mode() == x86::CpuMode::prot32 ? 4 : 2;
-            break;
-        case 31: e.reason = ExitReason::rdmsr; break;
-        case 32: e.reason = ExitReason::wrmsr; break;
-        case 33: e.reason = ExitReason::invalid_state; return;
-        case 48:
-            e.reason = ExitReason::npf;
-            e.gpa = vmread(F::guest_phys);
-            e.write = qual & 2;
-            e.fetch = qual & 4;
-            return;
-        case 55: e.reason = ExitReason::xsetbv; break;
-        default: e.reason = ExitReason::other; return;
-        }
-        // Instruction exits: the CPU tells us the length.
-        e.next_rip = rip() + vmread(F::exit_len);
-        const x86::CpuMode m = mode();
-        if (m == x86::CpuMode::prot32) e.next_rip &= 0xffffffff;
-        else if (m != x86::CpuMode::long64) e.next_rip &= 0xffff;
+    x86::cli();
+    if (mit.flush_l1d) x86::wrmsr(0x10b, 1);   // L1TF: nothing of Keel's or another guest's left in L1D
+    else if (mit.verw) {
+        u16 sel = SEL_DATA;
+        asm volatile("verw %0" : : "m"(sel) : "cc");
+    }
+    u64 failed = vmx_run(&g, launched_);
+    if (mit.rsb_stuff) rsb_fill();
+    // An external interrupt that caused the exit is taken here: STI holds interrupts off for one
+    // more instruction, so the NOP is the window (with "sti; cli" it would never open).
+    asm volatile("sti; nop; cli" ::: "memory");
+    e = ExitInfo{};
+    if (failed) {
+        e.reason = ExitReason::invalid_state;
+        e.raw = 0x10000 | vmread(F::insn_error);
         return;
     }
+    launched_ = true;
+    const u64 reason = vmread(F::exit_reason);
+    e.raw = reason;
+    if (reason & (1u << 31)) {   // the entry failed: invalid guest state (33), MSR loading (34), #MC (41)
+        e.reason = (reason & 0xffff) == 41 ? ExitReason::machine_check : ExitReason::invalid_state;
+        return;
+    }
+    // An event being delivered when the exit happened must be delivered again (software events
+    // with their instruction length).
+    const u64 vect = vmread(F::idt_vectoring);
+    if (vect & (1u << 31)) {
+        vmwrite(F::entry_intr, vect & ~u64(1u << 12));
+        if (vect & (1u << 11)) vmwrite(F::entry_error, vmread(F::idt_vectoring_error));
+        const u8 type = (vect >> 8) & 7;
+        if (type >= 4) vmwrite(F::entry_len, vmread(F::exit_len));
+        e.in_delivery = true;
+    }
+    const u64 qual = vmread(F::exit_qual);
+    switch (reason & 0xffff) {
+    case 0: {   // exception or NMI
+        const u64 info = vmread(F::exit_intr);
+        if (((info >> 8) & 7) == 2) {
+            // The host's NMI caused the exit and is blocked, not delivered: run Keel's handler now.
+            e.reason = ExitReason::nmi;
+            asm volatile("int $2" ::: "memory");
+        } else if (u8(info) == 18) {
+            e.reason = ExitReason::machine_check;   // Keel's to report; the guest never sees the host's #MC
+            e.vector = 18;
+        } else {
+            reflect(e, info);   // #DB, #AC: intercepted only to break event storms
+        }
+        return;
+    }
+    case 1: e.reason = ExitReason::intr; return;
+    case 7:
+        e.reason = ExitReason::irq_window;
+        request_window(false);
+        return;
+    case 2: e.reason = ExitReason::shutdown; return;
+    case 10: e.reason = ExitReason::cpuid; break;
+    case 12: e.reason = ExitReason::hlt; break;
+    case 13: case 54: e.reason = ExitReason::cache_flush; break;   // INVD, WBINVD
+    case 15: e.reason = ExitReason::rdpmc; break;
+    case 18: e.reason = ExitReason::vmcall; break;
+    case 19: case 20: case 21: case 22: case 23: case 24: case 25: case 26: case 27: case 50: case 53:
+        e.reason = ExitReason::undefined;   // VMX instructions, INVEPT, INVVPID: the guest has no VMX
+        break;
+    case 28: {
+        const unsigned cr = qual & 15, type = (qual >> 4) & 3, reg = (qual >> 8) & 15;
+        e.reason = ExitReason::cr_access;
+        if (type != 0 || (cr != 0 && cr != 4)) return;   // only MOV to CR0/CR4 can exit here
+        e.cr = u8(cr);
+        e.cr_decoded = true;
+        e.cr_value = reg == 4 ? vmread(F::guest_rsp) : g[reg];
+        break;
+    }
+    case 30:
+        e.reason = ExitReason::io;
+        e.size = u8((qual & 7) + 1);
+        e.in = qual & 8;
+        e.string = qual & 16;
+        e.rep = qual & 32;
+        e.port = u16(qual >> 16);
+        e.addr_size = mode() == x86::CpuMode::long64 ? 8 : mode() == x86::CpuMode::prot32 ? 4 : 2;
+        break;
+    case 31: e.reason = ExitReason::rdmsr; break;
+    case 32: e.reason = ExitReason::wrmsr; break;
+    case 33: e.reason = ExitReason::invalid_state; return;
+    case 36: case 39: e.reason = ExitReason::monitor; break;   // MWAIT, MONITOR
+    case 48:
+        e.reason = ExitReason::npf;
+        e.gpa = vmread(F::guest_phys);
+        e.write = qual & 2;
+        e.fetch = qual & 4;
+        return;
+    case 55: e.reason = ExitReason::xsetbv; break;
+    default: e.reason = ExitReason::other; return;
+    }
+    // Instruction exits: the CPU tells us the length.
+    e.next_rip = rip() + vmread(F::exit_len);
+    const x86::CpuMode m = mode();
+    if (m == x86::CpuMode::prot32) e.next_rip &= 0xffffffff;
+    else if (m != x86::CpuMode::long64) e.next_rip &= 0xffff;
 }
 
 bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
@@ -480,7 +585,8 @@ bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
     switch (msr) {
     case 0xc0000080: v = vmread(F::guest_efer); return true;
     case 0x277: v = vmread(F::guest_pat); return true;
-    case 0x10: v = tsc(); return true;
+    case 0x10: v = guest_tsc(); return true;
+    case 0x48: v = ext_.spec_ctrl(); return true;
     case 0xc0000100: v = vmread(F::guest_fs_base); return true;
     case 0xc0000101: v = vmread(F::guest_gs_base); return true;
     case 0x174: v = vmread(F::guest_sysenter_cs); return true;
@@ -498,8 +604,11 @@ bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
 bool VmxVcpu::arch_wrmsr(u32 msr, u64 v)
 {
     switch (msr) {
+    case 0x48: ext_.set_spec_ctrl(v); return true;   // bits checked by the caller against the profile
     case 0xc0000080: {
         if (v & ~u64(1 | 1u << 8 | 1u << 10 | 1u << 11)) return false;
+        // LME cannot change while paging is on.
+        if ((cr0() & (1ull << 31)) && ((vmread(F::guest_efer) ^ v) & (1u << 8))) return false;
         // LMA follows LME once paging is on; the entry control must agree with it.
         u64 lma = (v & (1u << 8)) && (vmread(F::guest_cr0) & (1ull << 31)) ? 1u << 10 : 0;
         vmwrite(F::guest_efer, (v & ~u64(1u << 10)) | lma);
@@ -513,12 +622,15 @@ bool VmxVcpu::arch_wrmsr(u32 msr, u64 v)
         }
         vmwrite(F::guest_pat, v);
         return true;
-    case 0x10: vmwrite(F::tsc_offset, v - x86::rdtsc()); return true;
+    case 0x10:
+        tsc_offset_ = v - x86::rdtsc();
+        vmwrite(F::tsc_offset, tsc_offset_);
+        return true;
     }
     for (usize i = 0; i < NSWAPPED; i++)
         if (SWAPPED[i] == msr) {
             swapped_[i] = v;
-            x86::wrmsr(msr, v);   // this vCPU's values are the loaded ones while it runs
+            x86::wrmsr(msr, v);   // this vCPU's values are in the registers while it is loaded
             return true;
         }
     return false;
@@ -536,19 +648,24 @@ const char *unsupported()
     revision_ = u32(basic & 0x7fffffff);
     bool ok = adjust(1u << 0 | 1u << 3, true_ctls_ ? msr::TRUE_PINBASED : msr::PINBASED, pin_ctl_);
     // HLT, unconditional I/O, MSR bitmaps, secondary controls; no CR3 exits (EPT).
-    u32 want_proc = 1u << 7 | 1u << 24 | 1u << 28 | 1u << 31;
+    // HLT, MWAIT, RDPMC, unconditional I/O, MSR bitmaps, MONITOR, secondary controls.
+    u32 want_proc = 1u << 7 | 1u << 10 | 1u << 11 | 1u << 24 | 1u << 28 | 1u << 29 | 1u << 31;
     if (!adjust(want_proc, true_ctls_ ? msr::TRUE_PROCBASED : msr::PROCBASED, proc_ctl_) || !ok)
         return "VMX lacks basic controls (HLT/I/O exiting, MSR bitmaps, secondary controls)";
     // EPT, RDTSCP, VPID, unrestricted guest.
-    if (!adjust(1u << 1 | 1u << 5 | 1u << 7, msr::PROCBASED2, proc2_ctl_)) return "VMX lacks EPT, VPID or unrestricted guest";
+    // EPT, VPID, WBINVD exiting, unrestricted guest.
+    if (!adjust(1u << 1 | 1u << 5 | 1u << 6 | 1u << 7, msr::PROCBASED2, proc2_ctl_))
+        return "VMX lacks EPT, VPID, WBINVD exiting or unrestricted guest";
     // RDTSCP and INVPCID: without their enables they raise #UD in the guest although CPUID shows them.
     u32 more;
     if (adjust(proc2_ctl_ | 1u << 3, msr::PROCBASED2, more)) proc2_ctl_ = more;
     if (adjust(proc2_ctl_ | 1u << 12, msr::PROCBASED2, more)) proc2_ctl_ = more;
-    // 64-bit host, save/load PAT and EFER.
-    if (!adjust(1u << 9 | 1u << 18 | 1u << 19 | 1u << 20 | 1u << 21, true_ctls_ ? msr::TRUE_EXIT : msr::EXIT, exit_ctl_))
+    // Save debug controls (the guest's DR7), 64-bit host, save/load PAT and EFER.
+    if (!adjust(1u << 2 | 1u << 9 | 1u << 18 | 1u << 19 | 1u << 20 | 1u << 21, true_ctls_ ? msr::TRUE_EXIT : msr::EXIT,
+                exit_ctl_))
         return "VMX lacks the exit controls Keel needs";
-    if (!adjust(1u << 14 | 1u << 15, true_ctls_ ? msr::TRUE_ENTRY : msr::ENTRY, entry_ctl_))
+    // Load debug controls, PAT and EFER.
+    if (!adjust(1u << 2 | 1u << 14 | 1u << 15, true_ctls_ ? msr::TRUE_ENTRY : msr::ENTRY, entry_ctl_))
         return "VMX lacks the entry controls Keel needs";
     ept_caps_ = x86::rdmsr(msr::EPT_VPID_CAP);
     if (!(ept_caps_ & (1u << 6)) || !(ept_caps_ & (1u << 14))) return "EPT lacks 4-level walks or write-back";

@@ -24,6 +24,7 @@
 #include "kernel/loader_multiboot.hpp"
 #include "kernel/new.hpp"
 #include "kernel/spinlock.hpp"
+#include "kernel/vcpu_irq.hpp"
 #include "kernel/vm_exits.hpp"
 
 extern const Acpi &boot_acpi();
@@ -50,14 +51,10 @@ struct Vcpu {
     VcpuStats stats;
     u64 ready_since;
     Vcpu *next;
-    Spinlock lapic_lock;                  // its CPU and IPI senders on other CPUs
-    LapicModel lapic;
-    // Exit-path shortcut: the APIC is looked at only when something may have changed.
-    bool irq_check;                       // set by APIC accesses, IPIs and interrupt windows (atomic)
+    VcpuIrq irq;                          // its local APIC (exit-path shortcut: looked at only when needed)
     bool init_seen;                       // an application processor got INIT: the next SIPI starts it
     bool hung;                            // halted with interrupts off: only the guest's end moves it
     bool ipi_out;                         // the guest wrote its APIC: IPIs or EOIs may be queued
-    u64 irq_deadline;                     // the APIC timer's next event (guest TSC)
 };
 
 // The local APICs' register page and MSRs, routed to the accessing vCPU's model.
@@ -178,58 +175,58 @@ void guest_line(void *ctx, const char *line, usize n)
     console::write(buf, min(k, sizeof(buf) - 1));
 }
 
-u64 guest_now(Vcpu &v) { return v.arch->tsc(); }
+u64 guest_now(Vcpu &v) { return v.arch->guest_tsc(); }
 
 // The guest may move its APICs' page (IA32_APIC_BASE): any vCPU's current page is an APIC page.
 bool LapicDevice::covers(u64 gpa) const
 {
     for (u32 i = 0; i < g_->nvcpus; i++)
-        if (g_->vcpus[i].lapic.xapic_mmio_active() && (gpa & ~0xfffull) == g_->vcpus[i].lapic.mmio_base()) return true;
+        if (g_->vcpus[i].irq.lapic.xapic_mmio_active() && (gpa & ~0xfffull) == g_->vcpus[i].irq.lapic.mmio_base()) return true;
     return false;
 }
 
 void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
 {
     Vcpu &v = g_->vcpus[vcpu];
-    Guard lk(v.lapic_lock);
+    Guard lk(v.irq.lock);
     const u64 now = guest_now(v);
     // The APIC's registers are 32 bits wide, 16-byte aligned: other accesses read 0 and write nothing.
     if (size != 4 || (gpa & 3)) {
         if (!write) value = 0;
         return;
     }
-    if (!v.lapic.xapic_mmio_active()) {   // disabled or in x2APIC mode: the page is not the APIC
+    if (!v.irq.lapic.xapic_mmio_active()) {   // disabled or in x2APIC mode: the page is not the APIC
         if (!write) value = ~0u;
         return;
     }
-    if (write) v.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
-    else value = v.lapic.mmio_read(u32(gpa & 0xfff), now);
-    v.irq_check = v.ipi_out = true;
+    if (write) v.irq.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
+    else value = v.irq.lapic.mmio_read(u32(gpa & 0xfff), now);
+    v.irq.check = v.ipi_out = true;
 }
 
 bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
 {
     Vcpu &v = g_->vcpus[vcpu];
-    Guard lk(v.lapic_lock);
+    Guard lk(v.irq.lock);
     const u64 now = guest_now(v);
-    if (msr == 0x1b) value = v.lapic.apic_base(), ok = true;
-    else if (msr == 0x6e0) value = v.lapic.tsc_deadline_read(now), ok = true;
-    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.lapic.msr_read(msr, value, now);
+    if (msr == 0x1b) value = v.irq.lapic.apic_base(), ok = true;
+    else if (msr == 0x6e0) value = v.irq.lapic.tsc_deadline_read(now), ok = true;
+    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_read(msr, value, now);
     else return false;
-    v.irq_check = true;
+    v.irq.check = true;
     return true;
 }
 
 bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
 {
     Vcpu &v = g_->vcpus[vcpu];
-    Guard lk(v.lapic_lock);
+    Guard lk(v.irq.lock);
     const u64 now = guest_now(v);
-    if (msr == 0x1b) ok = v.lapic.set_apic_base(value);
-    else if (msr == 0x6e0) v.lapic.tsc_deadline_write(value, now), ok = true;
-    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.lapic.msr_write(msr, value, now);
+    if (msr == 0x1b) ok = v.irq.lapic.set_apic_base(value);
+    else if (msr == 0x6e0) v.irq.lapic.tsc_deadline_write(value, now), ok = true;
+    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_write(msr, value, now);
     else return false;
-    v.irq_check = v.ipi_out = true;
+    v.irq.check = v.ipi_out = true;
     return true;
 }
 
@@ -240,10 +237,10 @@ void ioapic_deliver(void *ctx, u32 dest, bool logical, u8 vector, u8 mode, bool 
     if (mode != 0 && mode != 1) return;   // NMI/INIT/SMI/ExtINT through the IOAPIC: not modelled
     for (u32 i = 0; i < g.nvcpus; i++) {
         Vcpu &to = g.vcpus[i];
-        Guard lk(to.lapic_lock);
-        if (!to.lapic.match_dest(dest, logical, true)) continue;
-        to.lapic.accept(vector, level);
-        __atomic_store_n(&to.irq_check, true, __ATOMIC_RELEASE);
+        Guard lk(to.irq.lock);
+        if (!to.irq.lapic.match_dest(dest, logical, true)) continue;
+        to.irq.lapic.accept(vector, level);
+        __atomic_store_n(&to.irq.check, true, __ATOMIC_RELEASE);
         if (mode == 1) return;
     }
 }
@@ -267,8 +264,8 @@ bool ipi_hits(const LapicModel::Ipi &ipi, Vcpu &from, Vcpu &to)
     case 2: return true;
     case 3: return &to != &from;
     default: {
-        Guard lk(to.lapic_lock);
-        return to.lapic.match_dest(ipi.dest, ipi.logical);
+        Guard lk(to.irq.lock);
+        return to.irq.lapic.match_dest(ipi.dest, ipi.logical);
     }
     }
 }
@@ -280,8 +277,8 @@ void start_ap(Guest &g, Vcpu &to, u8 delivery, u8 vector)
     Guard lk(g.lock);
     if (to.state != Vcpu::State::idle || g.state != Guest::State::running) return;
     if (delivery == 5) {
-        Guard al(to.lapic_lock);
-        to.lapic.init_signal();
+        Guard al(to.irq.lock);
+        to.irq.lapic.init_signal();
         to.init_seen = true;
         return;
     }
@@ -303,8 +300,8 @@ void route_ipis(Guest &g, Vcpu &from)
     for (;;) {
         int vec;
         {
-            Guard lk(from.lapic_lock);
-            vec = from.lapic.take_eoi_broadcast();
+            Guard lk(from.irq.lock);
+            vec = from.irq.lapic.take_eoi_broadcast();
         }
         if (vec < 0) break;
         Guard lk(g.ioapic_lock);
@@ -313,8 +310,8 @@ void route_ipis(Guest &g, Vcpu &from)
     LapicModel::Ipi ipi;
     for (;;) {
         {
-            Guard lk(from.lapic_lock);
-            if (!from.lapic.take_ipi(ipi)) return;
+            Guard lk(from.irq.lock);
+            if (!from.irq.lapic.take_ipi(ipi)) return;
         }
         if (ipi.init_deassert) continue;
         if (ipi.delivery == 5 || ipi.delivery == 6) {   // INIT, start-up
@@ -326,42 +323,15 @@ void route_ipis(Guest &g, Vcpu &from)
         for (u32 i = 0; i < g.nvcpus; i++) {
             Vcpu &to = g.vcpus[i];
             if (!ipi_hits(ipi, from, to)) continue;
-            Guard lk(to.lapic_lock);
-            to.lapic.accept(ipi.vector, false);
-            __atomic_store_n(&to.irq_check, true, __ATOMIC_RELEASE);
+            Guard lk(to.irq.lock);
+            to.irq.lapic.accept(ipi.vector, false);
+            __atomic_store_n(&to.irq.check, true, __ATOMIC_RELEASE);
         }
     }
 }
 
-// Before entering the guest: an interrupt the local APIC has for it is injected,
-// or the CPU is asked to exit as soon as the guest can take it.
-void deliver_interrupts(Vcpu &v)
-{
-    const u64 now = guest_now(v);
-    if (!__atomic_load_n(&v.irq_check, __ATOMIC_ACQUIRE) && now < v.irq_deadline) return;
-    Guard lk(v.lapic_lock);
-    v.irq_check = false;
-    v.lapic.update(now);
-    const int vec = v.lapic.pending(now);
-    v.irq_deadline = v.lapic.next_event();
-    if (vec < 0) return;
-    if (v.arch->can_inject()) {
-        v.lapic.ack(u8(vec));
-        v.arch->inject_interrupt(u8(vec));
-    } else {
-        v.arch->request_window(true);
-    }
-    v.irq_check = true;   // more may be pending behind it (looked at again after the next exit)
-}
-
 // A halted vCPU wakes when its local APIC has something for it.
-bool wants_to_run(Vcpu &v)
-{
-    Guard lk(v.lapic_lock);
-    const u64 now = guest_now(v);
-    v.lapic.update(now);
-    return v.lapic.pending(now) >= 0;
-}
+bool wants_to_run(Vcpu &v) { return irq_wanted(v.irq, guest_now(v)); }
 
 void release(Guest &g)
 {
@@ -502,7 +472,7 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
     g.platform.add_io(new (g.power_storage) PowerModel(g.platform));
     // The PIT is how Linux learns the TSC rate on AMD guests (it reads CPUID 0x15/0x16 only on Intel).
     g.platform.add_io(new (g.pit_storage) PitModel(time::tsc_hz(), [](void *ctx) {
-        return static_cast<Guest *>(ctx)->vcpus[0].arch->tsc();
+        return static_cast<Guest *>(ctx)->vcpus[0].arch->guest_tsc();
     }, &g));
     format(what, n, "Linux boot protocol %x.%02x, entry %lx", rep.protocol >> 8, rep.protocol & 0xff, e->rip);
     return true;
@@ -561,6 +531,9 @@ bool create(Guest &g)
     g.platform.msr = &g.lapics;
     g.platform.lapic = true;
     g.platform.tsc_hz = time::tsc_hz();
+    g.platform.amd = x86::cpuid(0).b == 0x68747541;   // "Auth"
+    g.platform.cr4_reserved = 1u << 13 | 1u << 14 | 1u << 18 | 1u << 22 | ~0ull << 23;
+    g.platform.xcr0_supported = 0;
 
     const u8 *image = mm::phys_ptr<const u8>(kernel->start);
     const u64 image_size = kernel->end - kernel->start;
@@ -594,10 +567,11 @@ bool create(Guest &g)
         v.guest = &g;
         v.index = i;
         // The APIC timer counts at the TSC rate (divide by 1): the guest reads both rates from CPUID.
-        v.lapic.reset(i, i == 0, time::tsc_hz(), time::tsc_hz());
-        v.irq_check = true;
+        v.irq.lapic.reset(i, i == 0, time::tsc_hz(), time::tsc_hz());
+        v.irq.check = true;
         v.arch = virt::make_vcpu(v.arch_storage);
-        if (auto s = v.arch->setup(g.space, es); !s) {
+        es.cr4_reserved = g.platform.cr4_reserved;
+        if (auto s = v.arch->setup(g.space, es, u64(&g - guests_) << 32 | g.starts); !s) {
             log_error("guest %s: cannot set up vCPU %u", g.name, i);
             release(g);
             return false;
@@ -655,9 +629,6 @@ void print_stats(Guest &g)
         reasons[k] = '\0';
         log_info("stats %s vcpu=%u cpu=%u run_us=%lu ready_us=%lu exits=%lu%s", g.name, i, g.vcpus[i].cpu,
                  tsc_to_us(s.run_tsc), tsc_to_us(s.ready_tsc), s.exits, reasons);
-        // Where it is, for debugging a guest that seems stuck (the VMCB can be read from any CPU).
-        if (virt::vendor() == virt::Vendor::svm && g.state == Guest::State::running && g.vcpus[i].arch)
-            log_debug("  vcpu %u rip=%lx", i, g.vcpus[i].arch->rip());
     }
 }
 
@@ -727,16 +698,19 @@ void run(Vcpu &v)
     v.stats.ready_tsc += now - v.ready_since;
     const u64 slice_end = now + slice_tsc_;
     v.state = Vcpu::State::running;
+    // From here to the end of the slice this vCPU is the one loaded on this CPU: its VMCS/VMCB
+    // state, registers and MSRs are reachable only through `cpu`.
+    LoadedVcpu &cpu = v.arch->load();
     ExitInfo e;
     u64 t0 = now;   // one TSC read per exit: each exit's end is the next one's start
     for (;;) {
         if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
             return vcpu_stopped(v);
-        deliver_interrupts(v);
-        v.arch->run(v.gprs, e);
+        deliver_interrupts(v.irq, cpu, guest_now(v));
+        cpu.run(v.gprs, e);
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
-        ExitOutcome out = handle_exit(e, v.gprs, *v.arch, g.platform, v.index);
+        ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);
         route_ipis(g, v);
         const u64 t1 = x86::rdtsc();
         v.stats.run_tsc += t1 - t0;
@@ -756,7 +730,7 @@ void run(Vcpu &v)
         }
         if (out.action == ExitAction::halt) {
             if (wants_to_run(v)) continue;   // an interrupt is already waiting: HLT ends at once
-            const bool hung = !(v.arch->rflags() & (1u << 9));
+            const bool hung = !(cpu.rflags() & (1u << 9));
             if (hung) {
                 // HLT with interrupts off ends a CPU for good (an OS stopping its other CPUs does this).
                 // When every started vCPU of the guest has done so, nothing can ever run it again.
@@ -766,7 +740,7 @@ void run(Vcpu &v)
                     all = ++g.hung == g.started;
                 }
                 if (all) {
-                    end_guest(g, ~0u, "halted with interrupts disabled at", v.arch->rip());
+                    end_guest(g, ~0u, "halted with interrupts disabled at", cpu.rip());
                     return vcpu_stopped(v);
                 }
             }

@@ -26,7 +26,8 @@ struct Injected {
 
 class FakeOps final : public VcpuOps {
 public:
-    u64 rip_ = 0x1000, rflags_ = 2;
+    u64 rip_ = 0x1000, rflags_ = 2, rsp_ = 0x8000, xcr0_ = 1;
+    u8 cpl_ = 0;
     x86::CpuMode mode_ = x86::CpuMode::prot32;
     u64 cs_base_ = 0, cr0_ = CR0_PE, cr3_ = 0, cr4_ = 0, efer_ = 0;
     std::vector<Injected> injected;
@@ -43,6 +44,13 @@ public:
     u64 cr3() override { return cr3_; }
     u64 cr4() override { return cr4_; }
     u64 efer() override { return efer_; }
+    u64 rsp() override { return rsp_; }
+    void set_rsp(u64 v) override { rsp_ = v; }
+    u8 cpl() override { return cpl_; }
+    u64 xcr0() override { return xcr0_; }
+    void set_xcr0(u64 v) override { xcr0_ = v; }
+    void set_cr0(u64 v) override { cr0_ = v; }
+    void set_cr4(u64 v) override { cr4_ = v; }
     void inject_exception(u8 vector, bool has_error, u32 error) override
     {
         injected.push_back({vector, has_error, error});
@@ -894,16 +902,17 @@ TEST(VmExitOther, HltHaltsAndAdvances)
     EXPECT_EQ(vm.ops.rip_, 0x1234u);
 }
 
-TEST(VmExitOther, VmcallAndXsetbvInjectUd)
+TEST(VmExitOther, VmcallMonitorAndForeignInstructionsInjectUd)
 {
     Vm vm;
-    for (auto r : {ExitReason::vmcall, ExitReason::xsetbv}) {
+    for (auto r : {ExitReason::vmcall, ExitReason::xsetbv /* CR4.OSXSAVE clear */, ExitReason::monitor,
+                   ExitReason::undefined}) {
         ExitInfo e;
         e.reason = r;
         e.next_rip = 0x1003;
         EXPECT_EQ(vm.run(e).action, ExitAction::resume);
     }
-    ASSERT_EQ(vm.ops.injected.size(), 2u);
+    ASSERT_EQ(vm.ops.injected.size(), 4u);
     for (auto &i : vm.ops.injected) {
         EXPECT_EQ(i.vector, UD);
         EXPECT_FALSE(i.has_error);
@@ -914,7 +923,7 @@ TEST(VmExitOther, VmcallAndXsetbvInjectUd)
 TEST(VmExitOther, UnknownReasonsStop)
 {
     Vm vm;
-    for (auto r : {ExitReason::other, ExitReason::cr_access, ExitReason::invalid_state, ExitReason::count,
+    for (auto r : {ExitReason::other, ExitReason::invalid_state, ExitReason::machine_check, ExitReason::count,
                    ExitReason(200)}) {
         ExitInfo e;
         e.reason = r;
@@ -986,3 +995,236 @@ TEST(UartDebugExit, OnlyThirtyTwoBitWrites)
 }
 
 } // namespace
+
+// ---- XSETBV, MOV to CR0/CR4, WBINVD, RDPMC: the guest's CPU profile decides ----
+
+namespace {
+constexpr u64 CR4_OSXSAVE = 1u << 18;
+
+ExitOutcome xsetbv(Vm &vm, u64 value, u32 xcr = 0)
+{
+    vm.g.rcx = xcr, vm.g.rax = u32(value), vm.g.rdx = value >> 32;
+    ExitInfo e;
+    e.reason = ExitReason::xsetbv;
+    e.next_rip = vm.ops.rip_ + 3;
+    return vm.run(e);
+}
+
+ExitOutcome mov_cr(Vm &vm, u8 cr, u64 value)
+{
+    ExitInfo e;
+    e.reason = ExitReason::cr_access;
+    e.cr = cr, e.cr_decoded = true, e.cr_value = value;
+    e.next_rip = vm.ops.rip_ + 3;
+    return vm.run(e);
+}
+} // namespace
+
+TEST(VmExitXsetbv, ArchitecturalRules)
+{
+    Vm vm;
+    vm.p.xcr0_supported = 0x7;   // x87, SSE, AVX
+    vm.ops.cr4_ = CR4_OSXSAVE;
+    struct { u64 v; bool ok; } cases[] = {
+        {0x1, true}, {0x3, true}, {0x7, true}, {0x0, false}, {0x2, false}, {0x5, false},
+        {0x207, false} /* PKRU not supported */, {0xe7, false} /* AVX-512 not supported */, {1ull << 63, false}};
+    for (auto c : cases) {
+        vm.ops.injected.clear();
+        const u64 rip = vm.ops.rip_, before = vm.ops.xcr0_;
+        EXPECT_EQ(xsetbv(vm, c.v).action, ExitAction::resume);
+        if (c.ok) {
+            EXPECT_TRUE(vm.ops.injected.empty()) << std::hex << c.v;
+            EXPECT_EQ(vm.ops.xcr0_, c.v);
+            EXPECT_EQ(vm.ops.rip_, rip + 3);
+        } else {
+            ASSERT_EQ(vm.ops.injected.size(), 1u) << std::hex << c.v;
+            EXPECT_EQ(vm.ops.injected[0].vector, GP);
+            EXPECT_EQ(vm.ops.xcr0_, before);
+            EXPECT_EQ(vm.ops.rip_, rip);
+        }
+    }
+    // XCR other than 0, or CPL 3: #GP.
+    vm.ops.injected.clear();
+    xsetbv(vm, 3, 1);
+    vm.ops.cpl_ = 3;
+    xsetbv(vm, 3);
+    ASSERT_EQ(vm.ops.injected.size(), 2u);
+    EXPECT_EQ(vm.ops.injected[0].vector, GP);
+    EXPECT_EQ(vm.ops.injected[1].vector, GP);
+}
+
+TEST(VmExitCr, HiddenCr4BitsFault)
+{
+    Vm vm;
+    vm.p.cr4_reserved = 1u << 13 | 1u << 14 | 1u << 22 | ~0ull << 23;
+    for (unsigned bit : {13u, 14u, 22u, 23u, 31u}) {
+        vm.ops.injected.clear();
+        vm.ops.cr4_ = 0;
+        EXPECT_EQ(mov_cr(vm, 4, 1ull << bit).action, ExitAction::resume);
+        ASSERT_EQ(vm.ops.injected.size(), 1u) << bit;
+        EXPECT_EQ(vm.ops.injected[0].vector, GP);
+        EXPECT_EQ(vm.ops.cr4_, 0u);
+    }
+    vm.ops.injected.clear();
+    const u64 rip = vm.ops.rip_;
+    EXPECT_EQ(mov_cr(vm, 4, 1u << 7 | 1u << 9).action, ExitAction::resume);   // PGE, OSFXSR: allowed
+    EXPECT_TRUE(vm.ops.injected.empty());
+    EXPECT_EQ(vm.ops.cr4_, 1u << 7 | 1u << 9);
+    EXPECT_EQ(vm.ops.rip_, rip + 3);
+}
+
+TEST(VmExitCr, Cr4ModeRules)
+{
+    Vm vm;
+    // PCIDE outside long mode, clearing PAE in long mode, toggling LA57 in long mode: #GP.
+    vm.ops.cr4_ = 0;
+    mov_cr(vm, 4, 1u << 17);
+    vm.ops.efer_ = 0x500, vm.ops.mode_ = x86::CpuMode::long64, vm.ops.cr4_ = 1u << 5;
+    mov_cr(vm, 4, 0);
+    mov_cr(vm, 4, 1u << 5 | 1u << 12);
+    vm.ops.cr3_ = 0x1001;
+    mov_cr(vm, 4, 1u << 5 | 1u << 17);   // PCIDE with CR3[11:0] != 0
+    ASSERT_EQ(vm.ops.injected.size(), 4u);
+    vm.ops.injected.clear();
+    vm.ops.cr3_ = 0x1000;
+    mov_cr(vm, 4, 1u << 5 | 1u << 17);
+    EXPECT_TRUE(vm.ops.injected.empty());
+    EXPECT_EQ(vm.ops.cr4_, 1u << 5 | 1u << 17);
+}
+
+TEST(VmExitCr, Cr0Rules)
+{
+    Vm vm;
+    vm.ops.cr0_ = 0x11;
+    for (u64 bad : {u64(0x80000010) /* PG without PE */, u64(0x20000011) /* NW without CD */})
+        mov_cr(vm, 0, bad);
+    vm.ops.mode_ = x86::CpuMode::long64;
+    mov_cr(vm, 0, 1ull << 32 | 0x11);   // reserved high half (only a 64-bit MOV can carry it)
+    vm.ops.mode_ = x86::CpuMode::prot32;
+    ASSERT_EQ(vm.ops.injected.size(), 3u);
+    for (auto &i : vm.ops.injected) EXPECT_EQ(i.vector, GP);
+    EXPECT_EQ(vm.ops.cr0_, 0x11u);
+    // Paging on with LME but without PAE: #GP; with PAE: allowed.
+    vm.ops.injected.clear();
+    vm.ops.efer_ = 0x100;
+    mov_cr(vm, 0, 0x80000011);
+    EXPECT_EQ(vm.ops.injected.size(), 1u);
+    vm.ops.cr4_ = 1u << 5;
+    mov_cr(vm, 0, 0x80000011);
+    EXPECT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.cr0_, 0x80000011u);
+}
+
+TEST(VmExitCr, UndecodedCr4WriteIsDecoded)
+{
+    Vm vm;
+    vm.p.cr4_reserved = 1u << 13;
+    // mov %eax, %cr4 (0f 22 e0) at RIP 0x1000; then mov %esp, %cr4 (0f 22 e4): RSP is not in Gprs.
+    vm.put(0x1000, {0x0f, 0x22, 0xe0, 0x0f, 0x22, 0xe4});
+    vm.g.rax = 1u << 9;
+    ExitInfo e;
+    e.reason = ExitReason::cr_access;
+    e.cr = 4;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.cr4_, 1u << 9);
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+    vm.ops.rsp_ = 1u << 13;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.injected[0].vector, GP);
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+}
+
+TEST(VmExitOther, CacheFlushIsANop)
+{
+    Vm vm;
+    vm.put(0x1000, {0x0f, 0x09});   // wbinvd
+    ExitInfo e;
+    e.reason = ExitReason::cache_flush;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+    EXPECT_TRUE(vm.ops.injected.empty());
+}
+
+TEST(VmExitOther, RdpmcByVendor)
+{
+    ExitInfo e;
+    e.reason = ExitReason::rdpmc;
+    e.next_rip = 0x1002;
+    {
+        Vm vm;   // Intel profile: no counters, #GP
+        vm.g.rcx = 0;
+        vm.run(e);
+        ASSERT_EQ(vm.ops.injected.size(), 1u);
+        EXPECT_EQ(vm.ops.injected[0].vector, GP);
+        EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    }
+    {
+        Vm vm;   // AMD: legacy counters 0-3 read 0; 4 does not exist; CPL 3 without CR4.PCE: #GP
+        vm.p.amd = true;
+        vm.g.rcx = 2, vm.g.rax = 5, vm.g.rdx = 6;
+        vm.run(e);
+        EXPECT_TRUE(vm.ops.injected.empty());
+        EXPECT_EQ(vm.g.rax, 0u);
+        EXPECT_EQ(vm.g.rdx, 0u);
+        EXPECT_EQ(vm.ops.rip_, 0x1002u);
+        vm.ops.rip_ = 0x1000;
+        vm.g.rcx = 4;
+        vm.run(e);
+        vm.g.rcx = 0, vm.ops.cpl_ = 3;
+        vm.run(e);
+        ASSERT_EQ(vm.ops.injected.size(), 2u);
+        EXPECT_EQ(vm.ops.injected[1].vector, GP);
+    }
+}
+
+TEST(VmExitOther, NpfDuringEventDeliveryStops)
+{
+    struct Dev final : MmioDevice {
+        int calls = 0;
+        bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == 0xfec00000; }
+        void mmio(u32, u64, u8, bool, u64 &) override { calls++; }
+    } dev;
+    Vm vm;
+    ASSERT_TRUE(vm.p.add_mmio(&dev));
+    vm.put(0x1000, {0x8b, 0x00});   // an innocent "mov (%eax), %eax" at RIP: not the accessor
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xfec00010;
+    e.write = true;
+    e.in_delivery = true;
+    auto o = vm.run(e);
+    EXPECT_EQ(o.action, ExitAction::stop);
+    EXPECT_EQ(o.addr, 0xfec00010u);
+    EXPECT_EQ(dev.calls, 0);
+}
+
+TEST(VmExitMmio, RspOperandUsesTheRealRsp)
+{
+    struct Dev final : MmioDevice {
+        u64 written = 0;
+        bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == 0xfec00000; }
+        void mmio(u32, u64, u8, bool write, u64 &v) override
+        {
+            if (write) written = v;
+            else v = 0x12345678;
+        }
+    } dev;
+    Vm vm;
+    ASSERT_TRUE(vm.p.add_mmio(&dev));
+    vm.g.rax = 0xfec00000;
+    vm.g.rsp_unused = 0xdead;          // a stale slot must never be used
+    vm.ops.rsp_ = 0xabcd;
+    vm.put(0x1000, {0x89, 0x20});      // mov %esp, (%eax)
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xfec00000;
+    e.write = true;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(dev.written, 0xabcdu);
+    vm.put(0x1002, {0x8b, 0x20});      // mov (%eax), %esp
+    e.write = false;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rsp_, 0x12345678u);
+    EXPECT_EQ(vm.ops.rip_, 0x1004u);
+}

@@ -1,0 +1,265 @@
+// Eager switching of the state VM entry/exit leave alone (see guest_state.hpp).
+#include "arch/x86_64/guest_state.hpp"
+
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/mm.hpp"
+#include "kernel/console.hpp"
+#include "kernel/mitigations.hpp"
+
+// MSR accesses whose #GP is caught: trap() moves RIP from the access to msr_fault (cpu.cpp).
+asm(R"(
+    .text
+    .globl msr_read_safe, msr_write_safe, msr_read_insn, msr_write_insn, msr_fault
+msr_read_safe:
+    mov     %edi, %ecx
+msr_read_insn:
+    rdmsr
+    shl     $32, %rdx
+    or      %rdx, %rax
+    mov     %rax, (%rsi)
+    mov     $1, %eax
+    ret
+msr_write_safe:
+    mov     %edi, %ecx
+    mov     %esi, %eax
+    mov     %rsi, %rdx
+    shr     $32, %rdx
+msr_write_insn:
+    wrmsr
+    mov     $1, %eax
+    ret
+msr_fault:
+    xor     %eax, %eax
+    ret
+
+    .globl rsb_fill
+rsb_fill:
+    mov     $16, %ecx
+1:  call    2f
+3:  pause
+    lfence
+    jmp     3b
+2:  call    4f
+5:  pause
+    lfence
+    jmp     5b
+4:  dec     %ecx
+    jnz     1b
+    add     $(32 * 8), %rsp
+    ret
+)");
+
+namespace gstate {
+namespace {
+
+constexpr u64 XCR0_X87 = 1, XCR0_SSE = 2, XCR0_AVX = 4, XCR0_PKRU = 1u << 9;
+constexpr u32 MSR_SPEC_CTRL = 0x48, MSR_PRED_CMD = 0x49;
+
+struct PerCpu {
+    ExtState *loaded;
+    u64 loaded_id;
+    u64 last_owner;       // the guest whose state this CPU last ran (IBPB when it changes)
+    u64 xcr0;             // XCR0 now
+    u64 spec_ctrl;
+};
+PerCpu percpu_[MAX_CPUS];
+bool xsave_;
+u64 switched_;            // XCR0 components switched
+u32 area_size_;
+u64 next_id_ = 1;
+Mitigations mitigations_;
+
+void xsetbv(u64 v) { asm volatile("xsetbv" : : "c"(0), "a"(u32(v)), "d"(u32(v >> 32)) : "memory"); }
+
+u64 read_dr(unsigned n)
+{
+    u64 v = 0;
+    switch (n) {
+    case 0: asm volatile("mov %%db0, %0" : "=r"(v)); break;
+    case 1: asm volatile("mov %%db1, %0" : "=r"(v)); break;
+    case 2: asm volatile("mov %%db2, %0" : "=r"(v)); break;
+    case 3: asm volatile("mov %%db3, %0" : "=r"(v)); break;
+    case 6: asm volatile("mov %%db6, %0" : "=r"(v)); break;
+    }
+    return v;
+}
+
+void write_dr(unsigned n, u64 v)
+{
+    switch (n) {
+    case 0: asm volatile("mov %0, %%db0" : : "r"(v)); break;
+    case 1: asm volatile("mov %0, %%db1" : : "r"(v)); break;
+    case 2: asm volatile("mov %0, %%db2" : : "r"(v)); break;
+    case 3: asm volatile("mov %0, %%db3" : : "r"(v)); break;
+    case 6: asm volatile("mov %0, %%db6" : : "r"(v)); break;
+    }
+}
+
+void decide()
+{
+    HostSpecFacts f;
+    auto v = x86::cpuid(0);
+    if (v.b == 0x756e6547) f.maker = CpuMaker::intel;          // "Genu"
+    else if (v.b == 0x68747541) f.maker = CpuMaker::amd;       // "Auth"
+    if (v.a >= 7) {
+        auto l7 = x86::cpuid(7, 0);
+        f.leaf7_edx = l7.d;
+        f.rtm = l7.b & (1u << 11);
+    }
+    if (x86::cpuid(0x80000000).a >= 0x80000008) f.ext8_ebx = x86::cpuid(0x80000008).b;
+    if (f.leaf7_edx & (1u << 29)) {
+        u64 ac = 0;
+        if (msr_read_safe(0x10a, &ac)) f.arch_capabilities = ac;
+    }
+    mitigations_ = decide_mitigations(f);
+    // What the CPU enumerates an emulator may still refuse: keep only what really works.
+    u64 probe = 0;
+    if (mitigations_.spec_ctrl && !(msr_read_safe(MSR_SPEC_CTRL, &probe) && msr_write_safe(MSR_SPEC_CTRL, probe))) {
+        log_warn("cpu enumerates IA32_SPEC_CTRL but refuses it: not used");
+        mitigations_.spec_ctrl = false;
+    }
+    if (mitigations_.ibpb && !msr_write_safe(MSR_PRED_CMD, 1)) {
+        log_warn("cpu enumerates IBPB but refuses PRED_CMD: not used");
+        mitigations_.ibpb = false;
+    }
+    if (mitigations_.flush_l1d && !msr_write_safe(0x10b, 1)) mitigations_.flush_l1d = false;
+}
+
+} // namespace
+
+Status init_cpu()
+{
+    Cpu *c = cpu();
+    PerCpu &pc = percpu_[c->index];
+    const bool boot = c->index == 0;
+    auto l1 = x86::cpuid(1);
+    if (boot) {
+        xsave_ = l1.c & (1u << 26);
+        decide();
+    }
+    u64 cr4 = x86::read_cr4() | x86::cr4::OSFXSR | x86::cr4::OSXMMEXCPT;
+    if (xsave_) cr4 |= 1u << 18;   // OSXSAVE
+    x86::write_cr4(cr4);
+    if (xsave_) {
+        if (boot) {
+            auto d = x86::cpuid(0xd, 0);
+            const u64 host = d.a | u64(d.d) << 32;
+            switched_ = host & (XCR0_X87 | XCR0_SSE | XCR0_AVX | XCR0_PKRU);
+        }
+        xsetbv(switched_);
+        pc.xcr0 = switched_;
+        if (boot) {
+            area_size_ = x86::cpuid(0xd, 0).b;   // for the components enabled now
+            if (area_size_ > PAGE_SIZE) return Err::unsupported;
+        }
+    } else if (boot) {
+        area_size_ = 512;   // FXSAVE
+    }
+    if (mitigations_.spec_ctrl) msr_read_safe(MSR_SPEC_CTRL, &pc.spec_ctrl);
+    return {};
+}
+
+bool has_xsave() { return xsave_; }
+u64 switched_xcr0() { return switched_; }
+const Mitigations &mitigations() { return mitigations_; }
+
+Status ExtState::init(u64 owner, bool dr6_live)
+{
+    auto p = mm::alloc_zeroed(0);
+    if (!p) return p.error();
+    area_ = *p;
+    // The architectural reset state: an all-zero XSAVE header means every component in its
+    // initial state; MXCSR is loaded from the legacy area whatever the header says.
+    u8 *a = mm::phys_ptr<u8>(area_);
+    *reinterpret_cast<u16 *>(a + 0) = 0x37f;     // FCW (FXRSTOR path)
+    *reinterpret_cast<u32 *>(a + 24) = 0x1f80;   // MXCSR
+    xcr0_ = XCR0_X87;
+    for (u64 &d : dr_) d = 0;
+    dr6_ = 0xffff0ff0;
+    spec_ctrl_ = 0;
+    owner_ = owner;
+    dr6_live_ = dr6_live;
+    id_ = __atomic_fetch_add(&next_id_, 1, __ATOMIC_RELAXED);
+    return {};
+}
+
+void ExtState::free()
+{
+    if (area_.raw()) mm::free(area_, 0);
+    area_ = PhysAddr(0);
+}
+
+void ExtState::save()
+{
+    u8 *a = mm::phys_ptr<u8>(area_);
+    if (xsave_) {
+        // Under this vCPU's XCR0: what it cannot reach it cannot have changed.
+        asm volatile("xsave64 (%0)" : : "r"(a), "a"(u32(switched_)), "d"(u32(switched_ >> 32)) : "memory");
+    } else {
+        asm volatile("fxsave64 (%0)" : : "r"(a) : "memory");
+    }
+    for (unsigned i = 0; i < 4; i++) dr_[i] = read_dr(i);
+    if (dr6_live_) dr6_ = read_dr(6);
+}
+
+void ExtState::restore()
+{
+    PerCpu &pc = percpu_[cpu()->index];
+    u8 *a = mm::phys_ptr<u8>(area_);
+    if (xsave_) {
+        // Every switched component is written, from this vCPU's area or its initial state,
+        // whatever this vCPU has enabled: nothing of the previous vCPU survives in a register
+        // this one could later enable with XSETBV.
+        if (pc.xcr0 != switched_) xsetbv(switched_);
+        asm volatile("xrstor64 (%0)" : : "r"(a), "a"(u32(switched_)), "d"(u32(switched_ >> 32)) : "memory");
+        if (xcr0_ != switched_) xsetbv(xcr0_);
+        pc.xcr0 = xcr0_;
+    } else {
+        asm volatile("fxrstor64 (%0)" : : "r"(a) : "memory");
+    }
+    for (unsigned i = 0; i < 4; i++) write_dr(i, dr_[i]);
+    if (dr6_live_) write_dr(6, dr6_);
+    if (mitigations_.spec_ctrl && pc.spec_ctrl != spec_ctrl_) {
+        x86::wrmsr(MSR_SPEC_CTRL, spec_ctrl_);
+        pc.spec_ctrl = spec_ctrl_;
+    }
+}
+
+void ExtState::set_xcr0(u64 v)
+{
+    xsetbv(v);
+    xcr0_ = v;
+    percpu_[cpu()->index].xcr0 = v;
+}
+
+void ExtState::set_spec_ctrl(u64 v)
+{
+    spec_ctrl_ = v;
+    if (mitigations_.spec_ctrl) {
+        x86::wrmsr(MSR_SPEC_CTRL, v);
+        percpu_[cpu()->index].spec_ctrl = v;
+    }
+}
+
+bool load(ExtState &s)
+{
+    PerCpu &pc = percpu_[cpu()->index];
+    if (pc.loaded == &s && pc.loaded_id == s.id_) return false;
+    if (pc.loaded) pc.loaded->save();
+    // Branch predictions trained by another guest must not steer this one.
+    if (mitigations_.ibpb && pc.last_owner != s.owner_) x86::wrmsr(MSR_PRED_CMD, 1);
+    s.restore();
+    pc.loaded = &s;
+    pc.loaded_id = s.id_;
+    pc.last_owner = s.owner_;
+    return true;
+}
+
+void forget(ExtState &s)
+{
+    PerCpu &pc = percpu_[cpu()->index];
+    if (pc.loaded == &s) pc.loaded = nullptr, pc.loaded_id = 0;
+}
+
+} // namespace gstate

@@ -1,0 +1,25 @@
+// Interrupt delivery to one vCPU: its local APIC model and the step the run loop takes before
+// every entry. Portable (unit-tested with a fake backend): it reaches the hardware only through
+// the LoadedVcpu it is handed, so it acts on the vCPU that is loaded, by construction.
+#pragma once
+
+#include "dev_lapic.hpp"
+#include "spinlock.hpp"
+#include "vcpu.hpp"
+
+struct VcpuIrq {
+    Spinlock lock;          // the vCPU's CPU, and IPI/IOAPIC senders on other CPUs
+    LapicModel lapic;
+    bool check = false;     // set by APIC accesses, IPIs and interrupt windows (atomic)
+    u64 deadline = 0;       // the APIC timer's next event (guest TSC); ~0 for none
+
+    // Another CPU (or device) made an interrupt pending: look at the APIC before the next entry.
+    void poke() { __atomic_store_n(&check, true, __ATOMIC_RELEASE); }
+};
+
+// Before entering the guest: inject the interrupt the local APIC has for it, or ask the CPU to
+// exit as soon as the guest can take one. `now` is the guest's TSC.
+void deliver_interrupts(VcpuIrq &s, LoadedVcpu &cpu, u64 now);
+
+// A halted vCPU wakes when its local APIC has something for it.
+bool irq_wanted(VcpuIrq &s, u64 now);
