@@ -23,3 +23,11 @@ void deliver_interrupts(VcpuIrq &s, LoadedVcpu &cpu, u64 now);
 
 // A halted vCPU wakes when its local APIC has something for it.
 bool irq_wanted(VcpuIrq &s, u64 now);
+
+// One entry into the guest, as the run loop makes it: interrupts first, to the vCPU that is
+// loaded (`cpu`, from handle.load()), then run to the next exit.
+inline void enter_guest(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, Gprs &g, ExitInfo &e)
+{
+    deliver_interrupts(s, cpu, handle.guest_tsc());
+    cpu.run(g, e);
+}

@@ -706,8 +706,7 @@ void run(Vcpu &v)
     for (;;) {
         if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
             return vcpu_stopped(v);
-        deliver_interrupts(v.irq, cpu, guest_now(v));
-        cpu.run(v.gprs, e);
+        enter_guest(v.irq, *v.arch, cpu, v.gprs, e);
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
         ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);

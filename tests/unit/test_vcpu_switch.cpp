@@ -1,0 +1,177 @@
+// The run loop's vCPU switch and interrupt delivery (kernel/vcpu_irq) through a fake backend
+// that models what the hardware does: VMREAD/VMWRITE act on the CPU's *current* VMCS, whichever
+// vCPU's accessor is called. A delivery made through a vCPU that is not the loaded one lands in
+// another guest's VMCS: exactly the cross-guest injection this seam makes impossible.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "kernel/vcpu_irq.hpp"
+
+namespace {
+
+struct FakeVmcs {
+    int entry_vector = -1;       // event injection field
+    bool irq_window = false;
+    u64 rflags = 0x202;          // IF set
+    std::vector<u8> delivered;   // what the "guest" received, in order
+};
+
+class FakeCpu;
+
+class FakeVcpu final : public VcpuHandle, private LoadedVcpu {
+public:
+    FakeVcpu(FakeCpu &c, const char *name) : name(name), cpu_(c) {}
+    const char *name;
+    LoadedVcpu &load() override;
+    u64 guest_tsc() const override;
+    void start_at_sipi(u8) override {}
+    void retire() override {}
+    void destroy() override {}
+
+    FakeVmcs vmcs;               // this vCPU's VMCS contents
+    int foreign_accesses = 0;    // accessor calls while another VMCS was current
+
+private:
+    FakeVmcs &current();         // the VMCS the hardware would really touch
+    void run(Gprs &, ExitInfo &e) override;
+    bool can_inject() override { FakeVmcs &v = current(); return (v.rflags & 0x200) && v.entry_vector < 0; }
+    void inject_interrupt(u8 vector) override { current().entry_vector = vector; }
+    void request_window(bool on) override { current().irq_window = on; }
+    u64 rip() override { return 0; }
+    void set_rip(u64) override {}
+    u64 rflags() override { return current().rflags; }
+    x86::CpuMode mode() override { return x86::CpuMode::prot32; }
+    u64 cs_base() override { return 0; }
+    u64 cr0() override { return 0x11; }
+    u64 cr3() override { return 0; }
+    u64 cr4() override { return 0; }
+    u64 efer() override { return 0; }
+    u64 rsp() override { return 0; }
+    void set_rsp(u64) override {}
+    u8 cpl() override { return 0; }
+    u64 xcr0() override { return 1; }
+    void set_xcr0(u64) override {}
+    void set_cr0(u64) override {}
+    void set_cr4(u64) override {}
+    void inject_exception(u8, bool, u32) override {}
+    bool arch_rdmsr(u32, u64 &) override { return false; }
+    bool arch_wrmsr(u32, u64) override { return false; }
+    void host_cpuid(u32, u32, u32 out[4]) override { out[0] = out[1] = out[2] = out[3] = 0; }
+    u64 tsc() override { return guest_tsc(); }
+
+    FakeCpu &cpu_;
+
+};
+
+class FakeCpu {
+public:
+    FakeVcpu *current = nullptr;
+    u64 now = 0;   // the TSC
+};
+
+LoadedVcpu &FakeVcpu::load()
+{
+    cpu_.current = this;   // VMPTRLD
+    return *this;
+}
+
+u64 FakeVcpu::guest_tsc() const { return cpu_.now; }
+
+FakeVmcs &FakeVcpu::current()
+{
+    if (cpu_.current != this) foreign_accesses++;
+    return cpu_.current->vmcs;
+}
+
+// VM entry: the pending event is delivered to the guest whose VMCS is current.
+void FakeVcpu::run(Gprs &, ExitInfo &e)
+{
+    FakeVmcs &v = current();
+    if (v.entry_vector >= 0) v.delivered.push_back(u8(v.entry_vector));
+    v.entry_vector = -1;
+    e = ExitInfo{};
+    e.reason = ExitReason::intr;
+}
+
+struct Vcpu {
+    FakeVcpu arch;
+    VcpuIrq irq;
+    Gprs g{};
+    Vcpu(FakeCpu &c, const char *n, u8 vector, u64 period) : arch(c, n)
+    {
+        irq.lapic.reset(0, true, 1000000, 1000000);
+        irq.lapic.mmio_write(0xf0, 0x1ff, 0);               // software-enabled
+        irq.lapic.mmio_write(0x3e0, 0xb, 0);                // divide by 1
+        irq.lapic.mmio_write(0x320, vector | 1u << 17, 0);  // periodic
+        irq.lapic.mmio_write(0x380, u32(period), 0);
+        irq.check = true;
+    }
+    // One slice as the run loop makes it: load, then enter (deliver + run) a few times.
+    void slice(int entries)
+    {
+        LoadedVcpu &cpu = arch.load();
+        ExitInfo e;
+        for (int i = 0; i < entries; i++) {
+            enter_guest(irq, arch, cpu, g, e);
+            // The guest's handler ends with an EOI (what a real guest does before the next tick).
+            while (!arch.vmcs.delivered.empty() && eois < arch.vmcs.delivered.size()) {
+                irq.lapic.mmio_write(0xb0, 0, arch.guest_tsc());
+                eois++;
+            }
+        }
+    }
+    usize eois = 0;
+};
+
+TEST(VcpuSwitch, TwoGuestsOnOneCpuGetOnlyTheirOwnTimerInterrupts)
+{
+    FakeCpu cpu;
+    Vcpu a(cpu, "a", 0x40, 1000), b(cpu, "b", 0x50, 1500);
+    for (int round = 0; round < 200; round++) {
+        cpu.now += 250;
+        a.slice(2);
+        cpu.now += 250;
+        b.slice(2);
+    }
+    EXPECT_EQ(a.arch.foreign_accesses, 0);
+    EXPECT_EQ(b.arch.foreign_accesses, 0);
+    ASSERT_FALSE(a.arch.vmcs.delivered.empty());
+    ASSERT_FALSE(b.arch.vmcs.delivered.empty());
+    for (u8 v : a.arch.vmcs.delivered) EXPECT_EQ(v, 0x40);
+    for (u8 v : b.arch.vmcs.delivered) EXPECT_EQ(v, 0x50);
+    // 100000 TSC ticks: every period of each timer delivered (a: 1000, b: 1500), none lost in service.
+    EXPECT_GE(a.arch.vmcs.delivered.size(), 99u);
+    EXPECT_GE(b.arch.vmcs.delivered.size(), 66u);
+}
+
+// The defect the seam removes: delivering before the vCPU is loaded (the old run loop) puts
+// the vector into the VMCS of whoever ran last. The fake sees it, so the test above can fail.
+TEST(VcpuSwitch, FakeCatchesDeliveryToTheWrongVmcs)
+{
+    FakeCpu cpu;
+    Vcpu a(cpu, "a", 0x40, 100), b(cpu, "b", 0x50, 1000000);
+    LoadedVcpu &stale_a = a.arch.load();
+    b.arch.load();                       // b ran last on this CPU
+    cpu.now = 150;                       // a's timer is due
+    deliver_interrupts(a.irq, stale_a, cpu.now);   // old order: through a's handle, b's VMCS current
+    EXPECT_GT(a.arch.foreign_accesses, 0);
+    EXPECT_EQ(b.arch.vmcs.entry_vector, 0x40);     // the foreign vector sits in b's VMCS
+}
+
+TEST(VcpuSwitch, WindowRequestedWhenTheGuestCannotTakeIt)
+{
+    FakeCpu cpu;
+    Vcpu a(cpu, "a", 0x40, 100);
+    a.arch.vmcs.rflags = 0x2;            // IF clear
+    cpu.now = 150;
+    a.slice(1);
+    EXPECT_TRUE(a.arch.vmcs.irq_window);
+    EXPECT_TRUE(a.arch.vmcs.delivered.empty());
+    a.arch.vmcs.rflags = 0x202;
+    a.slice(1);
+    ASSERT_EQ(a.arch.vmcs.delivered.size(), 1u);
+    EXPECT_EQ(a.arch.vmcs.delivered[0], 0x40);
+}
+
+} // namespace
