@@ -74,6 +74,7 @@ void UartModel::put(char c)
         return;
     }
     // Control characters other than tab are shown as '.', so a guest cannot drive Keel's terminal.
+    if (len_ >= sizeof(line_)) flush();   // never past the buffer, whatever happened before
     line_[len_++] = (c == '\t' || (c >= 0x20 && c < 0x7f)) ? c : '.';
     if (len_ == sizeof(line_)) flush();
 }

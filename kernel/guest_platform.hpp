@@ -3,6 +3,7 @@
 #pragma once
 
 #include "guest_memory.hpp"
+#include "spinlock.hpp"
 #include "types.hpp"
 
 // A device on the guest's I/O port space.
@@ -48,6 +49,9 @@ struct GuestPlatform {
     MmioDevice *mmio[MAX_MMIO] = {};
     usize nmmio = 0;
     MsrDevice *msr = nullptr;
+    // Serialises the port devices between the guest's vCPUs (MMIO devices lock themselves:
+    // the local APICs per vCPU, the IOAPIC its own). Order: io_lock, then IOAPIC, then APICs.
+    Spinlock io_lock;
     bool lapic = false;          // a local APIC model exists: CPUID shows APIC, x2APIC, TSC deadline
     u32 vcpu_count = 1;
     u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once

@@ -237,8 +237,11 @@ ExitOutcome mov_to_cr(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p
 
 u32 size_mask(u8 size) { return size >= 4 ? ~0u : (1u << (size * 8)) - 1; }
 
+// Port devices are shared by the guest's vCPUs: one at a time (the UART's line buffer, the
+// PIT's latches, ... are not safe against two CPUs at once).
 u32 port_in(GuestPlatform &p, u16 port, u8 size)
 {
+    Guard lk(p.io_lock);
     u32 v = ~0u;   // unclaimed ports float high
     for (usize i = 0; i < p.nio; i++)
         if (p.io[i]->io(port, size, true, v)) break;
@@ -247,6 +250,7 @@ u32 port_in(GuestPlatform &p, u16 port, u8 size)
 
 void port_out(GuestPlatform &p, u16 port, u8 size, u32 v)
 {
+    Guard lk(p.io_lock);
     v &= size_mask(size);
     for (usize i = 0; i < p.nio; i++)
         if (p.io[i]->io(port, size, false, v)) return;

@@ -113,7 +113,24 @@ struct Guest {
     u32 starts;
     const char *why;                      // set when Keel stopped it
     u64 why_addr;
+    // Console rate limit (a token bucket, under platform.io_lock): one guest cannot hold
+    // Keel's console, which every guest and Keel share.
+    u64 con_tokens, con_refill_tsc;
+    u64 con_dropped;
+    // Restarts are bounded: a guest that keeps dying young waits longer each time, so rebuilding
+    // it (zeroing and reloading its RAM) cannot take a CPU from its neighbours.
+    u64 started_tsc;                      // when the current start began
+    u32 quick_restarts;                   // consecutive starts that lived less than RESTART_YOUNG
+    u64 restart_at;                       // a restart waits until then (0: none pending)
+    u64 rebuild_tsc;                      // time spent rebuilding it, all starts (TSC ticks)
 };
+
+constexpr u32 RESTART_FREE = 3;           // quick restarts allowed without delay
+constexpr u64 RESTART_YOUNG_MS = 1000;    // a start that ended sooner counts as quick
+constexpr u64 RESTART_MAX_DELAY_MS = 5000;
+
+constexpr u64 CONSOLE_BURST = 4000;       // lines a guest may print at once
+constexpr u64 CONSOLE_PER_SEC = 1000;     // and then per second
 
 struct RunQueue {
     static constexpr u32 MAX_SLEEPERS = 64;
@@ -170,6 +187,20 @@ const BootModule *find_module(StrView path)
 void guest_line(void *ctx, const char *line, usize n)
 {
     auto *g = static_cast<Guest *>(ctx);
+    const u64 now = x86::rdtsc(), per_line = max<u64>(time::tsc_hz() / CONSOLE_PER_SEC, 1);
+    if (now > g->con_refill_tsc) {
+        g->con_tokens = min(g->con_tokens + (now - g->con_refill_tsc) / per_line, CONSOLE_BURST);
+        g->con_refill_tsc += (now - g->con_refill_tsc) / per_line * per_line;
+    }
+    if (!g->con_tokens) {
+        if (g->con_dropped++ == 0) log_warn("guest %s: console rate limit: lines dropped", g->name);
+        return;
+    }
+    g->con_tokens--;
+    if (g->con_dropped) {
+        log_warn("guest %s: %lu console lines dropped", g->name, g->con_dropped);
+        g->con_dropped = 0;
+    }
     char buf[200];
     usize k = format(buf, sizeof(buf), "[%s] %.*s\n", g->name, int(n), line);
     console::write(buf, min(k, sizeof(buf) - 1));
@@ -515,6 +546,9 @@ bool create(Guest &g)
     }
 
     g.platform = GuestPlatform{};
+    g.con_tokens = CONSOLE_BURST;
+    g.con_refill_tsc = x86::rdtsc();
+    g.con_dropped = 0;
     g.platform.mem = &g.mem;
     g.platform.vcpu_count = g.nvcpus;
     g.uart = new (g.uart_storage) UartModel(0x3f8, guest_line, &g, [](void *ctx, bool level) {
@@ -593,6 +627,7 @@ bool create(Guest &g)
     g.started = 1;
     g.hung = 0;
     g.starts++;
+    g.started_tsc = x86::rdtsc();
     g.state = Guest::State::running;
     // What Keel spends on the guest beyond its RAM: nested tables, VMCB/VMCS pages, the legacy area.
     u64 overhead = g.space.table_pages() * PAGE_SIZE + g.nvcpus * PAGE_SIZE;
@@ -642,16 +677,40 @@ void all_guests_ended()
     }
 }
 
+// Rebuild and relaunch a guest whose vCPUs are all off their CPUs; the time it takes is the guest's.
+void restart(Guest &g)
+{
+    log_info("guest %s: restarting (on_exit = restart, start %u)", g.name, g.starts + 1);
+    const u64 t0 = x86::rdtsc();
+    const bool ok = create(g);
+    g.rebuild_tsc += x86::rdtsc() - t0;
+    if (ok) {
+        g.vcpus[0].stats.run_tsc += x86::rdtsc() - t0;   // charged to the guest's boot vCPU
+        return launch(g);
+    }
+    g.state = Guest::State::ended;
+    if (__atomic_sub_fetch(&live_guests_, 1, __ATOMIC_ACQ_REL) == 0) all_guests_ended();
+}
+
 // The last vCPU of a stopping guest is off its CPU: account, free, maybe restart.
 void finish(Guest &g)
 {
-    g.uart->flush();
+    {
+        Guard io(g.platform.io_lock);
+        g.uart->flush();
+    }
     print_stats(g);
     for (u32 i = 0; i < g.nvcpus; i++) __atomic_fetch_sub(&rq_[g.vcpus[i].cpu].placed, 1, __ATOMIC_RELAXED);
     release(g);
     if (g.reboot || g.cfg->on_exit == GuestConfig::OnExit::restart) {
-        log_info("guest %s: restarting (on_exit = restart, start %u)", g.name, g.starts + 1);
-        if (create(g)) return launch(g);
+        const u64 now = x86::rdtsc(), ms = max<u64>(time::tsc_hz() / 1000, 1);
+        g.quick_restarts = (now - g.started_tsc) / ms < RESTART_YOUNG_MS ? g.quick_restarts + 1 : 0;
+        if (g.quick_restarts <= RESTART_FREE) return restart(g);
+        const u32 k = min<u32>(g.quick_restarts - RESTART_FREE - 1, 16);
+        const u64 delay = min<u64>(10ull << k, RESTART_MAX_DELAY_MS);
+        log_warn("guest %s: %u quick restarts in a row: next start in %lu ms", g.name, g.quick_restarts, delay);
+        __atomic_store_n(&g.restart_at, now + delay * ms, __ATOMIC_RELEASE);
+        return;   // the CPU loop starts it when the time comes (restart_due)
     }
     g.state = Guest::State::ended;
     if (__atomic_sub_fetch(&live_guests_, 1, __ATOMIC_ACQ_REL) == 0) all_guests_ended();
@@ -679,7 +738,10 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot = fals
         g.exit_code = code;
         g.why = why;
         g.why_addr = addr;
-        g.uart->flush();
+        {
+            Guard io(g.platform.io_lock);   // a vCPU on another CPU may be writing to it
+            g.uart->flush();
+        }
         g.reboot = reboot;
         if (reboot) log_info("guest %s reboots", g.name);
         else if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
@@ -688,6 +750,16 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot = fals
             if (g.vcpus[i].state == Vcpu::State::idle) stop_now[n++] = &g.vcpus[i];
     }
     for (u32 i = 0; i < n; i++) vcpu_stopped(*stop_now[i]);
+}
+
+// Does a halted vCPU of this CPU have an interrupt waiting? (Its owner's CPU only.)
+bool sleeper_due(RunQueue &q)
+{
+    for (u32 i = 0; i < q.nsleepers; i++) {
+        Vcpu &s = *q.sleepers[i];
+        if (!s.hung && s.state == Vcpu::State::halted && wants_to_run(s)) return true;
+    }
+    return false;
 }
 
 // Run one vCPU for up to a time slice.
@@ -753,7 +825,9 @@ void run(Vcpu &v)
             q.sleepers[q.nsleepers++] = &v;
             return;
         }
-        if (e.reason == ExitReason::intr && t1 >= slice_end) {
+        // A halted vCPU of this CPU whose timer or interrupt is due goes first: its guest's
+        // interrupts are not late by the rest of this slice (the tick is 1 ms).
+        if (e.reason == ExitReason::intr && (t1 >= slice_end || sleeper_due(rq_[v.cpu]))) {
             // Slice used up: to the back of the queue (it runs on at once if it is alone).
             v.state = Vcpu::State::runnable;
             v.ready_since = t1;
@@ -785,6 +859,21 @@ void wake_sleepers(RunQueue &q)
     }
 }
 
+// Delayed restarts are made by the CPU the guest's boot vCPU last ran on.
+void restart_due(u32 cpu_index)
+{
+    const u64 now = x86::rdtsc();
+    for (u32 i = 0; i < config_.guest_count; i++) {
+        Guest &g = guests_[i];
+        u64 at = __atomic_load_n(&g.restart_at, __ATOMIC_ACQUIRE);
+        if (!at || now < at || g.vcpus[0].cpu != cpu_index) continue;
+        if (!__atomic_compare_exchange_n(&g.restart_at, &at, 0, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_RELAXED))
+            continue;
+        restart(g);
+    }
+}
+
 } // namespace
 
 [[noreturn]] void cpu_loop()
@@ -798,6 +887,7 @@ void wake_sleepers(RunQueue &q)
                 if (guests_[i].state == Guest::State::running) print_stats(guests_[i]);
         }
         if (q.nsleepers) wake_sleepers(q);
+        restart_due(cpu()->index);
         Vcpu *v = q.pop();
         if (!v) {
             x86::sti_hlt();
