@@ -149,8 +149,17 @@ void debug_fault()
 
 const Acpi &boot_acpi() { return acpi; }
 
+extern "C" u64 __stack_chk_guard;
+
 extern "C" [[noreturn]] void kmain(u32 magic, u32 mbi_phys)
 {
+    // A canary no one can predict: kmain never returns, so changing it here is safe.
+    {
+        u64 r = 0;
+        bool ok = false;
+        if (x86::cpuid(1).c & (1u << 30)) asm volatile("rdrand %0" : "=r"(r), "=@ccc"(ok));
+        __stack_chk_guard ^= x86::rdtsc() * 0x9e3779b97f4a7c15ull ^ (ok ? r : 0);
+    }
     // Exceptions are reported from the first instruction on.
     Cpu &bsp = smp::boot_cpu();
     cpu_setup::init_idt();

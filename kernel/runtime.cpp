@@ -1,7 +1,18 @@
 // The few C runtime symbols the compiler may call in a freestanding kernel.
+#include "console.hpp"
 #include "types.hpp"
 
+// The stack protector's canary: a fixed value until kmain mixes in the TSC and RDRAND, first thing.
+extern "C" u64 __stack_chk_guard;
+u64 __stack_chk_guard = 0x595e9fbd94fda766ull;
+
 extern "C" {
+
+[[noreturn]] void __stack_chk_fail()
+{
+    log_error("stack protector: a stack frame was overwritten");
+    __builtin_trap();
+}
 
 void *memcpy(void *dst, const void *src, usize n)
 {

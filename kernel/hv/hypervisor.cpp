@@ -1,6 +1,7 @@
 #include "kernel/hv/hypervisor.hpp"
 
 #include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/power.hpp"
@@ -914,6 +915,13 @@ void restart_due(u32 cpu_index)
         }
         cpu_loop();
     });
+
+    {
+        char m[96];
+        describe_mitigations(gstate::mitigations(), m, sizeof(m));
+        log_info("hardening: %sretpoline stack_protector; guest state switched: xsave=%s dr spec_ctrl=%s", m,
+                 gstate::has_xsave() ? "yes" : "fxsave", gstate::mitigations().spec_ctrl ? "yes" : "no");
+    }
 
     const BootModule *cfg = nullptr;
     for (usize i = 0; i < bi.module_count; i++) {
