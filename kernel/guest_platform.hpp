@@ -2,6 +2,7 @@
 // its own devices, its own exit request. Nothing global, by construction.
 #pragma once
 
+#include "cpu_profile.hpp"
 #include "guest_memory.hpp"
 #include "spinlock.hpp"
 #include "types.hpp"
@@ -56,7 +57,9 @@ struct GuestPlatform {
     u32 vcpu_count = 1;
     u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once
     u64 tsc_hz = 0;              // the guest TSC rate, reported in CPUID 0x15/0x16 (0: not reported)
-    // From the guest's CPU profile: CR4 bits it may not set, XCR0 values it may set, its vendor.
+    // The guest's CPU: its CPUID view, and from it the CR4, XCR0 and MSR checks (set by the
+    // hypervisor for every guest; the fields below are copied from it).
+    const CpuProfile *profile = nullptr;
     u64 cr4_reserved = 0;
     u64 xcr0_supported = 0;      // 0: no XSAVE
     bool amd = false;

@@ -58,12 +58,53 @@ bool msr_value_valid(u32 msr, u64 v, unsigned va_bits)
 // AVX-512's three together and with AVX.
 bool xcr0_allowed(const GuestPlatform &p, u64 v)
 {
+    if (p.profile) return p.profile->xcr0_valid(v);
     if (!(v & 1) || (v & ~p.xcr0_supported)) return false;
     if ((v & 4) && !(v & 2)) return false;
     const u64 avx512 = 7u << 5;
     if ((v & avx512) && ((v & avx512) != avx512 || !(v & 4))) return false;
     if (((v >> 3) & 1) != ((v >> 4) & 1)) return false;   // MPX's two together
     return true;
+}
+
+// Is the MSR in the one table (kernel/cpu_profile.cpp)? Then the guest's profile decides.
+bool msr_known(u32 msr)
+{
+    usize n = 0;
+    const MsrRule *rules = msr_rules(n);
+    for (usize i = 0; i < n; i++)
+        if (msr >= rules[i].first && msr <= rules[i].last) return true;
+    return false;
+}
+
+// The MSR table decides: true when it did (`ok`: the access completed; false: #GP); false when
+// the MSR is not in the table or exists with a valid value: the device/arch/soft paths store it.
+bool profile_msr(GuestPlatform &p, u32 msr, bool write, Gprs &g, bool &ok)
+{
+    if (!msr_known(msr)) return false;
+    ok = false;
+    const MsrRule *r = msr_rule(*p.profile, msr);
+    if (!r || !msr_exists(*p.profile, msr, write)) return true;   // hidden from this guest: #GP
+    const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
+    switch (r->access) {
+    case MsrAccess::zero:
+    case MsrAccess::zero_read_only:
+        if (write) ok = v == 0;   // no state: only 0 is accepted
+        else g.rax = 0, g.rdx = 0, ok = true;
+        return true;
+    default:
+        break;
+    }
+    switch (msr) {
+    case 0x48:   // SPEC_CTRL: the bits the guest's CPUID shows
+        if (write && (v & ~p.profile->spec_ctrl_bits())) return true;
+        break;
+    case 0x49:   // PRED_CMD, FLUSH_CMD: bit 0 is the command
+    case 0x10b:
+        if (v & ~1ull) return true;
+        break;
+    }
+    return false;
 }
 
 // Fetch up to 15 instruction bytes at CS:RIP through the guest's own paging.
@@ -352,6 +393,12 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
     case ExitReason::cpuid: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
         u32 r[4];
+        if (p.profile) {
+            p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r);
+            g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
+            ops.set_rip(nrip);
+            return {};
+        }
         guest_cpuid(ops, u32(g.rax), u32(g.rcx), vcpu_index, p.vcpu_count, r, p.cpuid_max_std, p.cpuid_max_ext);
         if (p.lapic && u32(g.rax) == 1) {
             r[2] |= (1u << 21) | (1u << 24);   // x2APIC, TSC-deadline timer: the local APIC model has both
@@ -387,21 +434,26 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
     case ExitReason::wrmsr: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDMSR/WRMSR", ops.rip()};
         const u32 msr = u32(g.rcx);
+        const bool write = e.reason == ExitReason::wrmsr;
         bool ok = false;
-        if (e.reason == ExitReason::rdmsr) {
-            u64 v = 0;
-            if (!(p.msr && p.msr->rdmsr(vcpu_index, msr, v, ok)))
-                ok = ops.arch_rdmsr(msr, v) || soft_rdmsr(msr, vcpu_index, v);
-            if (ok) g.rax = u32(v), g.rdx = v >> 32;
-        } else {
-            const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
-            if (!(p.msr && p.msr->wrmsr(vcpu_index, msr, v, ok))) {
-                // Canonical means: for the widest linear address the CPU supports (57 bits with LA57).
-                u32 r[4];
-                ops.host_cpuid(7, 0, r);
-                ok = msr_value_valid(msr, v, (r[2] & (1u << 16)) ? 57 : 48) && ops.arch_wrmsr(msr, v);
-                // IA32_BIOS_SIGN_ID: writing it (0, before CPUID) is how the microcode revision is read.
-                if (!ok && msr == 0x8b) ok = true;
+        // The guest's MSR table first: it may refuse the MSR, or answer it (no-state MSRs).
+        const bool decided = p.profile && profile_msr(p, msr, write, g, ok);
+        if (!decided) {
+            if (!write) {
+                u64 v = 0;
+                if (!(p.msr && p.msr->rdmsr(vcpu_index, msr, v, ok)))
+                    ok = ops.arch_rdmsr(msr, v) || soft_rdmsr(msr, vcpu_index, v);
+                if (ok) g.rax = u32(v), g.rdx = v >> 32;
+            } else {
+                const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
+                if (!(p.msr && p.msr->wrmsr(vcpu_index, msr, v, ok))) {
+                    // Canonical means: for the widest linear address the CPU supports (57 bits with LA57).
+                    u32 r[4];
+                    ops.host_cpuid(7, 0, r);
+                    ok = msr_value_valid(msr, v, (r[2] & (1u << 16)) ? 57 : 48) && ops.arch_wrmsr(msr, v);
+                    // IA32_BIOS_SIGN_ID: writing it (0, before CPUID) is how the microcode revision is read.
+                    if (!ok && msr == 0x8b) ok = true;
+                }
             }
         }
         log_debug("vcpu %u %s msr %x: %s", vcpu_index, e.reason == ExitReason::rdmsr ? "rdmsr" : "wrmsr", msr,

@@ -242,6 +242,32 @@ void ExtState::set_spec_ctrl(u64 v)
     }
 }
 
+bool guest_spec_rdmsr(u32 msr, u64 &v)
+{
+    if (msr != 0x10a) return false;
+    // What the host is not vulnerable to, and what the guest itself need not do.
+    u64 host = 0;
+    msr_read_safe(0x10a, &host);
+    v = host & (arch_cap::RDCL_NO | arch_cap::IBRS_ALL | arch_cap::SKIP_L1DFL_VMENTRY | arch_cap::MDS_NO |
+                arch_cap::TAA_NO | arch_cap::SBDR_SSDP_NO | arch_cap::FBSDP_NO | arch_cap::PSDP_NO |
+                arch_cap::FB_CLEAR);
+    v |= arch_cap::SKIP_L1DFL_VMENTRY;   // a guest is never a hypervisor here
+    return true;
+}
+
+bool guest_spec_wrmsr(u32 msr, u64 v)
+{
+    if (msr == 0x49) {
+        if ((v & 1) && mitigations_.ibpb) x86::wrmsr(MSR_PRED_CMD, 1);
+        return true;
+    }
+    if (msr == 0x10b) {
+        if ((v & 1) && mitigations_.flush_l1d) x86::wrmsr(0x10b, 1);
+        return true;
+    }
+    return false;
+}
+
 bool load(ExtState &s)
 {
     PerCpu &pc = percpu_[cpu()->index];

@@ -47,6 +47,11 @@ private:
     bool dr6_live_ = false;
 };
 
+// The guest's own speculation commands and what it may know of the host (PRED_CMD, FLUSH_CMD,
+// ARCH_CAPABILITIES), carried out when the host has them: true if the MSR is one of these.
+bool guest_spec_rdmsr(u32 msr, u64 &v);
+bool guest_spec_wrmsr(u32 msr, u64 v);
+
 // Make `s` the state in this CPU's registers, saving the one that was there. True if it
 // switched (false: `s` was loaded already).
 bool load(ExtState &s);

@@ -469,6 +469,7 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
 
 bool SvmVcpu::arch_rdmsr(u32 msr, u64 &val)
 {
+    if (gstate::guest_spec_rdmsr(msr, val)) return true;
     Vmcb v = vmcb();
     if (u16 off = vmcb_msr_offset(msr)) {
         val = *reinterpret_cast<u64 *>(v.p + off);
@@ -486,6 +487,7 @@ bool SvmVcpu::arch_rdmsr(u32 msr, u64 &val)
 
 bool SvmVcpu::arch_wrmsr(u32 msr, u64 val)
 {
+    if (gstate::guest_spec_wrmsr(msr, val)) return true;
     Vmcb v = vmcb();
     if (u16 off = vmcb_msr_offset(msr)) {
         *reinterpret_cast<u64 *>(v.p + off) = val;   // VMLOAD puts it in place before the next VMRUN

@@ -582,6 +582,7 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
 
 bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
 {
+    if (gstate::guest_spec_rdmsr(msr, v)) return true;
     switch (msr) {
     case 0xc0000080: v = vmread(F::guest_efer); return true;
     case 0x277: v = vmread(F::guest_pat); return true;
@@ -603,6 +604,7 @@ bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
 
 bool VmxVcpu::arch_wrmsr(u32 msr, u64 v)
 {
+    if (gstate::guest_spec_wrmsr(msr, v)) return true;
     switch (msr) {
     case 0x48: ext_.set_spec_ctrl(v); return true;   // bits checked by the caller against the profile
     case 0xc0000080: {

@@ -94,6 +94,7 @@ struct Guest {
     usize nblocks;
     virt::NestedSpace space;
     GuestPlatform platform;
+    CpuProfile profile;                   // its CPU: CPUID and everything that must agree with it
     alignas(UartModel) u8 uart_storage[sizeof(UartModel)];
     alignas(DebugExitModel) u8 exit_storage[sizeof(DebugExitModel)];
     UartModel *uart;
@@ -566,9 +567,25 @@ bool create(Guest &g)
     g.platform.msr = &g.lapics;
     g.platform.lapic = true;
     g.platform.tsc_hz = time::tsc_hz();
-    g.platform.amd = x86::cpuid(0).b == 0x68747541;   // "Auth"
-    g.platform.cr4_reserved = 1u << 13 | 1u << 14 | 1u << 18 | 1u << 22 | ~0ull << 23;
-    g.platform.xcr0_supported = 0;
+    {
+        struct Host final : ProfileHost {
+            void cpuid(u32 leaf, u32 sub, u32 out[4]) override
+            {
+                auto r = x86::cpuid(leaf, sub);
+                out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
+            }
+        } host;
+        ProfileOptions po;
+        po.vcpu_count = g.nvcpus;
+        po.lapic = true;
+        po.tsc_hz = time::tsc_hz();
+        g.profile.build(host, po);
+        // The guest may enable only what Keel switches for it.
+        g.platform.profile = &g.profile;
+        g.platform.amd = g.profile.vendor() == CpuVendor::amd;
+        g.platform.cr4_reserved = g.profile.cr4_reserved();
+        g.platform.xcr0_supported = g.profile.xcr0_supported() & gstate::switched_xcr0();
+    }
 
     const u8 *image = mm::phys_ptr<const u8>(kernel->start);
     const u64 image_size = kernel->end - kernel->start;
