@@ -322,6 +322,10 @@ u64 LapicModel::next_event() const
     if (!armed_) return ~0ull;
     // first TSC at which ticks() reaches the end of period fired_ + 1
     const u128 t = (u128(fired_) + 1) * initial_ - offset_;
+    // ticks() saturates (a bus far faster than the TSC, near the end of TSC time): a period
+    // ending beyond what it can count never ends. (Its TSC would be in the past: update()
+    // would not fire there, and a caller waking up for it would spin.)
+    if (t > ~0ull) return ~0ull;
     const u64 dt = div_sat(t * (tsc_hz_ * divisor()) + (bus_hz_ - 1), bus_hz_);
     return dt >= ~0ull - base_ ? ~0ull : base_ + dt;
 }
