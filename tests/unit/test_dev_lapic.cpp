@@ -3,6 +3,7 @@
 // rules, and a randomised hostile-guest loop.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -453,24 +454,84 @@ TEST(Lapic, OneShotToDeadlineDisarms)
 
 TEST(Lapic, TimerExtremes)
 {
-    // A slow TSC, a fast bus, huge counts, time going backwards: no traps, sane answers.
+    // A slow TSC, a fast bus, huge counts, time going backwards, the end of TSC time. The
+    // answers are the timer's definition, computed here in 128 bits: the count falls by one
+    // every `div` bus clocks (bus Hz), the TSC runs at tsc Hz, both clamped by reset() to
+    // [1, 2^48]; an instant at or past the last TSC value is "never" (~0).
+    constexpr u64 HZ_MAX = 1ull << 48;
     for (auto [tsc, bus] : {std::pair<u64, u64>{1, 1ull << 48}, {1ull << 48, 1}, {0, 0}, {~0ull, ~0ull}, {3, 7}}) {
-        Apic a(0, true, tsc, bus);
-        a.enable();
+        const u64 T = std::clamp<u64>(tsc, 1, HZ_MAX), B = std::clamp<u64>(bus, 1, HZ_MAX);
         for (auto [tdcr, div] : DIVIDERS) {
+            SCOPED_TRACE(::testing::Message() << "tsc " << tsc << " bus " << bus << " div " << div);
+            // Timer ticks in dt TSC ticks; the first TSC at which n ticks have passed since base.
+            auto ticks = [&](u64 dt) { return u128(dt) * B / (u128(T) * div); };
+            auto tsc_after = [&](u64 base, u128 n) {
+                const u128 at = u128(base) + (n * T * div + B - 1) / B;
+                return at >= ~0ull ? ~0ull : u64(at);
+            };
+            const u64 base = ~0ull - 5;
+            const u32 init = ~0u;
+            const u128 t5 = ticks(5);                   // ticks between base and the end of time
+
+            // Periodic, the largest count, started 5 TSC ticks before the end of time.
+            Apic a(0, true, tsc, bus);
+            a.enable();
             a.wr(TDCR, tdcr);
             a.wr(LVTT, PERIODIC | 0x50);
-            a.wr(TMICT, ~0u, ~0ull - 5);
-            (void)a.rd(TMCCT, 0);
-            (void)a.rd(TMCCT, ~0ull);
+            a.wr(TMICT, init, base);
+            EXPECT_EQ(a.rd(TMCCT, 0), init);            // the TSC went back: nothing counted
+            EXPECT_EQ(a.rd(TMCCT, base), init);
+            EXPECT_FALSE(a.irr(0x50));
+            EXPECT_EQ(a.l.next_event(), tsc_after(base, init));
+            EXPECT_EQ(a.rd(TMCCT, ~0ull), init - u32(t5 % init));
             a.l.update(~0ull);
-            (void)a.l.next_event();
+            EXPECT_EQ(a.irr(0x50), t5 >= init);
+            EXPECT_EQ(a.l.next_event(), tsc_after(base, (t5 / init + 1) * init));
+            if (a.irr(0x50)) {
+                EXPECT_EQ(a.take(~0ull), 0x50);
+                a.wr(EOI, 0, ~0ull);
+            }
+
+            // Periodic, count 1, started at 10: at the end of time every period has passed.
             a.wr(TMICT, 1, 10);
+            EXPECT_EQ(a.rd(TMCCT, 5), 1u);              // before its start
+            EXPECT_EQ(a.l.next_event(), tsc_after(10, 1));
             a.l.update(~0ull);
-            (void)a.l.next_event();
-            (void)a.rd(TMCCT, 5);
-            (void)div;
+            EXPECT_TRUE(a.irr(0x50));
+            EXPECT_EQ(a.rd(TMCCT, ~0ull), 1u);          // a period of one tick: always reloaded
+            EXPECT_EQ(a.l.next_event(), tsc_after(10, ticks(~0ull - 10) + 1));
+            EXPECT_EQ(a.l.next_event(), ~0ull);         // ... which is past the end of time
+            EXPECT_EQ(a.take(~0ull), 0x50);
+            a.wr(EOI, 0, ~0ull);
+            a.l.update(~0ull);
+            EXPECT_FALSE(a.irr(0x50));                  // missed periods coalesced into one
+
+            // One-shot, the largest count, from the same late start.
+            Apic o(0, true, tsc, bus);
+            o.enable();
+            o.wr(TDCR, tdcr);
+            o.wr(LVTT, 0x51);
+            o.wr(TMICT, init, base);
+            EXPECT_EQ(o.rd(TMCCT, 0), init);
+            EXPECT_EQ(o.l.next_event(), tsc_after(base, init));
+            EXPECT_EQ(o.rd(TMCCT, ~0ull), t5 >= init ? 0u : init - u32(t5));
+            o.l.update(~0ull);
+            EXPECT_EQ(o.irr(0x51), t5 >= init);
+            EXPECT_EQ(o.l.next_event(), t5 >= init ? ~0ull : tsc_after(base, init));
         }
+
+        // TSC-deadline at the last TSC value: armed, not "never" until it fires.
+        Apic d(0, true, tsc, bus);
+        d.enable();
+        d.wr(LVTT, DEADLINE | 0x52);
+        d.l.tsc_deadline_write(~0ull, 0);
+        EXPECT_EQ(d.l.tsc_deadline_read(0), ~0ull);
+        d.l.update(~0ull - 1);
+        EXPECT_FALSE(d.irr(0x52));
+        d.l.update(~0ull);
+        EXPECT_TRUE(d.irr(0x52));
+        EXPECT_EQ(d.l.tsc_deadline_read(~0ull), 0u);
+        EXPECT_EQ(d.l.next_event(), ~0ull);
     }
 }
 
