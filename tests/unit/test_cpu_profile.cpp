@@ -348,7 +348,7 @@ const MsrExpect MSR_EXPECT[] = {
     {0x174, 0x176, ANY, [](const Guest &g) { return bool(g.l1[EDX] & b(11)); }, MA::read_write},     // SYSENTER
     {0x179, 0x179, ANY, [](const Guest &) { return true; }, MA::zero_read_only},                     // MCG_CAP
     {0x17a, 0x17a, ANY, [](const Guest &) { return true; }, MA::zero},                               // MCG_STATUS
-    {0x1a0, 0x1a0, INTEL, [](const Guest &) { return true; }, MA::read_write},                       // MISC_ENABLE
+    {0x1a0, 0x1a0, ANY, [](const Guest &) { return true; }, MA::read_write},                         // MISC_ENABLE (as KVM)
     {0x277, 0x277, ANY, [](const Guest &g) { return bool(g.l1[EDX] & b(16)); }, MA::read_write},     // PAT
     {0x6e0, 0x6e0, ANY, [](const Guest &g) { return bool(g.l1[ECX] & b(24)); }, MA::read_write},     // TSC_DEADLINE
     {0x800, 0x8ff, ANY, [](const Guest &g) { return bool(g.l1[ECX] & b(21)); }, MA::read_write},     // x2APIC
@@ -721,8 +721,8 @@ TEST(CpuProfile, MsrTableAgreesWithCpuid)
     EXPECT_FALSE(msr_exists(a, 0x10b, true));
     EXPECT_TRUE(msr_exists(i, 0x17, false));    // PLATFORM_ID: Intel only
     EXPECT_FALSE(msr_exists(a, 0x17, false));
-    EXPECT_TRUE(msr_exists(i, 0x1a0, false));   // MISC_ENABLE: Intel only
-    EXPECT_FALSE(msr_exists(a, 0x1a0, false));
+    EXPECT_TRUE(msr_exists(i, 0x1a0, false));   // MISC_ENABLE: every vendor (guests probe it)
+    EXPECT_TRUE(msr_exists(a, 0x1a0, false));
     EXPECT_TRUE(msr_exists(a, 0xc0010004, true));   // AMD legacy perf counters
     EXPECT_FALSE(msr_exists(i, 0xc0010004, false));
     EXPECT_TRUE(msr_exists(a, 0x830, true));    // x2APIC ICR: Keel's APIC model, though the host has no x2APIC
