@@ -194,7 +194,19 @@ void ExtState::save()
 {
     u8 *a = mm::phys_ptr<u8>(area_);
     if (xsave_) {
-        // Under this vCPU's XCR0: what it cannot reach it cannot have changed.
+        // Every switched component: SSE registers are usable whatever XCR0 says (XCR0 governs
+        // XSAVE and AVX, CR4.OSFXSR governs SSE), so the guest's own XCR0 is not enough.
+        PerCpu &pc = percpu_[cpu()->index];
+        // While loaded, the vCPU's XCR0 is the register's. (QEMU TCG does not intercept XSETBV
+        // under SVM: a guest's XSETBV lands there without an exit. Hardware intercepts it.)
+        u32 lo, hi;
+        asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        xcr0_ = (u64(hi) << 32 | lo) & switched_;
+        pc.xcr0 = u64(hi) << 32 | lo;
+        if (pc.xcr0 != switched_) {
+            xsetbv(switched_);
+            pc.xcr0 = switched_;
+        }
         asm volatile("xsave64 (%0)" : : "r"(a), "a"(u32(switched_)), "d"(u32(switched_ >> 32)) : "memory");
     } else {
         asm volatile("fxsave64 (%0)" : : "r"(a) : "memory");
