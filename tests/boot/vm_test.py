@@ -7,6 +7,11 @@ TCG (SVM) or Bochs (VMX), wait until Keel reports that every guest has ended
   vm_test.py --config tests/vm/basic.toml --guests DIR --emulator qemu|bochs
              --expect-exit NAME=CODE (CODE: a number, or spin:N for the spin guest's result)
              --expect-line REGEX  --forbid-line REGEX  --expect-stats NAME
+             --set KEY=VALUE (@KEY@ in the configuration stands for VALUE)
+             --count-chars NAME=a:20000,b:20000 (exact counts of those characters in NAME's
+               console lines, but for the guest's own report lines "word: ...")
+             --expect-share NAME=FRACTION (run_us / (run_us + ready_us) of NAME's vCPU 0, from
+               its last statistics line, is at least FRACTION)
 """
 import argparse
 import os
@@ -40,6 +45,10 @@ def main():
     p.add_argument("--expect-line", action="append", default=[])
     p.add_argument("--forbid-line", action="append", default=[])
     p.add_argument("--expect-stats", action="append", default=[])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="replace @KEY@ in the configuration by VALUE")
+    p.add_argument("--count-chars", action="append", default=[], metavar="NAME=C:N,C:N")
+    p.add_argument("--expect-share", action="append", default=[], metavar="NAME=FRACTION")
     p.add_argument("--until", default=r"^keel: all guests have ended", help="regex that ends the run")
     p.add_argument("--keel-cmdline", default="", help="Keel's own command line in the image")
     a = p.parse_args()
@@ -49,6 +58,9 @@ def main():
             text = f.read().replace("@GUESTS@", os.path.abspath(a.guests))
             if a.linux:
                 text = text.replace("@LINUX@", os.path.abspath(a.linux))
+            for kv in a.set:
+                key, value = kv.split("=", 1)
+                text = text.replace(f"@{key}@", value)
         config = os.path.join(tmp, "keel.toml")
         with open(config, "w") as f:
             f.write(text)
@@ -91,6 +103,49 @@ def main():
                       text, re.M)
         if not m or int(m.group(1)) == 0 or int(m.group(3)) == 0:
             raise harness.Failure(f"no per-vCPU statistics for {name}")
+    for spec in a.count_chars:
+        check_char_counts(text, spec)
+    for spec in a.expect_share:
+        check_share(text, spec)
+
+
+def check_char_counts(text, spec):
+    """NAME=a:20000,b:20000: exactly that many of each character in the guest's console
+    lines ("[NAME] ..."), not counting its own report lines ("word: ...")."""
+    name, counts = spec.split("=", 1)
+    want = {}
+    for item in counts.split(","):
+        ch, n = item.split(":", 1)
+        if len(ch) != 1:
+            raise harness.Failure(f"--count-chars: {ch!r} is not one character")
+        want[ch] = int(n, 0)
+    got = dict.fromkeys(want, 0)
+    lines = 0
+    for line in re.findall(rf"^\[{re.escape(name)}\] (.*)$", text, re.M):
+        if re.match(r"^[\w-]+: ", line):
+            continue
+        lines += 1
+        for ch in want:
+            got[ch] += line.count(ch)
+    print(f"count-chars {name}: {lines} lines, " + ", ".join(f"{c!r}: {got[c]} (want {want[c]})" for c in want))
+    bad = [f"{c!r}: {got[c]} instead of {want[c]}" for c in want if got[c] != want[c]]
+    if bad:
+        raise harness.Failure(f"guest {name}'s console output lost or gained characters: " + ", ".join(bad))
+
+
+def check_share(text, spec):
+    """NAME=FRACTION: the guest's vCPU 0 ran at least FRACTION of the time it was runnable
+    (run_us / (run_us + ready_us), from its last statistics line)."""
+    name, fraction = spec.split("=", 1)
+    m = re.findall(rf"^keel: stats {re.escape(name)} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=(\d+) ", text, re.M)
+    if not m:
+        raise harness.Failure(f"no per-vCPU statistics for {name}")
+    run, ready = (int(x) for x in m[-1])
+    share = run / (run + ready) if run + ready else 0.0
+    print(f"share {name}: run_us={run} ready_us={ready} share={share:.3f} (want >= {float(fraction)})")
+    if share < float(fraction):
+        raise harness.Failure(f"guest {name} got {share:.3f} of its CPU (run_us={run} ready_us={ready}), "
+                              f"expected at least {float(fraction)}")
 
 
 if __name__ == "__main__":

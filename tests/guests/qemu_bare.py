@@ -2,8 +2,9 @@
 """Run one of Keel's test guests bare under QEMU TCG (no Keel) and check its
 serial output and exit code: a sanity check of the guest itself.
 
-  qemu_bare.py --kernel hello.elf [--append "code=5"] [--mem 128M]
+  qemu_bare.py --kernel hello.elf [--append "code=5"] [--mem 128M] [--cpu max] [--smp 2]
                (--expect-exit 0x2a | --expect-spin N | --any-exit) [--expect-line REGEX]...
+               [--count-chars a:N,b:N]
 
 QEMU's -kernel loads Multiboot v1 ELF32 kernels; isa-debug-exit at 0xf4 makes
 QEMU exit with status ((code << 1) | 1) & 0xff, so only the low 7 bits of the
@@ -27,16 +28,24 @@ def main():
     p.add_argument("--mem", default="128M")
     p.add_argument("--timeout", type=int, default=60)
     p.add_argument("--qemu", default="qemu-system-x86_64")
+    p.add_argument("--cpu", default="", help="QEMU -cpu model (default: QEMU's own, qemu64)")
+    p.add_argument("--smp", type=int, default=1)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--expect-exit", type=lambda s: int(s, 0))
     g.add_argument("--expect-spin", type=lambda s: int(s, 0), help="spin's iterations: expect its exit code")
     g.add_argument("--any-exit", action="store_true")
     p.add_argument("--expect-line", action="append", default=[])
+    p.add_argument("--count-chars", default="", metavar="C:N,C:N",
+                   help="exact counts of those characters, not counting the guest's report lines ('word: ...')")
     a = p.parse_args()
 
     cmd = [a.qemu, "-accel", "tcg", "-m", a.mem, "-nodefaults", "-display", "none", "-monitor", "none",
            "-serial", "stdio", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
            "-kernel", a.kernel]
+    if a.cpu:
+        cmd += ["-cpu", a.cpu]
+    if a.smp > 1:
+        cmd += ["-smp", str(a.smp)]
     if a.append:
         cmd += ["-append", a.append]
     print(" ".join(cmd))
@@ -66,6 +75,14 @@ def main():
         want = spin_expected.expected_exit_code(a.expect_spin)
     if want is not None and r.returncode != ((want << 1) | 1) & 0xFF:
         errors.append(f"QEMU exit status {r.returncode}, expected {((want << 1) | 1) & 0xFF} (guest code {want:#x})")
+    if a.count_chars:
+        lines = [line for line in out.splitlines() if not re.match(r"^[\w-]+: ", line)]
+        for item in a.count_chars.split(","):
+            ch, n = item.split(":", 1)
+            got = sum(line.count(ch) for line in lines)
+            print(f"count-chars {ch!r}: {got} (want {int(n, 0)})")
+            if got != int(n, 0):
+                errors.append(f"{got} characters {ch!r} instead of {int(n, 0)}")
     if re.search(r"unexpected exception", out):
         errors.append("the guest took an unexpected exception")
     if errors:

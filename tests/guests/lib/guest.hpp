@@ -66,6 +66,19 @@ struct GpRecord {
 };
 extern volatile GpRecord gp_record;
 
+// What the exception stubs (entry.S) save: trap_entry(frame) may change eip/eflags.
+struct TrapFrame {
+    u32 edi, esi, ebp, esp, ebx, edx, ecx, eax;   // pushal
+    u32 vector, error;
+    u32 eip, cs, eflags;
+};
+
+// Optional: a guest that takes exceptions on purpose sets trap_hook. It sees every
+// exception (vectors 0..31) first; returning true resumes at f->eip (which it may
+// change), false leaves the exception to the runtime (above). Unset by default.
+using TrapHook = bool (*)(TrapFrame* f);
+extern TrapHook trap_hook;
+
 // ---- console and exit -------------------------------------------------------
 void putc(char c);
 void puts(const char* s);                       // no newline added

@@ -10,6 +10,7 @@ extern char __image_start[], __image_end[];
 
 BootInfo boot;
 volatile GpRecord gp_record;
+TrapHook trap_hook;
 
 u32 image_start() { return uptr(__image_start); }
 u32 image_end() { return uptr(__image_end); }
@@ -313,17 +314,12 @@ u64 cmdline_u64(const char* key, u64 fallback) {
 }
 
 // ---- exceptions -------------------------------------------------------------
-struct TrapFrame {
-    u32 edi, esi, ebp, esp, ebx, edx, ecx, eax;   // pushal
-    u32 vector, error;
-    u32 eip, cs, eflags;
-};
-
 static const char* const kVectorNames[32] = {
     "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF", "15",
     "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "22",  "23",  "24",  "25",  "26",  "27",  "#HV", "#VC", "#SX", "31"};
 
 extern "C" void trap_entry(TrapFrame* f) {
+    if (trap_hook && trap_hook(f)) return;
     if (f->vector == 13) {
         const u8* insn = reinterpret_cast<const u8*>(f->eip);
         if (insn[0] == 0x0F && (insn[1] == 0x30 || insn[1] == 0x32)) {   // wrmsr / rdmsr
