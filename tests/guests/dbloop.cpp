@@ -10,6 +10,9 @@
 // of its CPU. Should a delivery ever complete, the handler returns with TF set
 // again, which starts over: the guest never ends.
 //
+// cmdline: nowatch (no data breakpoint: a plain flood of single-step #DBs, each
+// delivery completing; a control for the storm).
+//
 // Prints "dbloop: armed dr0=0x... dr7=0x..." (from 32-bit code, before the
 // switch) and never returns. Any other exception in long mode prints
 // "dbloop: unexpected exception in long mode: vector, frame: ..." and exits
@@ -168,6 +171,7 @@ u32 guest_main() {
     // Delivering #DB through IST1 pushes SS at IST1 top - 8 first: watch it (write, 4 bytes).
     dbloop_dr0 = ist1_top - 8;
     dbloop_dr7 = 0x400 | 1u | 1u << 16 | 3u << 18;
+    if (cmdline_flag("nowatch")) dbloop_dr7 = 0x400;   // control: a single-step #DB flood without the storm
 
     // As Linux's trampoline does: CR4.PAE and CR3 first, then EFER.LME, then CR0.PG.
     printf("dbloop: armed dr0=0x%x dr7=0x%x (IST1 top 0x%x): switching to long mode, single step\n", dbloop_dr0,
