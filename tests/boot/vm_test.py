@@ -12,10 +12,15 @@ TCG (SVM) or Bochs (VMX), wait until Keel reports that every guest has ended
                console lines, but for the guest's own report lines "word: ...")
              --expect-share NAME=FRACTION (run_us / (run_us + ready_us) of NAME's vCPU 0, from
                its last statistics line, is at least FRACTION)
+             --expect-interleaved NAME1,NAME2,REGEX (the console lines of the two guests that match
+               REGEX change hands at least 4 times: both really ran in turns)
+             --reap (kill what still runs in the run's temporary folder afterwards: Bochs, when
+               the run was stopped by --until or the timeout)
 """
 import argparse
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -49,8 +54,13 @@ def main():
                    help="replace @KEY@ in the configuration by VALUE")
     p.add_argument("--count-chars", action="append", default=[], metavar="NAME=C:N,C:N")
     p.add_argument("--expect-share", action="append", default=[], metavar="NAME=FRACTION")
+    p.add_argument("--expect-interleaved", action="append", default=[], metavar="NAME1,NAME2,REGEX")
     p.add_argument("--until", default=r"^keel: all guests have ended", help="regex that ends the run")
     p.add_argument("--keel-cmdline", default="", help="Keel's own command line in the image")
+    p.add_argument("--reap", action="store_true",
+                   help="after the run, kill what still runs in its temporary folder: Bochs under script(1) "
+                        "is a session of its own, which harness.run's kill leaves running when it stops a "
+                        "run itself (--until, timeout)")
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="keel-vm-") as tmp:
@@ -78,7 +88,11 @@ def main():
             if until.search(text) or harness.EXCEPTION.search(text):
                 return True
             return None
-        _, text = harness.run(cmd, log, done, a.timeout, cwd=tmp, pty=a.emulator == "bochs")
+        try:
+            _, text = harness.run(cmd, log, done, a.timeout, cwd=tmp, pty=a.emulator == "bochs")
+        finally:
+            if a.reap:
+                reap(tmp)
         print(text)
 
     if harness.EXCEPTION.search(text):
@@ -107,6 +121,27 @@ def main():
         check_char_counts(text, spec)
     for spec in a.expect_share:
         check_share(text, spec)
+    for spec in a.expect_interleaved:
+        check_interleaved(text, spec)
+
+
+def reap(tmp):
+    """Kill (by PID) the processes whose working folder is this run's temporary folder: only
+    the emulator this run started can be there."""
+    real = os.path.realpath(tmp)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if cwd in (real, real + " (deleted)"):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                print(f"reaped process {pid} left in {tmp}")
+            except OSError:
+                pass
 
 
 def check_char_counts(text, spec):
@@ -146,6 +181,22 @@ def check_share(text, spec):
     if share < float(fraction):
         raise harness.Failure(f"guest {name} got {share:.3f} of its CPU (run_us={run} ready_us={ready}), "
                               f"expected at least {float(fraction)}")
+
+
+def check_interleaved(text, spec, at_least=4):
+    """NAME1,NAME2,REGEX: among the two guests' console lines matching REGEX, the guest
+    that printed changes at least `at_least` times (they were switched while working)."""
+    n1, n2, pattern = spec.split(",", 2)
+    rx = re.compile(pattern)
+    owners = []
+    for m in re.finditer(r"^\[([\w-]+)\] (.*)$", text, re.M):
+        if m.group(1) in (n1, n2) and rx.search(m.group(2)):
+            owners.append(m.group(1))
+    switches = sum(1 for x, y in zip(owners, owners[1:]) if x != y)
+    print(f"interleaved {n1},{n2}: {len(owners)} lines matching {pattern!r}, {switches} changes of hands")
+    if switches < at_least:
+        raise harness.Failure(f"guests {n1} and {n2} did not run in turns: their lines matching {pattern!r} "
+                              f"change hands {switches} times (expected at least {at_least})")
 
 
 if __name__ == "__main__":
