@@ -100,6 +100,9 @@ public:
     virtual bool can_inject() = 0;
     virtual void inject_interrupt(u8 vector) = 0;
     virtual void request_window(bool on) = 0;
+    // Leave the guest by this host TSC at the latest (a timer of this CPU's vCPUs is due, or the
+    // tick). VMX arms its preemption timer; SVM relies on the host's tick interrupt.
+    virtual void exit_by(u64 host_tsc) = 0;
 
 protected:
     ~LoadedVcpu() = default;

@@ -149,6 +149,7 @@ private:
             v.d(V::intercept_misc1) &= ~I1_VINTR;
         }
     }
+    void exit_by(u64) override {}   // the host's 1 ms tick exits the guest (INTR intercept)
     u64 rip() override { return vmcb().q(V::rip); }
     void set_rip(u64 rip) override
     {

@@ -39,6 +39,7 @@ enum class F : u32 {
     idt_vectoring = 0x4408, idt_vectoring_error = 0x440a, exit_len = 0x440c,
     guest_es_limit = 0x4800, guest_es_ar = 0x4814, guest_gdtr_limit = 0x4810, guest_idtr_limit = 0x4812,
     guest_interruptibility = 0x4824, guest_activity = 0x4826, guest_sysenter_cs = 0x482a, guest_ss_ar = 0x4818,
+    preemption_timer = 0x482e,
     host_sysenter_cs = 0x4c00,
     cr0_mask = 0x6000, cr4_mask = 0x6002, cr0_shadow = 0x6004, cr4_shadow = 0x6006,
     exit_qual = 0x6400,
@@ -100,6 +101,8 @@ u64 flush_epoch_ = 1;
 u16 next_vpid_ = 1;
 Spinlock vpid_lock_;
 u32 pin_ctl_, proc_ctl_, proc2_ctl_, exit_ctl_, entry_ctl_;
+bool preempt_timer_;      // the VMX-preemption timer: the guest leaves by a deadline Keel sets
+unsigned preempt_shift_;  // it counts down at TSC >> this
 
 void allow_msr(u8 *map, u32 msr, bool read, bool write)
 {
@@ -144,6 +147,7 @@ private:
         constexpr u32 IRQ_WINDOW = 1u << 2;
         vmwrite(F::proc, on ? proc_ctl_ | IRQ_WINDOW : proc_ctl_);
     }
+    void exit_by(u64 host_tsc) override { exit_by_ = host_tsc; }
 
     u64 rip() override { return vmread(F::guest_rip); }
     void set_rip(u64 rip) override
@@ -201,6 +205,7 @@ private:
     u64 tsc_offset_ = 0;
     u64 deferred_ = 0;           // an event interrupted by an intercepted exception: injected after it
     u32 deferred_error_ = 0;
+    u64 exit_by_ = 0;            // host TSC by which the guest must exit (0: the tick decides)
     gstate::ExtState ext_;
     u16 vpid_ = 0;
     u32 cpu_ = ~0u;
@@ -479,6 +484,11 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
     const Mitigations &mit = gstate::mitigations();
 
     x86::cli();
+    if (preempt_timer_) {
+        const u64 now = x86::rdtsc();
+        const u64 left = exit_by_ > now ? (exit_by_ - now) >> preempt_shift_ : 0;
+        vmwrite(F::preemption_timer, min<u64>(left, 0xffffffff));
+    }
     if (mit.flush_l1d) x86::wrmsr(0x10b, 1);   // L1TF: nothing of Keel's or another guest's left in L1D
     else if (mit.verw) {
         u16 sel = SEL_DATA;
@@ -528,7 +538,7 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
         }
         return;
     }
-    case 1: e.reason = ExitReason::intr; return;
+    case 1: case 52: e.reason = ExitReason::intr; return;   // a host interrupt, or the preemption timer
     case 7:
         e.reason = ExitReason::irq_window;
         request_window(false);
@@ -649,6 +659,14 @@ const char *unsupported()
     true_ctls_ = basic & (1ull << 55);
     revision_ = u32(basic & 0x7fffffff);
     bool ok = adjust(1u << 0 | 1u << 3, true_ctls_ ? msr::TRUE_PINBASED : msr::PINBASED, pin_ctl_);
+    u32 with_timer;
+    if (ok && adjust(pin_ctl_ | 1u << 6, true_ctls_ ? msr::TRUE_PINBASED : msr::PINBASED, with_timer)) {
+        // Timers are not left to the host's interrupt alone (Bochs does not exit a running guest
+        // for it): the guest exits by the earliest deadline of this CPU's vCPUs, or the tick.
+        pin_ctl_ = with_timer;
+        preempt_timer_ = true;
+        preempt_shift_ = unsigned(x86::rdmsr(0x485) & 0x1f);   // IA32_VMX_MISC
+    }
     // HLT, unconditional I/O, MSR bitmaps, secondary controls; no CR3 exits (EPT).
     // HLT, MWAIT, RDPMC, unconditional I/O, MSR bitmaps, MONITOR, secondary controls.
     u32 want_proc = 1u << 7 | 1u << 10 | 1u << 11 | 1u << 24 | 1u << 28 | 1u << 29 | 1u << 31;

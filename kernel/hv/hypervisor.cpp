@@ -142,6 +142,7 @@ struct RunQueue {
     u32 placed;                           // vCPUs placed on this CPU (for load balancing at creation)
     Vcpu *sleepers[MAX_SLEEPERS];         // halted vCPUs of this CPU, woken by their timer or an interrupt
     u32 nsleepers;
+    u64 sleep_deadline = ~0ull;           // the earliest sleeper's timer (host TSC; ~0 for none)
 
     void push(Vcpu *v)
     {
@@ -168,6 +169,7 @@ constinit Guest guests_[KeelConfig::MAX_GUESTS]{};
 constinit RunQueue rq_[MAX_CPUS]{};
 u32 ncpus_;
 u64 slice_tsc_;
+u64 tick_tsc_;                            // the scheduler's tick (1 ms) in TSC ticks
 u32 live_guests_;
 u64 stats_every_tsc_;                     // "stats_interval=N" on Keel's command line: periodic statistics
 u64 stats_next_;
@@ -362,6 +364,9 @@ void route_ipis(Guest &g, Vcpu &from)
         }
     }
 }
+
+// A guest-TSC time of this vCPU as host TSC (the guest's TSC runs at the host's rate, offset).
+u64 host_deadline(Vcpu &v, u64 guest_tsc) { return guest_tsc - (guest_now(v) - x86::rdtsc()); }
 
 // A halted vCPU wakes when its local APIC has something for it.
 bool wants_to_run(Vcpu &v) { return irq_wanted(v.irq, guest_now(v)); }
@@ -770,6 +775,8 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot = fals
     for (u32 i = 0; i < n; i++) vcpu_stopped(*stop_now[i]);
 }
 
+void wake_sleepers(RunQueue &q);
+
 // Does a halted vCPU of this CPU have an interrupt waiting? (Its owner's CPU only.)
 bool sleeper_due(RunQueue &q)
 {
@@ -796,6 +803,14 @@ void run(Vcpu &v)
     for (;;) {
         if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
             return vcpu_stopped(v);
+        {
+            // Leave the guest by the next tick, its own timer or a sleeper's, whichever is first.
+            const u64 host_now = x86::rdtsc();
+            u64 by = min(host_now + tick_tsc_, rq_[v.cpu].sleep_deadline);
+            const u64 own = __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED);
+            if (own != ~0ull) by = min(by, max(host_deadline(v, own), host_now));
+            cpu.exit_by(by);
+        }
         enter_guest(v.irq, *v.arch, cpu, v.gprs, e);
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
@@ -841,15 +856,23 @@ void run(Vcpu &v)
             v.state = Vcpu::State::halted;
             v.hung = hung;
             q.sleepers[q.nsleepers++] = &v;
+            if (!hung) {
+                if (v.irq.deadline != ~0ull) q.sleep_deadline = min(q.sleep_deadline, host_deadline(v, v.irq.deadline));
+            }
             return;
         }
         // A halted vCPU of this CPU whose timer or interrupt is due goes first: its guest's
         // interrupts are not late by the rest of this slice (the tick is 1 ms).
-        if (e.reason == ExitReason::intr && (t1 >= slice_end || sleeper_due(rq_[v.cpu]))) {
-            // Slice used up: to the back of the queue (it runs on at once if it is alone).
+        if (e.reason != ExitReason::intr) continue;
+        RunQueue &q = rq_[v.cpu];
+        const bool due = sleeper_due(q);
+        if (t1 >= slice_end || due) {
+            // Slice used up, or a woken sleeper goes first: to the back of the queue (it runs on
+            // at once if it is alone).
+            if (due) wake_sleepers(q);
             v.state = Vcpu::State::runnable;
             v.ready_since = t1;
-            rq_[v.cpu].push(&v);
+            q.push(&v);
             return;
         }
     }
@@ -859,6 +882,7 @@ void run(Vcpu &v)
 // those of a guest that is ending go back to the queue to be stopped here.
 void wake_sleepers(RunQueue &q)
 {
+    q.sleep_deadline = ~0ull;   // recomputed from those that stay
     for (u32 i = 0; i < q.nsleepers;) {
         Vcpu &v = *q.sleepers[i];
         bool wake;
@@ -872,6 +896,9 @@ void wake_sleepers(RunQueue &q)
             v.ready_since = x86::rdtsc();
             q.push(&v);
         } else {
+            if (!v.hung) {
+                if (v.irq.deadline != ~0ull) q.sleep_deadline = min(q.sleep_deadline, host_deadline(v, v.irq.deadline));
+            }
             i++;
         }
     }
@@ -908,8 +935,20 @@ void restart_due(u32 cpu_index)
         restart_due(cpu()->index);
         Vcpu *v = q.pop();
         if (!v) {
-            x86::sti_hlt();
-            x86::cli();
+            // Idle. A sleeper's timer due before the next tick is waited for here (halt polling,
+            // at most one tick), so a guest's timer is not late by up to a tick.
+            const u64 now = x86::rdtsc(), due = q.sleep_deadline;
+            if (due <= now) {
+                asm volatile("sti; nop; cli" ::: "memory");   // already due: wake it now (take what is pending)
+            } else if (due - now < tick_tsc_) {
+                const u64 seen = __atomic_load_n(&cpu()->ticks, __ATOMIC_RELAXED);
+                x86::sti();
+                while (x86::rdtsc() < due && __atomic_load_n(&cpu()->ticks, __ATOMIC_RELAXED) == seen) x86::pause();
+                x86::cli();
+            } else {
+                x86::sti_hlt();
+                x86::cli();
+            }
             continue;
         }
         run(*v);
@@ -958,6 +997,7 @@ void restart_due(u32 cpu_index)
     }
     if (config_.has_loglevel) console::set_level(config_.loglevel);
     slice_tsc_ = time::tsc_hz() / 1000000 * (config_.time_slice_ns / 1000);
+    tick_tsc_ = max<u64>(time::tsc_hz() / 1000, 1);
     log_info("virtualization: %s on %u CPUs; %u guest%s, time slice %lu us", virt::vendor_name(), ncpus_,
              config_.guest_count, config_.guest_count == 1 ? "" : "s", config_.time_slice_ns / 1000);
     u64 every = 0;

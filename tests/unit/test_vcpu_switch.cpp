@@ -38,6 +38,7 @@ private:
     bool can_inject() override { FakeVmcs &v = current(); return (v.rflags & 0x200) && v.entry_vector < 0; }
     void inject_interrupt(u8 vector) override { current().entry_vector = vector; }
     void request_window(bool on) override { current().irq_window = on; }
+    void exit_by(u64) override {}
     u64 rip() override { return 0; }
     void set_rip(u64) override {}
     u64 rflags() override { return current().rflags; }
