@@ -53,10 +53,7 @@ struct GuestPlatform {
     // Serialises the port devices between the guest's vCPUs (MMIO devices lock themselves:
     // the local APICs per vCPU, the IOAPIC its own). Order: io_lock, then IOAPIC, then APICs.
     Spinlock io_lock;
-    bool lapic = false;          // a local APIC model exists: CPUID shows APIC, x2APIC, TSC deadline
     u32 vcpu_count = 1;
-    u32 cpuid_max_std = 0, cpuid_max_ext = 0;   // the host's highest CPUID leaves, read once
-    u64 tsc_hz = 0;              // the guest TSC rate, reported in CPUID 0x15/0x16 (0: not reported)
     // The guest's CPU: its CPUID view, and from it the CR4, XCR0 and MSR checks (set by the
     // hypervisor for every guest; the fields below are copied from it).
     const CpuProfile *profile = nullptr;

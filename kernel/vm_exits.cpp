@@ -326,89 +326,16 @@ ExitOutcome string_io(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p
 
 } // namespace
 
-void guest_cpuid(VcpuOps &ops, u32 leaf, u32 sub, u32 vcpu_index, u32 vcpu_count, u32 r[4], u32 &max_std,
-                 u32 &max_ext)
-{
-    r[0] = r[1] = r[2] = r[3] = 0;
-    if (leaf >= 0x40000000 && leaf < 0x50000000) {
-        if (leaf == 0x40000000) {
-            r[0] = KEEL_CPUID_MAX;
-            // "KeelKeelKeel" in EBX, ECX, EDX
-            r[1] = r[2] = r[3] = 'K' | 'e' << 8 | 'e' << 16 | u32('l') << 24;
-        }
-        return;   // 0x40000001: no paravirtual features yet
-    }
-    if (!max_std || !max_ext) {
-        u32 r0[4];
-        ops.host_cpuid(0, 0, r0);
-        max_std = r0[0];
-        ops.host_cpuid(0x80000000, 0, r0);
-        max_ext = r0[0];
-    }
-    if ((leaf < 0x80000000 && leaf > max_std) || (leaf >= 0x80000000 && leaf > max_ext)) return;
-    ops.host_cpuid(leaf, sub, r);
-    switch (leaf) {
-    case 1:
-        r[1] = (r[1] & 0x0000ffff) | (vcpu_count & 0xff) << 16 | (vcpu_index & 0xff) << 24;
-        r[2] &= ~((1u << 5) | (1u << 6) | (1u << 3));   // VMX, SMX, MONITOR
-        r[2] &= ~((1u << 21) | (1u << 24));             // x2APIC, TSC deadline: no APIC model yet
-        r[2] &= ~((1u << 26) | (1u << 27) | (1u << 28)); // XSAVE, OSXSAVE, AVX: no XCR0 handling yet
-        r[2] |= 1u << 31;                               // running under a hypervisor
-        r[3] &= ~(1u << 9);                             // APIC: shown only with the APIC model (below)
-        r[3] &= ~((1u << 7) | (1u << 14));              // MCE, MCA: no machine-check banks are modelled
-        break;
-    case 5:                                             // MONITOR/MWAIT hidden
-        r[0] = r[1] = r[2] = r[3] = 0;
-        break;
-    case 6:                                             // no power management
-        r[0] = r[1] = r[2] = r[3] = 0;
-        break;
-    case 7:
-        if (sub == 0) {
-            r[1] &= ~((1u << 2) | (1u << 5) | (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31)); // SGX, AVX2, AVX-512 parts
-            r[2] &= ~(1u << 3 | 1u << 4 | 1u << 30);     // PKU/OSPKE, SGX_LC
-            r[3] = 0;
-        } else {
-            r[0] = r[1] = r[2] = r[3] = 0;
-        }
-        break;
-    case 0xa:                                           // no PMU
-    case 0xd:                                           // no XSAVE
-    case 0xb: case 0x1f:                                // no topology enumeration
-        r[0] = r[1] = r[2] = r[3] = 0;
-        break;
-    case 0x80000001:
-        r[2] &= ~((1u << 2) | (1u << 10));              // SVM, IBS
-        break;
-    case 0x8000000a:                                    // SVM features
-        r[0] = r[1] = r[2] = r[3] = 0;
-        break;
-    }
-}
-
 ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u32 vcpu_index)
 {
     u64 nrip = 0;
     switch (e.reason) {
     case ExitReason::cpuid: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
-        u32 r[4];
-        if (p.profile) {
-            p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r);
-            g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
-            ops.set_rip(nrip);
-            return {};
-        }
-        guest_cpuid(ops, u32(g.rax), u32(g.rcx), vcpu_index, p.vcpu_count, r, p.cpuid_max_std, p.cpuid_max_ext);
-        if (p.lapic && u32(g.rax) == 1) {
-            r[2] |= (1u << 21) | (1u << 24);   // x2APIC, TSC-deadline timer: the local APIC model has both
-            r[3] |= 1u << 9;                   // APIC
-        }
-        if (p.tsc_hz && u32(g.rax) == 0x15 && p.cpuid_max_std >= 0x15) {
-            r[0] = 1, r[1] = 1, r[2] = u32(min<u64>(p.tsc_hz, 0xffffffff)), r[3] = 0;   // TSC = crystal * 1 / 1
-        } else if (p.tsc_hz && u32(g.rax) == 0x16 && p.cpuid_max_std >= 0x16) {
-            r[0] = u32(p.tsc_hz / 1000000), r[1] = r[0], r[2] = u32(p.tsc_hz / 1000000);   // base = max = bus: MHz
-        }
+        // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
+        // (never built by the hypervisor) sees a CPU without features.
+        u32 r[4] = {0, 0, 0, 0};
+        if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r);
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
         ops.set_rip(nrip);
         return {};

@@ -19,10 +19,4 @@ struct ExitOutcome {
 
 ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u32 vcpu_index);
 
-// The CPUID view a guest gets: Keel's leaves, hypervisor bit set, VMX/SVM hidden.
-// max_std/max_ext cache the host's highest leaves (0: not read yet).
-void guest_cpuid(VcpuOps &ops, u32 leaf, u32 sub, u32 vcpu_index, u32 vcpu_count, u32 out[4], u32 &max_std,
-                 u32 &max_ext);
-
-// MSRs Keel emulates in software for every guest (beyond the arch-stored ones).
-inline constexpr u32 KEEL_CPUID_MAX = 0x40000001;
+inline constexpr u32 KEEL_CPUID_MAX = CpuProfile::HV_LEAF_MAX;

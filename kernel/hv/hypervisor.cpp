@@ -570,8 +570,6 @@ bool create(Guest &g)
     g.lapics.attach(&g);
     g.platform.add_mmio(&g.lapics);
     g.platform.msr = &g.lapics;
-    g.platform.lapic = true;
-    g.platform.tsc_hz = time::tsc_hz();
     {
         struct Host final : ProfileHost {
             void cpuid(u32 leaf, u32 sub, u32 out[4]) override

@@ -77,11 +77,12 @@ public:
         case 0:   // max leaf 0xd, "GenuineIntel"
             out[0] = 0xd, out[1] = 0x756e6547, out[2] = 0x6c65746e, out[3] = 0x49656e69;
             return;
-        case 1:   // APIC id 0x37, 16 logical CPUs; ECX: SSE3, VMX, SMX, x2APIC, XSAVE, AVX; EDX: FPU, APIC, HTT
+        case 1:   // APIC id 0x37, 16 logical CPUs; ECX: SSE3, VMX, SMX, x2APIC, XSAVE, AVX; EDX: FPU, TSC, MSR, PAE, APIC, SEP, PAT, FXSR, SSE, SSE2, HTT
             out[0] = 0x000906ea;
             out[1] = 0x37100800;
             out[2] = (1u << 0) | (1u << 5) | (1u << 6) | (1u << 21) | (1u << 26) | (1u << 28);
-            out[3] = (1u << 0) | (1u << 9) | (1u << 28);
+            out[3] = (1u << 0) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 9) | (1u << 11) | (1u << 16) | (1u << 24) |
+                     (1u << 25) | (1u << 26) | (1u << 28);
             return;
         case 7:
             out[0] = sub == 0 ? 1 : 0;
@@ -92,10 +93,16 @@ public:
         case 0x80000000:
             out[0] = 0x8000000a, out[1] = out[2] = out[3] = 0;
             return;
-        case 0x80000001:   // ECX: LAHF, SVM, IBS; EDX: NX, LM
+        case 0xd:   // XSAVE: x87, SSE, AVX (standard layout: AVX at 576, 256 bytes)
+            out[0] = out[1] = out[2] = out[3] = 0;
+            if (sub == 0) out[0] = 7, out[1] = 832, out[2] = 832;
+            if (sub == 1) out[0] = 1;
+            if (sub == 2) out[0] = 256, out[1] = 576;
+            return;
+        case 0x80000001:   // ECX: LAHF, SVM, IBS; EDX: SYSCALL, NX, RDTSCP, LM
             out[0] = 0, out[1] = 0;
             out[2] = (1u << 0) | (1u << 2) | (1u << 10);
-            out[3] = (1u << 20) | (1u << 29);
+            out[3] = (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29);
             return;
         case 0x8000000a:   // SVM revision, ASIDs, features
             out[0] = 1, out[1] = 0x40, out[2] = 0, out[3] = 0xff;
@@ -119,9 +126,23 @@ struct Vm {
     DebugExitModel dbg{0xf4, p};
     FakeOps ops;
     Gprs g{};
+    CpuProfile profile;
 
-    Vm()
+    // The guest's CPU profile, built from the fake host (no APIC model: APIC/x2APIC hidden).
+    struct Host final : ProfileHost {
+        FakeOps *ops;
+        void cpuid(u32 leaf, u32 sub, u32 out[4]) override { ops->host_cpuid(leaf, sub, out); }
+    };
+
+    explicit Vm(bool lapic = false)
     {
+        Host h;
+        h.ops = &ops;
+        ProfileOptions po;
+        po.vcpu_count = 4;
+        po.lapic = lapic;
+        profile.build(h, po);
+        p.profile = &profile;
         EXPECT_TRUE(mem.add(GuestPhys(0), ram.size(), ram.data()).ok());
         p.mem = &mem;
         p.vcpu_count = 4;
@@ -229,15 +250,17 @@ TEST(VmExitCpuid, VirtualisationAndUnmodelledFeaturesHidden)
     ASSERT_EQ(vm.cpuid(0x80000001).action, ExitAction::resume);
     EXPECT_FALSE(vm.g.rcx & (1u << 2));    // SVM
     EXPECT_TRUE(vm.g.rcx & 1u);            // LAHF passes through
-    EXPECT_EQ(vm.g.rdx, (1u << 20) | (1u << 29));
+    EXPECT_EQ(vm.g.rdx, (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29));
 
     ASSERT_EQ(vm.cpuid(0x8000000a).action, ExitAction::resume);
     EXPECT_EQ(vm.g.rax | vm.g.rbx | vm.g.rcx | vm.g.rdx, 0u);
 
     ASSERT_EQ(vm.cpuid(7, 0).action, ExitAction::resume);
     EXPECT_TRUE(vm.g.rbx & 1u);            // FSGSBASE kept
-    EXPECT_FALSE(vm.g.rbx & ((1u << 2) | (1u << 5) | (1u << 16)));
-    EXPECT_EQ(vm.g.rdx, 0u);
+    EXPECT_FALSE(vm.g.rbx & ((1u << 2) | (1u << 16)));   // SGX, AVX-512F
+    EXPECT_TRUE(vm.g.rbx & (1u << 5));                    // AVX2: AVX is switched (XSAVE) now
+    // Only the speculation controls Keel virtualises (MD_CLEAR, SPEC_CTRL, STIBP, L1D_FLUSH, ARCH_CAP, SSBD).
+    EXPECT_EQ(vm.g.rdx & ~((1u << 10) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 29) | (1u << 31)), 0u);
 }
 
 TEST(VmExitCpuid, OutOfRangeLeavesAreZero)
@@ -250,13 +273,13 @@ TEST(VmExitCpuid, OutOfRangeLeavesAreZero)
         ASSERT_EQ(vm.cpuid(leaf).action, ExitAction::resume) << std::hex << leaf;
         EXPECT_EQ(vm.g.rax | vm.g.rbx | vm.g.rcx | vm.g.rdx, 0u) << std::hex << leaf;
     }
-    // In range: the host's answer (upper halves of the registers cleared).
-    vm.g.rax = 0xffffffff00000000ull | 2;
+    // In range: the host's answer where the profile passes it (the brand string), upper halves cleared.
+    vm.g.rax = 0xffffffff00000000ull | 0x80000002;
     vm.g.rcx = 0;
     ExitInfo e;
     e.reason = ExitReason::cpuid;
     ASSERT_EQ(vm.run(e).action, ExitAction::resume);
-    EXPECT_EQ(vm.g.rax, 2u);
+    EXPECT_EQ(vm.g.rax, 0x80000002u);
     EXPECT_EQ(vm.g.rcx, 0x12345678u);
 }
 
@@ -270,10 +293,6 @@ TEST(VmExitCpuid, ApicIdIsVcpuIndex)
         EXPECT_EQ((vm.g.rbx >> 16) & 0xff, 4u);     // vcpu_count
         EXPECT_EQ(vm.g.rbx & 0xffff, 0x0800u);      // CLFLUSH size etc. kept
     }
-    u32 r[4], max_std = 0, max_ext = 0;
-    guest_cpuid(vm.ops, 1, 0, 2, 3, r, max_std, max_ext);
-    EXPECT_EQ(r[1] >> 24, 2u);
-    EXPECT_NE(max_std, 0u);   // cached for the next call
 }
 
 TEST(VmExitCpuid, RipAdvancedByDecodedLength)
@@ -495,7 +514,7 @@ TEST(VmExitMsr, UnknownInjectsGpAndKeepsRip)
 
 TEST(VmExitMsr, SoftMsrs)
 {
-    Vm vm;
+    Vm vm(true);   // APIC_BASE exists only where CPUID shows an APIC
     vm.g.rdx = 0xffffffffffffffffull;
     ASSERT_EQ(vm.msr(false, 0x1b, 0, 0).action, ExitAction::resume);
     EXPECT_EQ(vm.g.rax, 0xfee00000u | (1u << 11) | (1u << 8));
