@@ -136,6 +136,12 @@ void debug_fault()
 
     log_info("ready cpus=%u ram=%lu tsc=%lu apic=%s version=%s", cpus, st.managed_frames * PAGE_SIZE / MiB,
              time::tsc_hz() / 1000000, lapic::x2apic() ? "x2apic" : "xapic", KEEL_VERSION);
+    if (cmdline.has("debug_hang")) {
+        // For the watchdog's test: this CPU stops taking interrupts for good.
+        log_info("debug_hang: cpu 0 spins with interrupts off");
+        x86::cli();
+        for (;;) x86::pause();
+    }
     hv::start(boot_info, cmdline);
 }
 

@@ -33,6 +33,11 @@ struct Cpu {
     u64 stack_top;           // kernel stack (with a guard page below)
     u64 ticks;               // local APIC timer interrupts taken (atomic)
     bool online;             // atomic
+    const char *running;     // the guest whose vCPU this CPU runs now, or null (for the watchdog)
+    // The watchdog: this CPU watches the next one's ticks (smp.cpp).
+    u64 wd_seen;
+    u32 wd_quiet;            // seconds without a tick there
+    bool wd_reported;
 };
 
 inline Cpu *cpu()

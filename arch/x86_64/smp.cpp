@@ -23,10 +23,36 @@ unsigned online_;
 
 constexpr unsigned TIMER_HZ = 1000;   // the scheduler's tick: time slices are whole ticks
 
+// The watchdog: once a second each CPU looks at the next online CPU's tick count. A CPU that
+// took no timer interrupt for 2 s is stuck with interrupts off: in Keel, or in a guest that
+// never exits (a microcode loop). Reported once, with where it was. (Keel enables interrupts
+// only where it holds no lock, so reporting from here cannot deadlock on the console.)
+void watchdog(Cpu &c)
+{
+    if (ncpus_ < 2) return;
+    Cpu &o = cpus_[(c.index + 1) % ncpus_];
+    if (o.index != 0 && !__atomic_load_n(&o.online, __ATOMIC_ACQUIRE)) return;   // the boot CPU is always up
+    const u64 t = __atomic_load_n(&o.ticks, __ATOMIC_RELAXED);
+    if (t != c.wd_seen) {
+        c.wd_seen = t;
+        c.wd_quiet = 0;
+        c.wd_reported = false;
+        return;
+    }
+    if (++c.wd_quiet >= 2 && !c.wd_reported) {
+        c.wd_reported = true;
+        const char *g = __atomic_load_n(&o.running, __ATOMIC_ACQUIRE);
+        log_error("watchdog: cpu %u has taken no timer interrupt for %u s (%s%s)", o.index, c.wd_quiet,
+                  g ? "in guest " : "in Keel", g ? g : "");
+    }
+}
+
 void on_timer(Frame &)
 {
-    __atomic_fetch_add(&cpu()->ticks, 1, __ATOMIC_RELAXED);
+    Cpu *c = cpu();
+    const u64 t = __atomic_add_fetch(&c->ticks, 1, __ATOMIC_RELAXED);
     lapic::eoi();
+    if (t % TIMER_HZ == 0) watchdog(*c);
 }
 
 template <class T> void patch(u8 *page, const char *field, T v)

@@ -786,7 +786,16 @@ bool sleeper_due(RunQueue &q)
 }
 
 // Run one vCPU for up to a time slice.
+void run_slice(Vcpu &v);
 void run(Vcpu &v)
+{
+    // The watchdog says which guest a stuck CPU was running.
+    __atomic_store_n(&cpu()->running, v.guest->name, __ATOMIC_RELEASE);
+    run_slice(v);
+    __atomic_store_n(&cpu()->running, static_cast<const char *>(nullptr), __ATOMIC_RELEASE);
+}
+
+void run_slice(Vcpu &v)
 {
     Guest &g = *v.guest;
     u64 now = x86::rdtsc();

@@ -23,6 +23,7 @@ def main():
     p.add_argument("--timeout", type=int, default=120)
     p.add_argument("--expect-fault", help="expect this exception report (e.g. '#PF') and a clean halt")
     p.add_argument("--expect-line", action="append", default=[], help="a regex some console line must match")
+    p.add_argument("--until", help="a regex that ends the run (default: the ready line)")
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="keel-qemu-") as tmp:
@@ -48,13 +49,17 @@ def main():
                 raise harness.Failure("Keel went on to the ready line after the exception")
             return
 
+        end = re.compile(a.until, re.M) if a.until else harness.READY
+
         def until(text):
-            if harness.READY.search(text) or harness.EXCEPTION.search(text):
+            if end.search(text) or harness.EXCEPTION.search(text):
                 return True
             return None
         _, text = harness.run(cmd, log, until, a.timeout)
         print(text)
         harness.check_ready(text, a.smp, harness.parse_size(a.mem))
+        if harness.EXCEPTION.search(text):
+            raise harness.Failure("Keel took an exception")
         for pattern in a.expect_line:
             if not re.search(pattern, text, re.M):
                 raise harness.Failure(f"no console line matches {pattern!r}")
