@@ -40,7 +40,8 @@ constexpr usize MAX_BLOCKS = 128;
 struct Guest;
 
 struct Vcpu {
-    enum class State : u8 { idle, runnable, running, halted, stopped };
+    // rebuilding: vCPU 0 stands in the run queue for its guest's restart (zeroing its RAM in slices).
+    enum class State : u8 { idle, runnable, running, halted, stopped, rebuilding };
 
     Guest *guest;
     u32 index;
@@ -125,6 +126,8 @@ struct Guest {
     u32 quick_restarts;                   // consecutive starts that lived less than RESTART_YOUNG
     u64 restart_at;                       // a restart waits until then (0: none pending)
     u64 rebuild_tsc;                      // time spent rebuilding it, all starts (TSC ticks)
+    u32 zero_block;                       // a restart's progress zeroing its RAM: block, offset
+    u64 zero_off;
 };
 
 constexpr u32 RESTART_FREE = 3;           // quick restarts allowed without delay
@@ -384,7 +387,7 @@ void release(Guest &g)
 
 // RAM for the guest, reserved up front and zeroed: blocks as large as the
 // guest-physical alignment allows, so the nested tables can use 2 MiB/1 GiB pages.
-Status build_memory(Guest &g)
+Status build_memory(Guest &g, bool zero)
 {
     GuestExtent layout[3];
     usize n = GuestMemory::pc_layout(g.cfg->memory, LOWMEM_TOP, layout);
@@ -396,7 +399,7 @@ Status build_memory(Guest &g)
                    at + (PAGE_SIZE << (order + 1)) <= end)
                 order++;
             if (g.nblocks == MAX_BLOCKS) return Err::range;
-            auto b = mm::alloc_zeroed(order);
+            auto b = zero ? mm::alloc_zeroed(order) : mm::alloc(order);
             if (!b) return Err::no_memory;
             g.blocks[g.nblocks++] = {*b, u8(order)};
             const u64 size = PAGE_SIZE << order;
@@ -516,10 +519,30 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
     return true;
 }
 
-bool create(Guest &g)
+// RAM reserved and mapped for the guest (zeroed, unless a restart zeroes it in slices).
+bool create_memory(Guest &g, bool zero)
 {
     const GuestConfig &c = *g.cfg;
     g.nblocks = 0;
+    if (auto s = g.space.init(); !s) {
+        log_error("guest %s: no memory for its nested page tables", g.name);
+        return false;
+    }
+    if (auto s = build_memory(g, zero); !s) {
+        auto st = mm::stats();
+        log_error("guest %s: cannot reserve %lu MiB of RAM (%lu MiB free): not started", g.name, c.memory / MiB,
+                  st.free_frames * PAGE_SIZE / MiB);
+        release(g);
+        return false;
+    }
+    return true;
+}
+
+// Build the guest: its RAM (unless `memory_ready`: a restart zeroed it already), platform,
+// kernel and vCPUs.
+bool create(Guest &g, bool memory_ready = false)
+{
+    const GuestConfig &c = *g.cfg;
     g.why = nullptr;
     g.exit_code = 0;
     g.nvcpus = min<u32>(c.cpus, MAX_VCPUS);
@@ -540,17 +563,7 @@ bool create(Guest &g)
         mods[i] = {mm::phys_ptr<const u8>(m->start), m->end - m->start, c.modules[i].p, c.modules[i].n};
     }
 
-    if (auto s = g.space.init(); !s) {
-        log_error("guest %s: no memory for its nested page tables", g.name);
-        return false;
-    }
-    if (auto s = build_memory(g); !s) {
-        auto st = mm::stats();
-        log_error("guest %s: cannot reserve %lu MiB of RAM (%lu MiB free): not started", g.name, c.memory / MiB,
-                  st.free_frames * PAGE_SIZE / MiB);
-        release(g);
-        return false;
-    }
+    if (!memory_ready && !create_memory(g, true)) return false;
 
     g.platform = GuestPlatform{};
     g.con_tokens = CONSOLE_BURST;
@@ -685,6 +698,8 @@ void print_stats(Guest &g)
         reasons[k] = '\0';
         log_info("stats %s vcpu=%u cpu=%u run_us=%lu ready_us=%lu exits=%lu%s", g.name, i, g.vcpus[i].cpu,
                  tsc_to_us(s.run_tsc), tsc_to_us(s.ready_tsc), s.exits, reasons);
+        if (i == 0 && g.rebuild_tsc)
+            log_info("stats %s rebuild_us=%lu starts=%u", g.name, tsc_to_us(g.rebuild_tsc), g.starts);
     }
 }
 
@@ -698,19 +713,54 @@ void all_guests_ended()
     }
 }
 
-// Rebuild and relaunch a guest whose vCPUs are all off their CPUs; the time it takes is the guest's.
+void restart_failed(Guest &g)
+{
+    g.state = Guest::State::ended;
+    if (__atomic_sub_fetch(&live_guests_, 1, __ATOMIC_ACQ_REL) == 0) all_guests_ended();
+}
+
+// Restart a guest whose vCPUs are all off their CPUs. Its RAM is reserved now and zeroed in
+// slices by its vCPU 0 standing in its CPU's run queue (rebuild_step), so a guest that restarts
+// over and over takes its turn like any other vCPU and never more.
 void restart(Guest &g)
 {
     log_info("guest %s: restarting (on_exit = restart, start %u)", g.name, g.starts + 1);
-    const u64 t0 = x86::rdtsc();
-    const bool ok = create(g);
-    g.rebuild_tsc += x86::rdtsc() - t0;
-    if (ok) {
-        g.vcpus[0].stats.run_tsc += x86::rdtsc() - t0;   // charged to the guest's boot vCPU
-        return launch(g);
+    if (!create_memory(g, false)) return restart_failed(g);
+    g.zero_block = 0;
+    g.zero_off = 0;
+    Vcpu &v = g.vcpus[0];
+    v.state = Vcpu::State::rebuilding;
+    v.ready_since = x86::rdtsc();
+    rq_[v.cpu].push(&v);
+}
+
+// One slice of a restart: zero RAM until the slice ends; once all is zero, load and launch.
+void rebuild_step(Vcpu &v)
+{
+    Guest &g = *v.guest;
+    const u64 t0 = x86::rdtsc(), end = t0 + slice_tsc_;
+    constexpr u64 CHUNK = 16 * KiB;   // small enough to stop near the slice's end even when emulated
+    while (g.zero_block < g.nblocks) {
+        const Guest::Block &b = g.blocks[g.zero_block];
+        const u64 size = PAGE_SIZE << b.order, n = min(size - g.zero_off, CHUNK);
+        __builtin_memset(mm::phys_ptr<u8>(b.pa) + g.zero_off, 0, n);
+        g.zero_off += n;
+        if (g.zero_off == size) g.zero_block++, g.zero_off = 0;
+        if (x86::rdtsc() >= end) break;
     }
-    g.state = Guest::State::ended;
-    if (__atomic_sub_fetch(&live_guests_, 1, __ATOMIC_ACQ_REL) == 0) all_guests_ended();
+    if (g.zero_block < g.nblocks) {
+        g.rebuild_tsc += x86::rdtsc() - t0;
+        v.ready_since = x86::rdtsc();
+        rq_[v.cpu].push(&v);
+        return;
+    }
+    const bool ok = create(g, true);
+    g.rebuild_tsc += x86::rdtsc() - t0;
+    if (!ok) {
+        release(g);   // (create releases only what it reserved itself)
+        return restart_failed(g);
+    }
+    launch(g);
 }
 
 // The last vCPU of a stopping guest is off its CPU: account, free, maybe restart.
@@ -791,7 +841,8 @@ void run(Vcpu &v)
 {
     // The watchdog says which guest a stuck CPU was running.
     __atomic_store_n(&cpu()->running, v.guest->name, __ATOMIC_RELEASE);
-    run_slice(v);
+    if (v.state == Vcpu::State::rebuilding) rebuild_step(v);
+    else run_slice(v);
     __atomic_store_n(&cpu()->running, static_cast<const char *>(nullptr), __ATOMIC_RELEASE);
 }
 
