@@ -858,13 +858,17 @@ void run_slice(Vcpu &v)
     LoadedVcpu &cpu = v.arch->load();
     ExitInfo e;
     u64 t0 = now;   // one TSC read per exit: each exit's end is the next one's start
+    // The guest leaves by the next tick at the latest: fixed per tick, not per entry, so a storm of
+    // quick exits (a #DB loop) cannot keep pushing it out.
+    u64 next_tick = now + tick_tsc_;
     for (;;) {
         if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
             return vcpu_stopped(v);
         {
             // Leave the guest by the next tick, its own timer or a sleeper's, whichever is first.
             const u64 host_now = x86::rdtsc();
-            u64 by = min(host_now + tick_tsc_, rq_[v.cpu].sleep_deadline);
+            if (host_now >= next_tick) next_tick = host_now + tick_tsc_;
+            u64 by = min(next_tick, rq_[v.cpu].sleep_deadline);
             const u64 own = __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED);
             if (own != ~0ull) by = min(by, max(host_deadline(v, own), host_now));
             cpu.exit_by(by);
@@ -921,13 +925,15 @@ void run_slice(Vcpu &v)
         }
         // A halted vCPU of this CPU whose timer or interrupt is due goes first: its guest's
         // interrupts are not late by the rest of this slice (the tick is 1 ms).
-        if (e.reason != ExitReason::intr) continue;
+        // The slice ends at any exit after its time (an exit storm must not hold the CPU); a
+        // sleeper whose timer is due goes first.
         RunQueue &q = rq_[v.cpu];
+        if (t1 < slice_end && e.reason != ExitReason::intr && t1 < q.sleep_deadline) continue;
         const bool due = sleeper_due(q);
+        if (due || t1 >= q.sleep_deadline) wake_sleepers(q);   // (also recomputes sleep_deadline)
         if (t1 >= slice_end || due) {
             // Slice used up, or a woken sleeper goes first: to the back of the queue (it runs on
             // at once if it is alone).
-            if (due) wake_sleepers(q);
             v.state = Vcpu::State::runnable;
             v.ready_since = t1;
             q.push(&v);

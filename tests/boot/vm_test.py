@@ -57,6 +57,9 @@ def main():
     p.add_argument("--expect-interleaved", action="append", default=[], metavar="NAME1,NAME2,REGEX")
     p.add_argument("--until", default=r"^keel: all guests have ended", help="regex that ends the run")
     p.add_argument("--keel-cmdline", default="", help="Keel's own command line in the image")
+    p.add_argument("--icount", action="store_true",
+                   help="QEMU: -icount shift=0, time follows emulated instructions (deterministic timers, "
+                        "whatever else loads the host; use with --smp 1)")
     p.add_argument("--reap", action="store_true",
                    help="after the run, kill what still runs in its temporary folder: Bochs under script(1) "
                         "is a session of its own, which harness.run's kill leaves running when it stops a "
@@ -78,7 +81,8 @@ def main():
         harness.run_mkimage([config, "--kernel", a.kernel, "--cmdline", a.keel_cmdline, "-o", image])
         log = os.path.join(tmp, "serial.log")
         if a.emulator == "qemu":
-            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem)
+            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem,
+                                       extra=["-icount", "shift=0"] if a.icount else ())
         else:
             cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
 
