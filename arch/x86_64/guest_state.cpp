@@ -164,7 +164,7 @@ bool has_xsave() { return xsave_; }
 u64 switched_xcr0() { return switched_; }
 const Mitigations &mitigations() { return mitigations_; }
 
-Status ExtState::init(u64 owner, bool dr6_live)
+Status ExtState::init(u64 owner, unsigned live)
 {
     auto p = mm::alloc_zeroed(0);
     if (!p) return p.error();
@@ -178,8 +178,9 @@ Status ExtState::init(u64 owner, bool dr6_live)
     for (u64 &d : dr_) d = 0;
     dr6_ = 0xffff0ff0;
     spec_ctrl_ = 0;
+    for (u64 &m : syscall_) m = 0;
     owner_ = owner;
-    dr6_live_ = dr6_live;
+    live_ = live;
     id_ = __atomic_fetch_add(&next_id_, 1, __ATOMIC_RELAXED);
     return {};
 }
@@ -212,7 +213,9 @@ void ExtState::save()
         asm volatile("fxsave64 (%0)" : : "r"(a) : "memory");
     }
     for (unsigned i = 0; i < 4; i++) dr_[i] = read_dr(i);
-    if (dr6_live_) dr6_ = read_dr(6);
+    if (live_ & live_dr6) dr6_ = read_dr(6);
+    // The others change only by an intercepted WRMSR; SWAPGS changes this one without an exit.
+    if (live_ & live_syscall_msrs) syscall_[4] = x86::rdmsr(0xc0000102);
 }
 
 void ExtState::restore()
@@ -231,7 +234,9 @@ void ExtState::restore()
         asm volatile("fxrstor64 (%0)" : : "r"(a) : "memory");
     }
     for (unsigned i = 0; i < 4; i++) write_dr(i, dr_[i]);
-    if (dr6_live_) write_dr(6, dr6_);
+    if (live_ & live_dr6) write_dr(6, dr6_);
+    if (live_ & live_syscall_msrs)
+        for (usize i = 0; i < NSYSCALL; i++) x86::wrmsr(SYSCALL_MSRS[i], syscall_[i]);
     if (mitigations_.spec_ctrl && pc.spec_ctrl != spec_ctrl_) {
         x86::wrmsr(MSR_SPEC_CTRL, spec_ctrl_);
         pc.spec_ctrl = spec_ctrl_;
@@ -252,6 +257,29 @@ void ExtState::set_spec_ctrl(u64 v)
         x86::wrmsr(MSR_SPEC_CTRL, v);
         percpu_[cpu()->index].spec_ctrl = v;
     }
+}
+
+bool ExtState::syscall_rdmsr(u32 msr, u64 &v) const
+{
+    if (!(live_ & live_syscall_msrs)) return false;
+    for (usize i = 0; i < NSYSCALL; i++)
+        if (SYSCALL_MSRS[i] == msr) {
+            v = msr == 0xc0000102 ? x86::rdmsr(msr) : syscall_[i];
+            return true;
+        }
+    return false;
+}
+
+bool ExtState::syscall_wrmsr(u32 msr, u64 v)
+{
+    if (!(live_ & live_syscall_msrs)) return false;
+    for (usize i = 0; i < NSYSCALL; i++)
+        if (SYSCALL_MSRS[i] == msr) {
+            syscall_[i] = v;
+            x86::wrmsr(msr, v);
+            return true;
+        }
+    return false;
 }
 
 bool guest_spec_rdmsr(u32 msr, u64 &v)

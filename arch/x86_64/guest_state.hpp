@@ -1,7 +1,8 @@
 // What VM entry and exit do not switch between vCPUs that share a CPU: the x87/SSE/AVX/PKRU
-// registers (XSAVE, with each vCPU's own XCR0), DR0-DR3 (and DR6 where the hardware leaves it
-// live), IA32_SPEC_CTRL. A CPU holds exactly one vCPU's copy in its registers; loading another
-// saves it first (eager switching: nothing is left for a later trap to fix up).
+// registers (XSAVE, with each vCPU's own XCR0), DR0-DR3, IA32_SPEC_CTRL, and where the hardware
+// leaves them live (VMX) DR6 and the SYSCALL MSRs with KERNEL_GS_BASE. A CPU holds exactly one
+// vCPU's copy in its registers; loading another saves it first (eager switching: nothing is left
+// for a later trap to fix up).
 #pragma once
 
 #include "kernel/mitigations.hpp"
@@ -21,8 +22,10 @@ const Mitigations &mitigations();
 
 class ExtState {
 public:
-    // `dr6_live`: the hardware leaves the guest's DR6 in the register (VMX), so it is switched here.
-    Status init(u64 owner, bool dr6_live);
+    // What VM exits leave in the registers (VMX: DR6, and STAR, LSTAR, CSTAR, SFMASK,
+    // KERNEL_GS_BASE, TSC_AUX, which SVM switches with VMLOAD/VMSAVE): switched here too.
+    enum Live : unsigned { live_dr6 = 1, live_syscall_msrs = 2 };
+    Status init(u64 owner, unsigned live);
     void free();
     u64 owner() const { return owner_; }
     u64 xcr0() const { return xcr0_; }
@@ -30,6 +33,14 @@ public:
     void set_xcr0(u64 v);
     u64 spec_ctrl() const { return spec_ctrl_; }
     void set_spec_ctrl(u64 v);   // while loaded
+    // While loaded, with live_syscall_msrs: the guest's RDMSR/WRMSR of one of the SYSCALL MSRs
+    // (false: not one of them). KERNEL_GS_BASE changes without an exit (SWAPGS): the register
+    // has the truth.
+    bool syscall_rdmsr(u32 msr, u64 &v) const;
+    bool syscall_wrmsr(u32 msr, u64 v);
+
+    static constexpr u32 SYSCALL_MSRS[] = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0xc0000103};
+    static constexpr usize NSYSCALL = sizeof(SYSCALL_MSRS) / sizeof(SYSCALL_MSRS[0]);
 
 private:
     friend bool load(ExtState &s);
@@ -42,9 +53,10 @@ private:
     u64 dr_[4] = {};
     u64 dr6_ = 0xffff0ff0;
     u64 spec_ctrl_ = 0;
+    u64 syscall_[NSYSCALL] = {};
     u64 owner_ = 0;
     u64 id_ = 0;          // unique per init(): a new vCPU at an old address is still a stranger
-    bool dr6_live_ = false;
+    unsigned live_ = 0;
 };
 
 // The guest's own speculation commands and what it may know of the host (PRED_CMD, FLUSH_CMD,

@@ -259,7 +259,7 @@ Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     auto page = mm::alloc_zeroed(0);
     if (!page) return page.error();
     vmcb_pa_ = *page;
-    if (auto s = ext_.init(owner, false); !s) {   // DR6 lives in the VMCB
+    if (auto s = ext_.init(owner, 0); !s) {   // DR6 lives in the VMCB
         mm::free(vmcb_pa_, 0);
         vmcb_pa_ = PhysAddr(0);
         return s;

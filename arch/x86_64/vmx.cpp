@@ -114,10 +114,6 @@ void allow_msr(u8 *map, u32 msr, bool read, bool write)
     if (write) map[2048 + base + msr / 8] &= u8(~(1u << (msr % 8)));
 }
 
-// MSRs that are neither in the VMCS nor used by Keel: kept per vCPU, loaded when it runs.
-constexpr u32 SWAPPED[] = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0xc0000103};
-constexpr usize NSWAPPED = sizeof(SWAPPED) / sizeof(SWAPPED[0]);
-
 // The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu):
 // every VMREAD/VMWRITE is behind load(), which makes this vCPU's VMCS the current one.
 class VmxVcpu final : public virt::ArchVcpu, private LoadedVcpu {
@@ -210,7 +206,6 @@ private:
     u16 vpid_ = 0;
     u32 cpu_ = ~0u;
     bool launched_ = false;
-    u64 swapped_[NSWAPPED] = {};
     u8 sipi_vector_ = 0;
     bool sipi_pending_ = false;
 };
@@ -226,8 +221,7 @@ LoadedVcpu &VmxVcpu::load()
         pc.current = this;
     }
     // State that is neither in the VMCS nor Keel's: this vCPU's, in the registers while it is loaded.
-    if (gstate::load(ext_))
-        for (usize i = 0; i < NSWAPPED; i++) x86::wrmsr(SWAPPED[i], swapped_[i]);
+    gstate::load(ext_);
     if (__atomic_load_n(&sipi_pending_, __ATOMIC_ACQUIRE)) apply_sipi();
     return *this;
 }
@@ -265,7 +259,8 @@ Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     auto page = mm::alloc_zeroed(0);
     if (!page) return page.error();
     vmcs_ = *page;
-    if (auto s = ext_.init(owner, true); !s) {   // VM exits leave the guest's DR6 in the register
+    // VM exits leave the guest's DR6 and SYSCALL MSRs in the registers.
+    if (auto s = ext_.init(owner, gstate::ExtState::live_dr6 | gstate::ExtState::live_syscall_msrs); !s) {
         mm::free(vmcs_, 0);
         vmcs_ = PhysAddr(0);
         return s;
@@ -604,12 +599,7 @@ bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
     case 0x175: v = vmread(F::guest_sysenter_esp); return true;
     case 0x176: v = vmread(F::guest_sysenter_eip); return true;
     }
-    for (usize i = 0; i < NSWAPPED; i++)
-        if (SWAPPED[i] == msr) {
-            v = swapped_[i];
-            return true;
-        }
-    return false;
+    return ext_.syscall_rdmsr(msr, v);
 }
 
 bool VmxVcpu::arch_wrmsr(u32 msr, u64 v)
@@ -639,13 +629,7 @@ bool VmxVcpu::arch_wrmsr(u32 msr, u64 v)
         vmwrite(F::tsc_offset, tsc_offset_);
         return true;
     }
-    for (usize i = 0; i < NSWAPPED; i++)
-        if (SWAPPED[i] == msr) {
-            swapped_[i] = v;
-            x86::wrmsr(msr, v);   // this vCPU's values are in the registers while it is loaded
-            return true;
-        }
-    return false;
+    return ext_.syscall_wrmsr(msr, v);   // in the registers while this vCPU is loaded
 }
 
 } // namespace

@@ -13,6 +13,9 @@
 //   AVX (CPUID.1:ECX.AVX)           with AVX): a #GP/#UD fails    -> YMM0-7 upper halves
 //   PKU (CPUID.7.0:ECX.PKU)       CR4.PKE, WRPKRU                 -> PKRU
 //   always                        DR0-DR3 (DR7 = 0x400: all disabled), DR7
+//   LM (CPUID.80000001:EDX.LM)    GS.base and KERNEL_GS_BASE, exchanged by SWAPGS in
+//                                 64-bit mode (lib/longmode.S): no WRMSR tells the
+//                                 hypervisor KERNEL_GS_BASE's new value -> "kgs"
 //
 // Checks (numbered, see Checks in guest.hpp):
 //   1 SSE is advertised and CR4.OSFXSR|OSXMMEXCPT can be set
@@ -33,7 +36,7 @@ constexpr u32 CR4_OSFXSR = 1u << 9, CR4_OSXMMEXCPT = 1u << 10, CR4_OSXSAVE = 1u 
 
 u32 seed;
 
-// Class 1 = XMM/YMM, 2 = DR, 3 = PKRU. High byte: the seed, so a leaked value names its owner.
+// Class 1 = XMM/YMM, 2 = DR, 3 = PKRU, 4 = GS.base/KERNEL_GS_BASE. High byte: the seed, so a leaked value names its owner.
 u32 value(u32 cls, u32 reg, u32 word) {
     u32 h = (seed * 0x9e3779b1u) ^ (cls << 16) ^ (reg << 8) ^ word;
     h ^= h >> 15;
@@ -178,6 +181,7 @@ u32 guest_main() {
     const bool has_xsave = (l1.ecx >> 26) & 1;
     const bool has_avx = has_xsave && ((l1.ecx >> 28) & 1);
     const bool has_pku = (l7.ecx >> 3) & 1;
+    const bool has_lm = cpuid(0x80000000).eax >= 0x80000001 && (cpuid(0x80000001).edx >> 29) & 1;
     printf("regs: seed=%u rounds=%u spin=%u cpuid: sse=%u xsave=%u avx=%u pku=%u\n", seed, rounds, spin,
            u32(has_sse), u32(has_xsave), u32((l1.ecx >> 28) & 1), u32(has_pku));
 
@@ -237,6 +241,16 @@ u32 guest_main() {
     if (ymm) load_ymm(want_vec);
     else if (xmm) load_xmm(want_vec);
     write_drs(want_dr);
+    // GS.base <- a, KERNEL_GS_BASE <- b by WRMSR, then SWAPGS: the hypervisor saw a and b
+    // written, but the registers now hold them the other way round.
+    constexpr u32 MSR_GS_BASE = 0xc0000101, MSR_KERNEL_GS_BASE = 0xc0000102;
+    const u32 want_kgs = value(4, 0, 0), want_gs = value(4, 1, 0);
+    auto load_kgs = [&] {
+        wrmsr(MSR_GS_BASE, want_kgs);
+        wrmsr(MSR_KERNEL_GS_BASE, want_gs);
+        swapgs_in_long_mode();
+    };
+    if (has_lm) load_kgs();
 
     u32 sink = 0;
     u64 t0 = rdtsc();
@@ -259,6 +273,11 @@ u32 guest_main() {
             const u32 got = rdpkru();
             if (got != pkru_value) mismatch(round, "pkru", 0, 0, got, pkru_value);
         }
+        if (has_lm) {
+            const u64 kgs = rdmsr(MSR_KERNEL_GS_BASE), gs = rdmsr(MSR_GS_BASE);
+            if (kgs != want_kgs) mismatch(round, "kernel_gs_base", 0, 0, u32(kgs), want_kgs);
+            if (gs != want_gs) mismatch(round, "gs_base", 0, 0, u32(gs), want_gs);
+        }
         if (verbose)
             printf("regs: round %u: xmm0=0x%08x dr0=0x%08x mismatches=%u\n", round, got_vec[0][0], dr[0], mismatches);
         // Put back what was lost, so each round's check stands on its own.
@@ -267,6 +286,7 @@ u32 guest_main() {
             else if (xmm) load_xmm(want_vec);
             write_drs(want_dr);
             if (pkru) try_wrpkru(pkru_value);
+            if (has_lm) load_kgs();
         }
     }
     const u64 cycles = rdtsc() - t0;
@@ -280,6 +300,7 @@ u32 guest_main() {
     if (ymm) add("ymm");
     add("dr");
     if (pkru) add("pkru");
+    if (has_lm) add("kgs");
     classes[n] = 0;
     printf("regs: %u rounds of %u iterations in %llu TSC cycles (sink 0x%x)\n", rounds, spin, cycles, sink);
     c.check(mismatches == 0, "registers kept their values", "%u mismatches in %u rounds (%s)", mismatches, rounds,

@@ -142,6 +142,7 @@ gdt:
     .quad 0
     .quad 0x00cf9b000000ffff    /* 0x08: code, base 0, limit 4 GiB, 32-bit, accessed */
     .quad 0x00cf93000000ffff    /* 0x10: data, base 0, limit 4 GiB, accessed */
+    .quad 0x00af9b000000ffff    /* 0x18: 64-bit code (lib/longmode.S) */
 gdt_end:
     .balign 4
     .short 0

@@ -48,6 +48,9 @@ inline u64 rdmsr(u32 msr, u64 fault_value = 0xdeadbeefdeadbeefull) {
     asm volatile("rdmsr" : "+a"(lo), "+d"(hi) : "c"(msr) : "memory");
     return (u64(hi) << 32) | lo;
 }
+// lib/longmode.S: SWAPGS, in a brief trip to 64-bit mode (interrupts off, no paging before or after).
+extern "C" void swapgs_in_long_mode();
+
 inline void wrmsr(u32 msr, u64 v) {
     asm volatile("wrmsr" : : "c"(msr), "a"(u32(v)), "d"(u32(v >> 32)) : "memory");
 }
