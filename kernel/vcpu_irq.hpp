@@ -24,6 +24,20 @@ void deliver_interrupts(VcpuIrq &s, LoadedVcpu &cpu, u64 now);
 // A halted vCPU wakes when its local APIC has something for it.
 bool irq_wanted(VcpuIrq &s, u64 now);
 
+// An exception the CPU raised while it delivered another event to the guest (VMX IDT-vectoring
+// information, SVM EXITINTINFO), and Keel intercepted: what the guest must see instead (SDM
+// vol. 3 6.15 tables 6-4 and 6-5, APM vol. 2 8.2.9). `interrupted` is the event in the encoding
+// both vendors share: bit 31 valid, bits 10:8 type (0 external interrupt, 2 NMI, 3 hardware
+// exception, 4 software interrupt, 5 privileged and 6 other software exception), bits 7:0 vector.
+enum class EventCombine : u8 {
+    deliver,                 // the new exception; the interrupted one is gone (a software event
+                             // re-executes: RIP still points at its instruction)
+    deliver_then_interrupted,// the new exception, then the interrupted external interrupt or NMI
+    double_fault,            // #DF (error code 0) instead of both
+    shutdown,                // a fault while delivering #DF: triple fault
+};
+EventCombine combine_events(u32 interrupted, u8 vector);
+
 // One entry into the guest, as the run loop makes it: interrupts first, to the vCPU that is
 // loaded (`cpu`, from handle.load()), then run to the next exit.
 inline void enter_guest(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, Gprs &g, ExitInfo &e)

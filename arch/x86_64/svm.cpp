@@ -6,6 +6,7 @@
 #include "arch/x86_64/insn.hpp"
 #include "kernel/console.hpp"
 #include "kernel/new.hpp"
+#include "kernel/vcpu_irq.hpp"
 
 extern "C" void svm_run(u64 vmcb_pa, Gprs *g, u64 host_vmcb_pa);
 
@@ -207,7 +208,7 @@ private:
     u32 asid_ = 0, asid_generation_ = 0, asid_cpu_ = ~0u;
     u64 tsc_aux_ = 0;
     u64 tsc_offset_ = 0;
-    u64 deferred_ = 0;          // an event interrupted by an intercepted exception: injected after it
+    u64 deferred_ = 0;          // an interrupt or NMI interrupted by an intercepted exception: injected after it
     gstate::ExtState ext_;
     u8 sipi_vector_ = 0;
     bool sipi_pending_ = false;
@@ -335,7 +336,7 @@ void SvmVcpu::pick_asid()
 }
 
 // An exception intercepted while the guest ran goes back to it, combined as the CPU would
-// with an event whose delivery it interrupted (SDM vol. 3 6.15, table 6-5).
+// with an event whose delivery it interrupted (combine_events).
 void SvmVcpu::reflect(ExitInfo &e, u8 vec, u32 error)
 {
     Vmcb v = vmcb();
@@ -343,18 +344,11 @@ void SvmVcpu::reflect(ExitInfo &e, u8 vec, u32 error)
     e.vector = vec;
     const u64 pending = v.q(V::eventinj);   // the interrupted event, if any (set from EXITINTINFO)
     v.q(V::eventinj) = 0;
-    if (pending & (1u << 31)) {
-        const u8 type = (pending >> 8) & 7, pvec = u8(pending);
-        auto contributory = [](u8 x) { return x == 0 || (x >= 10 && x <= 13); };
-        if (type == 3 && pvec == 8) {   // an exception while delivering #DF: the CPU shuts down
-            e.reason = ExitReason::shutdown;
-            return;
-        }
-        if (type == 3 && (contributory(pvec) || pvec == 14) && (contributory(vec) || vec == 14)) {
-            inject_exception(8, true, 0);   // double fault
-            return;
-        }
-        if (type != 3) deferred_ = pending;   // an interrupt/NMI/software event: delivered after the exception
+    switch (combine_events(u32(pending), vec)) {
+    case EventCombine::shutdown: e.reason = ExitReason::shutdown; return;
+    case EventCombine::double_fault: inject_exception(8, true, 0); return;
+    case EventCombine::deliver_then_interrupted: deferred_ = u32(pending); break;
+    case EventCombine::deliver: break;
     }
     inject_exception(vec, vec == 17 || vec == 8 || (vec >= 10 && vec <= 14), error);
 }

@@ -7,6 +7,7 @@
 #include "arch/x86_64/insn.hpp"
 #include "kernel/console.hpp"
 #include "kernel/new.hpp"
+#include "kernel/vcpu_irq.hpp"
 #include "kernel/spinlock.hpp"
 
 extern "C" u64 vmx_run(Gprs *g, u64 launched);
@@ -199,8 +200,7 @@ private:
     virt::EntryState entry_{};
     u64 cr0_fixed0_ = 0, cr4_fixed0_ = 0;
     u64 tsc_offset_ = 0;
-    u64 deferred_ = 0;           // an event interrupted by an intercepted exception: injected after it
-    u32 deferred_error_ = 0;
+    u64 deferred_ = 0;           // an interrupt or NMI interrupted by an intercepted exception: injected after it
     u64 exit_by_ = 0;            // host TSC by which the guest must exit (0: the tick decides)
     gstate::ExtState ext_;
     u16 vpid_ = 0;
@@ -415,7 +415,7 @@ void VmxVcpu::set_cr0(u64 v)
 }
 
 // An exception intercepted while the guest ran goes back to it, combined as the CPU would with
-// an event whose delivery it interrupted (SDM vol. 3 6.15, table 6-5).
+// an event whose delivery it interrupted (combine_events).
 void VmxVcpu::reflect(ExitInfo &e, u64 info)
 {
     const u8 vec = u8(info), type = (info >> 8) & 7;
@@ -433,21 +433,11 @@ void VmxVcpu::reflect(ExitInfo &e, u64 info)
     }
     const u64 pending = vmread(F::entry_intr);   // the interrupted event, if any (from IDT-vectoring)
     vmwrite(F::entry_intr, 0);
-    if (pending & (1u << 31)) {
-        const u8 ptype = (pending >> 8) & 7, pvec = u8(pending);
-        auto contributory = [](u8 x) { return x == 0 || (x >= 10 && x <= 13); };
-        if (ptype == 3 && pvec == 8) {   // an exception while delivering #DF: the CPU shuts down
-            e.reason = ExitReason::shutdown;
-            return;
-        }
-        if (ptype == 3 && (contributory(pvec) || pvec == 14) && (contributory(vec) || vec == 14)) {
-            inject_exception(8, true, 0);
-            return;
-        }
-        if (ptype != 3) {   // an interrupt, NMI or software event: delivered after the exception
-            deferred_ = pending;
-            deferred_error_ = u32(vmread(F::entry_error));
-        }
+    switch (combine_events(u32(pending), vec)) {
+    case EventCombine::shutdown: e.reason = ExitReason::shutdown; return;
+    case EventCombine::double_fault: inject_exception(8, true, 0); return;
+    case EventCombine::deliver_then_interrupted: deferred_ = u32(pending); break;   // no error code
+    case EventCombine::deliver: break;
     }
     // Same type as it came (ICEBP is a privileged software exception: its length goes along).
     u32 inj = u32(info & (0xff | 7u << 8 | 1u << 11)) | 1u << 31;
@@ -470,7 +460,6 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
         const u8 type = (deferred_ >> 8) & 7;
         if (type != 0 || can_inject()) {
             vmwrite(F::entry_intr, deferred_);
-            if (deferred_ & (1u << 11)) vmwrite(F::entry_error, deferred_error_);
             deferred_ = 0;
         } else {
             request_window(true);

@@ -175,4 +175,55 @@ TEST(VcpuSwitch, WindowRequestedWhenTheGuestCannotTakeIt)
     EXPECT_EQ(a.arch.vmcs.delivered[0], 0x40);
 }
 
+// ---- an exception intercepted while the CPU delivered another event ----
+
+constexpr u32 ev(u8 type, u8 vec) { return 1u << 31 | u32(type) << 8 | vec; }
+
+TEST(CombineEvents, NothingInterruptedDeliversTheException)
+{
+    EXPECT_EQ(combine_events(0, 1), EventCombine::deliver);
+    EXPECT_EQ(combine_events(ev(3, 13) & ~(1u << 31), 13), EventCombine::deliver);   // not valid
+}
+
+TEST(CombineEvents, InterruptsAndNmisComeAfterTheException)
+{
+    EXPECT_EQ(combine_events(ev(0, 0x30), 1), EventCombine::deliver_then_interrupted);
+    EXPECT_EQ(combine_events(ev(0, 0x30), 13), EventCombine::deliver_then_interrupted);
+    EXPECT_EQ(combine_events(ev(2, 2), 17), EventCombine::deliver_then_interrupted);
+}
+
+TEST(CombineEvents, SoftwareEventsAreNotRepeated)
+{
+    // RIP still points at INT n / INT3 / INTO / ICEBP: re-injecting it later would run it twice.
+    for (u8 type : {4, 5, 6}) EXPECT_EQ(combine_events(ev(type, 0x80), 13), EventCombine::deliver) << int(type);
+}
+
+TEST(CombineEvents, Table6_5)
+{
+    const u8 benign[] = {1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 18, 19};
+    const u8 contrib[] = {0, 10, 11, 12, 13};
+    for (u8 f : benign) {
+        for (u8 s : benign) EXPECT_EQ(combine_events(ev(3, f), s), EventCombine::deliver);
+        for (u8 s : contrib) EXPECT_EQ(combine_events(ev(3, f), s), EventCombine::deliver);
+        EXPECT_EQ(combine_events(ev(3, f), 14), EventCombine::deliver);
+    }
+    for (u8 f : contrib) {
+        for (u8 s : benign) EXPECT_EQ(combine_events(ev(3, f), s), EventCombine::deliver);
+        for (u8 s : contrib) EXPECT_EQ(combine_events(ev(3, f), s), EventCombine::double_fault);
+        EXPECT_EQ(combine_events(ev(3, f), 14), EventCombine::deliver) << "contributory then #PF: serial";
+    }
+    for (u8 s : benign) EXPECT_EQ(combine_events(ev(3, 14), s), EventCombine::deliver);
+    for (u8 s : contrib) EXPECT_EQ(combine_events(ev(3, 14), s), EventCombine::double_fault);
+    EXPECT_EQ(combine_events(ev(3, 14), 14), EventCombine::double_fault);
+}
+
+TEST(CombineEvents, FaultWhileDeliveringDoubleFaultShutsDown)
+{
+    EXPECT_EQ(combine_events(ev(3, 8), 13), EventCombine::shutdown);
+    EXPECT_EQ(combine_events(ev(3, 8), 14), EventCombine::shutdown);
+    EXPECT_EQ(combine_events(ev(3, 8), 0), EventCombine::shutdown);
+    EXPECT_EQ(combine_events(ev(3, 8), 1), EventCombine::deliver);    // #DB: benign, serial
+    EXPECT_EQ(combine_events(ev(3, 8), 17), EventCombine::deliver);   // #AC
+}
+
 } // namespace
