@@ -78,6 +78,9 @@ public:
     virtual void set_cr0(u64 v) = 0;
     virtual void set_cr4(u64 v) = 0;
     virtual void inject_exception(u8 vector, bool has_error, u32 error) = 0;
+    // The guest's DR6 (a #DB Keel injects reports its cause there, as the CPU would).
+    virtual u64 dr6() = 0;
+    virtual void set_dr6(u64 v) = 0;
     // MSRs whose storage is the hardware's (VMCB/VMCS fields): true if handled.
     virtual bool arch_rdmsr(u32 msr, u64 &value) = 0;
     virtual bool arch_wrmsr(u32 msr, u64 value) = 0;

@@ -15,7 +15,19 @@ const char *exit_reason_name(ExitReason r)
 
 namespace {
 
-constexpr u8 GP = 13, UD = 6;
+constexpr u8 DB = 1, GP = 13, UD = 6;
+
+// Keel emulated the instruction at RIP: it retires as on the CPU (SDM vol. 3 6.8.3, 17.3.1.4).
+// RIP moves past it, the STI/MOV SS shadow ends (set_rip), and with RFLAGS.TF the single-step
+// trap follows: #DB with DR6.BS (B0-B3 cleared, as for any single-step trap). True if it did.
+bool retire_insn(VcpuOps &ops, u64 nrip)
+{
+    ops.set_rip(nrip);
+    if (!(ops.rflags() & (1u << 8))) return false;
+    ops.set_dr6((ops.dr6() & ~u64(0xf)) | 0xffff0ff0 | (1u << 14));
+    ops.inject_exception(DB, false, 0);
+    return true;
+}
 
 // MSRs with fixed or software-kept values that every guest may read.
 bool soft_rdmsr(u32 msr, u32 vcpu_index, u64 &v)
@@ -229,7 +241,7 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform
     u64 rip = ops.rip() + in.len;
     if (m == x86::CpuMode::prot32) rip &= 0xffffffff;
     else if (m != x86::CpuMode::long64) rip &= 0xffff;
-    ops.set_rip(rip);
+    retire_insn(ops, rip);
     return {};
 }
 
@@ -272,7 +284,7 @@ ExitOutcome mov_to_cr(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p
     } else {
         return {ExitAction::stop, "unexpected control register access at", ops.rip()};
     }
-    ops.set_rip(nrip);
+    retire_insn(ops, nrip);
     return {};
 }
 
@@ -320,7 +332,7 @@ ExitOutcome string_io(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p
         ptr = (ptr & ~amask) | ((ptr + step) & amask);
     }
     if (e.rep) g.rcx = (g.rcx & ~amask) | ((g.rcx - done) & amask);
-    if (!e.rep || (g.rcx & amask) == 0) ops.set_rip(nrip);
+    if (!e.rep || (g.rcx & amask) == 0) retire_insn(ops, nrip);
     return {};
 }
 
@@ -337,12 +349,13 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         u32 r[4] = {0, 0, 0, 0};
         if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r);
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
-        ops.set_rip(nrip);
+        retire_insn(ops, nrip);
         return {};
     }
     case ExitReason::hlt:
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode HLT", ops.rip()};
-        ops.set_rip(nrip);
+        // Single-stepped: the #DB is an event, and a vCPU with an event does not halt (as KVM).
+        if (retire_insn(ops, nrip)) return {};
         return {ExitAction::halt};
     case ExitReason::io:
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode I/O instruction", ops.rip()};
@@ -355,7 +368,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         } else {
             port_out(p, e.port, e.size, u32(g.rax));
         }
-        ops.set_rip(nrip);
+        retire_insn(ops, nrip);
         return {ExitAction::resume};
     case ExitReason::rdmsr:
     case ExitReason::wrmsr: {
@@ -389,7 +402,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
             ops.inject_exception(GP, true, 0);   // not on the allow-list
             return {};
         }
-        ops.set_rip(nrip);
+        retire_insn(ops, nrip);
         return {};
     }
     case ExitReason::vmcall:
@@ -411,13 +424,13 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
             return {};
         }
         ops.set_xcr0(v);
-        ops.set_rip(nrip);
+        retire_insn(ops, nrip);
         return {};
     }
     case ExitReason::cache_flush:
         // WBINVD/INVD: coherent caches need neither; INVD would drop dirty lines of other guests.
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode WBINVD/INVD", ops.rip()};
-        ops.set_rip(nrip);
+        retire_insn(ops, nrip);
         return {};
     case ExitReason::rdpmc: {
         // No PMU is virtualised. Intel's CPUID says so (leaf 0xA: no counters): #GP. AMD's four legacy
@@ -429,7 +442,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         }
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDPMC", ops.rip()};
         g.rax = 0, g.rdx = 0;
-        ops.set_rip(nrip);
+        retire_insn(ops, nrip);
         return {};
     }
     case ExitReason::cr_access:

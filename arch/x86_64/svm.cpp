@@ -160,6 +160,8 @@ private:
         v.q(V::int_shadow) &= ~1ull;
     }
     u64 rflags() override { return vmcb().q(V::rflags); }
+    u64 dr6() override { return vmcb().q(V::dr6); }
+    void set_dr6(u64 v) override { vmcb().q(V::dr6) = v; }
     x86::CpuMode mode() override
     {
         Vmcb v = vmcb();

@@ -155,6 +155,14 @@ private:
         if (blocking & 3) vmwrite(F::guest_interruptibility, blocking & ~3ull);
     }
     u64 rflags() override { return vmread(F::guest_rflags); }
+    // VM exits leave the guest's DR6 in the register (switched with the vCPU: gstate::ExtState).
+    u64 dr6() override
+    {
+        u64 v;
+        asm volatile("mov %%db6, %0" : "=r"(v));
+        return v;
+    }
+    void set_dr6(u64 v) override { asm volatile("mov %0, %%db6" : : "r"(v)); }
     x86::CpuMode mode() override
     {
         u64 ar = vmread(seg(F::guest_es_ar, 1));

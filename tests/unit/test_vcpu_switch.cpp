@@ -41,6 +41,8 @@ private:
     void exit_by(u64) override {}
     u64 rip() override { return 0; }
     void set_rip(u64) override {}
+    u64 dr6() override { return 0xffff0ff0; }
+    void set_dr6(u64) override {}
     u64 rflags() override { return current().rflags; }
     x86::CpuMode mode() override { return x86::CpuMode::prot32; }
     u64 cs_base() override { return 0; }

@@ -38,6 +38,9 @@ public:
     u64 rip() override { return rip_; }
     void set_rip(u64 r) override { rip_ = r; }
     u64 rflags() override { return rflags_; }
+    u64 dr6_ = 0xffff0ff0;
+    u64 dr6() override { return dr6_; }
+    void set_dr6(u64 v) override { dr6_ = v; }
     x86::CpuMode mode() override { return mode_; }
     u64 cs_base() override { return cs_base_; }
     u64 cr0() override { return cr0_; }
@@ -919,6 +922,62 @@ TEST(VmExitOther, HltHaltsAndAdvances)
     e.next_rip = 0x1234;
     EXPECT_EQ(vm.run(e).action, ExitAction::halt);
     EXPECT_EQ(vm.ops.rip_, 0x1234u);
+}
+
+// ---- single-step: an instruction Keel emulates retires with its #DB, as on the CPU ----
+
+constexpr u64 TF = 1u << 8, DR6_BS = 1u << 14;
+
+TEST(VmExitSingleStep, EmulatedInstructionsTrapOnceEach)
+{
+    Vm vm;
+    vm.ops.rflags_ = 2 | TF;
+    vm.ops.dr6_ = 0xffff0ff0 | 0x3;   // B0, B1 left from an earlier breakpoint: a single-step clears them
+    vm.put(0x1000, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.injected[0].vector, 1);
+    EXPECT_FALSE(vm.ops.injected[0].has_error);
+    EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0 | DR6_BS);
+
+    ASSERT_EQ(vm.out(0x80, 1, 0).action, ExitAction::resume);   // port I/O
+    ASSERT_EQ(vm.ops.injected.size(), 2u);
+    EXPECT_EQ(vm.ops.injected[1].vector, 1);
+    ASSERT_EQ(vm.msr(false, 0x1a0).action, ExitAction::resume);   // RDMSR MISC_ENABLE
+    ASSERT_EQ(vm.ops.injected.size(), 3u);
+    EXPECT_EQ(vm.ops.injected[2].vector, 1);
+}
+
+TEST(VmExitSingleStep, NoTrapWithoutTfOrWhenTheInstructionFaults)
+{
+    Vm vm;
+    vm.put(0x1000, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_TRUE(vm.ops.injected.empty());
+    EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0u);
+
+    // A faulting instruction does not retire: #GP only, RIP stays, no single-step trap.
+    vm.ops.rflags_ = 2 | TF;
+    vm.ops.rip_ = 0x1000;
+    ASSERT_EQ(vm.msr(false, 0x12345).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.injected[0].vector, GP);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0u);
+}
+
+TEST(VmExitSingleStep, HltWithTfDoesNotHalt)
+{
+    Vm vm;
+    vm.ops.rflags_ = 2 | TF;
+    vm.put(0x1000, {0xf4});
+    ExitInfo e;
+    e.reason = ExitReason::hlt;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);   // the #DB is an event: the vCPU runs on
+    EXPECT_EQ(vm.ops.rip_, 0x1001u);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.injected[0].vector, 1);
 }
 
 TEST(VmExitOther, VmcallMonitorAndForeignInstructionsInjectUd)
