@@ -91,7 +91,8 @@ bool DebugExitModel::io(u16 port, u8 size, bool in, u32 &value)
     if (port != port_) return false;
     if (in) {
         value = ~0u;
-    } else if (size == 4) {
+    } else {
+        (void)size;   // the value is already zero-extended from the access width
         p_.exit_requested = true;
         p_.exit_code = value;
     }

@@ -33,7 +33,8 @@ private:
     usize len_ = 0;
 };
 
-// QEMU-style debug exit: a 32-bit write of v ends the guest with code v.
+// QEMU-style debug exit (isa-debug-exit): a write of v of any width (OUTB, OUTW, OUTL) ends the
+// guest with code v; reads float high.
 class DebugExitModel final : public IoDevice {
 public:
     DebugExitModel(u16 port, GuestPlatform &p) : port_(port), p_(p) {}

@@ -1,6 +1,8 @@
 // hello: the smallest guest. Prints a greeting and what the loader passed,
 // then exits with code 0x2a, or N with `code=N` on the command line.
 // With `hlt`, it halts with interrupts disabled instead (Keel must stop it).
+// With `width=1|2`, it exits by OUTB/OUTW to the debug-exit port instead of OUTL
+// (QEMU's isa-debug-exit takes any width: so must Keel).
 #include "lib/guest.hpp"
 
 extern "C" const char guest_name[] = "hello";
@@ -33,5 +35,12 @@ u32 guest_main() {
     }
     u32 code = u32(cmdline_u64("code", 0x2a));
     printf("hello: exit code=0x%x\n", code);
+    const u64 width = cmdline_u64("width", 4);
+    if (width == 1) outb(0xf4, u8(code));
+    if (width == 2) outw(0xf4, u16(code));
+    if (width != 4) {
+        printf("hello: FAIL: a %u-byte write to the debug-exit port did not end the guest\n", u32(width));
+        return 0xbad;
+    }
     return code;
 }

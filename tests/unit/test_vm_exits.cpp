@@ -700,16 +700,27 @@ TEST(VmExitIo, WideOutToUartSendsLowByte)
 TEST(VmExitIo, DebugExit)
 {
     Vm vm;
-    ASSERT_EQ(vm.out(0xf4, 1, 0x31).action, ExitAction::resume);
+    ASSERT_EQ(vm.out(0xf5, 4, 0x31).action, ExitAction::resume);   // not the port
     EXPECT_FALSE(vm.p.exit_requested);
-    ASSERT_EQ(vm.out(0xf4, 2, 0x31).action, ExitAction::resume);
-    EXPECT_FALSE(vm.p.exit_requested);
-    ASSERT_EQ(vm.out(0xf5, 4, 0x31).action, ExitAction::resume);
+    EXPECT_EQ(vm.in(0xf4, 4), 0xffffffffu);
     EXPECT_FALSE(vm.p.exit_requested);
     ASSERT_EQ(vm.out(0xf4, 4, 0x31).action, ExitAction::resume);
     EXPECT_TRUE(vm.p.exit_requested);
     EXPECT_EQ(vm.p.exit_code, 0x31u);
-    EXPECT_EQ(vm.ops.rip_, 0x1004u);
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+}
+
+TEST(VmExitIo, DebugExitAnyWidth)
+{
+    // OUTB and OUTW work as on QEMU's isa-debug-exit: only the bytes written count.
+    Vm b;
+    ASSERT_EQ(b.out(0xf4, 1, 0xabcd12).action, ExitAction::resume);
+    EXPECT_TRUE(b.p.exit_requested);
+    EXPECT_EQ(b.p.exit_code, 0x12u);
+    Vm w;
+    ASSERT_EQ(w.out(0xf4, 2, 0xabcd12).action, ExitAction::resume);
+    EXPECT_TRUE(w.p.exit_requested);
+    EXPECT_EQ(w.p.exit_code, 0xcd12u);
 }
 
 TEST(VmExitIo, BadSizeStops)
@@ -1054,14 +1065,12 @@ TEST(UartModel, ClaimsOnlyItsEightPorts)
     EXPECT_EQ(v, 0x1fu);
 }
 
-TEST(UartDebugExit, OnlyThirtyTwoBitWrites)
+TEST(UartDebugExit, WritesOfAnyWidthReadsFloat)
 {
     GuestPlatform p;
     DebugExitModel d(0x501, p);
     u32 v = 7;
     EXPECT_FALSE(d.io(0x500, 4, false, v));
-    EXPECT_FALSE(p.exit_requested);
-    EXPECT_TRUE(d.io(0x501, 1, false, v));
     EXPECT_FALSE(p.exit_requested);
     EXPECT_TRUE(d.io(0x501, 4, true, v));
     EXPECT_EQ(v, ~0u);
