@@ -48,7 +48,7 @@ bool same(StrView a, StrView b)
 int shown(StrView s) { return int(min<usize>(s.n, 32)); }
 
 enum class Table : u8 { none, keel, guest };
-enum class Key : u8 { on_idle, time_slice, loglevel, name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit };
+enum class Key : u8 { on_idle, time_slice, loglevel, name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access };
 
 struct KeyDef {
     const char *name;
@@ -60,6 +60,7 @@ constexpr KeyDef KEYS[] = {
     {"name", Table::guest}, {"kernel", Table::guest}, {"modules", Table::guest},
     {"cmdline", Table::guest}, {"initrd", Table::guest}, {"memory", Table::guest},
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
+    {"on_bad_access", Table::guest},
 };
 constexpr unsigned NKEYS = sizeof(KEYS) / sizeof(KEYS[0]);
 static_assert(NKEYS <= 32);
@@ -209,6 +210,7 @@ private:
             g_ = &c_.guests[c_.guest_count++];
             g_->cpus = 1;
             g_->on_exit = GuestConfig::OnExit::stop;
+            g_->on_bad_access = GuestConfig::OnBadAccess::pc;
             g_->line = line_;
             pin_line_ = 0;
             table_ = Table::guest;
@@ -336,6 +338,14 @@ private:
             if (!str(s, want)) return false;
             if (s.eq("stop")) g->on_exit = GuestConfig::OnExit::stop;
             else if (s.eq("restart")) g->on_exit = GuestConfig::OnExit::restart;
+            else return fail("%s", want);
+            return true;
+        }
+        case Key::on_bad_access: {
+            const char *want = "expected \"pc\" or \"stop\"";
+            if (!str(s, want)) return false;
+            if (s.eq("pc")) g->on_bad_access = GuestConfig::OnBadAccess::pc;
+            else if (s.eq("stop")) g->on_bad_access = GuestConfig::OnBadAccess::stop;
             else return fail("%s", want);
             return true;
         }

@@ -29,6 +29,9 @@ struct GuestConfig {
     static constexpr u64   MAX_MEMORY  = 64 * GiB;
 
     enum class OnExit : u8 { stop, restart };
+    // A guest-physical access no RAM or device claims: as on a PC (reads all ones, writes
+    // dropped; counted, logged once per page), or the guest is stopped.
+    enum class OnBadAccess : u8 { pc, stop };
 
     StrView name;                       // [A-Za-z0-9_-]{1,31}, unique
     StrView kernel;                     // path, relative to the config file
@@ -41,6 +44,7 @@ struct GuestConfig {
     u8      pin[MAX_PIN];               // vCPU i runs on physical CPU pin[i], i < pin_count
     u32     pin_count;                  // <= cpus; vCPUs beyond it are not pinned
     OnExit  on_exit;
+    OnBadAccess on_bad_access;
     u32     line;                       // line of its [[guest]] header (for messages)
 };
 

@@ -61,6 +61,29 @@ struct GuestPlatform {
     u64 xcr0_supported = 0;      // 0: no XSAVE
     bool amd = false;
 
+    // Guest-physical accesses no RAM or device claims (config on_bad_access): stop the guest, or
+    // behave as a PC (reads all ones, writes dropped), counting them and logging each page once.
+    const char *name = "";        // for the log
+    bool stop_on_bad_access = false;
+    static constexpr usize MAX_BAD_PAGES = 16;
+    Spinlock bad_lock;
+    u64 bad_accesses = 0;         // under bad_lock
+    u64 bad_pages[MAX_BAD_PAGES] = {};
+    usize nbad_pages = 0;
+    // Count one; true when its page has not been logged yet (and now is remembered as logged;
+    // past MAX_BAD_PAGES pages, only the count grows and the first overflow is reported once).
+    bool note_bad_access(u64 gpa)
+    {
+        Guard lk(bad_lock);
+        bad_accesses++;
+        const u64 page = gpa >> 12;
+        for (usize i = 0; i < nbad_pages; i++)
+            if (bad_pages[i] == page) return false;
+        if (nbad_pages == MAX_BAD_PAGES) return false;
+        bad_pages[nbad_pages++] = page;
+        return true;
+    }
+
     // Set by the debug-exit device or ACPI S5: the guest ends. By the reset register: it reboots.
     bool exit_requested = false;
     u32 exit_code = 0;

@@ -17,6 +17,16 @@ namespace {
 
 constexpr u8 DB = 1, GP = 13, UD = 6;
 
+// What answers on a PC where nothing does: reads float to all ones, writes go nowhere.
+class OpenBus final : public MmioDevice {
+public:
+    bool covers(u64) const override { return true; }
+    void mmio(u32, u64, u8, bool write, u64 &value) override
+    {
+        if (!write) value = ~0ull;
+    }
+};
+
 // Keel emulated the instruction at RIP: it retires as on the CPU (SDM vol. 3 6.8.3, 17.3.1.4).
 // RIP moves past it, the STI/MOV SS shadow ends (set_rip), and with RFLAGS.TF the single-step
 // trap follows: #DB with DR6.BS (B0-B3 cleared, as for any single-step trap). True if it did.
@@ -453,8 +463,16 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         if (e.in_delivery && !e.fetch && p.find_mmio(e.gpa))
             // The CPU was delivering an event (IDT, stack) through device memory: no instruction to emulate.
             return {ExitAction::stop, "event delivery touched device memory at", e.gpa};
-        if (!e.fetch)
+        if (!e.fetch) {
             if (MmioDevice *dev = p.find_mmio(e.gpa)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
+            if (!p.stop_on_bad_access && !e.in_delivery) {
+                if (p.note_bad_access(e.gpa))
+                    log_warn("guest %s: %s unclaimed guest-physical %lx (reads all ones, writes dropped; "
+                             "this page is not logged again)", p.name, e.write ? "write to" : "read from", e.gpa);
+                OpenBus nothing;
+                return emulate_mmio(e, g, ops, p, vcpu_index, nothing);
+            }
+        }
         return {ExitAction::stop, e.fetch ? "instruction fetch outside its memory at"
                                  : e.write ? "write outside its memory at" : "read outside its memory at",
                 e.gpa};

@@ -598,6 +598,8 @@ bool create(Guest &g, bool memory_ready = false)
         g.profile.build(host, po);
         // The guest may enable only what Keel switches for it.
         g.platform.profile = &g.profile;
+        g.platform.name = g.name;
+        g.platform.stop_on_bad_access = c.on_bad_access == GuestConfig::OnBadAccess::stop;
         g.platform.amd = g.profile.vendor() == CpuVendor::amd;
         g.platform.cr4_reserved = g.profile.cr4_reserved();
         g.platform.xcr0_supported = g.profile.xcr0_supported() & gstate::switched_xcr0();
@@ -700,6 +702,8 @@ void print_stats(Guest &g)
                  tsc_to_us(s.run_tsc), tsc_to_us(s.ready_tsc), s.exits, reasons);
         if (i == 0 && g.rebuild_tsc)
             log_info("stats %s rebuild_us=%lu starts=%u", g.name, tsc_to_us(g.rebuild_tsc), g.starts);
+        if (i == 0 && g.platform.bad_accesses)
+            log_info("stats %s bad_access=%lu pages=%lu", g.name, g.platform.bad_accesses, u64(g.platform.nbad_pages));
     }
 }
 

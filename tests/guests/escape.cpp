@@ -7,6 +7,9 @@
 //   op=read      read a dword only
 //   op=write     write a dword only
 //   op=both      read, then write (the default)
+//   pc           expect a PC's answer instead of being stopped (Keel's default,
+//                on_bad_access = "pc"): the read returns all ones, the write is
+//                dropped (a second read still returns all ones); exit 0 if so
 //
 // It prints "escape: reading 0x<addr>" / "escape: writing 0x<addr>" before each
 // access. If an access completes it prints "escape: FAIL: read outside RAM
@@ -65,6 +68,15 @@ u32 guest_main() {
         return 0xbae;
     }
     volatile u32* p = reinterpret_cast<volatile u32*>(u32(addr));
+    if (cmdline_flag("pc")) {
+        const u32 first = *p;
+        *p = 0x0bad0bad;
+        const u32 again = *p;
+        const bool ok = first == 0xffffffffu && again == 0xffffffffu;
+        printf("escape: %s: nothing at 0x%08x: read 0x%08x, after a write 0x%08x\n", ok ? "PASS" : "FAIL", u32(addr),
+               first, again);
+        return ok ? 0 : 0xbad;
+    }
     if (do_read) {
         printf("escape: reading 0x%08x\n", u32(addr));
         u32 got = *p;

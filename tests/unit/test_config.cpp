@@ -65,6 +65,7 @@ kernel = "../b.elf"
 memory = 0x200_0000
 cpus = +4
 pin = [ 7 ]
+on_bad_access = "stop"
 )";
 
 TEST(Config, FullExample)
@@ -102,6 +103,7 @@ TEST(Config, FullExample)
     ASSERT_EQ(b.pin_count, 1u);
     EXPECT_EQ(b.pin[0], 7);
     EXPECT_EQ(b.on_exit, GuestConfig::OnExit::stop);
+    EXPECT_EQ(b.on_bad_access, GuestConfig::OnBadAccess::stop);
     EXPECT_TRUE(b.cmdline.empty());
     EXPECT_TRUE(b.initrd.empty());
     EXPECT_EQ(b.module_count, 0u);
@@ -126,6 +128,7 @@ TEST(Config, Defaults)
     EXPECT_EQ(g.pin_count, 0u);
     EXPECT_EQ(g.module_count, 0u);
     EXPECT_EQ(g.on_exit, GuestConfig::OnExit::stop);
+    EXPECT_EQ(g.on_bad_access, GuestConfig::OnBadAccess::pc);
     EXPECT_TRUE(g.cmdline.empty());
     EXPECT_TRUE(g.initrd.empty());
 
@@ -322,6 +325,8 @@ TEST(Config, GuestValues)
         {"[[guest]]\ncmdline = \"a\tb\"\n", "line 2: cmdline: control characters are not allowed"},
         {"[[guest]]\ncmdline = \"\\u0000\"\n", "line 2: cmdline: control characters are not allowed"},
         {"[[guest]]\non_exit = \"reboot\"\n", "line 2: on_exit: expected \"stop\" or \"restart\""},
+        {"[[guest]]\non_bad_access = \"ignore\"\n", "line 2: on_bad_access: expected \"pc\" or \"stop\""},
+        {"[[guest]]\non_bad_access = 1\n", "line 2: on_bad_access: expected \"pc\" or \"stop\""},
         // Missing required keys: reported at the [[guest]] header, by name when known.
         {"# c\n[[guest]]\n" + k + m, "line 2: [[guest]]: missing required key \"name\""},
         {"[[guest]]\nname = \"a\"\n" + m, "line 1: guest \"a\": missing required key \"kernel\""},
@@ -475,7 +480,7 @@ TEST(Config, LineEndings)
     EXPECT_EQ(str(p.guest(0).cmdline), "console=ttyS0 quiet");
     EXPECT_EQ(str(p.guest(1).kernel), "../b.elf");
     EXPECT_EQ(p.guest(1).line, 18u);
-    EXPECT_EQ(error_of(crlf + "\r\nfoo = 1\r\n"), "line 25: unknown key \"foo\" in [[guest]]");
+    EXPECT_EQ(error_of(crlf + "\r\nfoo = 1\r\n"), "line 26: unknown key \"foo\" in [[guest]]");
 
     std::string full(FULL);
     full.pop_back();

@@ -891,9 +891,10 @@ TEST(VmExitStringIo, AddressSizeWraps)
 
 // ------------------------------------------------------------------------------------ other exits
 
-TEST(VmExitOther, NestedPageFaultStops)
+TEST(VmExitOther, NestedPageFaultStopsWhenAsked)
 {
     Vm vm;
+    vm.p.stop_on_bad_access = true;   // on_bad_access = "stop"
     struct {
         bool write, fetch;
         const char *word;
@@ -909,6 +910,49 @@ TEST(VmExitOther, NestedPageFaultStops)
         ASSERT_NE(o.why, nullptr);
         EXPECT_NE(strstr(o.why, c.word), nullptr) << o.why;
     }
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+}
+
+// ---- on_bad_access = "pc": unclaimed guest-physical space floats high ----
+
+TEST(VmExitBadAccess, ReadsAllOnesWritesDroppedCountedLoggedOncePerPage)
+{
+    Vm vm;
+    vm.g.rax = 0xe0000000;
+    vm.g.rbx = 0x11223344;
+    vm.put(0x1000, {0x8b, 0x18});   // mov (%eax), %ebx
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xe0000000;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rbx, 0xffffffffu);
+    EXPECT_EQ(vm.ops.rip_, 0x1002u);
+    vm.put(0x1002, {0x89, 0x08});   // mov %ecx, (%eax)
+    e.write = true;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1004u);
+    EXPECT_EQ(vm.p.bad_accesses, 2u);
+    EXPECT_EQ(vm.p.nbad_pages, 1u);   // one page: logged once
+    // Many pages: the log stops at MAX_BAD_PAGES, the count goes on.
+    for (u64 i = 0; i < 40; i++) EXPECT_EQ(vm.p.note_bad_access(0xe1000000 + i * 4096), i < 15);
+    EXPECT_EQ(vm.p.nbad_pages, GuestPlatform::MAX_BAD_PAGES);
+    EXPECT_EQ(vm.p.bad_accesses, 42u);
+}
+
+TEST(VmExitBadAccess, FetchAndEventDeliveryStillStop)
+{
+    Vm vm;
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xe0000000;
+    e.fetch = true;
+    EXPECT_EQ(vm.run(e).action, ExitAction::stop);   // nothing to execute there
+    e.fetch = false;
+    e.in_delivery = true;                            // an IDT or stack in nowhere
+    EXPECT_EQ(vm.run(e).action, ExitAction::stop);
+    e.in_delivery = false;
+    vm.put(0x1000, {0xf3, 0xa5});                    // rep movsd: not a plain MOV
+    EXPECT_EQ(vm.run(e).action, ExitAction::stop);
     EXPECT_EQ(vm.ops.rip_, 0x1000u);
 }
 
