@@ -618,7 +618,11 @@ bool create(Guest &g, bool memory_ready = false)
         }
     } else {
         LoadReport rep{};
-        auto entry = load_multiboot(g.mem, image, image_size, c.cmdline.p, c.cmdline.n, mods, c.module_count, &rep);
+        // As GRUB and QEMU pass it: the kernel's path (argv[0]), then the configured arguments.
+        char mbcmd[GuestConfig::MAX_PATH + 1 + GuestConfig::MAX_CMDLINE + 1];
+        const usize mbn = format(mbcmd, sizeof(mbcmd), "%.*s%s%.*s", int(c.kernel.n), c.kernel.p, c.cmdline.n ? " " : "",
+                                 int(c.cmdline.n), c.cmdline.p ? c.cmdline.p : "");
+        auto entry = load_multiboot(g.mem, image, image_size, mbcmd, mbn, mods, c.module_count, &rep);
         if (!entry) {
             log_error("guest %s: cannot load '%.*s': %s (%s)", g.name, int(c.kernel.n), c.kernel.p, rep.msg,
                       err_name(entry.error()));
