@@ -84,6 +84,17 @@ struct GuestPlatform {
         return true;
     }
 
+    // Per-vCPU MSRs with no hardware register behind them.
+    static constexpr u32 MAX_VCPUS = 16;
+    // IA32_MISC_ENABLE: fast strings, BTS and PEBS unavailable (as KVM); the guest may toggle
+    // the bits that change nothing it can see (fast strings, automatic TCC, EIST, xTPR).
+    static constexpr u64 MISC_ENABLE_RESET = 1u << 0 | 1u << 11 | 1u << 12;
+    static constexpr u64 MISC_ENABLE_WRITABLE = 1u << 0 | 1u << 3 | 1u << 16 | 1u << 23;
+    static constexpr u64 MISC_ENABLE_READ_ONLY = 1u << 11 | 1u << 12;   // writes ignore them
+    struct SoftMsrs {
+        u64 misc_enable = MISC_ENABLE_RESET;
+    } soft_msrs[MAX_VCPUS];
+
     // Set by the debug-exit device or ACPI S5: the guest ends. By the reset register: it reboots.
     bool exit_requested = false;
     u32 exit_code = 0;

@@ -46,9 +46,6 @@ bool soft_rdmsr(u32 msr, u32 vcpu_index, u64 &v)
     case 0x1b:   // IA32_APIC_BASE: xAPIC enabled at the default base; BSP flag on vCPU 0
         v = 0xfee00000 | (1u << 11) | (vcpu_index == 0 ? 1u << 8 : 0);
         return true;
-    case 0x1a0:  // IA32_MISC_ENABLE: fast strings only
-        v = 1;
-        return true;
     case 0x8b:   // IA32_BIOS_SIGN_ID (microcode revision): none
     case 0x17:   // IA32_PLATFORM_ID
         v = 0;
@@ -101,7 +98,7 @@ bool msr_known(u32 msr)
 
 // The MSR table decides: true when it did (`ok`: the access completed; false: #GP); false when
 // the MSR is not in the table or exists with a valid value: the device/arch/soft paths store it.
-bool profile_msr(GuestPlatform &p, u32 msr, bool write, Gprs &g, bool &ok)
+bool profile_msr(GuestPlatform &p, u32 vcpu, u32 msr, bool write, Gprs &g, bool &ok)
 {
     if (!msr_known(msr)) return false;
     ok = false;
@@ -118,6 +115,19 @@ bool profile_msr(GuestPlatform &p, u32 msr, bool write, Gprs &g, bool &ok)
         break;
     }
     switch (msr) {
+    case 0x1a0: {   // MISC_ENABLE: kept per vCPU; a bit Keel does not model (MWAIT, CPUID limit, XD
+                    // disable, ...) cannot be set: #GP, as for a reserved bit
+        if (vcpu >= GuestPlatform::MAX_VCPUS) return true;
+        u64 &m = p.soft_msrs[vcpu].misc_enable;
+        if (!write) {
+            g.rax = u32(m), g.rdx = m >> 32;
+        } else {
+            if (v & ~(GuestPlatform::MISC_ENABLE_WRITABLE | GuestPlatform::MISC_ENABLE_READ_ONLY)) return true;
+            m = (m & GuestPlatform::MISC_ENABLE_READ_ONLY) | (v & GuestPlatform::MISC_ENABLE_WRITABLE);
+        }
+        ok = true;
+        return true;
+    }
     case 0x48:   // SPEC_CTRL: the bits the guest's CPUID shows
         if (write && (v & ~p.profile->spec_ctrl_bits())) return true;
         break;
@@ -387,7 +397,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         const bool write = e.reason == ExitReason::wrmsr;
         bool ok = false;
         // The guest's MSR table first: it may refuse the MSR, or answer it (no-state MSRs).
-        const bool decided = p.profile && profile_msr(p, msr, write, g, ok);
+        const bool decided = p.profile && profile_msr(p, vcpu_index, msr, write, g, ok);
         if (!decided) {
             if (!write) {
                 u64 v = 0;

@@ -3,7 +3,8 @@
 //  - every allow-listed MSR reads without #GP; IA32_TSC lies between two RDTSCs;
 //  - writable ones (PAT, EFER (same value), STAR, LSTAR, CSTAR, SFMASK, FS/GS/
 //    KERNEL_GS base, TSC_AUX (if RDTSCP exists), SYSENTER_CS/ESP/EIP) read back
-//    what was written, then get their old value back;
+//    what was written, then get their old value back; MISC_ENABLE with fast
+//    strings toggled; on AMD the K7 counters 0xC0010000-7 read 0 and take 0;
 //  - invalid values for allowed MSRs (non-canonical LSTAR, FS/GS/KERNEL_GS base,
 //    SYSENTER_ESP/EIP; a reserved PAT type; a reserved EFER bit) raise #GP(0)
 //    exactly once, as on hardware and as VM entry requires (skip with `novalidate`);
@@ -118,6 +119,18 @@ u32 guest_main() {
     write_readback(SYSENTER_CS, "write+read SYSENTER_CS", 0x10);
     write_readback(SYSENTER_ESP, "write+read SYSENTER_ESP", 0x00200000);
     write_readback(SYSENTER_EIP, "write+read SYSENTER_EIP", 0x00101000);
+    // MISC_ENABLE takes writes to its writable bits (Linux toggles fast strings, as KVM allows).
+    write_readback(IA32_MISC_ENABLE, "write+read MISC_ENABLE (fast strings toggled)", rdmsr(IA32_MISC_ENABLE) ^ 1);
+    // AMD's K7 performance counters are architectural: no PMU, so they read 0 and take 0.
+    if (cpuid(0).ebx == 0x68747541) {   // "Auth"enticAMD
+        u32 before = gp_count(), nonzero = 0;
+        for (u32 m = 0xC0010000; m <= 0xC0010007; m++) {
+            if (rdmsr(m) != 0) nonzero++;
+            wrmsr(m, 0);
+        }
+        t.check(gp_count() == before && nonzero == 0, "AMD PERFEVTSEL0-3/PERFCTR0-3 read 0 and take 0",
+                "#GP %u times, %u nonzero", gp_count() - before, nonzero);
+    }
 
     // Values hardware refuses (and a VM entry would refuse in the guest state).
     if (!cmdline_flag("novalidate")) {

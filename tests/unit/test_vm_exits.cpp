@@ -528,7 +528,7 @@ TEST(VmExitMsr, SoftMsrs)
     EXPECT_EQ(vm.g.rax, 0xfee00000u | (1u << 11));
 
     ASSERT_EQ(vm.msr(false, 0x1a0).action, ExitAction::resume);
-    EXPECT_EQ(vm.g.rax, 1u);
+    EXPECT_EQ(vm.g.rax, 0x1801u);   // fast strings; BTS, PEBS unavailable
     EXPECT_EQ(vm.g.rdx, 0u);
     for (u32 m : {0x8bu, 0x17u}) {
         vm.g.rax = 5;
@@ -537,6 +537,32 @@ TEST(VmExitMsr, SoftMsrs)
     }
     EXPECT_TRUE(vm.ops.injected.empty());
     EXPECT_EQ(vm.ops.rip_, 0x1000u + 5 * 2);
+}
+
+TEST(VmExitMsr, MiscEnableWritableBitsPerVcpu)
+{
+    Vm vm(true);
+    vm.p.vcpu_count = 2;
+    // Clear fast strings, set EIST and xTPR disable on vCPU 1; the read-only bits stay.
+    ASSERT_EQ(vm.msr(true, 0x1a0, 1u << 16 | 1u << 23, 1).action, ExitAction::resume);
+    EXPECT_TRUE(vm.ops.injected.empty());
+    ASSERT_EQ(vm.msr(false, 0x1a0, 0, 1).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 1u << 16 | 1u << 23 | 0x1800u);
+    ASSERT_EQ(vm.msr(false, 0x1a0, 0, 0).action, ExitAction::resume);   // vCPU 0 untouched
+    EXPECT_EQ(vm.g.rax, 0x1801u);
+    // What Keel does not model cannot be switched on: MWAIT (18), CPUID limit (22), XD disable (34).
+    for (u64 bad : {1ull << 18, 1ull << 22, 1ull << 34, 1ull << 63}) {
+        const usize n = vm.ops.injected.size();
+        ASSERT_EQ(vm.msr(true, 0x1a0, 0x1801 | bad, 0).action, ExitAction::resume);
+        ASSERT_EQ(vm.ops.injected.size(), n + 1) << std::hex << bad;
+        EXPECT_EQ(vm.ops.injected.back().vector, GP);
+    }
+    ASSERT_EQ(vm.msr(false, 0x1a0, 0, 0).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 0x1801u);
+    // Writing the read-only bits as 0 is ignored (they stay set), as on the CPU.
+    ASSERT_EQ(vm.msr(true, 0x1a0, 1, 0).action, ExitAction::resume);
+    ASSERT_EQ(vm.msr(false, 0x1a0, 0, 0).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rax, 0x1801u);
 }
 
 TEST(VmExitMsr, ArchMsrsRouted)
