@@ -1,4 +1,4 @@
-#include "uart16550.hpp"
+#include "drivers/uart16550.hpp"
 
 #include "arch/x86_64/insn.hpp"
 

@@ -1,7 +1,7 @@
 // 16550 UART on an I/O port: Keel's serial console.
 #pragma once
 
-#include "kernel/types.hpp"
+#include "kernel/lib/types.hpp"
 
 class Uart16550 {
 public:

@@ -6,15 +6,15 @@
 #include "arch/x86_64/smp.hpp"
 #include "arch/x86_64/time.hpp"
 #include "drivers/uart16550.hpp"
-#include "kernel/acpi.hpp"
-#include "kernel/bytes.hpp"
-#include "kernel/cmdline.hpp"
-#include "kernel/console.hpp"
-#include "kernel/format.hpp"
-#include "kernel/frame_alloc.hpp"
-#include "kernel/multiboot2.hpp"
+#include "kernel/firmware/acpi.hpp"
+#include "kernel/firmware/cmdline.hpp"
+#include "kernel/firmware/multiboot2.hpp"
 #include "kernel/hv/hypervisor.hpp"
-#include "kernel/version.hpp"
+#include "kernel/lib/bytes.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/format.hpp"
+#include "kernel/lib/version.hpp"
+#include "kernel/mem/frame_alloc.hpp"
 
 namespace {
 

@@ -4,8 +4,8 @@
 
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/irq.hpp"
-#include "kernel/console.hpp"
-#include "kernel/ptab_formats.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/mem/ptab_formats.hpp"
 
 extern "C" char trap_stubs[];
 

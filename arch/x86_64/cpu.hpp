@@ -2,7 +2,7 @@
 #pragma once
 
 #include "arch/x86_64/layout.hpp"
-#include "kernel/types.hpp"
+#include "kernel/lib/types.hpp"
 
 inline constexpr unsigned MAX_CPUS = 64;
 

@@ -4,8 +4,8 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
-#include "kernel/console.hpp"
-#include "kernel/mitigations.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/security/mitigations.hpp"
 
 // MSR accesses whose #GP is caught: trap() moves RIP from the access to msr_fault (cpu.cpp).
 asm(R"(

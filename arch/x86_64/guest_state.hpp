@@ -5,9 +5,9 @@
 // for a later trap to fix up).
 #pragma once
 
-#include "kernel/mitigations.hpp"
-#include "kernel/result.hpp"
-#include "kernel/types.hpp"
+#include "kernel/lib/result.hpp"
+#include "kernel/lib/types.hpp"
+#include "kernel/security/mitigations.hpp"
 
 namespace gstate {
 
@@ -17,7 +17,7 @@ Status init_cpu();
 bool has_xsave();
 // The XSAVE components Keel saves and restores for every vCPU (a guest may enable a subset).
 u64 switched_xcr0();
-// Host protection decisions, made once on the boot CPU (kernel/mitigations.hpp).
+// Host protection decisions, made once on the boot CPU (kernel/security/mitigations.hpp).
 const Mitigations &mitigations();
 
 class ExtState {

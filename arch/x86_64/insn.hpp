@@ -2,7 +2,7 @@
 // logic and hardware (later mocked for exit-handling tests).
 #pragma once
 
-#include "kernel/types.hpp"
+#include "kernel/lib/types.hpp"
 
 namespace x86 {
 

@@ -3,7 +3,7 @@
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/time.hpp"
-#include "kernel/console.hpp"
+#include "kernel/lib/console.hpp"
 
 namespace lapic {
 namespace {

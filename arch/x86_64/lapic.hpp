@@ -1,7 +1,7 @@
 // The local APIC, in x2APIC mode (MSRs) when the CPU has it, else xAPIC (MMIO).
 #pragma once
 
-#include "kernel/types.hpp"
+#include "kernel/lib/types.hpp"
 
 namespace lapic {
 

@@ -1,13 +1,13 @@
 #include "arch/x86_64/mm.hpp"
 
 #include "arch/x86_64/insn.hpp"
-#include "kernel/boot_memory.hpp"
-#include "kernel/console.hpp"
-#include "kernel/frame_alloc.hpp"
-#include "kernel/new.hpp"
-#include "kernel/ptab.hpp"
-#include "kernel/ptab_formats.hpp"
-#include "kernel/spinlock.hpp"
+#include "kernel/firmware/boot_memory.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/new.hpp"
+#include "kernel/lib/spinlock.hpp"
+#include "kernel/mem/frame_alloc.hpp"
+#include "kernel/mem/ptab.hpp"
+#include "kernel/mem/ptab_formats.hpp"
 
 extern "C" char __image_phys_start[], __image_phys_end[];
 extern "C" char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __data_start[], __data_end[];

@@ -4,8 +4,8 @@
 #pragma once
 
 #include "arch/x86_64/layout.hpp"
-#include "kernel/multiboot2.hpp"
-#include "kernel/result.hpp"
+#include "kernel/firmware/multiboot2.hpp"
+#include "kernel/lib/result.hpp"
 
 namespace mm {
 

@@ -3,8 +3,8 @@
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/time.hpp"
-#include "kernel/acpi_s5.hpp"
-#include "kernel/console.hpp"
+#include "kernel/firmware/acpi_s5.hpp"
+#include "kernel/lib/console.hpp"
 
 namespace power {
 namespace {

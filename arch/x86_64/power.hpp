@@ -1,7 +1,7 @@
 // Machine power control through ACPI.
 #pragma once
 
-#include "kernel/acpi.hpp"
+#include "kernel/firmware/acpi.hpp"
 
 namespace power {
 

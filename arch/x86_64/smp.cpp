@@ -5,7 +5,7 @@
 #include "arch/x86_64/lapic.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/time.hpp"
-#include "kernel/console.hpp"
+#include "kernel/lib/console.hpp"
 
 extern "C" char trampoline_start[], trampoline_end[];
 extern "C" char t_gdtr[], t_far32[], t_far64[], t_cr3[], t_stack[], t_cpu[], t_entry[], t_kcr3[];

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "arch/x86_64/cpu.hpp"
-#include "kernel/acpi.hpp"
+#include "kernel/firmware/acpi.hpp"
 
 namespace smp {
 

@@ -4,9 +4,9 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
-#include "kernel/console.hpp"
-#include "kernel/new.hpp"
-#include "kernel/vcpu_irq.hpp"
+#include "kernel/guest/vcpu_irq.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/new.hpp"
 
 extern "C" void svm_run(u64 vmcb_pa, Gprs *g, u64 host_vmcb_pa);
 

@@ -1,7 +1,7 @@
 #include "arch/x86_64/time.hpp"
 
 #include "arch/x86_64/insn.hpp"
-#include "kernel/console.hpp"
+#include "kernel/lib/console.hpp"
 
 namespace time {
 namespace {

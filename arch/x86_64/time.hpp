@@ -1,7 +1,7 @@
 // The TSC as Keel's clock: calibrated once on the boot CPU.
 #pragma once
 
-#include "kernel/types.hpp"
+#include "kernel/lib/types.hpp"
 
 namespace time {
 

@@ -1,10 +1,10 @@
 #include "arch/x86_64/virt.hpp"
 
+#include "arch/x86_64/guest_state.hpp"
+#include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/svm.hpp"
 #include "arch/x86_64/vmx.hpp"
-#include "arch/x86_64/insn.hpp"
-#include "arch/x86_64/guest_state.hpp"
-#include "kernel/new.hpp"
+#include "kernel/lib/new.hpp"
 
 namespace virt {
 namespace {

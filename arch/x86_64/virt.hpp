@@ -2,10 +2,10 @@
 // paging (AMD) or VMX with EPT and VPID (Intel). Keel picks what the CPU has.
 #pragma once
 
-#include "kernel/ptab.hpp"
-#include "kernel/ptab_formats.hpp"
-#include "kernel/vcpu.hpp"
 #include "arch/x86_64/mm.hpp"
+#include "kernel/guest/vcpu.hpp"
+#include "kernel/mem/ptab.hpp"
+#include "kernel/mem/ptab_formats.hpp"
 
 namespace virt {
 

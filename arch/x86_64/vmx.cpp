@@ -5,10 +5,10 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
-#include "kernel/console.hpp"
-#include "kernel/new.hpp"
-#include "kernel/vcpu_irq.hpp"
-#include "kernel/spinlock.hpp"
+#include "kernel/guest/vcpu_irq.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/new.hpp"
+#include "kernel/lib/spinlock.hpp"
 
 extern "C" u64 vmx_run(Gprs *g, u64 launched);
 extern "C" char vmx_exit[];

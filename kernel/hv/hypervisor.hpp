@@ -2,8 +2,8 @@
 // vCPUs, per-CPU run queues, the run loop, guest lifecycle and accounting.
 #pragma once
 
-#include "kernel/cmdline.hpp"
-#include "kernel/multiboot2.hpp"
+#include "kernel/firmware/cmdline.hpp"
+#include "kernel/firmware/multiboot2.hpp"
 
 namespace hv {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for Keel's configuration parser (kernel/config.cpp).
+// libFuzzer target for Keel's configuration parser (kernel/guest/config.cpp).
 //
 // Parses an exact-size heap copy (ASan sees any overread). On failure the
 // error must name a line of the input and give a reason; on success the
@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "kernel/config.hpp"
+#include "kernel/guest/config.hpp"
 
 namespace {
 

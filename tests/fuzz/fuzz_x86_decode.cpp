@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "kernel/x86_decode.hpp"
+#include "kernel/guest/x86_decode.hpp"
 
 namespace {
 

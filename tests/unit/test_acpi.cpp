@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/acpi.hpp"
+#include "kernel/firmware/acpi.hpp"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "kernel/acpi_s5.hpp"
+#include "kernel/firmware/acpi_s5.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/boot_memory.hpp"
+#include "kernel/firmware/boot_memory.hpp"
 
 namespace {
 

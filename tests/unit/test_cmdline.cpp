@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "kernel/cmdline.hpp"
+#include "kernel/firmware/cmdline.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Keel's configuration file (kernel/config.cpp, docs/CONFIG.md).
+// Keel's configuration file (kernel/guest/config.cpp, docs/CONFIG.md).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/config.hpp"
+#include "kernel/guest/config.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// The guest CPU profile (kernel/cpu_profile.cpp): the CPUID view built from an allow-list
+// The guest CPU profile (kernel/guest/cpu_profile.cpp): the CPUID view built from an allow-list
 // over two fake hosts (QEMU TCG -cpu max, AMD; Bochs corei7_skylake_x, Intel) and random
 // ones, and everything that must agree with it: CR4 reserved bits, XCR0 rules and XSAVE
 // sizes, the MSR table. The expectations are written from the SDM/APM, not from the code:
@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernel/cpu_profile.hpp"
+#include "kernel/guest/cpu_profile.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// The guest I/O APIC model (kernel/dev_ioapic.cpp): register access, edge and
+// The guest I/O APIC model (kernel/vdev/ioapic.cpp): register access, edge and
 // level semantics with remote IRR and EOI, masking, the delivery sink, and a
 // randomised hostile-guest loop.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "kernel/dev_ioapic.hpp"
+#include "kernel/vdev/ioapic.hpp"
 
 namespace {
 

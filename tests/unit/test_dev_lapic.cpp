@@ -1,4 +1,4 @@
-// The guest local APIC model (kernel/dev_lapic.cpp): registers, priorities,
+// The guest local APIC model (kernel/vdev/lapic.cpp): registers, priorities,
 // the timer in every mode and divider, errors, IPIs, x2APIC and APIC_BASE
 // rules, and a randomised hostile-guest loop.
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "kernel/dev_lapic.hpp"
+#include "kernel/vdev/lapic.hpp"
 
 namespace {
 

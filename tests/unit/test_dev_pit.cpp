@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "kernel/dev_pit.hpp"
+#include "kernel/vdev/pit.hpp"
 
 namespace {
 

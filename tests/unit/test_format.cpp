@@ -11,7 +11,7 @@
 #include <random>
 #include <string>
 
-#include "kernel/format.hpp"
+#include "kernel/lib/format.hpp"
 
 namespace {
 

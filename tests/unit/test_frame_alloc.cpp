@@ -1,6 +1,6 @@
 // Buddy frame allocator. The managed "physical" ranges are fake: the allocator
 // must never touch them, only its metadata buffer is real memory.
-#include "kernel/frame_alloc.hpp"
+#include "kernel/mem/frame_alloc.hpp"
 
 #include <gtest/gtest.h>
 

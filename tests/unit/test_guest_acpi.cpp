@@ -1,5 +1,5 @@
 // The guest ACPI builder, checked by reading its output back the way a guest
-// would: Keel's own table parser (kernel/acpi.hpp) through a fake guest-physical
+// would: Keel's own table parser (kernel/firmware/acpi.hpp) through a fake guest-physical
 // memory, the \_S5 finder, and a structural AML walker written here.
 #include <gtest/gtest.h>
 
@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "kernel/acpi.hpp"
-#include "kernel/acpi_s5.hpp"
-#include "kernel/guest_acpi.hpp"
+#include "kernel/firmware/acpi.hpp"
+#include "kernel/firmware/acpi_s5.hpp"
+#include "kernel/guest/guest_acpi.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "kernel/guest_memory.hpp"
+#include "kernel/guest/guest_memory.hpp"
 
 namespace {
 

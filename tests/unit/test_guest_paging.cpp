@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "kernel/guest_paging.hpp"
+#include "kernel/guest/guest_paging.hpp"
 
 namespace {
 

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "kernel/guest_memory.hpp"
-#include "kernel/loader_linux.hpp"
+#include "kernel/guest/guest_memory.hpp"
+#include "kernel/guest/loader_linux.hpp"
 
 namespace {
 

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "kernel/guest_memory.hpp"
-#include "kernel/loader_multiboot.hpp"
+#include "kernel/guest/guest_memory.hpp"
+#include "kernel/guest/loader_multiboot.hpp"
 
 namespace {
 

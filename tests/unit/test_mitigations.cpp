@@ -1,10 +1,10 @@
-// Which mitigations Keel turns on for which CPU (kernel/mitigations): the decisions emulators
+// Which mitigations Keel turns on for which CPU (kernel/security/mitigations): the decisions emulators
 // cannot exercise.
 #include <gtest/gtest.h>
 
 #include <cstring>
 
-#include "kernel/mitigations.hpp"
+#include "kernel/security/mitigations.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/multiboot2.hpp"
+#include "kernel/firmware/multiboot2.hpp"
 
 namespace {
 

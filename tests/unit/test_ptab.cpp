@@ -1,7 +1,7 @@
 // The page-table engine over fake physical memory: entry formats, page-size
 // selection, splitting, protection, enumeration, failure atomicity and a
 // randomized comparison against a simple model.
-#include "kernel/ptab.hpp"
+#include "kernel/mem/ptab.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// The run loop's vCPU switch and interrupt delivery (kernel/vcpu_irq) through a fake backend
+// The run loop's vCPU switch and interrupt delivery (kernel/guest/vcpu_irq) through a fake backend
 // that models what the hardware does: VMREAD/VMWRITE act on the CPU's *current* VMCS, whichever
 // vCPU's accessor is called. A delivery made through a vCPU that is not the loaded one lands in
 // another guest's VMCS: exactly the cross-guest injection this seam makes impossible.
@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "kernel/vcpu_irq.hpp"
+#include "kernel/guest/vcpu_irq.hpp"
 
 namespace {
 

@@ -1,5 +1,5 @@
-// The arch-neutral exit handlers (kernel/vm_exits.cpp) and the guest UART /
-// debug-exit devices (kernel/dev_uart.cpp), driven through a fake VcpuOps.
+// The arch-neutral exit handlers (kernel/guest/vm_exits.cpp) and the guest UART /
+// debug-exit devices (kernel/vdev/uart.cpp), driven through a fake VcpuOps.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "kernel/dev_uart.hpp"
-#include "kernel/vm_exits.hpp"
+#include "kernel/guest/vm_exits.hpp"
+#include "kernel/vdev/uart.hpp"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/x86_decode.hpp"
+#include "kernel/guest/x86_decode.hpp"
 
 namespace {
 

@@ -1,0 +1,630 @@
+// Keel's configuration file parser (the format: docs/CONFIG.md).
+//
+// One pass, line by line. Each line is first screened for bytes that never
+// belong in the file (NUL, control characters, a bare CR); the parser proper
+// then works on [i_, end_) of that line and never looks past end_. Arrays and
+// strings are single-line, so nothing spans lines and nothing recurses.
+#include "kernel/guest/config.hpp"
+
+#include <stdarg.h>
+
+#include "kernel/lib/format.hpp"
+
+namespace {
+
+// Reset in place: `x = T{}` could build a 13 KiB temporary on the stack.
+template <class T>
+void zero(T &x)
+{
+    static_assert(__is_trivially_copyable(T));
+    u8 *p = reinterpret_cast<u8 *>(&x);
+    for (usize i = 0; i < sizeof(T); i++) p[i] = 0;
+}
+
+bool ws(char c) { return c == ' ' || c == '\t'; }
+bool digit(char c) { return c >= '0' && c <= '9'; }
+bool alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool bare(char c) { return alpha(c) || digit(c) || c == '_' || c == '-'; }
+bool token_char(char c) { return bare(c) || c == '+' || c == '.' || c == ':'; }
+bool printable(u8 c) { return c >= 0x20 && c < 0x7f; }
+
+int hexval(char c)
+{
+    if (digit(c)) return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool same(StrView a, StrView b)
+{
+    if (a.n != b.n) return false;
+    for (usize i = 0; i < a.n; i++)
+        if (a.p[i] != b.p[i]) return false;
+    return true;
+}
+
+// Length for "%.*s" in messages, capped so that the message stays readable.
+int shown(StrView s) { return int(min<usize>(s.n, 32)); }
+
+enum class Table : u8 { none, keel, guest };
+enum class Key : u8 { on_idle, time_slice, loglevel, name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access };
+
+struct KeyDef {
+    const char *name;
+    Table table;
+};
+
+constexpr KeyDef KEYS[] = {
+    {"on_idle", Table::keel}, {"time_slice", Table::keel}, {"loglevel", Table::keel},
+    {"name", Table::guest}, {"kernel", Table::guest}, {"modules", Table::guest},
+    {"cmdline", Table::guest}, {"initrd", Table::guest}, {"memory", Table::guest},
+    {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
+    {"on_bad_access", Table::guest},
+};
+constexpr unsigned NKEYS = sizeof(KEYS) / sizeof(KEYS[0]);
+static_assert(NKEYS <= 32);
+
+constexpr u32 bit(Key k) { return 1u << unsigned(k); }
+
+struct Val {
+    enum class Kind : u8 { str, integer, boolean, array } kind;   // array: at '[', not consumed
+    StrView s;
+    u64 mag;            // integer magnitude, or boolean
+    bool neg;
+};
+
+class Parser {
+public:
+    Parser(const char *t, usize n, KeelConfig &c, ConfigError &e) : t_(t), n_(n), c_(c), e_(e) {}
+
+    bool run()
+    {
+        usize p = 0;
+        if (n_ >= 3 && u8(t_[0]) == 0xef && u8(t_[1]) == 0xbb && u8(t_[2]) == 0xbf) p = 3;   // UTF-8 BOM
+        while (p < n_) {
+            if (line_ != ~0u) line_++;
+            key_ = nullptr;
+            usize le = p;
+            while (le < n_ && t_[le] != '\n') le++;
+            usize ce = le;
+            if (le < n_ && ce > p && t_[ce - 1] == '\r') ce--;
+            if (!screen(p, ce) || !parse_line(p, ce)) return false;
+            p = le + 1;
+        }
+        return end_guest();
+    }
+
+private:
+    const char *t_;
+    usize n_;
+    KeelConfig &c_;
+    ConfigError &e_;
+    usize i_ = 0, end_ = 0;         // cursor, end of the current line's content
+    u32 line_ = 0;
+    Table table_ = Table::none;
+    u32 seen_ = 0;                  // keys seen in the current table
+    u32 keel_line_ = 0;             // line of [keel], 0 before it
+    u32 pin_line_ = 0;
+    GuestConfig *g_ = nullptr;      // the current [[guest]]
+    const char *key_ = nullptr;     // prefixes messages about a value
+
+    bool vfail(u32 line, const char *fmt, va_list ap)
+    {
+        e_.line = line;
+        usize k = key_ ? format(e_.msg, sizeof(e_.msg), "%s: ", key_) : 0;
+        if (k < sizeof(e_.msg)) vformat(e_.msg + k, sizeof(e_.msg) - k, fmt, ap);
+        return false;
+    }
+
+    __attribute__((format(printf, 2, 3))) bool fail(const char *fmt, ...)
+    {
+        va_list ap;
+        va_start(ap, fmt);
+        vfail(line_, fmt, ap);
+        va_end(ap);
+        return false;
+    }
+
+    __attribute__((format(printf, 3, 4))) bool fail_at(u32 line, const char *fmt, ...)
+    {
+        va_list ap;
+        va_start(ap, fmt);
+        vfail(line, fmt, ap);
+        va_end(ap);
+        return false;
+    }
+
+    bool unexpected()
+    {
+        if (i_ >= end_) return fail("unexpected end of line");
+        u8 b = u8(t_[i_]);
+        if (printable(b)) return fail("unexpected character '%c'", b);
+        return fail("unexpected byte 0x%02x (only ASCII is supported)", b);
+    }
+
+    bool eol() const { return i_ >= end_ || t_[i_] == '#'; }
+    bool peek(char c) const { return i_ < end_ && t_[i_] == c; }
+    void skip_ws() { while (i_ < end_ && ws(t_[i_])) i_++; }
+
+    StrView bare_key()
+    {
+        usize s = i_;
+        while (i_ < end_ && bare(t_[i_])) i_++;
+        return StrView{t_ + s, i_ - s};
+    }
+
+    bool screen(usize p, usize e)
+    {
+        for (; p < e; p++) {
+            u8 b = u8(t_[p]);
+            if (b == 0) return fail("NUL byte");
+            if (b == '\r') return fail("carriage return without a line feed");
+            if ((b < 0x20 && b != '\t') || b == 0x7f) return fail("control character 0x%02x", b);
+        }
+        return true;
+    }
+
+    bool parse_line(usize p, usize e)
+    {
+        i_ = p;
+        end_ = e;
+        skip_ws();
+        if (eol()) return true;
+        return t_[i_] == '[' ? header() : keyval();
+    }
+
+    bool header()
+    {
+        if (!end_guest()) return false;
+        i_++;
+        bool arr = peek('[');
+        if (arr) i_++;
+        skip_ws();
+        if (peek('"') || peek('\'')) return fail("quoted table names are not supported");
+        StrView name = bare_key();
+        if (name.empty()) return fail("expected a table name");
+        skip_ws();
+        if (peek('.')) return fail("dotted table names are not supported");
+        if (!peek(']')) return fail(arr ? "expected ']]'" : "expected ']'");
+        i_++;
+        if (arr) {
+            if (!peek(']')) return fail("expected ']]'");
+            i_++;
+        }
+        skip_ws();
+        if (!eol()) return fail("unexpected text after the table header");
+
+        seen_ = 0;
+        if (name.eq("keel")) {
+            if (arr) return fail("keel is a single table: write [keel]");
+            if (keel_line_) return fail("duplicate [keel] table (first at line %u)", keel_line_);
+            keel_line_ = line_;
+            table_ = Table::keel;
+            return true;
+        }
+        if (name.eq("guest")) {
+            if (!arr) return fail("guest is an array of tables: write [[guest]]");
+            if (c_.guest_count == KeelConfig::MAX_GUESTS)
+                return fail("too many guests (at most %u)", KeelConfig::MAX_GUESTS);
+            g_ = &c_.guests[c_.guest_count++];
+            g_->cpus = 1;
+            g_->on_exit = GuestConfig::OnExit::stop;
+            g_->on_bad_access = GuestConfig::OnBadAccess::pc;
+            g_->line = line_;
+            pin_line_ = 0;
+            table_ = Table::guest;
+            return true;
+        }
+        return fail("unknown table [%.*s] (expected [keel] or [[guest]])", shown(name), name.p);
+    }
+
+    // Checks that need the whole [[guest]] table.
+    bool end_guest()
+    {
+        if (table_ != Table::guest) return true;
+        table_ = Table::none;
+        key_ = nullptr;
+        const GuestConfig &g = *g_;
+        static constexpr Key required[] = {Key::name, Key::kernel, Key::memory};
+        for (Key k : required) {
+            if (seen_ & bit(k)) continue;
+            const char *kn = KEYS[unsigned(k)].name;
+            if (seen_ & bit(Key::name))
+                return fail_at(g.line, "guest \"%.*s\": missing required key \"%s\"", shown(g.name), g.name.p, kn);
+            return fail_at(g.line, "[[guest]]: missing required key \"%s\"", kn);
+        }
+        if (g.pin_count > g.cpus)
+            return fail_at(pin_line_, "pin: %u entries but only %u cpus", g.pin_count, g.cpus);
+        return true;
+    }
+
+    bool keyval()
+    {
+        if (peek('"') || peek('\'')) return fail("quoted keys are not supported");
+        StrView k = bare_key();
+        if (k.empty()) return unexpected();
+        skip_ws();
+        if (peek('.')) return fail("dotted keys are not supported");
+        if (!peek('=')) return fail("expected '=' after \"%.*s\"", shown(k), k.p);
+        i_++;
+        skip_ws();
+        if (table_ == Table::none)
+            return fail("\"%.*s\" is outside a table: put it under [keel] or [[guest]]", shown(k), k.p);
+        unsigned idx = 0;
+        while (idx < NKEYS && !(KEYS[idx].table == table_ && k.eq(KEYS[idx].name))) idx++;
+        if (idx == NKEYS)
+            return fail("unknown key \"%.*s\" in %s", shown(k), k.p, table_ == Table::keel ? "[keel]" : "[[guest]]");
+        Key key = Key(idx);
+        if (seen_ & bit(key)) return fail("duplicate key \"%s\"", KEYS[idx].name);
+        seen_ |= bit(key);
+        key_ = KEYS[idx].name;
+        if (!value(key)) return false;
+        skip_ws();
+        if (!eol()) return fail("unexpected text after the value");
+        return true;
+    }
+
+    // ---- values ----
+
+    bool value(Key k)
+    {
+        GuestConfig *g = g_;
+        StrView s;
+        u64 v;
+        switch (k) {
+        case Key::on_idle: {
+            const char *want = "expected \"halt\" or \"poweroff\"";
+            if (!str(s, want)) return false;
+            if (s.eq("halt")) c_.on_idle = KeelConfig::OnIdle::halt;
+            else if (s.eq("poweroff")) c_.on_idle = KeelConfig::OnIdle::poweroff;
+            else return fail("%s", want);
+            return true;
+        }
+        case Key::time_slice:
+            return str(s, "expected a duration such as \"10ms\"") && duration(s, c_.time_slice_ns);
+        case Key::loglevel:
+            if (!str(s, "expected a string")) return false;
+            if (!console::parse_level(s.p, s.n, c_.loglevel))
+                return fail("expected \"error\", \"warn\", \"info\" or \"debug\"");
+            c_.has_loglevel = true;
+            return true;
+        case Key::name:
+            if (!str(s, "expected a string") || !name(s)) return false;
+            g->name = s;
+            return true;
+        case Key::kernel:
+            if (!str(s, "expected a path string") || !path(s)) return false;
+            g->kernel = s;
+            return true;
+        case Key::initrd:
+            if (!str(s, "expected a path string") || !path(s)) return false;
+            g->initrd = s;
+            return true;
+        case Key::cmdline:
+            if (!str(s, "expected a string")) return false;
+            if (s.n > GuestConfig::MAX_CMDLINE) return fail("longer than %zu bytes", GuestConfig::MAX_CMDLINE);
+            for (usize i = 0; i < s.n; i++)
+                if (!printable(u8(s.p[i]))) return fail("control characters are not allowed");
+            g->cmdline = s;
+            return true;
+        case Key::modules:
+            return array("expected an array of strings", [&](const Val &e) {
+                if (e.kind != Val::Kind::str) return fail("expected an array of strings");
+                if (g->module_count == GuestConfig::MAX_MODULES)
+                    return fail("at most %u modules", GuestConfig::MAX_MODULES);
+                if (!path(e.s)) return false;
+                g->modules[g->module_count++] = e.s;
+                return true;
+            });
+        case Key::memory:
+            return size(g->memory);
+        case Key::cpus:
+            if (!integer(1, GuestConfig::MAX_CPUS, v)) return false;
+            g->cpus = u32(v);
+            return true;
+        case Key::pin:
+            pin_line_ = line_;
+            return array("expected an array of CPU numbers", [&](const Val &e) {
+                if (e.kind != Val::Kind::integer) return fail("expected an array of CPU numbers");
+                if ((e.neg && e.mag) || e.mag > GuestConfig::MAX_PCPU)
+                    return fail("CPU numbers must be 0..%u", GuestConfig::MAX_PCPU);
+                if (g->pin_count == GuestConfig::MAX_PIN) return fail("at most %u entries", GuestConfig::MAX_PIN);
+                g->pin[g->pin_count++] = u8(e.mag);
+                return true;
+            });
+        case Key::on_exit: {
+            const char *want = "expected \"stop\" or \"restart\"";
+            if (!str(s, want)) return false;
+            if (s.eq("stop")) g->on_exit = GuestConfig::OnExit::stop;
+            else if (s.eq("restart")) g->on_exit = GuestConfig::OnExit::restart;
+            else return fail("%s", want);
+            return true;
+        }
+        case Key::on_bad_access: {
+            const char *want = "expected \"pc\" or \"stop\"";
+            if (!str(s, want)) return false;
+            if (s.eq("pc")) g->on_bad_access = GuestConfig::OnBadAccess::pc;
+            else if (s.eq("stop")) g->on_bad_access = GuestConfig::OnBadAccess::stop;
+            else return fail("%s", want);
+            return true;
+        }
+        }
+        return fail("internal error");
+    }
+
+    bool str(StrView &s, const char *want)
+    {
+        Val v;
+        if (!scalar(v)) return false;
+        if (v.kind != Val::Kind::str) return fail("%s", want);
+        s = v.s;
+        return true;
+    }
+
+    bool integer(u64 lo, u64 hi, u64 &out)
+    {
+        Val v;
+        if (!scalar(v)) return false;
+        if (v.kind != Val::Kind::integer) return fail("expected an integer");
+        if ((v.neg && v.mag) || v.mag < lo || v.mag > hi)
+            return fail("must be %llu..%llu", (unsigned long long)lo, (unsigned long long)hi);
+        out = v.mag;
+        return true;
+    }
+
+    // Calls f(element) for each element of a single-line array of scalars.
+    template <class F>
+    bool array(const char *want, F &&f)
+    {
+        if (!peek('[')) {
+            Val v;
+            return scalar(v) && fail("%s", want);
+        }
+        i_++;
+        bool any = false;
+        Val::Kind kind = Val::Kind::str;
+        for (;;) {
+            skip_ws();
+            if (eol()) return fail("unterminated array (arrays must end on the same line)");
+            if (peek(']')) { i_++; return true; }
+            if (peek('[')) return fail("nested arrays are not supported");
+            if (peek(',')) return fail("expected a value before ','");
+            Val v;
+            if (!scalar(v)) return false;
+            if (any && v.kind != kind) return fail("arrays must not mix types");
+            any = true;
+            kind = v.kind;
+            if (!f(v)) return false;
+            skip_ws();
+            if (peek(',')) { i_++; continue; }
+            if (peek(']')) { i_++; return true; }
+            if (eol()) return fail("unterminated array (arrays must end on the same line)");
+            return fail("expected ',' or ']' in the array");
+        }
+    }
+
+    // A string, integer or boolean; at '[' only reports an array (unconsumed).
+    bool scalar(Val &v)
+    {
+        v = Val{};
+        if (eol()) return fail("missing value");
+        char ch = t_[i_];
+        if (ch == '"') { v.kind = Val::Kind::str; return string(v.s); }
+        if (ch == '[') { v.kind = Val::Kind::array; return true; }
+        if (ch == '\'') return fail("literal strings ('...') are not supported: use \"...\"");
+        if (ch == '{') return fail("inline tables are not supported");
+        usize s = i_;
+        while (i_ < end_ && token_char(t_[i_])) i_++;
+        if (i_ == s) return unexpected();
+        return token(StrView{t_ + s, i_ - s}, v);
+    }
+
+    bool token(StrView tok, Val &v)
+    {
+        if (tok.eq("true") || tok.eq("false")) {
+            v.kind = Val::Kind::boolean;
+            v.mag = tok.eq("true");
+            return true;
+        }
+        bool sign = tok.p[0] == '+' || tok.p[0] == '-';
+        StrView r{tok.p + sign, tok.n - sign};
+        if (r.eq("inf") || r.eq("nan")) return fail("floats are not supported");
+        if (r.empty() || !digit(r.p[0]))
+            return fail("unexpected value \"%.*s\" (strings need double quotes)", shown(tok), tok.p);
+        for (usize i = 0; i < r.n; i++)
+            if (r.p[i] == ':' || r.p[i] == '-') return fail("dates and times are not supported");
+        v.kind = Val::Kind::integer;
+        v.neg = tok.p[0] == '-';
+        if (r.n > 1 && r.p[0] == '0' && r.p[1] == 'x') {
+            if (sign) return fail("hex integers cannot have a sign");
+            return digits(StrView{r.p + 2, r.n - 2}, 16, tok, v.mag);
+        }
+        if (r.n > 1 && r.p[0] == '0' && (r.p[1] == 'o' || r.p[1] == 'b'))
+            return fail("octal and binary integers are not supported");
+        for (usize i = 0; i < r.n; i++)
+            if (r.p[i] == '.' || r.p[i] == 'e' || r.p[i] == 'E') return fail("floats are not supported");
+        if (r.n > 1 && r.p[0] == '0' && (digit(r.p[1]) || r.p[1] == '_')) return fail("leading zeros are not allowed");
+        return digits(r, 10, tok, v.mag);
+    }
+
+    // Digits with single underscores between them.
+    bool digits(StrView d, unsigned base, StrView tok, u64 &out)
+    {
+        u64 v = 0;
+        bool prev = false;
+        for (usize i = 0; i < d.n; i++) {
+            if (d.p[i] == '_' && prev) { prev = false; continue; }
+            int x = hexval(d.p[i]);
+            if (x < 0 || unsigned(x) >= base) break;
+            if (v > (~0ull - unsigned(x)) / base) return fail("integer too large");
+            v = v * base + unsigned(x);
+            prev = true;
+            if (i + 1 == d.n) { out = v; return true; }
+        }
+        return fail("invalid integer \"%.*s\"", shown(tok), tok.p);
+    }
+
+    // A basic string; unescaped into the pool if it has escapes.
+    bool string(StrView &out)
+    {
+        if (i_ + 2 < end_ && t_[i_ + 1] == '"' && t_[i_ + 2] == '"')
+            return fail("multi-line strings are not supported");
+        usize start = ++i_;
+        char *dst = nullptr;
+        usize dn = 0;
+        auto put = [&](char ch) {
+            if (c_.pool_used + dn >= KeelConfig::POOL_SIZE)
+                return fail("strings with escapes exceed %zu bytes in total", KeelConfig::POOL_SIZE);
+            dst[dn++] = ch;
+            return true;
+        };
+        for (;;) {
+            if (i_ >= end_) return fail("unterminated string (strings must end on the same line)");
+            char ch = t_[i_];
+            if (ch == '"') break;
+            if (u8(ch) >= 0x80) return fail("non-ASCII characters are not supported");
+            i_++;
+            if (ch != '\\') {
+                if (dst && !put(ch)) return false;
+                continue;
+            }
+            if (!dst) {
+                dst = c_.pool + c_.pool_used;
+                for (usize k = start; k < i_ - 1; k++)
+                    if (!put(t_[k])) return false;
+            }
+            if (i_ >= end_) return fail("unterminated string (strings must end on the same line)");
+            char e = t_[i_++];
+            switch (e) {
+            case '"': ch = '"'; break;
+            case '\\': ch = '\\'; break;
+            case 'n': ch = '\n'; break;
+            case 't': ch = '\t'; break;
+            case 'u': {
+                u32 cp = 0;
+                for (int k = 0; k < 4; k++, i_++) {
+                    if (i_ >= end_ || hexval(t_[i_]) < 0) return fail("\\u needs four hex digits");
+                    cp = cp * 16 + u32(hexval(t_[i_]));
+                }
+                if (cp >= 0x80) return fail("non-ASCII escape \\u%04x (only ASCII is supported)", cp);
+                ch = char(cp);
+                break;
+            }
+            default:
+                if (printable(u8(e))) return fail("unsupported escape \\%c", e);
+                return fail("unsupported escape");
+            }
+            if (!put(ch)) return false;
+        }
+        out = dst ? StrView{dst, dn} : StrView{t_ + start, i_ - start};
+        c_.pool_used += dn;
+        i_++;   // closing quote
+        return true;
+    }
+
+    // ---- checks of particular values ----
+
+    bool name(StrView s)
+    {
+        if (s.n < 1 || s.n > GuestConfig::MAX_NAME)
+            return fail("must be 1 to %zu characters", GuestConfig::MAX_NAME);
+        for (usize i = 0; i < s.n; i++)
+            if (!bare(s.p[i])) return fail("only A-Z a-z 0-9 _ - are allowed");
+        for (u32 i = 0; i + 1 < c_.guest_count; i++)
+            if (same(c_.guests[i].name, s))
+                return fail("\"%.*s\" is already the guest at line %u", shown(s), s.p, c_.guests[i].line);
+        return true;
+    }
+
+    bool path(StrView s)
+    {
+        if (s.empty()) return fail("expected a non-empty path");
+        if (s.n > GuestConfig::MAX_PATH) return fail("path longer than %zu bytes", GuestConfig::MAX_PATH);
+        for (usize i = 0; i < s.n; i++)
+            if (!printable(u8(s.p[i])) || s.p[i] == ' ')
+                return fail("spaces and control characters are not allowed in paths");
+        return true;
+    }
+
+    // Decimal digits of s from k on; `big` on overflow.
+    static u64 decimal(StrView s, usize &k, bool &big)
+    {
+        u64 v = 0;
+        for (; k < s.n && digit(s.p[k]); k++) {
+            unsigned d = unsigned(s.p[k] - '0');
+            if (v > (~0ull - d) / 10) big = true;
+            else v = v * 10 + d;
+        }
+        return v;
+    }
+
+    static bool scale(u64 &v, u64 mul)
+    {
+        if (v > ~0ull / mul) return false;
+        v *= mul;
+        return true;
+    }
+
+    // "<n>", "<n>K", "<n>M", "<n>G" (a string) or plain bytes (an integer).
+    bool size(u64 &out)
+    {
+        const char *want = "expected a size such as \"64M\"";
+        Val v;
+        if (!scalar(v)) return false;
+        bool big = false;
+        u64 n = v.mag;
+        if (v.kind == Val::Kind::integer) {
+            big = v.neg && v.mag;
+        } else if (v.kind == Val::Kind::str) {
+            usize k = 0;
+            n = decimal(v.s, k, big);
+            if (k == 0) return fail("%s", want);
+            if (k < v.s.n) {
+                u64 mul = v.s.p[k] == 'K' ? KiB : v.s.p[k] == 'M' ? MiB : v.s.p[k] == 'G' ? GiB : 0;
+                if (!mul) return fail("%s", want);
+                if (!scale(n, mul)) big = true;
+                k++;
+            }
+            if (k != v.s.n) return fail("%s", want);
+        } else {
+            return fail("%s", want);
+        }
+        if (big || n < GuestConfig::MIN_MEMORY || n > GuestConfig::MAX_MEMORY) return fail("must be 1M..64G");
+        if (n % PAGE_SIZE) return fail("must be a multiple of 4K");
+        out = n;
+        return true;
+    }
+
+    // "<n>us" or "<n>ms".
+    bool duration(StrView s, u64 &ns)
+    {
+        const char *want = "expected a duration such as \"10ms\"";
+        usize k = 0;
+        bool big = false;
+        u64 n = decimal(s, k, big);
+        if (k == 0 || k + 2 != s.n || s.p[k + 1] != 's') return fail("%s", want);
+        if (s.p[k] == 'u') big |= !scale(n, 1000);
+        else if (s.p[k] == 'm') big |= !scale(n, 1000000);
+        else return fail("%s", want);
+        if (big || n < KeelConfig::MIN_TIME_SLICE || n > KeelConfig::MAX_TIME_SLICE)
+            return fail("must be 100us..1s");
+        ns = n;
+        return true;
+    }
+};
+
+} // namespace
+
+Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &err)
+{
+    zero(out);
+    zero(err);
+    out.on_idle = KeelConfig::OnIdle::halt;
+    out.time_slice_ns = KeelConfig::DEFAULT_TIME_SLICE;
+    out.loglevel = Level::info;
+    if (!text) len = 0;
+    Parser p(text, len, out, err);
+    if (!p.run()) return Err::invalid;
+    return {};
+}

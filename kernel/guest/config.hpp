@@ -1,0 +1,75 @@
+// Keel's configuration file: a small, strict subset of TOML (docs/CONFIG.md).
+//
+// The text is untrusted: the parser reads only below `len`, never recurses,
+// runs in one pass over the text and stops at the first error, which it
+// reports with its line number and reason.
+#pragma once
+
+#include "kernel/firmware/cmdline.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/result.hpp"
+#include "kernel/lib/types.hpp"
+
+struct ConfigError {
+    u32  line;          // 1-based; 0 only on success
+    char msg[96];       // NUL-terminated, e.g. "memory: expected a size such as \"64M\""
+};
+
+// Strings are views: into the config text when the value has no escapes,
+// otherwise into KeelConfig::pool. An absent optional string is empty.
+struct GuestConfig {
+    static constexpr u32   MAX_MODULES = 8;
+    static constexpr u32   MAX_CPUS    = 64;
+    static constexpr u32   MAX_PIN     = 64;
+    static constexpr u32   MAX_PCPU    = 255;   // largest value in pin
+    static constexpr usize MAX_NAME    = 31;
+    static constexpr usize MAX_PATH    = 255;
+    static constexpr usize MAX_CMDLINE = 255;
+    static constexpr u64   MIN_MEMORY  = MiB;
+    static constexpr u64   MAX_MEMORY  = 64 * GiB;
+
+    enum class OnExit : u8 { stop, restart };
+    // A guest-physical access no RAM or device claims: as on a PC (reads all ones, writes
+    // dropped; counted, logged once per page), or the guest is stopped.
+    enum class OnBadAccess : u8 { pc, stop };
+
+    StrView name;                       // [A-Za-z0-9_-]{1,31}, unique
+    StrView kernel;                     // path, relative to the config file
+    StrView cmdline;                    // may be empty
+    StrView initrd;                     // path, or empty
+    StrView modules[MAX_MODULES];       // paths
+    u32     module_count;
+    u64     memory;                     // bytes, multiple of 4 KiB, MIN..MAX_MEMORY
+    u32     cpus;                       // 1..MAX_CPUS
+    u8      pin[MAX_PIN];               // vCPU i runs on physical CPU pin[i], i < pin_count
+    u32     pin_count;                  // <= cpus; vCPUs beyond it are not pinned
+    OnExit  on_exit;
+    OnBadAccess on_bad_access;
+    u32     line;                       // line of its [[guest]] header (for messages)
+};
+
+// About 13 KiB: keep it static, not on a kernel stack.
+struct KeelConfig {
+    static constexpr u32   MAX_GUESTS       = 16;
+    static constexpr usize POOL_SIZE        = 8192;     // unescaped strings
+    static constexpr u64   MIN_TIME_SLICE   = 100'000;          // ns
+    static constexpr u64   MAX_TIME_SLICE   = 1'000'000'000;    // ns
+    static constexpr u64   DEFAULT_TIME_SLICE = 10'000'000;     // ns
+
+    enum class OnIdle : u8 { halt, poweroff };
+
+    OnIdle      on_idle;
+    u64         time_slice_ns;
+    bool        has_loglevel;           // loglevel is only meaningful if set
+    Level       loglevel;
+    GuestConfig guests[MAX_GUESTS];
+    u32         guest_count;            // 0..MAX_GUESTS (an empty file is valid)
+    usize       pool_used;
+    char        pool[POOL_SIZE];
+};
+
+// Parse `len` bytes of `text` (no terminating NUL needed; a NUL byte is an
+// error) into `out`, which is reset first. On failure returns Err::invalid,
+// fills `err` and leaves `out` unspecified. `text` must outlive `out`, and
+// `out` must not be copied (its views may point into its own pool).
+Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &err);

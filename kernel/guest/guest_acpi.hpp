@@ -1,0 +1,98 @@
+// The ACPI tables of one guest: what an unmodified Linux (6.1) needs to find
+// its CPUs, interrupt controllers, devices and power controls on Keel's
+// virtual platform. Built into a caller-provided buffer; the caller copies it
+// into guest RAM at `base`. Every pointer inside is guest-physical
+// (base + offset), so the blob is only valid at that address.
+//
+// The platform is ACPI "hardware-reduced" (ACPI 6.x, 4.1): no PM timer, no
+// PM1 event/control blocks, no GPEs, no SCI, no FACS. Sleep (S5 only) and
+// reset go through three byte-wide I/O ports that Keel emulates:
+//
+//   RSDP (rev 2) -> XSDT (64-bit) and RSDT (32-bit) -> FACP, APIC
+//   FACP (rev 6.3, 276 bytes) -> DSDT (DSDT and X_DSDT both set)
+//   DSDT (rev 2): Scope(\_SB) { COM1 (PNP0501), VRT0..VRT7 (LNRO0005) },
+//                 Name(\_S5_, Package(4) { s5_slp_typ, 0, 0, 0 })
+//
+// What Linux does with it (and what the device models must then do):
+// - Power-off writes 0x80 (WAK_STS, write-1-to-clear) to sleep_sts_port, then
+//   (s5_slp_typ << 2) | 0x20 (SLP_TYP, SLP_EN) to sleep_ctl_port, then polls
+//   sleep_sts_port for bit 7. Linux offers ACPI power-off only if both ports
+//   are non-zero.
+// - Reboot writes reset_value to reset_port (e.g. 0xFE to 0x64, or 0x06 to 0xCF9).
+// - COM1 is an ACPI PNP device: IO 0x3F8-0x3FF and an Extended Interrupt
+//   descriptor for GSI ioapic_gsi_base + 4 (IOAPIC pin 4), edge, active high,
+//   exclusive. On HW-reduced ACPI Linux installs no legacy PIC and makes no
+//   identity ISA IRQ mappings, so the _CRS is what routes the UART's interrupt.
+// - virtio-mmio devices: _HID "LNRO0005" (Linux's virtio_mmio ACPI match),
+//   _UID n, _CCA 1, Memory32Fixed(ReadWrite, base, size) and an Extended
+//   Interrupt for `gsi`: level-triggered, active high, exclusive (as QEMU's
+//   microvm does): the IOAPIC model must implement level semantics (Remote
+//   IRR, EOI).
+// - MADT: one enabled Local APIC per vCPU (APIC id = UID = 0..vcpus-1), one
+//   IOAPIC, one Local APIC NMI (all CPUs, LINT1), PCAT_COMPAT clear (no 8259s).
+//   No interrupt source overrides: on HW-reduced ACPI Linux never programs
+//   the PIT as its timer (x86_init.timers.timer_init is a no-op) and has no
+//   ISA IRQ identity map for an IRQ0 -> GSI2 override to amend.
+// - No processor objects: Linux 6.1 brings CPUs up from the MADT alone
+//   (ACPI processor objects would only add idle/frequency control).
+// - FADT IAPC_BOOT_ARCH: VGA not present; no legacy devices, no 8042 (Linux
+//   then leaves the i8042 alone), and CMOS RTC not present unless cfg.cmos_rtc.
+//   FADT flags also force APIC physical destination mode (Linux 6.1 then uses
+//   physflat / x2APIC physical, never logical or cluster destinations).
+//
+// The loader's part: copy [0, size) to `base` in guest RAM, describe that
+// range as reserved (or ACPI) in the guest's E820 map, and pass the RSDP in
+// boot_params.acpi_rsdp_addr: the guest must not scan the BIOS area for it
+// (0xE0000-0xFFFFF is not mapped on Keel).
+#pragma once
+
+#include "kernel/lib/result.hpp"
+#include "kernel/lib/types.hpp"
+
+struct GuestAcpiConfig {
+    static constexpr u32 MAX_VCPUS = 64;
+    static constexpr u32 MAX_VIRTIO = 8;
+
+    u64 base = 0;               // guest-physical address of the blob: 4 KiB aligned, blob below 4 GiB
+    u32 vcpus = 0;              // 1..MAX_VCPUS: local APIC ids and processor UIDs 0..vcpus-1
+    u64 lapic_base = 0xfee00000, ioapic_base = 0xfec00000;   // below 4 GiB
+    u32 ioapic_gsi_base = 0;
+    u32 ioapic_pins = 24;       // GSIs ioapic_gsi_base .. + pins - 1 (IoapicModel::PINS); 1..240
+    u8 ioapic_id = 0;           // the IOAPIC's ID (its ID register should report the same)
+
+    // Hardware-reduced sleep/reset registers (8-bit I/O). A port of 0 leaves
+    // the register out (all-zero GAS; reset: RESET_REG_SUP clear).
+    u16 sleep_ctl_port = 0, sleep_sts_port = 0;
+    u16 reset_port = 0;
+    u8 reset_value = 0;
+    u8 s5_slp_typ = 0;          // SLP_TYPa of \_S5: 0..7 (3 bits in the sleep control register)
+
+    bool com1 = false;          // the 16550 at 0x3F8, GSI ioapic_gsi_base + 4
+    bool cmos_rtc = false;      // false: FADT says "CMOS RTC not present"
+
+    // virtio-mmio transports: [base, base + size) below 4 GiB, non-empty, not
+    // overlapping each other; gsi one of the IOAPIC's (not COM1's).
+    struct MmioDevice {
+        u64 base;
+        u32 size;
+        u32 gsi;
+    } virtio[MAX_VIRTIO] = {};
+    u32 nvirtio = 0;
+};
+
+struct GuestAcpiLayout {
+    u64 rsdp = 0;               // guest-physical address of the RSDP (= base: offset 0)
+    u64 size = 0;               // bytes of the buffer used (copy [0, size) to base)
+};
+
+// Every configuration fits in this many bytes (one page).
+inline constexpr usize GUEST_ACPI_MAX_BYTES = 4096;
+
+// Build the tables into buf[0, cap). Err::invalid for a bad configuration
+// (vcpus 0 or > 64, nvirtio > 8, s5_slp_typ > 7, base not 4 KiB aligned or the
+// blob not below 4 GiB, LAPIC/IOAPIC/virtio ranges not below 4 GiB, an empty
+// or overlapping virtio range, ioapic_pins 0 or > 240 (or < 5 with COM1), a
+// GSI not on the IOAPIC, a virtio GSI equal to COM1's, a null buf),
+// Err::no_memory if cap is too small (buf is then partly written, never
+// beyond cap).
+Result<GuestAcpiLayout> build_guest_acpi(const GuestAcpiConfig &c, u8 *buf, usize cap);

@@ -1,0 +1,501 @@
+#include "kernel/guest/vm_exits.hpp"
+
+#include "kernel/guest/guest_paging.hpp"
+#include "kernel/guest/x86_decode.hpp"
+#include "kernel/lib/console.hpp"
+
+const char *exit_reason_name(ExitReason r)
+{
+    static const char *const names[] = {"cpuid", "hlt", "io", "rdmsr", "wrmsr", "npf", "shutdown", "intr",
+                                        "nmi", "vmcall", "cr", "exception", "xsetbv", "irq_window", "invalid", "other",
+                                        "cache_flush", "monitor", "rdpmc", "undefined", "machine_check"};
+    static_assert(sizeof(names) / sizeof(names[0]) == usize(ExitReason::count));
+    return u8(r) < u8(ExitReason::count) ? names[u8(r)] : "?";
+}
+
+namespace {
+
+constexpr u8 DB = 1, GP = 13, UD = 6;
+
+// What answers on a PC where nothing does: reads float to all ones, writes go nowhere.
+class OpenBus final : public MmioDevice {
+public:
+    bool covers(u64) const override { return true; }
+    void mmio(u32, u64, u8, bool write, u64 &value) override
+    {
+        if (!write) value = ~0ull;
+    }
+};
+
+// Keel emulated the instruction at RIP: it retires as on the CPU (SDM vol. 3 6.8.3, 17.3.1.4).
+// RIP moves past it, the STI/MOV SS shadow ends (set_rip), and with RFLAGS.TF the single-step
+// trap follows: #DB with DR6.BS (B0-B3 cleared, as for any single-step trap). True if it did.
+bool retire_insn(VcpuOps &ops, u64 nrip)
+{
+    ops.set_rip(nrip);
+    if (!(ops.rflags() & (1u << 8))) return false;
+    ops.set_dr6((ops.dr6() & ~u64(0xf)) | 0xffff0ff0 | (1u << 14));
+    ops.inject_exception(DB, false, 0);
+    return true;
+}
+
+// MSRs with fixed or software-kept values that every guest may read.
+bool soft_rdmsr(u32 msr, u32 vcpu_index, u64 &v)
+{
+    switch (msr) {
+    case 0x1b:   // IA32_APIC_BASE: xAPIC enabled at the default base; BSP flag on vCPU 0
+        v = 0xfee00000 | (1u << 11) | (vcpu_index == 0 ? 1u << 8 : 0);
+        return true;
+    case 0x8b:   // IA32_BIOS_SIGN_ID (microcode revision): none
+    case 0x17:   // IA32_PLATFORM_ID
+        v = 0;
+        return true;
+    default:
+        return false;
+    }
+}
+
+// Values the hardware itself would refuse with #GP: checked before any backend takes them,
+// so a guest cannot make a later VM entry fail (or an emulator accept what a CPU would not).
+bool msr_value_valid(u32 msr, u64 v, unsigned va_bits)
+{
+    const unsigned unused = 64 - va_bits;
+    const bool canonical = u64(i64(v << unused) >> unused) == v;
+    switch (msr) {
+    case 0xc0000082: case 0xc0000083: case 0xc0000100: case 0xc0000101: case 0xc0000102:
+    case 0x175: case 0x176:
+        return canonical;
+    case 0xc0000084:   // SFMASK
+    case 0xc0000103:   // TSC_AUX
+        return v >> 32 == 0;
+    default:
+        return true;
+    }
+}
+
+// XSETBV's rules (SDM vol. 1 13.3): x87 always, only supported components, AVX needs SSE,
+// AVX-512's three together and with AVX.
+bool xcr0_allowed(const GuestPlatform &p, u64 v)
+{
+    if (p.profile) return p.profile->xcr0_valid(v);
+    if (!(v & 1) || (v & ~p.xcr0_supported)) return false;
+    if ((v & 4) && !(v & 2)) return false;
+    const u64 avx512 = 7u << 5;
+    if ((v & avx512) && ((v & avx512) != avx512 || !(v & 4))) return false;
+    if (((v >> 3) & 1) != ((v >> 4) & 1)) return false;   // MPX's two together
+    return true;
+}
+
+// Is the MSR in the one table (kernel/guest/cpu_profile.cpp)? Then the guest's profile decides.
+bool msr_known(u32 msr)
+{
+    usize n = 0;
+    const MsrRule *rules = msr_rules(n);
+    for (usize i = 0; i < n; i++)
+        if (msr >= rules[i].first && msr <= rules[i].last) return true;
+    return false;
+}
+
+// The MSR table decides: true when it did (`ok`: the access completed; false: #GP); false when
+// the MSR is not in the table or exists with a valid value: the device/arch/soft paths store it.
+bool profile_msr(GuestPlatform &p, u32 vcpu, u32 msr, bool write, Gprs &g, bool &ok)
+{
+    if (!msr_known(msr)) return false;
+    ok = false;
+    const MsrRule *r = msr_rule(*p.profile, msr);
+    if (!r || !msr_exists(*p.profile, msr, write)) return true;   // hidden from this guest: #GP
+    const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
+    switch (r->access) {
+    case MsrAccess::zero:
+    case MsrAccess::zero_read_only:
+        if (write) ok = v == 0;   // no state: only 0 is accepted
+        else g.rax = 0, g.rdx = 0, ok = true;
+        return true;
+    default:
+        break;
+    }
+    switch (msr) {
+    case 0x1a0: {   // MISC_ENABLE: kept per vCPU; a bit Keel does not model (MWAIT, CPUID limit, XD
+                    // disable, ...) cannot be set: #GP, as for a reserved bit
+        if (vcpu >= GuestPlatform::MAX_VCPUS) return true;
+        u64 &m = p.soft_msrs[vcpu].misc_enable;
+        if (!write) {
+            g.rax = u32(m), g.rdx = m >> 32;
+        } else {
+            if (v & ~(GuestPlatform::MISC_ENABLE_WRITABLE | GuestPlatform::MISC_ENABLE_READ_ONLY)) return true;
+            m = (m & GuestPlatform::MISC_ENABLE_READ_ONLY) | (v & GuestPlatform::MISC_ENABLE_WRITABLE);
+        }
+        ok = true;
+        return true;
+    }
+    case 0x48:   // SPEC_CTRL: the bits the guest's CPUID shows
+        if (write && (v & ~p.profile->spec_ctrl_bits())) return true;
+        break;
+    case 0x49:   // PRED_CMD, FLUSH_CMD: bit 0 is the command
+    case 0x10b:
+        if (v & ~1ull) return true;
+        break;
+    }
+    return false;
+}
+
+// Fetch up to 15 instruction bytes at CS:RIP through the guest's own paging.
+// Returns a pointer to them (in place when they sit in one extent) and their count.
+const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&copy)[15], usize &n)
+{
+    GuestPagingState ps{ops.cr0(), 0, 0, 0};
+    if (ps.cr0 & (1ull << 31)) ps.cr3 = ops.cr3(), ps.cr4 = ops.cr4(), ps.efer = ops.efer();
+    // 64-bit mode ignores the CS base; elsewhere linear addresses wrap at 4 GiB.
+    const bool long64 = mode == x86::CpuMode::long64;
+    const u64 lmask = long64 ? ~0ull : 0xffffffffull;
+    const u64 linear = ((long64 ? 0 : ops.cs_base()) + ops.rip()) & lmask;
+    auto gpa = guest_translate(*p.mem, ps, linear);
+    if (!gpa) {
+        log_debug("instruction fetch at %lx failed (%s): cr0=%lx cr3=%lx cr4=%lx efer=%lx", linear,
+                  err_name(gpa.error()), ps.cr0, ps.cr3, ps.cr4, ps.efer);
+        return nullptr;
+    }
+    // Bytes on the first page; the rest (if any) comes from the next page, translated on its own.
+    const u64 first = min<u64>(15, PAGE_SIZE - (linear & (PAGE_SIZE - 1)));
+    if (!(ps.cr0 & (1ull << 31)) || first == 15) {
+        n = 15;
+        if (const u8 *in_place = p.mem->span(GuestPhys(*gpa), n)) return in_place;
+    }
+    n = 0;
+    for (; n < first && p.mem->read(GuestPhys(*gpa + n), copy + n, 1); n++) {}
+    if (n == first && n < 15) {
+        auto next = guest_translate(*p.mem, ps, (linear + first) & lmask);
+        for (usize k = 0; next && n < 15 && p.mem->read(GuestPhys(*next + k), copy + n, 1); n++, k++) {}
+    }
+    return copy;
+}
+
+// Find the next RIP: from the hardware if it told us, else by decoding the instruction.
+bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
+{
+    if (e.next_rip) {
+        out = e.next_rip;
+        return true;
+    }
+    u8 copy[15];
+    usize n = 0;
+    const x86::CpuMode m = ops.mode();
+    const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+    if (!bytes) return false;
+    // The instructions that exit most have one encoding without prefixes: skip the full decoder for them.
+    usize len = 0;
+    if (n >= 2 && bytes[0] == 0x0f && (bytes[1] == 0xa2 || bytes[1] == 0x30 || bytes[1] == 0x32)) len = 2;
+    else if (n >= 1 && bytes[0] == 0xf4) len = 1;
+    else {
+        auto insn = x86::decode(bytes, n, m);
+        if (!insn) return false;
+        len = insn->len;
+    }
+    out = ops.rip() + len;
+    if (m == x86::CpuMode::prot32) out &= 0xffffffff;
+    else if (m != x86::CpuMode::long64) out &= 0xffff;
+    return true;
+}
+
+// Emulate the instruction that touched an MMIO device: MOV loads and stores (register or
+// immediate), MOVZX/MOVSX loads. Anything else stops the guest: device registers are
+// not memory, and guessing would corrupt the device or the guest.
+ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u32 vcpu, MmioDevice &dev)
+{
+    u8 copy[15];
+    usize n = 0;
+    const x86::CpuMode m = ops.mode();
+    const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+    if (!bytes) return {ExitAction::stop, "cannot fetch the instruction accessing MMIO at", e.gpa};
+    auto r = x86::decode(bytes, n, m);
+    if (!r || !r->mem) return {ExitAction::stop, "cannot decode the instruction accessing MMIO at", e.gpa};
+    const x86::Insn &in = *r;
+    const u8 size = in.mem_size;
+    if (size != 1 && size != 2 && size != 4 && size != 8) return {ExitAction::stop, "bad MMIO access size at", e.gpa};
+    const u64 mask = size == 8 ? ~0ull : (1ull << (size * 8)) - 1;
+    // RSP lives in the VMCB/VMCS, not in Gprs: work on a copy and write it back.
+    u64 rsp_copy = ops.rsp();
+    bool rsp_written = false;
+    auto reg_ref = [&](u8 reg, bool high8) -> u64 & {
+        if (!high8 && reg == 4) return rsp_copy;
+        return g[high8 ? reg - 4 : reg];
+    };
+    // Writes a result of op_size bytes into a register as the CPU does (32-bit writes zero-extend).
+    auto set_reg = [&](u8 reg, bool high8, u8 op_size, u64 v) {
+        u64 &r64 = reg_ref(reg, high8);
+        if (op_size == 8) r64 = v;
+        else if (op_size == 4) r64 = u32(v);
+        else if (op_size == 2) r64 = (r64 & ~0xffffull) | (v & 0xffff);
+        else if (high8) r64 = (r64 & ~0xff00ull) | (v & 0xff) << 8;
+        else r64 = (r64 & ~0xffull) | (v & 0xff);
+        if (!high8 && reg == 4) rsp_written = true;
+    };
+    u64 v = 0;
+    switch (in.kind) {
+    case x86::Insn::Kind::mov_load:
+        dev.mmio(vcpu, e.gpa, size, false, v);
+        set_reg(in.reg, in.high8, in.op_size, v & mask);
+        break;
+    case x86::Insn::Kind::movzx:
+    case x86::Insn::Kind::movsx: {
+        dev.mmio(vcpu, e.gpa, size, false, v);
+        v &= mask;
+        if (in.kind == x86::Insn::Kind::movsx && size < 8 && (v >> (size * 8 - 1)) & 1) v |= ~mask;
+        set_reg(in.reg, false, in.op_size, v);
+        break;
+    }
+    case x86::Insn::Kind::mov_store: {
+        u64 src = reg_ref(in.reg, in.high8);
+        v = (in.high8 ? src >> 8 : src) & mask;
+        dev.mmio(vcpu, e.gpa, size, true, v);
+        break;
+    }
+    case x86::Insn::Kind::mov_store_imm:
+        v = u64(in.simm()) & mask;
+        dev.mmio(vcpu, e.gpa, size, true, v);
+        break;
+    default:
+        return {ExitAction::stop, "unsupported instruction accessing MMIO at", e.gpa};
+    }
+    if (rsp_written) ops.set_rsp(rsp_copy);
+    u64 rip = ops.rip() + in.len;
+    if (m == x86::CpuMode::prot32) rip &= 0xffffffff;
+    else if (m != x86::CpuMode::long64) rip &= 0xffff;
+    retire_insn(ops, rip);
+    return {};
+}
+
+// MOV to CR0 (VMX, when it changes a bit Keel owns) or CR4 (both): the checks the CPU makes
+// (SDM vol. 3 2.5, MOV CRn), then the guest's CPU profile: what CPUID hides cannot be enabled.
+ExitOutcome mov_to_cr(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p)
+{
+    u64 value = e.cr_value, nrip = e.next_rip;
+    const x86::CpuMode m = ops.mode();
+    if (!e.cr_decoded || !nrip) {
+        u8 copy[15];
+        usize n = 0;
+        const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+        auto in = bytes ? x86::decode(bytes, n, m) : Result<x86::Insn>(Err::invalid);
+        if (!in || in->kind != x86::Insn::Kind::mov_to_cr || in->reg != e.cr)
+            return {ExitAction::stop, "cannot decode the MOV to a control register at", ops.rip()};
+        value = in->rm == 4 ? ops.rsp() : g[in->rm];
+        nrip = ops.rip() + in->len;
+        if (m != x86::CpuMode::long64) nrip &= m == x86::CpuMode::prot32 ? 0xffffffff : 0xffff;
+    }
+    if (m != x86::CpuMode::long64) value = u32(value);
+    const bool lma = ops.efer() & (1u << 10);
+    auto gp = [&] { ops.inject_exception(GP, true, 0); return ExitOutcome{}; };
+    if (e.cr == 4) {
+        const u64 old = ops.cr4();
+        constexpr u64 PAE = 1u << 5, LA57 = 1u << 12, PCIDE = 1u << 17;
+        if (value & p.cr4_reserved) return gp();
+        if ((value & PCIDE) && !(old & PCIDE) && (!lma || (ops.cr3() & 0xfff))) return gp();
+        if (lma && (!(value & PAE) || ((value ^ old) & LA57))) return gp();
+        ops.set_cr4(value);
+    } else if (e.cr == 0) {
+        constexpr u64 PE = 1, NW = 1u << 29, CD = 1u << 30, PG = 1ull << 31;
+        const u64 old = ops.cr0();
+        if (value >> 32) return gp();
+        if ((value & PG) && !(value & PE)) return gp();
+        if ((value & NW) && !(value & CD)) return gp();
+        if ((value & PG) && !(old & PG) && (ops.efer() & (1u << 8)) && !(ops.cr4() & (1u << 5))) return gp();
+        if (!(value & PG) && (old & PG) && m == x86::CpuMode::long64) return gp();
+        ops.set_cr0(value | 0x10);   // ET is hardwired
+    } else {
+        return {ExitAction::stop, "unexpected control register access at", ops.rip()};
+    }
+    retire_insn(ops, nrip);
+    return {};
+}
+
+u32 size_mask(u8 size) { return size >= 4 ? ~0u : (1u << (size * 8)) - 1; }
+
+// Port devices are shared by the guest's vCPUs: one at a time (the UART's line buffer, the
+// PIT's latches, ... are not safe against two CPUs at once).
+u32 port_in(GuestPlatform &p, u16 port, u8 size)
+{
+    Guard lk(p.io_lock);
+    u32 v = ~0u;   // unclaimed ports float high
+    for (usize i = 0; i < p.nio; i++)
+        if (p.io[i]->io(port, size, true, v)) break;
+    return v & size_mask(size);
+}
+
+void port_out(GuestPlatform &p, u16 port, u8 size, u32 v)
+{
+    Guard lk(p.io_lock);
+    v &= size_mask(size);
+    for (usize i = 0; i < p.nio; i++)
+        if (p.io[i]->io(port, size, false, v)) return;
+}
+
+// INS/OUTS, with or without REP, on flat guest memory (paging off: linear = physical).
+// Bounded work per exit: a long REP resumes where it stopped (RCX/RSI/RDI updated, RIP kept).
+ExitOutcome string_io(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u64 nrip)
+{
+    if (ops.cr0() & (1ull << 31)) return {ExitAction::stop, "string I/O with guest paging on is not supported", 0};
+    const u64 amask = e.addr_size == 8 ? ~0ull : e.addr_size == 4 ? 0xffffffffull : 0xffffull;
+    const u64 step = (ops.rflags() & (1u << 10)) ? -u64(e.size) : u64(e.size);   // DF
+    u64 count = e.rep ? g.rcx & amask : 1;
+    u64 done = 0;
+    for (; done < count && done < 4096; done++) {
+        u64 &ptr = e.in ? g.rdi : g.rsi;
+        GuestPhys at(ptr & amask);
+        u32 v = 0;
+        if (e.in) {
+            v = port_in(p, e.port, e.size);
+            if (!p.mem->write(at, &v, e.size)) return {ExitAction::stop, "INS outside its memory at", at.raw()};
+        } else {
+            if (!p.mem->read(at, &v, e.size)) return {ExitAction::stop, "OUTS outside its memory at", at.raw()};
+            port_out(p, e.port, e.size, v);
+        }
+        ptr = (ptr & ~amask) | ((ptr + step) & amask);
+    }
+    if (e.rep) g.rcx = (g.rcx & ~amask) | ((g.rcx - done) & amask);
+    if (!e.rep || (g.rcx & amask) == 0) retire_insn(ops, nrip);
+    return {};
+}
+
+} // namespace
+
+ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p, u32 vcpu_index)
+{
+    u64 nrip = 0;
+    switch (e.reason) {
+    case ExitReason::cpuid: {
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
+        // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
+        // (never built by the hypervisor) sees a CPU without features.
+        u32 r[4] = {0, 0, 0, 0};
+        if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r);
+        g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
+        retire_insn(ops, nrip);
+        return {};
+    }
+    case ExitReason::hlt:
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode HLT", ops.rip()};
+        // Single-stepped: the #DB is an event, and a vCPU with an event does not halt (as KVM).
+        if (retire_insn(ops, nrip)) return {};
+        return {ExitAction::halt};
+    case ExitReason::io:
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode I/O instruction", ops.rip()};
+        if (e.size != 1 && e.size != 2 && e.size != 4) return {ExitAction::stop, "bad I/O size", e.port};
+        if (e.string) return string_io(e, g, ops, p, nrip);
+        if (e.in) {
+            u32 v = port_in(p, e.port, e.size);
+            if (e.size == 4) g.rax = v;   // 32-bit results zero-extend
+            else g.rax = (g.rax & ~u64(size_mask(e.size))) | v;
+        } else {
+            port_out(p, e.port, e.size, u32(g.rax));
+        }
+        retire_insn(ops, nrip);
+        return {ExitAction::resume};
+    case ExitReason::rdmsr:
+    case ExitReason::wrmsr: {
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDMSR/WRMSR", ops.rip()};
+        const u32 msr = u32(g.rcx);
+        const bool write = e.reason == ExitReason::wrmsr;
+        bool ok = false;
+        // The guest's MSR table first: it may refuse the MSR, or answer it (no-state MSRs).
+        const bool decided = p.profile && profile_msr(p, vcpu_index, msr, write, g, ok);
+        if (!decided) {
+            if (!write) {
+                u64 v = 0;
+                if (!(p.msr && p.msr->rdmsr(vcpu_index, msr, v, ok)))
+                    ok = ops.arch_rdmsr(msr, v) || soft_rdmsr(msr, vcpu_index, v);
+                if (ok) g.rax = u32(v), g.rdx = v >> 32;
+            } else {
+                const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
+                if (!(p.msr && p.msr->wrmsr(vcpu_index, msr, v, ok))) {
+                    // Canonical means: for the widest linear address the CPU supports (57 bits with LA57).
+                    u32 r[4];
+                    ops.host_cpuid(7, 0, r);
+                    ok = msr_value_valid(msr, v, (r[2] & (1u << 16)) ? 57 : 48) && ops.arch_wrmsr(msr, v);
+                    // IA32_BIOS_SIGN_ID: writing it (0, before CPUID) is how the microcode revision is read.
+                    if (!ok && msr == 0x8b) ok = true;
+                }
+            }
+        }
+        log_debug("vcpu %u %s msr %x: %s", vcpu_index, e.reason == ExitReason::rdmsr ? "rdmsr" : "wrmsr", msr,
+                  ok ? "ok" : "#GP");
+        if (!ok) {
+            ops.inject_exception(GP, true, 0);   // not on the allow-list
+            return {};
+        }
+        retire_insn(ops, nrip);
+        return {};
+    }
+    case ExitReason::vmcall:
+    case ExitReason::undefined:
+    case ExitReason::monitor:
+        ops.inject_exception(UD, false, 0);   // no hypercalls; no SVM/VMX, MONITOR/MWAIT in the guest's CPUID
+        return {};
+    case ExitReason::xsetbv: {
+        // XSETBV (SDM vol. 2): #UD without CR4.OSXSAVE; #GP at CPL > 0, for XCR != 0, or for a
+        // value the guest's CPU profile does not allow (bit 0 clear, AVX without SSE, ...).
+        if (!(ops.cr4() & (1u << 18))) {
+            ops.inject_exception(UD, false, 0);
+            return {};
+        }
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode XSETBV", ops.rip()};
+        const u64 v = u64(u32(g.rdx)) << 32 | u32(g.rax);
+        if (ops.cpl() != 0 || u32(g.rcx) != 0 || !xcr0_allowed(p, v)) {
+            ops.inject_exception(GP, true, 0);
+            return {};
+        }
+        ops.set_xcr0(v);
+        retire_insn(ops, nrip);
+        return {};
+    }
+    case ExitReason::cache_flush:
+        // WBINVD/INVD: coherent caches need neither; INVD would drop dirty lines of other guests.
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode WBINVD/INVD", ops.rip()};
+        retire_insn(ops, nrip);
+        return {};
+    case ExitReason::rdpmc: {
+        // No PMU is virtualised. Intel's CPUID says so (leaf 0xA: no counters): #GP. AMD's four legacy
+        // counters are architectural: they read 0. CPL > 0 without CR4.PCE: #GP.
+        const u32 idx = u32(g.rcx);
+        if ((ops.cpl() != 0 && !(ops.cr4() & (1u << 8))) || !p.amd || idx > 3) {
+            ops.inject_exception(GP, true, 0);
+            return {};
+        }
+        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDPMC", ops.rip()};
+        g.rax = 0, g.rdx = 0;
+        retire_insn(ops, nrip);
+        return {};
+    }
+    case ExitReason::cr_access:
+        return mov_to_cr(e, g, ops, p);
+    case ExitReason::machine_check:
+        return {ExitAction::stop, "machine check (host) while it ran; exit", e.raw};
+    case ExitReason::npf:
+        if (e.in_delivery && !e.fetch && p.find_mmio(e.gpa))
+            // The CPU was delivering an event (IDT, stack) through device memory: no instruction to emulate.
+            return {ExitAction::stop, "event delivery touched device memory at", e.gpa};
+        if (!e.fetch) {
+            if (MmioDevice *dev = p.find_mmio(e.gpa)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
+            if (!p.stop_on_bad_access && !e.in_delivery) {
+                if (p.note_bad_access(e.gpa))
+                    log_warn("guest %s: %s unclaimed guest-physical %lx (reads all ones, writes dropped; "
+                             "this page is not logged again)", p.name, e.write ? "write to" : "read from", e.gpa);
+                OpenBus nothing;
+                return emulate_mmio(e, g, ops, p, vcpu_index, nothing);
+            }
+        }
+        return {ExitAction::stop, e.fetch ? "instruction fetch outside its memory at"
+                                 : e.write ? "write outside its memory at" : "read outside its memory at",
+                e.gpa};
+    case ExitReason::shutdown:
+        return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
+    case ExitReason::intr:
+    case ExitReason::nmi:
+    case ExitReason::exception:   // reflected into the guest by the backend
+    case ExitReason::irq_window:
+        return {};   // taken by Keel already, or: the run loop injects what is pending
+    case ExitReason::invalid_state:
+        return {ExitAction::stop, "invalid guest state", e.raw};
+    default:
+        return {ExitAction::stop, "unhandled exit", e.raw};
+    }
+}
