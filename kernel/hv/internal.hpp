@@ -1,0 +1,212 @@
+// What the files of Keel's hypervisor core share (kernel-only, never included
+// outside kernel/hv/): a guest, its vCPUs, the per-CPU run queues, the core's
+// state, and the functions one file of the core calls in another.
+//
+//   hypervisor.cpp     the core's state, start()
+//   create.cpp         a guest built from its configuration: RAM, platform, loader, vCPUs and their placement
+//   lifecycle.cpp      launch, end, restart (and its rebuild in slices), the last vCPU's finish
+//   irq.cpp            the guest's APIC and IOAPIC pages and MSRs, IPIs, INIT/SIPI
+//   sched.cpp          the run queues' sleepers: halted vCPUs and when they wake
+//   run_loop.cpp       cpu_loop: pick a vCPU, run it for a slice, handle its exits
+//   stats.cpp          per-vCPU accounting printed
+//   guest_console.cpp  a guest's console lines: its name before them, a rate limit
+#pragma once
+
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/virt.hpp"
+#include "kernel/firmware/acpi.hpp"
+#include "kernel/firmware/multiboot2.hpp"
+#include "kernel/guest/config.hpp"
+#include "kernel/guest/cpu_profile.hpp"
+#include "kernel/guest/guest_memory.hpp"
+#include "kernel/guest/vcpu.hpp"
+#include "kernel/guest/vcpu_irq.hpp"
+#include "kernel/lib/spinlock.hpp"
+#include "kernel/vdev/guest_platform.hpp"
+#include "kernel/vdev/ioapic.hpp"
+#include "kernel/vdev/pit.hpp"
+#include "kernel/vdev/power.hpp"
+#include "kernel/vdev/uart.hpp"
+
+extern const Acpi &boot_acpi();
+
+namespace hv {
+
+constexpr u32 MAX_VCPUS = 16;             // per guest
+constexpr u64 LOWMEM_TOP = 3 * GiB;       // guest RAM above this continues at 4 GiB
+constexpr usize MAX_BLOCKS = 128;
+
+struct Guest;
+
+struct Vcpu {
+    // rebuilding: vCPU 0 stands in the run queue for its guest's restart (zeroing its RAM in slices).
+    enum class State : u8 { idle, runnable, running, halted, stopped, rebuilding };
+
+    Guest *guest;
+    u32 index;
+    u32 cpu;                              // the physical CPU it is placed on (vCPUs do not migrate)
+    State state;
+    Gprs gprs;
+    alignas(16) u8 arch_storage[virt::ARCH_VCPU_STORAGE];
+    virt::ArchVcpu *arch;
+    VcpuStats stats;
+    u64 ready_since;
+    Vcpu *next;
+    VcpuIrq irq;                          // its local APIC (exit-path shortcut: looked at only when needed)
+    bool init_seen;                       // an application processor got INIT: the next SIPI starts it
+    bool hung;                            // halted with interrupts off: only the guest's end moves it
+    bool ipi_out;                         // the guest wrote its APIC: IPIs or EOIs may be queued
+};
+
+// The local APICs' register page and MSRs, routed to the accessing vCPU's model.
+class LapicDevice final : public MmioDevice, public MsrDevice {
+public:
+    void attach(Guest *g) { g_ = g; }
+    bool covers(u64 gpa) const override;
+    void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) override;
+    bool rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok) override;
+    bool wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok) override;
+
+private:
+    Guest *g_ = nullptr;
+};
+
+// The guest's IOAPIC register page.
+class IoapicDevice final : public MmioDevice {
+public:
+    void attach(Guest *g) { g_ = g; }
+    bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == IoapicModel::DEFAULT_BASE; }
+    void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) override;
+
+private:
+    Guest *g_ = nullptr;
+};
+
+struct Guest {
+    enum class State : u8 { free, running, stopping, ended };
+
+    const GuestConfig *cfg;
+    char name[GuestConfig::MAX_NAME + 1];
+    State state;
+    Spinlock lock;
+    GuestMemory mem;
+    struct Block { PhysAddr pa; u8 order; } blocks[MAX_BLOCKS];
+    usize nblocks;
+    virt::NestedSpace space;
+    GuestPlatform platform;
+    CpuProfile profile;                   // its CPU: CPUID and everything that must agree with it
+    alignas(UartModel) u8 uart_storage[sizeof(UartModel)];
+    alignas(DebugExitModel) u8 exit_storage[sizeof(DebugExitModel)];
+    UartModel *uart;
+    LapicDevice lapics;
+    IoapicDevice ioapic_dev;
+    Spinlock ioapic_lock;
+    IoapicModel ioapic;
+    alignas(PowerModel) u8 power_storage[sizeof(PowerModel)];
+    alignas(PitModel) u8 pit_storage[sizeof(PitModel)];
+    bool linux;                           // booted by the Linux boot protocol (ACPI platform)
+    bool reboot;                          // it asked for a reset: start it again whatever on_exit says
+    Vcpu vcpus[MAX_VCPUS];
+    u32 nvcpus;
+    u32 live;                             // vCPUs not stopped yet
+    u32 started;                          // vCPUs that have run (the boot vCPU, APs after SIPI)
+    u32 hung;                             // of those, halted with interrupts off
+    u32 exit_code;
+    u32 starts;
+    const char *why;                      // set when Keel stopped it
+    u64 why_addr;
+    // Console rate limit (a token bucket, under platform.io_lock): one guest cannot hold
+    // Keel's console, which every guest and Keel share.
+    u64 con_tokens, con_refill_tsc;
+    u64 con_dropped;
+    // Restarts are bounded: a guest that keeps dying young waits longer each time, so rebuilding
+    // it (zeroing and reloading its RAM) cannot take a CPU from its neighbours.
+    u64 started_tsc;                      // when the current start began
+    u32 quick_restarts;                   // consecutive starts that lived less than RESTART_YOUNG
+    u64 restart_at;                       // a restart waits until then (0: none pending)
+    u64 rebuild_tsc;                      // time spent rebuilding it, all starts (TSC ticks)
+    u32 zero_block;                       // a restart's progress zeroing its RAM: block, offset
+    u64 zero_off;
+};
+
+constexpr u32 RESTART_FREE = 3;           // quick restarts allowed without delay
+constexpr u64 RESTART_YOUNG_MS = 1000;    // a start that ended sooner counts as quick
+constexpr u64 RESTART_MAX_DELAY_MS = 5000;
+
+constexpr u64 CONSOLE_BURST = 4000;       // lines a guest may print at once
+constexpr u64 CONSOLE_PER_SEC = 1000;     // and then per second
+
+struct RunQueue {
+    static constexpr u32 MAX_SLEEPERS = 64;
+
+    Spinlock lock;
+    Vcpu *head, *tail;
+    u32 placed;                           // vCPUs placed on this CPU (for load balancing at creation)
+    Vcpu *sleepers[MAX_SLEEPERS];         // halted vCPUs of this CPU, woken by their timer or an interrupt
+    u32 nsleepers;
+    u64 sleep_deadline = ~0ull;           // the earliest sleeper's timer (host TSC; ~0 for none)
+
+    void push(Vcpu *v)
+    {
+        Guard g(lock);
+        v->next = nullptr;
+        if (tail) tail->next = v;
+        else head = v;
+        tail = v;
+    }
+    Vcpu *pop()
+    {
+        Guard g(lock);
+        Vcpu *v = head;
+        if (v) {
+            head = v->next;
+            if (!head) tail = nullptr;
+        }
+        return v;
+    }
+};
+
+// The core's state (hypervisor.cpp).
+extern KeelConfig config_;
+extern Guest guests_[KeelConfig::MAX_GUESTS];
+extern RunQueue rq_[MAX_CPUS];
+extern u32 ncpus_;
+extern u64 slice_tsc_;
+extern u64 tick_tsc_;                     // the scheduler's tick (1 ms) in TSC ticks
+extern u32 live_guests_;
+extern u64 stats_every_tsc_;              // "stats_interval=N" on Keel's command line: periodic statistics
+extern u64 stats_next_;
+extern const BootInfo *boot_;
+extern bool started_;
+
+// create.cpp
+void release(Guest &g);
+bool create_memory(Guest &g, bool zero);
+bool create(Guest &g, bool memory_ready = false);
+
+// lifecycle.cpp
+void launch(Guest &g);
+void all_guests_ended();
+void restart(Guest &g);
+void rebuild_step(Vcpu &v);
+void vcpu_stopped(Vcpu &v);
+void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot = false);
+void restart_due(u32 cpu_index);
+
+// irq.cpp
+void ioapic_deliver(void *ctx, u32 dest, bool logical, u8 vector, u8 mode, bool level);
+void route_ipis(Guest &g, Vcpu &from);
+u64 host_deadline(Vcpu &v, u64 guest_tsc);
+bool wants_to_run(Vcpu &v);
+
+// sched.cpp
+bool sleeper_due(RunQueue &q);
+void wake_sleepers(RunQueue &q);
+
+// stats.cpp
+void print_stats(Guest &g);
+
+// guest_console.cpp
+void guest_line(void *ctx, const char *line, usize n);
+
+} // namespace hv

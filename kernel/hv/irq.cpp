@@ -1,0 +1,178 @@
+// Interrupts between a guest's devices and its vCPUs: the local APICs' page and
+// MSRs and the IOAPIC's page routed to their models, IOAPIC messages, IPIs
+// between the guest's vCPUs, INIT/SIPI starting its application processors,
+// and guest timer deadlines in host time.
+#include "arch/x86_64/insn.hpp"
+#include "kernel/hv/internal.hpp"
+
+namespace hv {
+namespace {
+
+u64 guest_now(Vcpu &v) { return v.arch->guest_tsc(); }
+
+} // namespace
+
+// The guest may move its APICs' page (IA32_APIC_BASE): any vCPU's current page is an APIC page.
+bool LapicDevice::covers(u64 gpa) const
+{
+    for (u32 i = 0; i < g_->nvcpus; i++)
+        if (g_->vcpus[i].irq.lapic.xapic_mmio_active() && (gpa & ~0xfffull) == g_->vcpus[i].irq.lapic.mmio_base()) return true;
+    return false;
+}
+
+void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
+{
+    Vcpu &v = g_->vcpus[vcpu];
+    Guard lk(v.irq.lock);
+    const u64 now = guest_now(v);
+    // The APIC's registers are 32 bits wide, 16-byte aligned: other accesses read 0 and write nothing.
+    if (size != 4 || (gpa & 3)) {
+        if (!write) value = 0;
+        return;
+    }
+    if (!v.irq.lapic.xapic_mmio_active()) {   // disabled or in x2APIC mode: the page is not the APIC
+        if (!write) value = ~0u;
+        return;
+    }
+    if (write) v.irq.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
+    else value = v.irq.lapic.mmio_read(u32(gpa & 0xfff), now);
+    v.irq.check = v.ipi_out = true;
+}
+
+bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
+{
+    Vcpu &v = g_->vcpus[vcpu];
+    Guard lk(v.irq.lock);
+    const u64 now = guest_now(v);
+    if (msr == 0x1b) value = v.irq.lapic.apic_base(), ok = true;
+    else if (msr == 0x6e0) value = v.irq.lapic.tsc_deadline_read(now), ok = true;
+    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_read(msr, value, now);
+    else return false;
+    v.irq.check = true;
+    return true;
+}
+
+bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
+{
+    Vcpu &v = g_->vcpus[vcpu];
+    Guard lk(v.irq.lock);
+    const u64 now = guest_now(v);
+    if (msr == 0x1b) ok = v.irq.lapic.set_apic_base(value);
+    else if (msr == 0x6e0) v.irq.lapic.tsc_deadline_write(value, now), ok = true;
+    else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_write(msr, value, now);
+    else return false;
+    v.irq.check = v.ipi_out = true;
+    return true;
+}
+
+// An IOAPIC message: to every local APIC it names (lowest priority: the first of them).
+void ioapic_deliver(void *ctx, u32 dest, bool logical, u8 vector, u8 mode, bool level)
+{
+    Guest &g = *static_cast<Guest *>(ctx);
+    if (mode != 0 && mode != 1) return;   // NMI/INIT/SMI/ExtINT through the IOAPIC: not modelled
+    for (u32 i = 0; i < g.nvcpus; i++) {
+        Vcpu &to = g.vcpus[i];
+        Guard lk(to.irq.lock);
+        if (!to.irq.lapic.match_dest(dest, logical, true)) continue;
+        to.irq.lapic.accept(vector, level);
+        __atomic_store_n(&to.irq.check, true, __ATOMIC_RELEASE);
+        if (mode == 1) return;
+    }
+}
+
+void IoapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
+{
+    Guard lk(g_->ioapic_lock);
+    if (size != 4 || (gpa & 3)) {
+        if (!write) value = 0;
+        return;
+    }
+    if (write) g_->ioapic.mmio_write(u32(gpa & 0xfff), u32(value));
+    else value = g_->ioapic.mmio_read(u32(gpa & 0xfff));
+}
+
+namespace {
+
+// Is `to` a destination of this IPI from `from`? (Lowest priority goes to every match: the guest cannot tell.)
+bool ipi_hits(const LapicModel::Ipi &ipi, Vcpu &from, Vcpu &to)
+{
+    switch (ipi.shorthand) {
+    case 1: return &to == &from;
+    case 2: return true;
+    case 3: return &to != &from;
+    default: {
+        Guard lk(to.irq.lock);
+        return to.irq.lapic.match_dest(ipi.dest, ipi.logical);
+    }
+    }
+}
+
+// INIT and start-up IPIs: an application processor that has not run yet (waiting for SIPI)
+// starts in real mode at the vector's page, on its own CPU. INIT to a running vCPU is not modelled.
+void start_ap(Guest &g, Vcpu &to, u8 delivery, u8 vector)
+{
+    Guard lk(g.lock);
+    if (to.state != Vcpu::State::idle || g.state != Guest::State::running) return;
+    if (delivery == 5) {
+        Guard al(to.irq.lock);
+        to.irq.lapic.init_signal();
+        to.init_seen = true;
+        return;
+    }
+    if (!to.init_seen) return;   // a SIPI counts only after an INIT
+    to.arch->start_at_sipi(vector);
+    to.gprs = Gprs{};
+    g.started++;
+    to.state = Vcpu::State::runnable;
+    to.ready_since = x86::rdtsc();
+    rq_[to.cpu].push(&to);
+}
+
+} // namespace
+
+// Fixed and lowest-priority IPIs between the guest's own vCPUs (INIT/SIPI need AP start-up: not yet).
+void route_ipis(Guest &g, Vcpu &from)
+{
+    if (!from.ipi_out) return;
+    from.ipi_out = false;
+    // EOIs of level-triggered vectors go to the IOAPIC (outside the APIC's lock: it may deliver again).
+    for (;;) {
+        int vec;
+        {
+            Guard lk(from.irq.lock);
+            vec = from.irq.lapic.take_eoi_broadcast();
+        }
+        if (vec < 0) break;
+        Guard lk(g.ioapic_lock);
+        g.ioapic.eoi(u8(vec));
+    }
+    LapicModel::Ipi ipi;
+    for (;;) {
+        {
+            Guard lk(from.irq.lock);
+            if (!from.irq.lapic.take_ipi(ipi)) return;
+        }
+        if (ipi.init_deassert) continue;
+        if (ipi.delivery == 5 || ipi.delivery == 6) {   // INIT, start-up
+            for (u32 i = 0; i < g.nvcpus; i++)
+                if (ipi_hits(ipi, from, g.vcpus[i])) start_ap(g, g.vcpus[i], ipi.delivery, ipi.vector);
+            continue;
+        }
+        if (ipi.delivery != 0 && ipi.delivery != 1) continue;
+        for (u32 i = 0; i < g.nvcpus; i++) {
+            Vcpu &to = g.vcpus[i];
+            if (!ipi_hits(ipi, from, to)) continue;
+            Guard lk(to.irq.lock);
+            to.irq.lapic.accept(ipi.vector, false);
+            __atomic_store_n(&to.irq.check, true, __ATOMIC_RELEASE);
+        }
+    }
+}
+
+// A guest-TSC time of this vCPU as host TSC (the guest's TSC runs at the host's rate, offset).
+u64 host_deadline(Vcpu &v, u64 guest_tsc) { return guest_tsc - (guest_now(v) - x86::rdtsc()); }
+
+// A halted vCPU wakes when its local APIC has something for it.
+bool wants_to_run(Vcpu &v) { return irq_wanted(v.irq, guest_now(v)); }
+
+} // namespace hv

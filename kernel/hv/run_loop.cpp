@@ -1,0 +1,154 @@
+// Each CPU's loop: take a vCPU from its run queue and run it until its slice
+// ends, it halts or its guest ends; exits handled on the way (handle_exit).
+#include "arch/x86_64/insn.hpp"
+#include "kernel/guest/vm_exits.hpp"
+#include "kernel/hv/hypervisor.hpp"
+#include "kernel/hv/internal.hpp"
+
+namespace hv {
+namespace {
+
+// Run one vCPU for up to a time slice.
+void run_slice(Vcpu &v);
+void run(Vcpu &v)
+{
+    // The watchdog says which guest a stuck CPU was running.
+    __atomic_store_n(&cpu()->running, v.guest->name, __ATOMIC_RELEASE);
+    if (v.state == Vcpu::State::rebuilding) rebuild_step(v);
+    else run_slice(v);
+    __atomic_store_n(&cpu()->running, static_cast<const char *>(nullptr), __ATOMIC_RELEASE);
+}
+
+void run_slice(Vcpu &v)
+{
+    Guest &g = *v.guest;
+    u64 now = x86::rdtsc();
+    v.stats.ready_tsc += now - v.ready_since;
+    const u64 slice_end = now + slice_tsc_;
+    v.state = Vcpu::State::running;
+    // From here to the end of the slice this vCPU is the one loaded on this CPU: its VMCS/VMCB
+    // state, registers and MSRs are reachable only through `cpu`.
+    LoadedVcpu &cpu = v.arch->load();
+    ExitInfo e;
+    u64 t0 = now;   // one TSC read per exit: each exit's end is the next one's start
+    // The guest leaves by the next tick at the latest: fixed per tick, not per entry, so a storm of
+    // quick exits (a #DB loop) cannot keep pushing it out.
+    u64 next_tick = now + tick_tsc_;
+    for (;;) {
+        if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
+            return vcpu_stopped(v);
+        {
+            // Leave the guest by the next tick, its own timer or a sleeper's, whichever is first.
+            const u64 host_now = x86::rdtsc();
+            if (host_now >= next_tick) next_tick = host_now + tick_tsc_;
+            u64 by = min(next_tick, rq_[v.cpu].sleep_deadline);
+            const u64 own = __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED);
+            if (own != ~0ull) by = min(by, max(host_deadline(v, own), host_now));
+            cpu.exit_by(by);
+        }
+        enter_guest(v.irq, *v.arch, cpu, v.gprs, e);
+        v.stats.exits++;
+        v.stats.by_reason[u8(e.reason)]++;
+        ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);
+        route_ipis(g, v);
+        const u64 t1 = x86::rdtsc();
+        v.stats.run_tsc += t1 - t0;
+        t0 = t1;
+
+        if (g.platform.exit_requested) {
+            end_guest(g, g.platform.exit_code, nullptr, 0);
+            return vcpu_stopped(v);
+        }
+        if (g.platform.reset_requested) {
+            end_guest(g, 0, nullptr, 0, true);
+            return vcpu_stopped(v);
+        }
+        if (out.action == ExitAction::stop) {
+            end_guest(g, ~0u, out.why, out.addr);
+            return vcpu_stopped(v);
+        }
+        if (out.action == ExitAction::halt) {
+            if (wants_to_run(v)) continue;   // an interrupt is already waiting: HLT ends at once
+            const bool hung = !(cpu.rflags() & (1u << 9));
+            if (hung) {
+                // HLT with interrupts off ends a CPU for good (an OS stopping its other CPUs does this).
+                // When every started vCPU of the guest has done so, nothing can ever run it again.
+                bool all;
+                {
+                    Guard lk(g.lock);
+                    all = ++g.hung == g.started;
+                }
+                if (all) {
+                    end_guest(g, ~0u, "halted with interrupts disabled at", cpu.rip());
+                    return vcpu_stopped(v);
+                }
+            }
+            // Sleep until the local APIC has an interrupt (its timer, or an IPI): the CPU looks at each tick.
+            Guard lk(g.lock);
+            if (g.state != Guest::State::running) return vcpu_stopped(v);
+            RunQueue &q = rq_[v.cpu];
+            if (q.nsleepers == RunQueue::MAX_SLEEPERS) continue;   // no room to sleep: keep polling by running
+            v.state = Vcpu::State::halted;
+            v.hung = hung;
+            q.sleepers[q.nsleepers++] = &v;
+            if (!hung) {
+                if (v.irq.deadline != ~0ull) q.sleep_deadline = min(q.sleep_deadline, host_deadline(v, v.irq.deadline));
+            }
+            return;
+        }
+        // A halted vCPU of this CPU whose timer or interrupt is due goes first: its guest's
+        // interrupts are not late by the rest of this slice (the tick is 1 ms).
+        // The slice ends at any exit after its time (an exit storm must not hold the CPU); a
+        // sleeper whose timer is due goes first.
+        RunQueue &q = rq_[v.cpu];
+        if (t1 < slice_end && e.reason != ExitReason::intr && t1 < q.sleep_deadline) continue;
+        const bool due = sleeper_due(q);
+        if (due || t1 >= q.sleep_deadline) wake_sleepers(q);   // (also recomputes sleep_deadline)
+        if (t1 >= slice_end || due) {
+            // Slice used up, or a woken sleeper goes first: to the back of the queue (it runs on
+            // at once if it is alone).
+            v.state = Vcpu::State::runnable;
+            v.ready_since = t1;
+            q.push(&v);
+            return;
+        }
+    }
+}
+
+} // namespace
+
+[[noreturn]] void cpu_loop()
+{
+    RunQueue &q = rq_[cpu()->index];
+    const bool boot_cpu = cpu()->index == 0;
+    for (;;) {
+        if (boot_cpu && stats_every_tsc_ && x86::rdtsc() >= stats_next_) {
+            stats_next_ = x86::rdtsc() + stats_every_tsc_;
+            for (u32 i = 0; i < config_.guest_count; i++)
+                if (guests_[i].state == Guest::State::running) print_stats(guests_[i]);
+        }
+        if (q.nsleepers) wake_sleepers(q);
+        restart_due(cpu()->index);
+        Vcpu *v = q.pop();
+        if (!v) {
+            // Idle. A sleeper's timer due before the next tick is waited for here (halt polling,
+            // at most one tick), so a guest's timer is not late by up to a tick.
+            const u64 now = x86::rdtsc(), due = q.sleep_deadline;
+            if (due <= now) {
+                asm volatile("sti; nop; cli" ::: "memory");   // already due: wake it now (take what is pending)
+            } else if (due - now < tick_tsc_) {
+                const u64 seen = __atomic_load_n(&cpu()->ticks, __ATOMIC_RELAXED);
+                x86::sti();
+                while (x86::rdtsc() < due && __atomic_load_n(&cpu()->ticks, __ATOMIC_RELAXED) == seen) x86::pause();
+                x86::cli();
+            } else {
+                x86::sti_hlt();
+                x86::cli();
+            }
+            continue;
+        }
+        run(*v);
+    }
+}
+
+} // namespace hv

@@ -1,0 +1,38 @@
+// Per-vCPU accounting (kept in TSC ticks on the exit path), printed when a
+// guest ends and every stats_interval seconds.
+#include "arch/x86_64/time.hpp"
+#include "kernel/guest/vm_exits.hpp"
+#include "kernel/hv/internal.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/format.hpp"
+
+namespace hv {
+namespace {
+
+// Accounting is kept in TSC ticks (cheap on the exit path) and converted when printed.
+u64 tsc_to_us(u64 t) { return t / max<u64>(time::tsc_hz() / 1000000, 1); }
+
+} // namespace
+
+void print_stats(Guest &g)
+{
+    for (u32 i = 0; i < g.nvcpus; i++) {
+        const VcpuStats &s = g.vcpus[i].stats;
+        char reasons[256];
+        usize k = 0;
+        for (u8 r = 0; r < u8(ExitReason::count); r++)
+            if (s.by_reason[r])
+                k = min(k + format(reasons + k, sizeof(reasons) - k, " %s=%lu", exit_reason_name(ExitReason(r)),
+                                   s.by_reason[r]),
+                        sizeof(reasons) - 1);
+        reasons[k] = '\0';
+        log_info("stats %s vcpu=%u cpu=%u run_us=%lu ready_us=%lu exits=%lu%s", g.name, i, g.vcpus[i].cpu,
+                 tsc_to_us(s.run_tsc), tsc_to_us(s.ready_tsc), s.exits, reasons);
+        if (i == 0 && g.rebuild_tsc)
+            log_info("stats %s rebuild_us=%lu starts=%u", g.name, tsc_to_us(g.rebuild_tsc), g.starts);
+        if (i == 0 && g.platform.bad_accesses)
+            log_info("stats %s bad_access=%lu pages=%lu", g.name, g.platform.bad_accesses, u64(g.platform.nbad_pages));
+    }
+}
+
+} // namespace hv
