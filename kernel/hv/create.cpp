@@ -167,11 +167,13 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
     g.ioapic.connect(ioapic_deliver, &g);
     g.ioapic_dev.attach(&g);
     g.platform.add_mmio(&g.ioapic_dev);
-    g.platform.add_io(new (g.power_storage) PowerModel(g.platform));
+    g.platform.add_io(new (g.power_storage) PowerModel(g.platform), PowerModel::SLEEP_CTL, PowerModel::RESET);
     // The PIT is how Linux learns the TSC rate on AMD guests (it reads CPUID 0x15/0x16 only on Intel).
-    g.platform.add_io(new (g.pit_storage) PitModel(time::tsc_hz(), [](void *ctx) {
+    auto *pit = new (g.pit_storage) PitModel(time::tsc_hz(), [](void *ctx) {
         return static_cast<Guest *>(ctx)->vcpus[0].arch->guest_tsc();
-    }, &g));
+    }, &g);
+    g.platform.add_io(pit, 0x40, 0x43);
+    g.platform.add_io(pit, 0x61, 0x61);
     format(what, n, "Linux boot protocol %x.%02x, entry %lx", rep.protocol >> 8, rep.protocol & 0xff, e->rip);
     return true;
 }
@@ -237,8 +239,8 @@ bool create(Guest &g, bool memory_ready)
         Guard lk(gg.ioapic_lock);
         gg.ioapic.set_irq(4, level);
     });
-    g.platform.add_io(g.uart);
-    g.platform.add_io(new (g.exit_storage) DebugExitModel(0xf4, g.platform));
+    g.platform.add_io(g.uart, 0x3f8, 0x3ff);
+    g.platform.add_io(new (g.exit_storage) DebugExitModel(0xf4, g.platform), 0xf4, 0xf4);
     g.lapics.attach(&g);
     g.platform.add_mmio(&g.lapics);
     g.platform.msr = &g.lapics;

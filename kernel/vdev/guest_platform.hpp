@@ -45,7 +45,13 @@ struct GuestPlatform {
     static constexpr usize MAX_MMIO = 8;
 
     GuestMemory *mem = nullptr;
-    IoDevice *io[MAX_IO] = {};
+    // Port ranges and their devices: an exit for a port compares ranges, and calls only the
+    // device that claims it (an unclaimed port reads all ones, and takes no lock).
+    struct IoRange {
+        u16 first, last;
+        IoDevice *dev;
+    };
+    IoRange io[MAX_IO] = {};
     usize nio = 0;
     MmioDevice *mmio[MAX_MMIO] = {};
     usize nmmio = 0;
@@ -100,11 +106,17 @@ struct GuestPlatform {
     u32 exit_code = 0;
     bool reset_requested = false;
 
-    bool add_io(IoDevice *d)
+    bool add_io(IoDevice *d, u16 first, u16 last)
     {
-        if (nio == MAX_IO) return false;
-        io[nio++] = d;
+        if (nio == MAX_IO || first > last) return false;
+        io[nio++] = {first, last, d};
         return true;
+    }
+    IoDevice *find_io(u16 port) const
+    {
+        for (usize i = 0; i < nio; i++)
+            if (port >= io[i].first && port <= io[i].last) return io[i].dev;
+        return nullptr;
     }
     bool add_mmio(MmioDevice *d)
     {

@@ -150,8 +150,8 @@ struct Vm {
         EXPECT_TRUE(mem.add(GuestPhys(0), ram.size(), ram.data()).ok());
         p.mem = &mem;
         p.vcpu_count = 4;
-        EXPECT_TRUE(p.add_io(&uart));
-        EXPECT_TRUE(p.add_io(&dbg));
+        EXPECT_TRUE(p.add_io(&uart, 0x3f8, 0x3ff));
+        EXPECT_TRUE(p.add_io(&dbg, 0xf4, 0xf4));
     }
 
     static void sink(void *ctx, const char *line, usize n)
