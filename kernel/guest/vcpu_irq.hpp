@@ -42,6 +42,9 @@ EventCombine combine_events(u32 interrupted, u8 vector);
 // loaded (`cpu`, from handle.load()), then run to the next exit.
 inline void enter_guest(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, Gprs &g, ExitInfo &e)
 {
-    deliver_interrupts(s, cpu, handle.guest_tsc());
+    // Nothing to look at (no APIC access, IPI or window since the last look, no timer armed):
+    // no guest TSC read, no lock.
+    if (__atomic_load_n(&s.check, __ATOMIC_ACQUIRE) || __atomic_load_n(&s.deadline, __ATOMIC_RELAXED) != ~0ull)
+        deliver_interrupts(s, cpu, handle.guest_tsc());
     cpu.run(g, e);
 }
