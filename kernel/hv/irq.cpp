@@ -36,7 +36,8 @@ void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
     }
     if (write) v.irq.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
     else value = v.irq.lapic.mmio_read(u32(gpa & 0xfff), now);
-    v.irq.check = v.ipi_out = true;
+    v.irq.check = true;
+    if (v.irq.lapic.has_outgoing()) v.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
 }
 
 bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
@@ -61,7 +62,8 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
     else if (msr == 0x6e0) v.irq.lapic.tsc_deadline_write(value, now), ok = true;
     else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_write(msr, value, now);
     else return false;
-    v.irq.check = v.ipi_out = true;
+    v.irq.check = true;
+    if (v.irq.lapic.has_outgoing()) v.ipi_out = true;
     return true;
 }
 

@@ -217,12 +217,21 @@ TEST(Lapic, LevelEoiBroadcast)
     EXPECT_FALSE(a.tmr(0x41));
     EXPECT_EQ(a.take(), 0x61);
     EXPECT_EQ(a.take(), -1);
+    EXPECT_FALSE(a.l.has_outgoing());
     a.wr(EOI, 0);
+    EXPECT_TRUE(a.l.has_outgoing());            // the level EOI is for the IOAPIC
     EXPECT_EQ(a.l.take_eoi_broadcast(), 0x61);
     EXPECT_EQ(a.l.take_eoi_broadcast(), -1);
+    EXPECT_FALSE(a.l.has_outgoing());
+    a.wr(ICR2, 1u << 24);
+    a.wr(ICR, 0x4050);                          // fixed IPI to APIC 1: queued
+    EXPECT_TRUE(a.l.has_outgoing());
+    EXPECT_EQ(a.ipis().size(), 1u);
+    EXPECT_FALSE(a.l.has_outgoing());
     EXPECT_EQ(a.take(), 0x41);
     a.wr(EOI, 0);
     EXPECT_EQ(a.l.take_eoi_broadcast(), -1);
+    EXPECT_FALSE(a.l.has_outgoing());           // an edge EOI leaves nothing for the hypervisor
     a.l.accept(0x61, false);                    // edge this time: TMR cleared
     EXPECT_FALSE(a.tmr(0x61));
 }
