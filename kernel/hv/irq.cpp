@@ -20,6 +20,13 @@ bool LapicDevice::covers(u64 gpa) const
     return false;
 }
 
+bool LapicDevice::covers_for(u32 vcpu, u64 gpa) const
+{
+    if (vcpu >= g_->nvcpus) return false;
+    const LapicModel &l = g_->vcpus[vcpu].irq.lapic;
+    return l.xapic_mmio_active() && (gpa & ~0xfffull) == l.mmio_base();
+}
+
 void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
 {
     Vcpu &v = g_->vcpus[vcpu];
