@@ -376,7 +376,14 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
         // (never built by the hypervisor) sees a CPU without features.
         u32 r[4] = {0, 0, 0, 0};
-        if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r);
+        // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (read from the APIC's model).
+        bool apic_on = true;
+        if (u32(g.rax) == 1 && p.msr) {
+            u64 base = 0;
+            bool ok = false;
+            if (p.msr->rdmsr(vcpu_index, 0x1b, base, ok) && ok) apic_on = base & (1u << 11);
+        }
+        if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r, apic_on);
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
         retire_insn(ops, nrip);
         return {};
@@ -483,7 +490,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
             // The CPU was delivering an event (IDT, stack) through device memory: no instruction to emulate.
             return {ExitAction::stop, "event delivery touched device memory at", e.gpa};
         if (!e.fetch) {
-            if (MmioDevice *dev = p.find_mmio(e.gpa)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
+            if (MmioDevice *dev = p.find_mmio(e.gpa, vcpu_index)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
             if (!p.stop_on_bad_access && !e.in_delivery) {
                 if (p.note_bad_access(e.gpa))
                     log_warn("guest %s: %s unclaimed guest-physical %lx (reads all ones, writes dropped; "

@@ -63,6 +63,9 @@ class LapicDevice final : public MmioDevice, public MsrDevice {
 public:
     void attach(Guest *g) { g_ = g; }
     bool covers(u64 gpa) const override;
+    // Only the accessing vCPU's own APIC: while it is globally disabled (or in x2APIC mode) its
+    // page is unclaimed memory for that vCPU, whatever the other vCPUs' APICs do.
+    bool covers_for(u32 vcpu, u64 gpa) const override;
     void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) override;
     bool rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok) override;
     bool wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok) override;

@@ -22,6 +22,13 @@ protected:
 class MmioDevice {
 public:
     virtual bool covers(u64 gpa) const = 0;
+    // Does it answer this vCPU there? Per-vCPU devices (the local APICs) say no for a vCPU whose
+    // own device is not at gpa: the access is then the platform's bad access.
+    virtual bool covers_for(u32 vcpu, u64 gpa) const
+    {
+        (void)vcpu;
+        return covers(gpa);
+    }
     // A read fills value (size 1, 2, 4 or 8 bytes); `vcpu` is the accessing vCPU (local APICs are per vCPU).
     virtual void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) = 0;
 
@@ -128,6 +135,13 @@ struct GuestPlatform {
     {
         for (usize i = 0; i < nmmio; i++)
             if (mmio[i]->covers(gpa)) return mmio[i];
+        return nullptr;
+    }
+    // The device vCPU `vcpu` reaches at gpa.
+    MmioDevice *find_mmio(u64 gpa, u32 vcpu) const
+    {
+        for (usize i = 0; i < nmmio; i++)
+            if (mmio[i]->covers_for(vcpu, gpa)) return mmio[i];
         return nullptr;
     }
 };

@@ -623,6 +623,23 @@ TEST(Lapic, IcrIpis)
     EXPECT_EQ(a.esr(), 0u);
 }
 
+// A software-disabled APIC still sends IPIs (NMI to itself here) and sends NMI's vector as 0.
+TEST(Lapic, SoftwareDisabledSendsNmiIpis)
+{
+    Apic a(0);
+    ASSERT_FALSE(a.l.sw_enabled());
+    a.wr(ICR, 0x00044400);                          // NMI, self
+    a.wr(ICR2, 0x01000000);
+    a.wr(ICR, 0x00004400);                          // NMI to APIC 1
+    auto v = a.ipis();
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0].delivery, 4);
+    EXPECT_EQ(v[0].shorthand, 1);
+    EXPECT_EQ(v[1].delivery, 4);
+    EXPECT_EQ(v[1].dest, 1u);
+    EXPECT_EQ(a.esr(), 0u);                         // vector 0 is legal for NMI
+}
+
 TEST(Lapic, IpiQueueOverflowKeepsOldest)
 {
     Apic a;
