@@ -48,7 +48,7 @@ protected:
 };
 
 struct GuestPlatform {
-    static constexpr usize MAX_IO = 8;
+    static constexpr usize MAX_IO = 12;
     static constexpr usize MAX_MMIO = 8;
 
     GuestMemory *mem = nullptr;
