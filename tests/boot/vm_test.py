@@ -89,6 +89,9 @@ def main():
         until = re.compile(a.until, re.M)
 
         def done(text):
+            # Only whole lines: a line still being written must not end the run, or the checks
+            # would read its first half (a stats line cut after "vcpu=0 " failed a share check).
+            text = text[:text.rfind("\n") + 1]
             if until.search(text) or harness.EXCEPTION.search(text):
                 return True
             return None
