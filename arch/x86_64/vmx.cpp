@@ -288,8 +288,9 @@ Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     auto page = mm::alloc_zeroed(0);
     if (!page) return page.error();
     vmcs_ = *page;
-    // VM exits leave the guest's DR6 and SYSCALL MSRs in the registers.
-    if (auto s = ext_.init(owner, gstate::ExtState::live_dr6 | gstate::ExtState::live_syscall_msrs); !s) {
+    // VM exits leave the guest's DR6, CR2 and SYSCALL MSRs in the registers.
+    if (auto s = ext_.init(owner, gstate::ExtState::live_dr6 | gstate::ExtState::live_cr2 |
+                                                gstate::ExtState::live_syscall_msrs); !s) {
         mm::free(vmcs_, 0);
         vmcs_ = PhysAddr(0);
         return s;
