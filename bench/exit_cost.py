@@ -50,9 +50,9 @@ def measure(emulator, build, count):
         _, text = harness.run(cmd, log, lambda t: True if done.search(t) else None, 900, cwd=tmp,
                               pty=emulator == "bochs")
     over = int(re.search(r"rdtsc overhead=(\d+)", text).group(1))
-    m = re.search(r"cpuid cycles/exit=(\d+) pio cycles/exit=(\d+)", text)
+    m = re.search(r"cpuid cycles/exit=(\d+) pio cycles/exit=(\d+) mmio cycles/exit=(\d+)", text)
     stats = re.search(r"^keel: stats exitstorm .*$", text, re.M).group(0)
-    return int(m.group(1)) - over, int(m.group(2)) - over, over, stats
+    return int(m.group(1)) - over, int(m.group(2)) - over, int(m.group(3)) - over, over, stats
 
 
 def main():
@@ -61,10 +61,10 @@ def main():
     p.add_argument("--build", default=os.environ.get("KEEL_BUILD", os.path.join(ROOT, "build")))
     a = p.parse_args()
     print(f"exit round trip, emulated instructions per exit (count={a.count}; rdtsc pair subtracted)")
-    print(f"{'path':<28} {'CPUID':>8} {'port I/O':>9} {'rdtsc pair':>11}")
+    print(f"{'path':<28} {'CPUID':>8} {'port I/O':>9} {'APIC EOI':>9} {'rdtsc pair':>11}")
     for emulator, label in (("qemu", "SVM (QEMU TCG, icount)"), ("bochs", "VMX (Bochs skylake-x)")):
-        cpuid, pio, over, stats = measure(emulator, a.build, a.count)
-        print(f"{label:<28} {cpuid:>8} {pio:>9} {over:>11}")
+        cpuid, pio, mmio, over, stats = measure(emulator, a.build, a.count)
+        print(f"{label:<28} {cpuid:>8} {pio:>9} {mmio:>9} {over:>11}")
         print(f"    {stats}")
 
 

@@ -35,17 +35,13 @@ msr_fault:
 
     .globl rsb_fill
 rsb_fill:
-    mov     $16, %ecx
-1:  call    2f
-3:  pause
-    lfence
-    jmp     3b
-2:  call    4f
-5:  pause
-    lfence
-    jmp     5b
-4:  dec     %ecx
-    jnz     1b
+    /* 32 calls whose return addresses are speculation traps (INT3 stops it), unrolled: 34
+       instructions run, no loop counter. */
+    .rept 32
+    call    1f
+    int3
+1:
+    .endr
     add     $(32 * 8), %rsp
     ret
 )");
@@ -177,6 +173,7 @@ Status ExtState::init(u64 owner, unsigned live)
     xcr0_ = XCR0_X87;
     for (u64 &d : dr_) d = 0;
     dr6_ = 0xffff0ff0;
+    cr2_ = 0;
     spec_ctrl_ = 0;
     for (u64 &m : syscall_) m = 0;
     owner_ = owner;
@@ -214,6 +211,8 @@ void ExtState::save()
     }
     for (unsigned i = 0; i < 4; i++) dr_[i] = read_dr(i);
     if (live_ & live_dr6) dr6_ = read_dr(6);
+    // Keel itself takes no page faults, so the register holds the guest's last fault address.
+    if (live_ & live_cr2) cr2_ = x86::read_cr2();
     // The others change only by an intercepted WRMSR; SWAPGS changes this one without an exit.
     if (live_ & live_syscall_msrs) syscall_[4] = x86::rdmsr(0xc0000102);
 }
@@ -235,6 +234,7 @@ void ExtState::restore()
     }
     for (unsigned i = 0; i < 4; i++) write_dr(i, dr_[i]);
     if (live_ & live_dr6) write_dr(6, dr6_);
+    if (live_ & live_cr2) x86::write_cr2(cr2_);
     if (live_ & live_syscall_msrs)
         for (usize i = 0; i < NSYSCALL; i++) x86::wrmsr(SYSCALL_MSRS[i], syscall_[i]);
     if (mitigations_.spec_ctrl && pc.spec_ctrl != spec_ctrl_) {

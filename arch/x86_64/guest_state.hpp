@@ -1,6 +1,6 @@
 // What VM entry and exit do not switch between vCPUs that share a CPU: the x87/SSE/AVX/PKRU
 // registers (XSAVE, with each vCPU's own XCR0), DR0-DR3, IA32_SPEC_CTRL, and where the hardware
-// leaves them live (VMX) DR6 and the SYSCALL MSRs with KERNEL_GS_BASE. A CPU holds exactly one
+// leaves them live (VMX) DR6, CR2 and the SYSCALL MSRs with KERNEL_GS_BASE. A CPU holds exactly one
 // vCPU's copy in its registers; loading another saves it first (eager switching: nothing is left
 // for a later trap to fix up).
 #pragma once
@@ -22,9 +22,10 @@ const Mitigations &mitigations();
 
 class ExtState {
 public:
-    // What VM exits leave in the registers (VMX: DR6, and STAR, LSTAR, CSTAR, SFMASK,
-    // KERNEL_GS_BASE, TSC_AUX, which SVM switches with VMLOAD/VMSAVE): switched here too.
-    enum Live : unsigned { live_dr6 = 1, live_syscall_msrs = 2 };
+    // What VM exits leave in the registers (VMX: DR6; CR2, which a guest's #PF sets without an
+    // exit and the VMCB holds on SVM; STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, TSC_AUX, which
+    // SVM switches with VMLOAD/VMSAVE): switched here too.
+    enum Live : unsigned { live_dr6 = 1, live_syscall_msrs = 2, live_cr2 = 4 };
     Status init(u64 owner, unsigned live);
     void free();
     u64 owner() const { return owner_; }
@@ -52,6 +53,7 @@ private:
     u64 xcr0_ = 1;
     u64 dr_[4] = {};
     u64 dr6_ = 0xffff0ff0;
+    u64 cr2_ = 0;
     u64 spec_ctrl_ = 0;
     u64 syscall_[NSYSCALL] = {};
     u64 owner_ = 0;

@@ -33,7 +33,7 @@ enum class V : u16 {
 
 // Intercept bits in misc1 (0x00c) and misc2 (0x010).
 constexpr u32 I1_INTR = 1u << 0, I1_NMI = 1u << 1, I1_SMI = 1u << 2, I1_INIT = 1u << 3, I1_VINTR = 1u << 4,
-              I1_RDPMC = 1u << 15, I1_CPUID = 1u << 18,
+              I1_RDPMC = 1u << 15, I1_IRET = 1u << 20, I1_CPUID = 1u << 18,
               I1_INVD = 1u << 22, I1_HLT = 1u << 24, I1_INVLPGA = 1u << 26, I1_IOIO = 1u << 27, I1_MSR = 1u << 28,
               I1_TASK_SWITCH = 1u << 29, I1_SHUTDOWN = 1u << 31;
 constexpr u32 I2_VMRUN = 1u << 0, I2_VMMCALL = 1u << 1, I2_VMLOAD = 1u << 2, I2_VMSAVE = 1u << 3,
@@ -43,7 +43,7 @@ constexpr u32 I2_VMRUN = 1u << 0, I2_VMMCALL = 1u << 1, I2_VMLOAD = 1u << 2, I2_
 
 // Exit codes.
 constexpr u64 EX_WRITE_CR4 = 0x14, EX_EXCP0 = 0x40, EX_INTR = 0x60, EX_NMI = 0x61,
-              EX_VINTR = 0x64, EX_RDPMC = 0x6f, EX_CPUID = 0x72, EX_INVD = 0x76, EX_HLT = 0x78, EX_INVLPGA = 0x7a,
+              EX_VINTR = 0x64, EX_RDPMC = 0x6f, EX_IRET = 0x74, EX_CPUID = 0x72, EX_INVD = 0x76, EX_HLT = 0x78, EX_INVLPGA = 0x7a,
               EX_IOIO = 0x7b, EX_MSR = 0x7c, EX_SHUTDOWN = 0x7f, EX_VMRUN = 0x80, EX_VMMCALL = 0x81,
               EX_VMLOAD = 0x82, EX_VMSAVE = 0x83, EX_STGI = 0x84, EX_CLGI = 0x85, EX_SKINIT = 0x86,
               EX_WBINVD = 0x89, EX_MONITOR = 0x8a, EX_MWAIT = 0x8b, EX_MWAIT_ARMED = 0x8c, EX_XSETBV = 0x8d,
@@ -150,6 +150,27 @@ private:
             v.d(V::intercept_misc1) &= ~I1_VINTR;
         }
     }
+    // NMIs without vNMI (absent under QEMU TCG): Keel keeps the guest's NMI blocking (nmi_block_)
+    // and intercepts IRET while an NMI is in service (KVM's way).
+    bool can_inject_nmi() override
+    {
+        Vmcb v = vmcb();
+        return !nmi_block_.blocked() && !(v.q(V::int_shadow) & 1) && !(v.q(V::eventinj) & (1u << 31));
+    }
+    void inject_nmi() override
+    {
+        Vmcb v = vmcb();
+        v.q(V::eventinj) = 2 | 2u << 8 | 1u << 31;   // vector 2, type 2 (NMI), valid
+        nmi_block_.injected();
+        v.d(V::intercept_misc1) |= I1_IRET;
+    }
+    void request_nmi_window(bool on) override
+    {
+        // Blocked by an NMI in service: its IRET exits (intercepted), and the exit after that
+        // opens the window. Otherwise (an event being injected, an interrupt shadow): exit as soon
+        // as the guest takes a virtual interrupt; failing that (IF clear), at the next tick.
+        if (on && !nmi_block_.wants_iret_exit()) request_window(true);
+    }
     void exit_by(u64) override {}   // the host's 1 ms tick exits the guest (INTR intercept)
     u64 rip() override { return vmcb().q(V::rip); }
     void set_rip(u64 rip) override
@@ -211,6 +232,7 @@ private:
     u64 tsc_aux_ = 0;
     u64 tsc_offset_ = 0;
     u64 deferred_ = 0;          // an interrupt or NMI interrupted by an intercepted exception: injected after it
+    SoftNmiBlocking nmi_block_; // the guest's NMI blocking (the CPU keeps none for it without vNMI)
     gstate::ExtState ext_;
     u8 sipi_vector_ = 0;
     bool sipi_pending_ = false;
@@ -245,6 +267,8 @@ void SvmVcpu::apply_sipi()
     v.q(V::eventinj) = 0;
     v.q(V::int_shadow) = 0;
     v.at<u8>(V::cpl) = 0;
+    nmi_block_.reset();
+    v.d(V::intercept_misc1) &= ~I1_IRET;
 }
 
 void SvmVcpu::retire()
@@ -390,6 +414,7 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
 
     const u64 code = v.q(V::exitcode);
     const u64 info1 = v.q(V::exitinfo1), info2 = v.q(V::exitinfo2);
+    if (nmi_block_.state == SoftNmiBlocking::State::iret_seen) nmi_block_.exited_at(v.q(V::rip));
     e = ExitInfo{};
     e.raw = code;
     e.next_rip = nrips_ ? v.q(V::nrip) : 0;
@@ -439,6 +464,14 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
         request_window(false);
         break;
     case EX_NMI: e.reason = ExitReason::nmi; break;   // taken by Keel at STGI above
+    case EX_IRET:
+        // The guest's IRET ends its NMI blocking once it retires (this exit comes before it runs):
+        // let it run, and exit again soon after (an interrupt window) to inject what waits.
+        nmi_block_.iret_intercepted(v.q(V::rip));
+        v.d(V::intercept_misc1) &= ~I1_IRET;
+        request_window(true);
+        e.reason = ExitReason::irq_window;
+        break;
     case EX_VMMCALL: e.reason = ExitReason::vmcall; break;
     case EX_XSETBV: e.reason = ExitReason::xsetbv; break;
     case EX_RDPMC: e.reason = ExitReason::rdpmc; break;

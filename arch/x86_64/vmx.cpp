@@ -103,6 +103,7 @@ u16 next_vpid_ = 1;
 Spinlock vpid_lock_;
 u32 pin_ctl_, proc_ctl_, proc2_ctl_, exit_ctl_, entry_ctl_;
 bool preempt_timer_;      // the VMX-preemption timer: the guest leaves by a deadline Keel sets
+bool vnmi_;               // virtual NMIs and NMI-window exiting: the CPU keeps the guest's NMI blocking
 unsigned preempt_shift_;  // it counts down at TSC >> this
 
 void allow_msr(u8 *map, u32 msr, bool read, bool write)
@@ -139,10 +140,29 @@ private:
                !(vmread(F::entry_intr) & (1u << 31));
     }
     void inject_interrupt(u8 vector) override { vmwrite(F::entry_intr, vector | 1u << 31); }   // type 0
-    void request_window(bool on) override
+    static constexpr u32 IRQ_WINDOW = 1u << 2, NMI_WINDOW = 1u << 22;
+    static constexpr u64 BLOCK_MOV_SS = 2, BLOCK_NMI = 8;
+    void set_windows(u32 w)
     {
-        constexpr u32 IRQ_WINDOW = 1u << 2;
-        vmwrite(F::proc, on ? proc_ctl_ | IRQ_WINDOW : proc_ctl_);
+        if (w == windows_) return;
+        windows_ = w;
+        vmwrite(F::proc, proc_ctl_ | w);
+    }
+    void request_window(bool on) override { set_windows(on ? windows_ | IRQ_WINDOW : windows_ & ~IRQ_WINDOW); }
+    // With virtual NMIs the CPU blocks NMIs from the injection to the guest's IRET (the
+    // interruptibility state's blocking by NMI) and exits when that ends (NMI-window exiting).
+    // Exactly the window's condition (no NMI, no MOV SS blocking; STI blocking does not hold an
+    // NMI off at VM entry): an NMI-window exit can always inject, it never exits again in place.
+    bool can_inject_nmi() override
+    {
+        return !(vmread(F::guest_interruptibility) & (BLOCK_MOV_SS | (vnmi_ ? BLOCK_NMI : 0))) &&
+               !(vmread(F::entry_intr) & (1u << 31));
+    }
+    void inject_nmi() override { vmwrite(F::entry_intr, 2 | 2u << 8 | 1u << 31); }
+    void request_nmi_window(bool on) override
+    {
+        if (vnmi_) set_windows(on ? windows_ | NMI_WINDOW : windows_ & ~NMI_WINDOW);
+        else if (on) request_window(true);   // no NMI window without virtual NMIs: the next one
     }
     void exit_by(u64 host_tsc) override { exit_by_ = host_tsc; }
 
@@ -209,6 +229,7 @@ private:
     u64 cr0_fixed0_ = 0, cr4_fixed0_ = 0;
     u64 tsc_offset_ = 0;
     u64 deferred_ = 0;           // an interrupt or NMI interrupted by an intercepted exception: injected after it
+    u32 windows_ = 0;            // IRQ_WINDOW / NMI_WINDOW set in the processor-based controls
     u64 exit_by_ = 0;            // host TSC by which the guest must exit (0: the tick decides)
     gstate::ExtState ext_;
     u16 vpid_ = 0;
@@ -267,8 +288,9 @@ Status VmxVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     auto page = mm::alloc_zeroed(0);
     if (!page) return page.error();
     vmcs_ = *page;
-    // VM exits leave the guest's DR6 and SYSCALL MSRs in the registers.
-    if (auto s = ext_.init(owner, gstate::ExtState::live_dr6 | gstate::ExtState::live_syscall_msrs); !s) {
+    // VM exits leave the guest's DR6, CR2 and SYSCALL MSRs in the registers.
+    if (auto s = ext_.init(owner, gstate::ExtState::live_dr6 | gstate::ExtState::live_cr2 |
+                                                gstate::ExtState::live_syscall_msrs); !s) {
         mm::free(vmcs_, 0);
         vmcs_ = PhysAddr(0);
         return s;
@@ -316,7 +338,7 @@ void VmxVcpu::first_run()
     percpu_[c->index].current = this;
 
     vmwrite(F::pin, pin_ctl_);
-    vmwrite(F::proc, proc_ctl_);
+    vmwrite(F::proc, proc_ctl_ | windows_);
     vmwrite(F::proc2, proc2_ctl_);
     vmwrite(F::exit_ctl, exit_ctl_);
     vmwrite(F::entry_ctl, entry_ctl_);
@@ -526,6 +548,9 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
             e.reason = ExitReason::machine_check;   // Keel's to report; the guest never sees the host's #MC
             e.vector = 18;
         } else {
+            // A fault in the guest's IRET undid its NMI unblocking: the IRET runs again, blocked.
+            if (vnmi_ && (info & (1u << 12)) && !(vect & (1u << 31)))
+                vmwrite(F::guest_interruptibility, vmread(F::guest_interruptibility) | BLOCK_NMI);
             reflect(e, info);   // #DB, #AC: intercepted only to break event storms
         }
         return;
@@ -534,6 +559,10 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
     case 7:
         e.reason = ExitReason::irq_window;
         request_window(false);
+        return;
+    case 8:   // NMI window: the guest's IRET ended its NMI blocking
+        e.reason = ExitReason::irq_window;
+        request_nmi_window(false);
         return;
     case 2: e.reason = ExitReason::shutdown; return;
     case 10: e.reason = ExitReason::cpuid; break;
@@ -567,6 +596,9 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
     case 33: e.reason = ExitReason::invalid_state; return;
     case 36: case 39: e.reason = ExitReason::monitor; break;   // MWAIT, MONITOR
     case 48:
+        // An IRET that touched unmapped memory runs again (or is emulated), still blocked.
+        if (vnmi_ && (qual & (1u << 12)) && !(vect & (1u << 31)))
+            vmwrite(F::guest_interruptibility, vmread(F::guest_interruptibility) | BLOCK_NMI);
         e.reason = ExitReason::npf;
         e.gpa = vmread(F::guest_phys);
         e.write = qual & 2;
@@ -647,6 +679,13 @@ const char *unsupported()
         pin_ctl_ = with_timer;
         preempt_timer_ = true;
         preempt_shift_ = unsigned(x86::rdmsr(0x485) & 0x1f);   // IA32_VMX_MISC
+    }
+    // Virtual NMIs (with NMI exiting) and NMI-window exiting: NMIs for the guest, blocked by the CPU.
+    {
+        u32 pin, proc;
+        vnmi_ = ok && adjust(pin_ctl_ | 1u << 5, true_ctls_ ? msr::TRUE_PINBASED : msr::PINBASED, pin) &&
+                adjust(1u << 22, true_ctls_ ? msr::TRUE_PROCBASED : msr::PROCBASED, proc);
+        if (vnmi_) pin_ctl_ = pin;
     }
     // HLT, unconditional I/O, MSR bitmaps, secondary controls; no CR3 exits (EPT).
     // HLT, MWAIT, RDPMC, unconditional I/O, MSR bitmaps, MONITOR, secondary controls.

@@ -61,7 +61,7 @@ constexpr u64 XCR0_X87 = 1, XCR0_SSE = 2, XCR0_AVX = 4, XCR0_BNDREGS = 8, XCR0_B
 constexpr u64 XCR0_AVX512 = XCR0_OPMASK | XCR0_ZMM_HI256 | XCR0_HI16_ZMM;
 
 constexpr u64 CR4_OSXSAVE = 1u << 18, CR4_PKE = 1u << 22;
-constexpr u32 L1_ECX_OSXSAVE = bit(27), L7_ECX_OSPKE = bit(4);
+constexpr u32 L1_ECX_OSXSAVE = bit(27), L7_ECX_OSPKE = bit(4), L1_EDX_APIC = bit(9);
 
 // Which CR4 bit the guest may set given which feature: one row per defined bit.
 // VMXE (13), SMXE (14), KL (19), CET (23), PKS (24) and everything undefined: never.
@@ -229,7 +229,7 @@ void CpuProfile::build(ProfileHost &host, const ProfileOptions &opt)
     cr4_reserved_ = ~allowed;
 }
 
-void CpuProfile::cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32 out[4]) const
+void CpuProfile::cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32 out[4], bool apic_enabled) const
 {
     out[0] = out[1] = out[2] = out[3] = 0;
     if (leaf >= HV_LEAF_BASE && leaf < 0x50000000) {
@@ -249,6 +249,7 @@ void CpuProfile::cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32
         out[2] = word(CpuidWord::l1_ecx);
         if (has(Feature::xsave) && (cr4 & CR4_OSXSAVE)) out[2] |= L1_ECX_OSXSAVE;
         out[3] = word(CpuidWord::l1_edx);
+        if (!apic_enabled) out[3] &= ~L1_EDX_APIC;
         return;
     case 2:
         for (unsigned i = 0; i < 4; i++) out[i] = leaf2_[i];

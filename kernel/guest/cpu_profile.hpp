@@ -5,7 +5,8 @@
 // every bit not named in cpu_profile.cpp is 0, whatever a future CPU reports. From that
 // one view follow, by construction:
 //   - cpuid(): the guest's CPUID, with the per-vCPU and per-state bits filled in (APIC ID,
-//     OSXSAVE = CR4.OSXSAVE, OSPKE = CR4.PKE, XSAVE size for the current XCR0);
+//     OSXSAVE = CR4.OSXSAVE, OSPKE = CR4.PKE, APIC = IA32_APIC_BASE's global enable, XSAVE
+//     size for the current XCR0);
 //   - cr4_reserved(): what a MOV to CR4 may not set (a feature CPUID hides cannot be enabled);
 //   - xcr0_valid()/xcr0_supported()/xsave_size(): the XSETBV rules and leaf 0xD;
 //   - has(): what the exit handlers ask, and the MSR table below (msr_rule): an MSR exists
@@ -138,10 +139,12 @@ public:
     // Once per guest: read the host's leaves and keep the guest's view.
     void build(ProfileHost &host, const ProfileOptions &opt);
 
-    // The guest's CPUID(leaf, sub) on vCPU vcpu_index whose CR4 and XCR0 are cr4/xcr0 now.
-    // Leaves above max_std()/max_ext() (and unknown ranges) read 0 (AMD's behaviour; Intel
-    // would repeat the highest basic leaf, which nothing relies on).
-    void cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32 out[4]) const;
+    // The guest's CPUID(leaf, sub) on vCPU vcpu_index whose CR4 and XCR0 are cr4/xcr0 now and
+    // whose local APIC is globally enabled (IA32_APIC_BASE[11]) or not: CPUID.1:EDX.APIC follows
+    // it, as on hardware (SDM vol. 3 10.4.3). Leaves above max_std()/max_ext() (and unknown
+    // ranges) read 0 (AMD's behaviour; Intel would repeat the highest basic leaf, which nothing
+    // relies on).
+    void cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32 out[4], bool apic_enabled = true) const;
 
     CpuVendor vendor() const { return vendor_; }
     u32 max_std() const { return max_std_; }

@@ -134,6 +134,17 @@ void gas_io8(Out &o, u16 port)
     o.le(port, 8);
 }
 
+// The same for a dword-wide I/O register (the PM timer).
+void gas_io32(Out &o, u16 port)
+{
+    if (!port) return o.zeros(12);
+    o.b(1);         // system I/O
+    o.b(32);        // bit width
+    o.b(0);         // bit offset
+    o.b(3);         // access size: dword
+    o.le(port, 8);
+}
+
 // FADT (ACPI 6.3: revision 6, minor 3, 276 bytes).
 enum : u32 {
     F_DSDT = 40, F_FLAGS = 112, F_X_DSDT = 140, FADT_LEN = 276,
@@ -157,8 +168,12 @@ usize fadt(Out &o, const GuestAcpiConfig &c)
     o.le(0, 2);                     // 46 SCI_INT: none
     o.le(0, 4);                     // 48 SMI_CMD: none (always in ACPI mode)
     o.zeros(4);                     // 52 ACPI_ENABLE, ACPI_DISABLE, S4BIOS_REQ, PSTATE_CNT
-    o.zeros(32);                    // 56 PM1a/b EVT, PM1a/b CNT, PM2 CNT, PM TMR, GPE0, GPE1 blocks
-    o.zeros(8);                     // 88 lengths, GPE1_BASE, CST_CNT
+    o.zeros(20);                    // 56 PM1a/b EVT, PM1a/b CNT, PM2 CNT blocks
+    o.le(c.pm_timer_port, 4);       // 76 PM_TMR_BLK
+    o.zeros(8);                     // 80 GPE0, GPE1 blocks
+    o.zeros(3);                     // 88 PM1_EVT_LEN, PM1_CNT_LEN, PM2_CNT_LEN
+    o.b(c.pm_timer_port ? 4 : 0);   // 91 PM_TMR_LEN
+    o.zeros(4);                     // 92 GPE0/1 lengths, GPE1_BASE, CST_CNT
     o.zeros(8);                     // 96 P_LVL2/3_LAT, FLUSH_SIZE/STRIDE
     o.zeros(5);                     // 104 DUTY_OFFSET/WIDTH, DAY/MON_ALRM, CENTURY
     u16 boot_arch = BA_VGA_NOT_PRESENT;     // no LEGACY_DEVICES, no 8042
@@ -174,7 +189,9 @@ usize fadt(Out &o, const GuestAcpiConfig &c)
     o.b(3);                         // 131 FADT minor version
     o.le(0, 8);                     // 132 X_FIRMWARE_CTRL
     o.le(0, 8);                     // 140 X_DSDT: patched
-    o.zeros(8 * 12);                // 148 X_PM1a/b EVT, X_PM1a/b CNT, X_PM2 CNT, X_PM TMR, X_GPE0/1
+    o.zeros(5 * 12);                // 148 X_PM1a/b EVT, X_PM1a/b CNT, X_PM2 CNT
+    gas_io32(o, c.pm_timer_port);   // 208 X_PM_TMR_BLK
+    o.zeros(2 * 12);                // 220 X_GPE0/1
     gas_io8(o, c.sleep_ctl_port);   // 244 SLEEP_CONTROL_REG
     gas_io8(o, c.sleep_sts_port);   // 256 SLEEP_STATUS_REG
     o.chars("KEEL\0\0\0\0", 8);     // 268 hypervisor vendor identity
@@ -188,7 +205,7 @@ usize madt(Out &o, const GuestAcpiConfig &c)
 {
     const usize t = table_begin(o, "APIC", 5);
     o.le(c.lapic_base, 4);          // local interrupt controller address
-    o.le(0, 4);                     // flags: no PCAT_COMPAT (no 8259s)
+    o.le(c.pcat_compat ? 1 : 0, 4); // flags: PCAT_COMPAT (8259s present, to be masked)
     for (u32 i = 0; i < c.vcpus; i++) {
         o.b(0);                     // processor local APIC
         o.b(8);

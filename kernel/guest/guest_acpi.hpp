@@ -4,9 +4,13 @@
 // into guest RAM at `base`. Every pointer inside is guest-physical
 // (base + offset), so the blob is only valid at that address.
 //
-// The platform is ACPI "hardware-reduced" (ACPI 6.x, 4.1): no PM timer, no
-// PM1 event/control blocks, no GPEs, no SCI, no FACS. Sleep (S5 only) and
-// reset go through three byte-wide I/O ports that Keel emulates:
+// The platform is ACPI "hardware-reduced" (ACPI 6.x, 4.1): no PM1
+// event/control blocks, no GPEs, no SCI, no FACS. Sleep (S5 only) and reset go
+// through three byte-wide I/O ports that Keel emulates. The PM timer
+// (pm_timer_port) is given anyway, in PM_TMR_BLK and X_PM_TMR_BLK with
+// PM_TMR_LEN = 4: the spec lets a hardware-reduced OSPM ignore it, but Linux
+// reads it (acpi_pm clocksource; x86's acpi_parse_fadt takes X_PM_TMR_BLK
+// whatever the flags say) and so do guests that time things with it.
 //
 //   RSDP (rev 2) -> XSDT (64-bit) and RSDT (32-bit) -> FACP, APIC
 //   FACP (rev 6.3, 276 bytes) -> DSDT (DSDT and X_DSDT both set)
@@ -29,7 +33,9 @@
 //   microvm does): the IOAPIC model must implement level semantics (Remote
 //   IRR, EOI).
 // - MADT: one enabled Local APIC per vCPU (APIC id = UID = 0..vcpus-1), one
-//   IOAPIC, one Local APIC NMI (all CPUs, LINT1), PCAT_COMPAT clear (no 8259s).
+//   IOAPIC, one Local APIC NMI (all CPUs, LINT1), PCAT_COMPAT when
+//   cfg.pcat_compat (the 8259s are there but inert: Linux on HW-reduced ACPI
+//   uses no legacy PIC whatever the flag says).
 //   No interrupt source overrides: on HW-reduced ACPI Linux never programs
 //   the PIT as its timer (x86_init.timers.timer_init is a no-op) and has no
 //   ISA IRQ identity map for an IRQ0 -> GSI2 override to amend.
@@ -42,8 +48,9 @@
 //
 // The loader's part: copy [0, size) to `base` in guest RAM, describe that
 // range as reserved (or ACPI) in the guest's E820 map, and pass the RSDP in
-// boot_params.acpi_rsdp_addr: the guest must not scan the BIOS area for it
-// (0xE0000-0xFFFFF is not mapped on Keel).
+// boot_params.acpi_rsdp_addr; for guests that scan the BIOS area as the ACPI
+// spec says (5.2.5.1), copy the RSDP's 36 bytes to a 16-byte boundary in
+// 0xE0000-0xFFFFF (its pointers are absolute: the copy is valid as it is).
 #pragma once
 
 #include "kernel/lib/result.hpp"
@@ -66,6 +73,9 @@ struct GuestAcpiConfig {
     u16 reset_port = 0;
     u8 reset_value = 0;
     u8 s5_slp_typ = 0;          // SLP_TYPa of \_S5: 0..7 (3 bits in the sleep control register)
+
+    u16 pm_timer_port = 0;      // the ACPI PM timer (32-bit I/O, 24-bit count: TMR_VAL_EXT = 0); 0: none
+    bool pcat_compat = false;   // MADT PCAT_COMPAT: the PC's 8259s are present (Keel's are masked, inert)
 
     bool com1 = false;          // the 16550 at 0x3F8, GSI ioapic_gsi_base + 4
     bool cmos_rtc = false;      // false: FADT says "CMOS RTC not present"

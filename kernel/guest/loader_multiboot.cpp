@@ -310,9 +310,35 @@ Status parse_mb2(const u8 *img, u64 size, u64 off, Plan &p, LoadReport *r)
     return {};
 }
 
-// Every segment wholly in RAM, outside the legacy hole, below 4 GiB, no two
-// overlapping; the entry point inside one of them.
-Status check_plan(const GuestMemory &mem, Plan &p, LoadReport *r)
+// The ranges the caller carved out of RAM (ACPI tables...), as the loader sees them.
+struct Reserved {
+    const MbReserved *r;
+    usize n;
+
+    const MbReserved *at(u64 a) const
+    {
+        for (usize i = 0; i < n; i++)
+            if (a >= r[i].base && a - r[i].base < r[i].size) return &r[i];
+        return nullptr;
+    }
+    const MbReserved *overlapping(u64 lo, u64 hi) const
+    {
+        for (usize i = 0; i < n; i++)
+            if (lo < r[i].base + r[i].size && r[i].base < hi) return &r[i];
+        return nullptr;
+    }
+    u64 next_start(u64 a) const   // the lowest base above a (~0 if none)
+    {
+        u64 best = ~0ull;
+        for (usize i = 0; i < n; i++)
+            if (r[i].base > a) best = min(best, r[i].base);
+        return best;
+    }
+};
+
+// Every segment wholly in RAM, outside the legacy hole and the reserved ranges,
+// below 4 GiB, no two overlapping; the entry point inside one of them.
+Status check_plan(const GuestMemory &mem, const Reserved &rv, Plan &p, LoadReport *r)
 {
     p.lo = ~0ull;
     p.hi = 0;
@@ -326,6 +352,9 @@ Status check_plan(const GuestMemory &mem, Plan &p, LoadReport *r)
         if (s.gpa < HOLE_HI && end > HOLE_LO)
             return Why(r, Err::range).s("segment ").d(s.index).s(" at ").range(s.gpa, s.memsz)
                    .s(" overlaps the legacy hole");
+        if (const MbReserved *o = rv.overlapping(s.gpa, end))
+            return Why(r, Err::range).s("segment ").d(s.index).s(" at ").range(s.gpa, s.memsz)
+                   .s(" overlaps the reserved range ").range(o->base, o->size);
         if (!mem.contains(GuestPhys(s.gpa), s.memsz))
             return Why(r, Err::range).s("segment ").d(s.index).s(" at ").range(s.gpa, s.memsz)
                    .s(" is outside guest RAM");
@@ -357,14 +386,15 @@ Status check_plan(const GuestMemory &mem, Plan &p, LoadReport *r)
 }
 
 // The first `align`-aligned address >= cursor where `size` bytes are RAM,
-// below PLACE_LIMIT and outside the legacy hole; the cursor moves past it.
-bool place(const GuestMemory &m, u64 &cursor, u64 size, u64 align, u64 &out)
+// below PLACE_LIMIT and outside the legacy hole and the reserved ranges; the
+// cursor moves past it.
+bool place(const GuestMemory &m, const Reserved &rv, u64 &cursor, u64 size, u64 align, u64 &out)
 {
     u64 lo, hi;
     for (usize i = 0; m.next_run(i, lo, hi);) {
         hi = min(hi, PLACE_LIMIT);
         u64 a = max(cursor, lo);
-        for (unsigned pass = 0; pass < 2; pass++) {
+        for (usize pass = 0; pass < 2 + rv.n; pass++) {   // each obstacle moves a up once at most
             if (a >= hi)
                 break;
             a = align_up(a, align);                 // a < 4 GiB: no wrap
@@ -372,6 +402,10 @@ bool place(const GuestMemory &m, u64 &cursor, u64 size, u64 align, u64 &out)
                 break;
             if (a < HOLE_HI && a + size > HOLE_LO) {
                 a = HOLE_HI;
+                continue;
+            }
+            if (const MbReserved *o = rv.overlapping(a, a + size)) {
+                a = o->base + o->size;
                 continue;
             }
             out = a;
@@ -382,35 +416,60 @@ bool place(const GuestMemory &m, u64 &cursor, u64 size, u64 align, u64 &out)
     return false;
 }
 
-// Contiguous RAM from a on (0 if a is not RAM).
-u64 ram_from(const GuestMemory &m, u64 a)
+// Contiguous usable RAM from a on (0 if a is not RAM or is reserved).
+u64 ram_from(const GuestMemory &m, const Reserved &rv, u64 a)
 {
+    if (rv.at(a))
+        return 0;
     u64 lo, hi;
     for (usize i = 0; m.next_run(i, lo, hi);)
         if (lo <= a && a < hi)
-            return hi - a;
+            return min(hi, rv.next_start(a)) - a;
     return 0;
 }
 
-// The guest's memory map: RAM runs as type 1, the legacy hole as type 2
-// (unless RAM was put there), ascending.
+// The guest's memory map, ascending: RAM runs as type 1, the legacy hole as
+// type 2 (unless RAM was put there), the reserved ranges with their own type
+// (they win over both). A sweep over every range's edges: at each one, what
+// covers the address, merged with its neighbour when the type is the same.
 template <class F>
-void for_each_mmap(const GuestMemory &m, F f)
+void for_each_mmap(const GuestMemory &m, const Reserved &rv, F f)
 {
     u64 lo, hi;
     bool hole = true;
     for (usize i = 0; m.next_run(i, lo, hi);)
         if (lo < HOLE_HI && hi > HOLE_LO)
             hole = false;
-    for (usize i = 0; m.next_run(i, lo, hi);) {
-        if (hole && lo >= HOLE_HI) {
-            f(HOLE_LO, HOLE_HI - HOLE_LO, 2u);
-            hole = false;
-        }
-        f(lo, hi - lo, 1u);
+    auto type_at = [&](u64 a) -> u32 {
+        if (const MbReserved *o = rv.at(a))
+            return o->type;
+        for (usize i = 0; m.next_run(i, lo, hi);)
+            if (lo <= a && a < hi)
+                return 1;
+        return hole && a >= HOLE_LO && a < HOLE_HI ? 2 : 0;
+    };
+    auto next_edge = [&](u64 a) -> u64 {   // the lowest edge above a (~0 if none)
+        u64 e = ~0ull;
+        auto see = [&](u64 x) {
+            if (x > a) e = min(e, x);
+        };
+        for (usize i = 0; m.next_run(i, lo, hi);)
+            see(lo), see(hi);
+        if (hole)
+            see(HOLE_LO), see(HOLE_HI);
+        for (usize i = 0; i < rv.n; i++)
+            see(rv.r[i].base), see(rv.r[i].base + rv.r[i].size);
+        return e;
+    };
+    for (u64 a = 0, e; (e = next_edge(a)) != ~0ull || type_at(a); a = e) {
+        const u32 t = type_at(a);
+        if (e == ~0ull)
+            break;                                   // (nothing runs to the end of the address space)
+        while (t && type_at(e) == t && next_edge(e) != ~0ull)
+            e = next_edge(e);
+        if (t)
+            f(a, e - a, t);
     }
-    if (hole)
-        f(HOLE_LO, HOLE_HI - HOLE_LO, 2u);
 }
 
 using Writer = GuestWriter;
@@ -438,7 +497,7 @@ u64 v2_info_size(const BootArgs &b, u64 nmap, bool base)
     return n + 16 /* meminfo */ + 16 + 24 * nmap /* mmap */ + 8 /* end */;
 }
 
-void write_v1_info(Writer &w, const GuestMemory &mem, u64 info, const BootArgs &b, const u64 *mod_gpa,
+void write_v1_info(Writer &w, const GuestMemory &mem, const Reserved &rv, u64 info, const BootArgs &b, const u64 *mod_gpa,
                    u64 nmap, u32 lower, u32 upper)
 {
     u64 mods = info + MB1_INFO_SIZE, mmap = mods + 16 * b.nmods;
@@ -463,7 +522,7 @@ void write_v1_info(Writer &w, const GuestMemory &mem, u64 info, const BootArgs &
         w.str(str, m.string, m.string_len);
         str += m.string_len + 1;
     }
-    for_each_mmap(mem, [&](u64 base, u64 len, u32 type) {
+    for_each_mmap(mem, rv, [&](u64 base, u64 len, u32 type) {
         w.w32(mmap + 0, 20);                    // size of the entry, not counting this field
         w.w64(mmap + 4, base);
         w.w64(mmap + 12, len);
@@ -472,7 +531,7 @@ void write_v1_info(Writer &w, const GuestMemory &mem, u64 info, const BootArgs &
     });
 }
 
-void write_v2_info(Writer &w, const GuestMemory &mem, u64 info, const BootArgs &b, const u64 *mod_gpa,
+void write_v2_info(Writer &w, const GuestMemory &mem, const Reserved &rv, u64 info, const BootArgs &b, const u64 *mod_gpa,
                    u64 nmap, u32 lower, u32 upper, bool base, u64 load_base)
 {
     u64 t = info + 8;
@@ -509,7 +568,7 @@ void write_v2_info(Writer &w, const GuestMemory &mem, u64 info, const BootArgs &
     w.w32(t + 8, 24);                           // entry_size
     w.w32(t + 12, 0);                           // entry_version
     t += 16;
-    for_each_mmap(mem, [&](u64 base_, u64 len, u32 type) {
+    for_each_mmap(mem, rv, [&](u64 base_, u64 len, u32 type) {
         w.w64(t, base_);
         w.w64(t + 8, len);
         w.w32(t + 16, type);
@@ -543,13 +602,20 @@ Status check_args(const u8 *image, u64 size, const BootArgs &b, LoadReport *r)
 
 Result<EntryState> load_multiboot(GuestMemory &mem, const u8 *image, u64 size, const char *cmdline,
                                   usize cmdline_len, const GuestModuleSrc *mods, usize nmods,
-                                  LoadReport *report)
+                                  LoadReport *report, const MbReserved *reserved, usize nreserved)
 {
     LoadReport *r = report;
     if (r)
         *r = LoadReport{};
     const BootArgs b{cmdline, cmdline_len, mods, nmods};
     KEEL_TRY(check_args(image, size, b, r));
+    if (nreserved > MB_MAX_RESERVED || (!reserved && nreserved))
+        return Why(r, Err::invalid).s("too many reserved ranges");
+    for (usize i = 0; i < nreserved; i++)
+        if (!reserved[i].size || reserved[i].size > FOUR_GIB || reserved[i].base > FOUR_GIB ||
+            reserved[i].type < 2)
+            return Why(r, Err::invalid).s("bad reserved range ").d(i);
+    const Reserved rv{reserved, nreserved};
 
     // The header: Multiboot2 first.
     Plan p{};
@@ -566,20 +632,20 @@ Result<EntryState> load_multiboot(GuestMemory &mem, const u8 *image, u64 size, c
     } else {
         return Why(r, Err::not_found).s("no Multiboot header in the first 32 KiB");
     }
-    KEEL_TRY(check_plan(mem, p, r));
+    KEEL_TRY(check_plan(mem, rv, p, r));
 
     // Placement above the image: modules, then the boot information.
     u64 cursor = p.hi, mod_gpa[MB_MAX_MODULES];
     for (usize i = 0; i < nmods; i++)
-        if (!place(mem, cursor, mods[i].size, PAGE_SIZE, mod_gpa[i]))
+        if (!place(mem, rv, cursor, mods[i].size, PAGE_SIZE, mod_gpa[i]))
             return Why(r, Err::no_memory).s("module ").d(i).s(" (").d(mods[i].size)
                    .s(" bytes) does not fit in guest RAM below 4 GiB");
     u64 nmap = 0;
-    for_each_mmap(mem, [&](u64, u64, u32) { nmap++; });
+    for_each_mmap(mem, rv, [&](u64, u64, u32) { nmap++; });
     bool base = p.version == 2 && p.relocatable;
     u64 info_size = p.version == 1 ? v1_info_size(b, nmap) : v2_info_size(b, nmap, base);
     u64 info;
-    if (!place(mem, cursor, info_size, PAGE_SIZE, info))
+    if (!place(mem, rv, cursor, info_size, PAGE_SIZE, info))
         return Why(r, Err::no_memory).s("boot information (").d(info_size)
                .s(" bytes) does not fit in guest RAM below 4 GiB");
 
@@ -593,12 +659,12 @@ Result<EntryState> load_multiboot(GuestMemory &mem, const u8 *image, u64 size, c
     for (usize i = 0; i < nmods; i++)
         w.bytes(mod_gpa[i], mods[i].data, mods[i].size);
     w.zero(info, info_size);
-    u32 lower = static_cast<u32>(min(ram_from(mem, 0), 640 * KiB) / KiB);
-    u32 upper = static_cast<u32>(min<u64>(ram_from(mem, 1 * MiB) / KiB, 0xffffffff));
+    u32 lower = static_cast<u32>(min(ram_from(mem, rv, 0), 640 * KiB) / KiB);
+    u32 upper = static_cast<u32>(min<u64>(ram_from(mem, rv, 1 * MiB) / KiB, 0xffffffff));
     if (p.version == 1)
-        write_v1_info(w, mem, info, b, mod_gpa, nmap, lower, upper);
+        write_v1_info(w, mem, rv, info, b, mod_gpa, nmap, lower, upper);
     else
-        write_v2_info(w, mem, info, b, mod_gpa, nmap, lower, upper, base, p.lo);
+        write_v2_info(w, mem, rv, info, b, mod_gpa, nmap, lower, upper, base, p.lo);
     if (!w.ok())
         return Why(r, Err::range).s("write to guest RAM failed");
 

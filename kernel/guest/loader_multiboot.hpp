@@ -52,6 +52,16 @@ inline constexpr u32 MB2_BOOT_MAGIC = 0x36d76289;
 inline constexpr usize MB_MAX_MODULES = 64;
 inline constexpr usize MB_MAX_STRING = 64 * KiB;    // per command line (excluding the NUL)
 inline constexpr usize MB_MAX_SEGMENTS = 32;        // PT_LOAD program headers with memsz > 0
+inline constexpr usize MB_MAX_RESERVED = 4;
+
+// A range of guest RAM the caller keeps (the guest's ACPI tables): the memory
+// map reports it with `type` (2 reserved, 3 ACPI reclaimable, 4 ACPI NVS)
+// instead of RAM, mem_lower/mem_upper stop at it, no segment may overlap it
+// and nothing is placed in it.
+struct MbReserved {
+    u64 base, size;
+    u32 type;
+};
 
 // Load `image` (size bytes) into `mem`: a Multiboot2 header is preferred when
 // the image has both. The command line and module strings are copied as
@@ -59,11 +69,15 @@ inline constexpr usize MB_MAX_SEGMENTS = 32;        // PT_LOAD program headers w
 //   Err::not_found    no Multiboot header
 //   Err::bad_checksum only headers with a bad checksum
 //   Err::invalid      malformed header or ELF, inconsistent addresses, bad arguments
+//                     (more than MB_MAX_RESERVED reserved ranges, an empty one or one
+//                     of type < 2)
 //   Err::unsupported  a required feature Keel does not provide (video mode,
 //                     EFI, console, an information tag, an unknown flag)
-//   Err::range        a segment outside guest RAM, in the legacy hole or above 4 GiB
+//   Err::range        a segment outside guest RAM, in the legacy hole, in a reserved
+//                     range or above 4 GiB
 //   Err::no_memory    modules or boot information do not fit in RAM below 4 GiB
 // `report` (optional) says which and where.
 Result<EntryState> load_multiboot(GuestMemory &mem, const u8 *image, u64 size, const char *cmdline,
                                   usize cmdline_len, const GuestModuleSrc *mods, usize nmods,
-                                  LoadReport *report = nullptr);
+                                  LoadReport *report = nullptr, const MbReserved *reserved = nullptr,
+                                  usize nreserved = 0);

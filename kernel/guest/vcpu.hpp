@@ -103,6 +103,13 @@ public:
     virtual bool can_inject() = 0;
     virtual void inject_interrupt(u8 vector) = 0;
     virtual void request_window(bool on) = 0;
+    // NMIs: can one be injected at the next entry (no event already pending, no STI/MOV SS
+    // shadow, and the guest is not blocking NMIs: an NMI it took has not ended with IRET yet)?
+    // inject_nmi() starts the guest's NMI blocking; its IRET ends it. If one cannot be injected,
+    // request_nmi_window() asks for an exit (irq_window) when it can.
+    virtual bool can_inject_nmi() = 0;
+    virtual void inject_nmi() = 0;
+    virtual void request_nmi_window(bool on) = 0;
     // Leave the guest by this host TSC at the latest (a timer of this CPU's vCPUs is due, or the
     // tick). VMX arms its preemption timer; SVM relies on the host's tick interrupt.
     virtual void exit_by(u64 host_tsc) = 0;

@@ -8,6 +8,18 @@ void deliver_interrupts(VcpuIrq &s, LoadedVcpu &cpu, u64 now)
     s.lapic.update(now);
     const int vec = s.lapic.pending(now);
     s.deadline = s.lapic.next_event();
+    if (s.nmi) {
+        // An NMI goes before any interrupt; the guest blocks the next one until its IRET.
+        if (cpu.can_inject_nmi()) {
+            s.nmi = false;
+            s.nmis_injected++;
+            cpu.inject_nmi();
+            cpu.request_nmi_window(false);
+        } else {
+            cpu.request_nmi_window(true);
+            s.check = true;   // looked at again after the next exit (the window, or any other)
+        }
+    }
     if (vec < 0) return;
     if (cpu.can_inject()) {
         s.lapic.ack(u8(vec));
@@ -22,7 +34,7 @@ bool irq_wanted(VcpuIrq &s, u64 now)
 {
     Guard lk(s.lock);
     s.lapic.update(now);
-    return s.lapic.pending(now) >= 0;
+    return s.nmi || s.lapic.pending(now) >= 0;
 }
 
 namespace {

@@ -12,13 +12,54 @@ struct VcpuIrq {
     LapicModel lapic;
     bool check = false;     // set by APIC accesses, IPIs and interrupt windows (atomic)
     u64 deadline = 0;       // the APIC timer's next event (guest TSC); ~0 for none
+    // The NMI latch (under lock): one NMI waits here until the guest can take it; NMIs that
+    // arrive while one is already waiting merge with it, as on hardware (SDM vol. 3 6.7.1).
+    bool nmi = false;
+    u64 nmis_received = 0, nmis_injected = 0;
 
     // Another CPU (or device) made an interrupt pending: look at the APIC before the next entry.
     void poke() { __atomic_store_n(&check, true, __ATOMIC_RELEASE); }
+    // An NMI for this vCPU (IPI, IOAPIC), under lock; the caller pokes. A globally disabled
+    // APIC receives nothing; a software-disabled one still takes NMIs (SDM vol. 3 10.4.7.2).
+    bool raise_nmi()
+    {
+        if (!lapic.enabled()) return false;
+        nmi = true;
+        nmis_received++;
+        return true;
+    }
 };
 
-// Before entering the guest: inject the interrupt the local APIC has for it, or ask the CPU to
-// exit as soon as the guest can take one. `now` is the guest's TSC.
+// NMI blocking where the CPU does not keep it for the guest (SVM without vNMI): blocking starts
+// when an NMI is injected and ends when the guest's IRET has retired. The IRET intercept fires
+// before the IRET executes, so blocking ends at the first exit after it at another RIP (the
+// backend makes that exit come soon: an interrupt window; otherwise the next tick), as KVM does.
+struct SoftNmiBlocking {
+    enum class State : u8 { open, blocked, iret_seen };
+    State state = State::open;
+    u64 iret_rip = 0;
+
+    bool blocked() const { return state != State::open; }
+    // The backend intercepts IRET exactly while this is true.
+    bool wants_iret_exit() const { return state == State::blocked; }
+    void injected() { state = State::blocked; }
+    void iret_intercepted(u64 rip)
+    {
+        if (state != State::blocked) return;
+        state = State::iret_seen;
+        iret_rip = rip;
+    }
+    // Every exit: the IRET retired once the guest is elsewhere.
+    void exited_at(u64 rip)
+    {
+        if (state == State::iret_seen && rip != iret_rip) state = State::open;
+    }
+    void reset() { state = State::open; }
+};
+
+// Before entering the guest: inject the NMI waiting in the latch, else the interrupt the local
+// APIC has for it (one event per entry, NMI first), or ask the CPU to exit as soon as the guest
+// can take what waits. `now` is the guest's TSC.
 void deliver_interrupts(VcpuIrq &s, LoadedVcpu &cpu, u64 now);
 
 // A halted vCPU wakes when its local APIC has something for it.
@@ -42,6 +83,9 @@ EventCombine combine_events(u32 interrupted, u8 vector);
 // loaded (`cpu`, from handle.load()), then run to the next exit.
 inline void enter_guest(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, Gprs &g, ExitInfo &e)
 {
-    deliver_interrupts(s, cpu, handle.guest_tsc());
+    // Nothing to look at (no APIC access, IPI or window since the last look, no timer armed):
+    // no guest TSC read, no lock.
+    if (__atomic_load_n(&s.check, __ATOMIC_ACQUIRE) || __atomic_load_n(&s.deadline, __ATOMIC_RELAXED) != ~0ull)
+        deliver_interrupts(s, cpu, handle.guest_tsc());
     cpu.run(g, e);
 }

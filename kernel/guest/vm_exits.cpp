@@ -170,13 +170,10 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&cop
     return copy;
 }
 
-// Find the next RIP: from the hardware if it told us, else by decoding the instruction.
-bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
+// The next RIP when the hardware did not say: decode the instruction (kept out of line: its
+// buffer would put a stack canary on every exit's frame).
+[[gnu::noinline]] bool decode_next_rip(VcpuOps &ops, GuestPlatform &p, u64 &out)
 {
-    if (e.next_rip) {
-        out = e.next_rip;
-        return true;
-    }
     u8 copy[15];
     usize n = 0;
     const x86::CpuMode m = ops.mode();
@@ -195,6 +192,16 @@ bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
     if (m == x86::CpuMode::prot32) out &= 0xffffffff;
     else if (m != x86::CpuMode::long64) out &= 0xffff;
     return true;
+}
+
+// Find the next RIP: from the hardware if it told us, else by decoding the instruction.
+inline bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
+{
+    if (e.next_rip) {
+        out = e.next_rip;
+        return true;
+    }
+    return decode_next_rip(ops, p, out);
 }
 
 // Emulate the instruction that touched an MMIO device: MOV loads and stores (register or
@@ -314,19 +321,21 @@ u32 size_mask(u8 size) { return size >= 4 ? ~0u : (1u << (size * 8)) - 1; }
 // PIT's latches, ... are not safe against two CPUs at once).
 u32 port_in(GuestPlatform &p, u16 port, u8 size)
 {
-    Guard lk(p.io_lock);
     u32 v = ~0u;   // unclaimed ports float high
-    for (usize i = 0; i < p.nio; i++)
-        if (p.io[i]->io(port, size, true, v)) break;
+    if (IoDevice *d = p.find_io(port)) {
+        Guard lk(p.io_lock);
+        d->io(port, size, true, v);
+    }
     return v & size_mask(size);
 }
 
 void port_out(GuestPlatform &p, u16 port, u8 size, u32 v)
 {
-    Guard lk(p.io_lock);
-    v &= size_mask(size);
-    for (usize i = 0; i < p.nio; i++)
-        if (p.io[i]->io(port, size, false, v)) return;
+    if (IoDevice *d = p.find_io(port)) {
+        Guard lk(p.io_lock);
+        v &= size_mask(size);   // only the bytes the access writes
+        d->io(port, size, false, v);
+    }
 }
 
 // INS/OUTS, with or without REP, on flat guest memory (paging off: linear = physical).
@@ -367,7 +376,14 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
         // (never built by the hypervisor) sees a CPU without features.
         u32 r[4] = {0, 0, 0, 0};
-        if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r);
+        // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (read from the APIC's model).
+        bool apic_on = true;
+        if (u32(g.rax) == 1 && p.msr) {
+            u64 base = 0;
+            bool ok = false;
+            if (p.msr->rdmsr(vcpu_index, 0x1b, base, ok) && ok) apic_on = base & (1u << 11);
+        }
+        if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r, apic_on);
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
         retire_insn(ops, nrip);
         return {};
@@ -474,7 +490,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
             // The CPU was delivering an event (IDT, stack) through device memory: no instruction to emulate.
             return {ExitAction::stop, "event delivery touched device memory at", e.gpa};
         if (!e.fetch) {
-            if (MmioDevice *dev = p.find_mmio(e.gpa)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
+            if (MmioDevice *dev = p.find_mmio(e.gpa, vcpu_index)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
             if (!p.stop_on_bad_access && !e.in_delivery) {
                 if (p.note_bad_access(e.gpa))
                     log_warn("guest %s: %s unclaimed guest-physical %lx (reads all ones, writes dropped; "

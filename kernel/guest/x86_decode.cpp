@@ -272,7 +272,66 @@ u64 Insn::ea(const u64 (&gpr)[16], u64 rip) const
     return a & addr_mask();
 }
 
+namespace {
+
+// The MMIO accesses that make most exits (a driver's MOV to or from a device register): MOV
+// r/m, r (88, 89), MOV r, r/m (8A, 8B) and MOV r/m, imm (C6 /0, C7 /0) with a memory operand,
+// at most a REX prefix, in 32- or 64-bit code. Decoded without the prefix loop, the opcode
+// tables or classify(); the result is field for field what the general path gives (the unit
+// test compares them over every ModRM/SIB/REX). False: not such an instruction, or out of
+// bytes: the general path decides.
+bool decode_mov_fast(const u8 *bytes, usize avail, CpuMode mode, Insn &in)
+{
+    const bool l64 = mode == CpuMode::long64;
+    if (!bytes || avail < 2 || (!l64 && mode != CpuMode::prot32)) return false;
+    unsigned pos = 0;
+    u8 rex = 0;
+    if (l64 && (bytes[0] & 0xf0) == 0x40) rex = bytes[pos++];
+    const u8 op = bytes[pos];
+    const bool store_imm = op == 0xc6 || op == 0xc7;
+    if (!((op >= 0x88 && op <= 0x8b) || store_imm) || pos + 1 >= avail) return false;
+    const u8 modrm = bytes[pos + 1];
+    if (modrm >> 6 == 3 || (store_imm && (modrm & 0x38))) return false;
+    in = Insn{};
+    in.index = Insn::NO_REG;
+    in.rex = rex;
+    in.opcode = op;
+    in.addr_size = l64 ? 8 : 4;
+    const bool y = !(op & 1);
+    in.op_size = y ? 1 : rex & 8 ? 8 : 4;
+    in.has_modrm = true;
+    in.mod = modrm >> 6;
+    in.reg = u8((modrm >> 3 & 7) | (rex & 4) << 1);
+    in.rm = u8((modrm & 7) | (rex & 1) << 3);
+    Bytes c{bytes, avail, pos + 2};
+    Seg seg = Seg::ds;
+    if (memory_operand(c, in, modrm, l64, seg) != Err::none) return false;
+    if (store_imm) {
+        const unsigned isz = y ? 1 : 4;
+        if (c.take(isz, in.imm) != Err::none) return false;
+        in.has_imm = true;
+        in.imm_size = u8(isz);
+        in.kind = Insn::Kind::mov_store_imm;
+    } else {
+        in.kind = op & 2 ? Insn::Kind::mov_load : Insn::Kind::mov_store;
+        in.high8 = y && !rex && in.reg >= 4 && in.reg < 8;
+    }
+    in.mem_size = in.op_size;
+    in.len = u8(c.pos);
+    in.segment = seg;
+    return true;
+}
+
+} // namespace
+
 Result<Insn> decode(const u8 *bytes, usize avail, CpuMode mode)
+{
+    Insn fast;
+    if (decode_mov_fast(bytes, avail, mode, fast)) return fast;
+    return decode_general(bytes, avail, mode);
+}
+
+Result<Insn> decode_general(const u8 *bytes, usize avail, CpuMode mode)
 {
     Bytes c{bytes, bytes ? avail : 0, 0};
     Insn in{};

@@ -116,5 +116,8 @@ struct Insn {
 // Decode the instruction at bytes[0..avail). Fetch up to 15 bytes; fewer
 // are fine when the rest is unmapped: Err::range says more were needed.
 Result<Insn> decode(const u8 *bytes, usize avail, CpuMode mode);
+// The same without the fast path for MMIO MOVs (decode() takes it first): what the unit test
+// compares that path against.
+Result<Insn> decode_general(const u8 *bytes, usize avail, CpuMode mode);
 
 } // namespace x86

@@ -73,48 +73,12 @@ bool is_bzimage(const u8 *img, u64 size)
     return size > 0x260 && load_u16(img + 0x1fe) == 0xaa55 && load_u32(img + 0x202) == 0x53726448;   // "HdrS"
 }
 
-constexpr u64 GUEST_ACPI_BASE = 0x9f000;   // the last page below 640 KiB, reserved in the guest's e820
-
-// A Linux guest: its ACPI tables, the PC's legacy area backed (ROM scans read it), the
-// bzImage and initrd placed by the boot protocol, a 64-bit entry on the loader's tables.
-bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es, Gprs &regs, char *what, usize n)
+// A Linux guest: the bzImage and initrd placed by the boot protocol, a 64-bit entry on the
+// loader's tables, the ACPI tables (built with the platform) passed in boot_params.
+bool load_linux_guest(Guest &g, const u8 *image, u64 size, u64 rsdp, virt::EntryState &es, Gprs &regs, char *what,
+                      usize n)
 {
     const GuestConfig &c = *g.cfg;
-    // 0xA0000-0xFFFFF: zeroed backing mapped read/write, but not RAM to the guest (e820 reserved).
-    static constexpr struct { u64 gpa; unsigned order; } hole[] = {{0xa0000, 5}, {0xc0000, 6}};
-    for (auto h : hole) {
-        auto b = mm::alloc_zeroed(h.order);
-        if (!b || g.nblocks == MAX_BLOCKS || !g.space.map(GuestPhys(h.gpa), *b, PAGE_SIZE << h.order)) {
-            log_error("guest %s: no memory for its legacy area", g.name);
-            if (b) mm::free(*b, h.order);
-            return false;
-        }
-        g.blocks[g.nblocks++] = {*b, u8(h.order)};
-        if (h.gpa == 0xc0000) {
-            // There is no BIOS, but a kernel may reboot by jumping to the reset vector (F000:FFF0):
-            // what it finds there writes the ACPI reset register. mov al,6; mov dx,port; out dx,al; hlt; jmp $-1
-            const u8 reset_stub[] = {0xb0, PowerModel::RESET_VALUE, 0xba, u8(PowerModel::RESET), u8(PowerModel::RESET >> 8),
-                                     0xee, 0xf4, 0xeb, 0xfd};
-            __builtin_memcpy(mm::phys_ptr<u8>(*b) + (0xffff0 - 0xc0000), reset_stub, sizeof(reset_stub));
-        }
-    }
-
-    GuestAcpiConfig ac;
-    ac.base = GUEST_ACPI_BASE;
-    ac.vcpus = g.nvcpus;
-    ac.sleep_ctl_port = PowerModel::SLEEP_CTL;
-    ac.sleep_sts_port = PowerModel::SLEEP_STS;
-    ac.reset_port = PowerModel::RESET;
-    ac.reset_value = PowerModel::RESET_VALUE;
-    ac.s5_slp_typ = PowerModel::S5_TYP;
-    ac.com1 = true;
-    u8 tables[GUEST_ACPI_MAX_BYTES];
-    auto layout = build_guest_acpi(ac, tables, sizeof(tables));
-    if (!layout || !g.mem.write(GuestPhys(ac.base), tables, layout->size)) {
-        log_error("guest %s: cannot build its ACPI tables", g.name);
-        return false;
-    }
-
     LinuxLoadParams lp{};
     lp.kernel = image;
     lp.kernel_size = size;
@@ -141,8 +105,8 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
     len = min(len + format(cmdline + len, sizeof(cmdline) - len, " keel.boot=%u", g.starts + 1), sizeof(cmdline) - 1);
     lp.cmdline = cmdline;
     lp.cmdline_len = len;
-    lp.acpi_rsdp = layout->rsdp;
-    lp.reserved[0] = {ac.base, PAGE_SIZE, LINUX_E820_ACPI};
+    lp.acpi_rsdp = rsdp;
+    lp.reserved[0] = {GUEST_ACPI_BASE, PAGE_SIZE, LINUX_E820_ACPI};
     lp.nreserved = 1;
     LinuxLoadReport rep{};
     auto e = load_linux(g.mem, lp, &rep);
@@ -163,15 +127,6 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, virt::EntryState &es,
     es.ds = e->ds;
     regs.rsi = e->rsi;
 
-    g.ioapic.reset();
-    g.ioapic.connect(ioapic_deliver, &g);
-    g.ioapic_dev.attach(&g);
-    g.platform.add_mmio(&g.ioapic_dev);
-    g.platform.add_io(new (g.power_storage) PowerModel(g.platform));
-    // The PIT is how Linux learns the TSC rate on AMD guests (it reads CPUID 0x15/0x16 only on Intel).
-    g.platform.add_io(new (g.pit_storage) PitModel(time::tsc_hz(), [](void *ctx) {
-        return static_cast<Guest *>(ctx)->vcpus[0].arch->guest_tsc();
-    }, &g));
     format(what, n, "Linux boot protocol %x.%02x, entry %lx", rep.protocol >> 8, rep.protocol & 0xff, e->rip);
     return true;
 }
@@ -233,12 +188,11 @@ bool create(Guest &g, bool memory_ready)
     g.uart = new (g.uart_storage) UartModel(0x3f8, guest_line, &g, [](void *ctx, bool level) {
         // COM1 is wired to IOAPIC pin 4 (the guest's DSDT says so).
         Guest &gg = *static_cast<Guest *>(ctx);
-        if (!gg.linux) return;
         Guard lk(gg.ioapic_lock);
         gg.ioapic.set_irq(4, level);
     });
-    g.platform.add_io(g.uart);
-    g.platform.add_io(new (g.exit_storage) DebugExitModel(0xf4, g.platform));
+    g.platform.add_io(g.uart, 0x3f8, 0x3ff);
+    g.platform.add_io(new (g.exit_storage) DebugExitModel(0xf4, g.platform), 0xf4, 0xf4);
     g.lapics.attach(&g);
     g.platform.add_mmio(&g.lapics);
     g.platform.msr = &g.lapics;
@@ -269,9 +223,14 @@ bool create(Guest &g, bool memory_ready)
     virt::EntryState es;
     Gprs boot_regs{};
     char what[80];
+    u64 rsdp = 0;
+    if (!build_platform(g, rsdp)) {
+        release(g);
+        return false;
+    }
     g.linux = is_bzimage(image, image_size);
     if (g.linux) {
-        if (!load_linux_guest(g, image, image_size, es, boot_regs, what, sizeof(what))) {
+        if (!load_linux_guest(g, image, image_size, rsdp, es, boot_regs, what, sizeof(what))) {
             release(g);
             return false;
         }
@@ -281,7 +240,9 @@ bool create(Guest &g, bool memory_ready)
         char mbcmd[GuestConfig::MAX_PATH + 1 + GuestConfig::MAX_CMDLINE + 1];
         const usize mbn = format(mbcmd, sizeof(mbcmd), "%.*s%s%.*s", int(c.kernel.n), c.kernel.p, c.cmdline.n ? " " : "",
                                  int(c.cmdline.n), c.cmdline.p ? c.cmdline.p : "");
-        auto entry = load_multiboot(g.mem, image, image_size, mbcmd, mbn, mods, c.module_count, &rep);
+        // The ACPI page is not RAM to the guest (the legacy area never was).
+        const MbReserved acpi = {GUEST_ACPI_BASE, PAGE_SIZE, 3 /* ACPI reclaimable */};
+        auto entry = load_multiboot(g.mem, image, image_size, mbcmd, mbn, mods, c.module_count, &rep, &acpi, 1);
         if (!entry) {
             log_error("guest %s: cannot load '%.*s': %s (%s)", g.name, int(c.kernel.n), c.kernel.p, rep.msg,
                       err_name(entry.error()));
@@ -329,8 +290,7 @@ bool create(Guest &g, bool memory_ready)
     g.started_tsc = x86::rdtsc();
     g.state = Guest::State::running;
     // What Keel spends on the guest beyond its RAM: nested tables, VMCB/VMCS pages, the legacy area.
-    u64 overhead = g.space.table_pages() * PAGE_SIZE + g.nvcpus * PAGE_SIZE;
-    if (g.linux) overhead += 0x60000;   // the backed legacy area 0xA0000-0xFFFFF
+    const u64 overhead = g.space.table_pages() * PAGE_SIZE + g.nvcpus * PAGE_SIZE + LEGACY_AREA_BYTES;
     log_info("guest %s: %lu MiB, %u vCPU%s, '%.*s' loaded (%s), keel_overhead_kib=%lu", g.name, c.memory / MiB,
              g.nvcpus, g.nvcpus > 1 ? "s" : "", int(c.kernel.n), c.kernel.p, what, overhead / KiB);
     return true;

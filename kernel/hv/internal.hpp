@@ -4,6 +4,7 @@
 //
 //   hypervisor.cpp     the core's state, start()
 //   create.cpp         a guest built from its configuration: RAM, platform, loader, vCPUs and their placement
+//   platform.cpp       the PC platform of every guest: legacy area, ACPI tables, IOAPIC, power, PIT, PIC
 //   lifecycle.cpp      launch, end, restart (and its rebuild in slices), the last vCPU's finish
 //   irq.cpp            the guest's APIC and IOAPIC pages and MSRs, IPIs, INIT/SIPI
 //   sched.cpp          the run queues' sleepers: halted vCPUs and when they wake
@@ -24,6 +25,7 @@
 #include "kernel/lib/spinlock.hpp"
 #include "kernel/vdev/guest_platform.hpp"
 #include "kernel/vdev/ioapic.hpp"
+#include "kernel/vdev/pic.hpp"
 #include "kernel/vdev/pit.hpp"
 #include "kernel/vdev/power.hpp"
 #include "kernel/vdev/uart.hpp"
@@ -35,6 +37,9 @@ namespace hv {
 constexpr u32 MAX_VCPUS = 16;             // per guest
 constexpr u64 LOWMEM_TOP = 3 * GiB;       // guest RAM above this continues at 4 GiB
 constexpr usize MAX_BLOCKS = 128;
+constexpr u64 GUEST_ACPI_BASE = 0x9f000;  // the guest's ACPI tables: the last page below 640 KiB (not RAM to it)
+constexpr u64 GUEST_RSDP_COPY = 0xe0000;  // the RSDP's copy in the BIOS area, where scans find it
+constexpr u64 LEGACY_AREA_BYTES = 0x60000;   // 0xA0000-0xFFFFF, backed for every guest
 
 struct Guest;
 
@@ -63,6 +68,9 @@ class LapicDevice final : public MmioDevice, public MsrDevice {
 public:
     void attach(Guest *g) { g_ = g; }
     bool covers(u64 gpa) const override;
+    // Only the accessing vCPU's own APIC: while it is globally disabled (or in x2APIC mode) its
+    // page is unclaimed memory for that vCPU, whatever the other vCPUs' APICs do.
+    bool covers_for(u32 vcpu, u64 gpa) const override;
     void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) override;
     bool rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok) override;
     bool wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok) override;
@@ -104,7 +112,8 @@ struct Guest {
     IoapicModel ioapic;
     alignas(PowerModel) u8 power_storage[sizeof(PowerModel)];
     alignas(PitModel) u8 pit_storage[sizeof(PitModel)];
-    bool linux;                           // booted by the Linux boot protocol (ACPI platform)
+    alignas(PicModel) u8 pic_storage[sizeof(PicModel)];
+    bool linux;                           // booted by the Linux boot protocol
     bool reboot;                          // it asked for a reset: start it again whatever on_exit says
     Vcpu vcpus[MAX_VCPUS];
     u32 nvcpus;
@@ -183,6 +192,10 @@ extern bool started_;
 void release(Guest &g);
 bool create_memory(Guest &g, bool zero);
 bool create(Guest &g, bool memory_ready = false);
+
+// platform.cpp: the legacy area (in g.blocks), the ACPI tables in guest RAM (rsdp: where), the
+// IOAPIC, power/PM timer, PIT and PIC models on g.platform. false: logged, the caller releases.
+bool build_platform(Guest &g, u64 &rsdp);
 
 // lifecycle.cpp
 void launch(Guest &g);

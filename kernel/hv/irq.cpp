@@ -20,6 +20,13 @@ bool LapicDevice::covers(u64 gpa) const
     return false;
 }
 
+bool LapicDevice::covers_for(u32 vcpu, u64 gpa) const
+{
+    if (vcpu >= g_->nvcpus) return false;
+    const LapicModel &l = g_->vcpus[vcpu].irq.lapic;
+    return l.xapic_mmio_active() && (gpa & ~0xfffull) == l.mmio_base();
+}
+
 void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
 {
     Vcpu &v = g_->vcpus[vcpu];
@@ -36,7 +43,8 @@ void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
     }
     if (write) v.irq.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
     else value = v.irq.lapic.mmio_read(u32(gpa & 0xfff), now);
-    v.irq.check = v.ipi_out = true;
+    v.irq.check = true;
+    if (v.irq.lapic.has_outgoing()) v.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
 }
 
 bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
@@ -61,7 +69,8 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
     else if (msr == 0x6e0) v.irq.lapic.tsc_deadline_write(value, now), ok = true;
     else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_write(msr, value, now);
     else return false;
-    v.irq.check = v.ipi_out = true;
+    v.irq.check = true;
+    if (v.irq.lapic.has_outgoing()) v.ipi_out = true;
     return true;
 }
 
@@ -69,12 +78,13 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
 void ioapic_deliver(void *ctx, u32 dest, bool logical, u8 vector, u8 mode, bool level)
 {
     Guest &g = *static_cast<Guest *>(ctx);
-    if (mode != 0 && mode != 1) return;   // NMI/INIT/SMI/ExtINT through the IOAPIC: not modelled
+    if (mode != 0 && mode != 1 && mode != 4) return;   // INIT/SMI/ExtINT through the IOAPIC: not modelled
     for (u32 i = 0; i < g.nvcpus; i++) {
         Vcpu &to = g.vcpus[i];
         Guard lk(to.irq.lock);
         if (!to.irq.lapic.match_dest(dest, logical, true)) continue;
-        to.irq.lapic.accept(vector, level);
+        if (mode == 4) to.irq.raise_nmi();   // NMI: edge, the vector is ignored
+        else to.irq.lapic.accept(vector, level);
         __atomic_store_n(&to.irq.check, true, __ATOMIC_RELEASE);
         if (mode == 1) return;
     }
@@ -116,6 +126,7 @@ void start_ap(Guest &g, Vcpu &to, u8 delivery, u8 vector)
     if (delivery == 5) {
         Guard al(to.irq.lock);
         to.irq.lapic.init_signal();
+        to.irq.nmi = false;   // the AP waits for its SIPI: nothing pending survives INIT
         to.init_seen = true;
         return;
     }
@@ -130,7 +141,8 @@ void start_ap(Guest &g, Vcpu &to, u8 delivery, u8 vector)
 
 } // namespace
 
-// Fixed and lowest-priority IPIs between the guest's own vCPUs (INIT/SIPI need AP start-up: not yet).
+// IPIs between the guest's own vCPUs: fixed and lowest priority to the APICs, NMI to the vCPUs' NMI
+// latches, INIT/SIPI to start application processors.
 void route_ipis(Guest &g, Vcpu &from)
 {
     if (!from.ipi_out) return;
@@ -158,12 +170,13 @@ void route_ipis(Guest &g, Vcpu &from)
                 if (ipi_hits(ipi, from, g.vcpus[i])) start_ap(g, g.vcpus[i], ipi.delivery, ipi.vector);
             continue;
         }
-        if (ipi.delivery != 0 && ipi.delivery != 1) continue;
+        if (ipi.delivery != 0 && ipi.delivery != 1 && ipi.delivery != 4) continue;
         for (u32 i = 0; i < g.nvcpus; i++) {
             Vcpu &to = g.vcpus[i];
             if (!ipi_hits(ipi, from, to)) continue;
             Guard lk(to.irq.lock);
-            to.irq.lapic.accept(ipi.vector, false);
+            if (ipi.delivery == 4) to.irq.raise_nmi();   // NMI: also to a software-disabled APIC
+            else to.irq.lapic.accept(ipi.vector, false);
             __atomic_store_n(&to.irq.check, true, __ATOMIC_RELEASE);
         }
     }

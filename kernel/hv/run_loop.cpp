@@ -30,7 +30,7 @@ void run_slice(Vcpu &v)
     // state, registers and MSRs are reachable only through `cpu`.
     LoadedVcpu &cpu = v.arch->load();
     ExitInfo e;
-    u64 t0 = now;   // one TSC read per exit: each exit's end is the next one's start
+    u64 t0 = now;   // one TSC read per exit: each exit's end is the next one's start (and its `now`)
     // The guest leaves by the next tick at the latest: fixed per tick, not per entry, so a storm of
     // quick exits (a #DB loop) cannot keep pushing it out.
     u64 next_tick = now + tick_tsc_;
@@ -39,7 +39,7 @@ void run_slice(Vcpu &v)
             return vcpu_stopped(v);
         {
             // Leave the guest by the next tick, its own timer or a sleeper's, whichever is first.
-            const u64 host_now = x86::rdtsc();
+            const u64 host_now = t0;
             if (host_now >= next_tick) next_tick = host_now + tick_tsc_;
             u64 by = min(next_tick, rq_[v.cpu].sleep_deadline);
             const u64 own = __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED);

@@ -22,6 +22,13 @@ protected:
 class MmioDevice {
 public:
     virtual bool covers(u64 gpa) const = 0;
+    // Does it answer this vCPU there? Per-vCPU devices (the local APICs) say no for a vCPU whose
+    // own device is not at gpa: the access is then the platform's bad access.
+    virtual bool covers_for(u32 vcpu, u64 gpa) const
+    {
+        (void)vcpu;
+        return covers(gpa);
+    }
     // A read fills value (size 1, 2, 4 or 8 bytes); `vcpu` is the accessing vCPU (local APICs are per vCPU).
     virtual void mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value) = 0;
 
@@ -41,11 +48,17 @@ protected:
 };
 
 struct GuestPlatform {
-    static constexpr usize MAX_IO = 8;
+    static constexpr usize MAX_IO = 12;
     static constexpr usize MAX_MMIO = 8;
 
     GuestMemory *mem = nullptr;
-    IoDevice *io[MAX_IO] = {};
+    // Port ranges and their devices: an exit for a port compares ranges, and calls only the
+    // device that claims it (an unclaimed port reads all ones, and takes no lock).
+    struct IoRange {
+        u16 first, last;
+        IoDevice *dev;
+    };
+    IoRange io[MAX_IO] = {};
     usize nio = 0;
     MmioDevice *mmio[MAX_MMIO] = {};
     usize nmmio = 0;
@@ -100,11 +113,17 @@ struct GuestPlatform {
     u32 exit_code = 0;
     bool reset_requested = false;
 
-    bool add_io(IoDevice *d)
+    bool add_io(IoDevice *d, u16 first, u16 last)
     {
-        if (nio == MAX_IO) return false;
-        io[nio++] = d;
+        if (nio == MAX_IO || first > last) return false;
+        io[nio++] = {first, last, d};
         return true;
+    }
+    IoDevice *find_io(u16 port) const
+    {
+        for (usize i = 0; i < nio; i++)
+            if (port >= io[i].first && port <= io[i].last) return io[i].dev;
+        return nullptr;
     }
     bool add_mmio(MmioDevice *d)
     {
@@ -116,6 +135,13 @@ struct GuestPlatform {
     {
         for (usize i = 0; i < nmmio; i++)
             if (mmio[i]->covers(gpa)) return mmio[i];
+        return nullptr;
+    }
+    // The device vCPU `vcpu` reaches at gpa.
+    MmioDevice *find_mmio(u64 gpa, u32 vcpu) const
+    {
+        for (usize i = 0; i < nmmio; i++)
+            if (mmio[i]->covers_for(vcpu, gpa)) return mmio[i];
         return nullptr;
     }
 };

@@ -99,6 +99,13 @@ public:
     int  take_eoi_broadcast();
     // The next IPI the guest sent (oldest first).
     bool take_ipi(Ipi &out);
+    // Anything for the hypervisor to collect (an IPI, or an EOI for the IOAPICs)?
+    bool has_outgoing() const
+    {
+        u32 any = ipi_count_;
+        for (u32 w : eoi_bcast_) any |= w;
+        return any != 0;
+    }
     u32  ipis_dropped() const { return ipi_drops_; }
 
     // Is this APIC a destination of the message? dest in the current mode's

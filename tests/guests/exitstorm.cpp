@@ -1,10 +1,11 @@
 // exitstorm: the cost of an exit. Executes CPUID (leaf 0) `count=N` times
-// (default 100000), then `in al, 0x80` N times, each between two RDTSCs, and
+// (default 100000), then `in al, 0x80` N times, then a write to the local
+// APIC's EOI register (MMIO, nothing in service) N times, each between two RDTSCs, and
 // prints the mean TSC cycles per instruction (integer division; the RDTSC pair
 // overhead, measured the same way with nothing between, is reported alone and
 // not subtracted):
 //     exitstorm: rdtsc overhead=<n>
-//     exitstorm: cpuid cycles/exit=<n> pio cycles/exit=<n>
+//     exitstorm: cpuid cycles/exit=<n> pio cycles/exit=<n> mmio cycles/exit=<n>
 // Exits 0 (1 if count=0).
 #include "lib/guest.hpp"
 
@@ -53,7 +54,17 @@ u32 guest_main() {
         pio_total += t1 - t0;
     }
 
+    u64 mmio_total = 0;
+    volatile u32* const eoi = reinterpret_cast<volatile u32*>(0xfee000b0);
+    for (u32 i = 0; i < n; ++i) {
+        u64 t0 = tsc_fenced();
+        *eoi = 0;
+        u64 t1 = tsc_fenced();
+        mmio_total += t1 - t0;
+    }
+
     printf("exitstorm: count=%u rdtsc overhead=%llu\n", n, empty / n);
-    printf("exitstorm: cpuid cycles/exit=%llu pio cycles/exit=%llu\n", cpuid_total / n, pio_total / n);
+    printf("exitstorm: cpuid cycles/exit=%llu pio cycles/exit=%llu mmio cycles/exit=%llu\n", cpuid_total / n,
+           pio_total / n, mmio_total / n);
     return 0;
 }

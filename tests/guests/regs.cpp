@@ -16,6 +16,8 @@
 //   LM (CPUID.80000001:EDX.LM)    GS.base and KERNEL_GS_BASE, exchanged by SWAPGS in
 //                                 64-bit mode (lib/longmode.S): no WRMSR tells the
 //                                 hypervisor KERNEL_GS_BASE's new value -> "kgs"
+//   always                        CR2 (MOV to CR2; VMX leaves the guest's CR2 in the
+//                                 register, a #PF sets it without an exit)    -> "cr2"
 //
 // Checks (numbered, see Checks in guest.hpp):
 //   1 SSE is advertised and CR4.OSFXSR|OSXMMEXCPT can be set
@@ -23,7 +25,7 @@
 //   3 XSAVE: XGETBV(0) reads back that XCR0 (ok when not advertised)
 //   4 PKU: CR4.PKE can be set and RDPKRU reads back WRPKRU's value (ok when not advertised)
 //   5 every register kept its value over all rounds
-// Last line: "regs: PASS (R rounds, xmm ymm dr pkru)" naming the classes really
+// Last line: "regs: PASS (R rounds, xmm ymm dr pkru kgs cr2)" naming the classes really
 // checked, or "regs: FAIL (...)". Exit code 0, or the first failed check.
 #include "lib/guest.hpp"
 #include "lib/probe.hpp"
@@ -36,7 +38,7 @@ constexpr u32 CR4_OSFXSR = 1u << 9, CR4_OSXMMEXCPT = 1u << 10, CR4_OSXSAVE = 1u 
 
 u32 seed;
 
-// Class 1 = XMM/YMM, 2 = DR, 3 = PKRU, 4 = GS.base/KERNEL_GS_BASE. High byte: the seed, so a leaked value names its owner.
+// Class 1 = XMM/YMM, 2 = DR, 3 = PKRU, 4 = GS.base/KERNEL_GS_BASE, 5 = CR2. High byte: the seed, so a leaked value names its owner.
 u32 value(u32 cls, u32 reg, u32 word) {
     u32 h = (seed * 0x9e3779b1u) ^ (cls << 16) ^ (reg << 8) ^ word;
     h ^= h >> 15;
@@ -46,6 +48,8 @@ u32 value(u32 cls, u32 reg, u32 word) {
 }
 
 u32 read_cr4() { u32 v; asm volatile("movl %%cr4, %0" : "=r"(v)); return v; }
+u32 read_cr2() { u32 v; asm volatile("movl %%cr2, %0" : "=r"(v)); return v; }
+void write_cr2(u32 v) { asm volatile("movl %0, %%cr2" : : "r"(v)); }
 
 // MOV to CR4 under the probe: the vector taken, or kNoFault.
 u32 try_write_cr4(u32 v) {
@@ -251,6 +255,9 @@ u32 guest_main() {
         swapgs_in_long_mode();
     };
     if (has_lm) load_kgs();
+    // CR2 as a #PF leaves it: a guest's fault address must be its own when its handler reads it.
+    const u32 want_cr2 = value(5, 0, 0);
+    write_cr2(want_cr2);
 
     u32 sink = 0;
     u64 t0 = rdtsc();
@@ -278,6 +285,7 @@ u32 guest_main() {
             if (kgs != want_kgs) mismatch(round, "kernel_gs_base", 0, 0, u32(kgs), want_kgs);
             if (gs != want_gs) mismatch(round, "gs_base", 0, 0, u32(gs), want_gs);
         }
+        if (const u32 cr2 = read_cr2(); cr2 != want_cr2) mismatch(round, "cr2", 0, 0, cr2, want_cr2);
         if (verbose)
             printf("regs: round %u: xmm0=0x%08x dr0=0x%08x mismatches=%u\n", round, got_vec[0][0], dr[0], mismatches);
         // Put back what was lost, so each round's check stands on its own.
@@ -287,6 +295,7 @@ u32 guest_main() {
             write_drs(want_dr);
             if (pkru) try_wrpkru(pkru_value);
             if (has_lm) load_kgs();
+            write_cr2(want_cr2);
         }
     }
     const u64 cycles = rdtsc() - t0;
@@ -301,6 +310,7 @@ u32 guest_main() {
     add("dr");
     if (pkru) add("pkru");
     if (has_lm) add("kgs");
+    add("cr2");
     classes[n] = 0;
     printf("regs: %u rounds of %u iterations in %llu TSC cycles (sink 0x%x)\n", rounds, spin, cycles, sink);
     c.check(mismatches == 0, "registers kept their values", "%u mismatches in %u rounds (%s)", mismatches, rounds,

@@ -618,6 +618,22 @@ TEST(CpuProfile, OsxsaveAndOspkeFollowCr4)
     }
 }
 
+TEST(CpuProfile, ApicBitFollowsTheGlobalEnable)
+{
+    for (auto &[name, host] : fakes()) {
+        SCOPED_TRACE(name);
+        const CpuProfile p = profile_of(host);
+        Regs on, off;
+        p.cpuid(1, 0, 0, 0, 3, on.data(), true);
+        p.cpuid(1, 0, 0, 0, 3, off.data(), false);
+        EXPECT_TRUE(on[EDX] & b(9));
+        EXPECT_FALSE(off[EDX] & b(9));
+        EXPECT_EQ(on[EDX] & ~b(9), off[EDX]);    // nothing else changes
+        EXPECT_EQ(on[ECX], off[ECX]);
+        EXPECT_TRUE(q(p, 1)[EDX] & b(9));        // enabled unless told
+    }
+}
+
 TEST(CpuProfile, CrFourReservedAgreesWithCpuid)
 {
     for (auto &[name, host] : fakes()) {

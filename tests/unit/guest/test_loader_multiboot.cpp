@@ -644,6 +644,62 @@ TEST(LoaderMultiboot, KernelInLowMemoryModulesSkipHole)
     EXPECT_TRUE(g.guards_ok());
 }
 
+// The guest's ACPI page (the last below 640 KiB) carved out of RAM: the map says ACPI there,
+// mem_lower stops at it, nothing is placed in it and no segment may cover it.
+TEST(LoaderMultiboot, ReservedRangesLeaveTheMapAndPlacement)
+{
+    const MbReserved acpi[1] = {{0x9f000, 0x1000, 3}};
+    {
+        Guest g(64 * MiB);
+        Elf e = make_elf(false, 0xc0100010, std_segs(), mb1_header(0));
+        auto r = load_multiboot(g.mem, e.img.data(), e.img.size(), nullptr, 0, nullptr, 0, nullptr, acpi, 1);
+        ASSERT_TRUE(r.ok());
+        const u32 info = r->ebx;
+        EXPECT_EQ(g.rd32(info + 4), 636u);            // mem_lower: up to the ACPI page
+        EXPECT_EQ(g.rd32(info + 8), 63u * 1024);
+        const std::vector<MmapEntry> want = {
+            {0, 0x9f000, 1}, {0x9f000, 0x1000, 3}, {0xa0000, 0x60000, 2}, {0x100000, 63 * MiB, 1}};
+        u32 len = g.rd32(info + 44), addr = g.rd32(info + 48);
+        ASSERT_EQ(len, 24 * want.size());
+        std::vector<MmapEntry> got;
+        for (u32 off = 0; off < len; off += 24) {
+            Bytes x = g.rd(addr + off, 24);
+            got.push_back({get64(x, 4), get64(x, 12), get32(x, 20)});
+        }
+        EXPECT_TRUE(got == want);
+        EXPECT_TRUE(g.guards_ok());
+    }
+    {
+        // A kernel low in memory: its boot information must not land on the ACPI page.
+        Guest g(64 * MiB);
+        Bytes big = pattern(0x95000, 3);   // 0xa000 + 0x95000 = 0x9f000: fills RAM up to the page
+        std::vector<SegSpec> s = {{0x8000, 0x8000, TEXT, 0x1800}};
+        Elf e = make_elf(false, 0x8000, s, mb1_header(0));
+        GuestModuleSrc m[1] = {{big.data(), big.size(), "big", 3}};
+        Bytes page = g.rd(0x9f000, 0x1000);
+        auto r = load_multiboot(g.mem, e.img.data(), e.img.size(), nullptr, 0, m, 1, nullptr, acpi, 1);
+        ASSERT_TRUE(r.ok());
+        EXPECT_EQ(g.rd32(g.rd32(r->ebx + 24)), 0xa000u);
+        EXPECT_GE(r->ebx, 0x100000u);                 // past the page and the hole
+        EXPECT_EQ(g.rd(0x9f000, 0x1000), page);
+    }
+    {
+        // A segment over the page is refused, and an invalid range is an invalid argument.
+        Guest g(64 * MiB);
+        std::vector<SegSpec> s = {{0x90000, 0x90000, TEXT, 0x10000}};
+        Elf e = make_elf(false, 0x90000, s, mb1_header(0));
+        LoadReport rep{};
+        auto r = load_multiboot(g.mem, e.img.data(), e.img.size(), nullptr, 0, nullptr, 0, &rep, acpi, 1);
+        ASSERT_FALSE(r.ok());
+        EXPECT_EQ(r.error(), Err::range);
+        EXPECT_NE(std::strstr(rep.msg, "reserved"), nullptr) << rep.msg;
+        const MbReserved bad[1] = {{0x9f000, 0x1000, 1}};
+        Elf ok = make_elf(false, 0xc0100010, std_segs(), mb1_header(0));
+        EXPECT_EQ(load_multiboot(g.mem, ok.img.data(), ok.img.size(), nullptr, 0, nullptr, 0, nullptr, bad, 1).error(),
+                  Err::invalid);
+    }
+}
+
 TEST(LoaderMultiboot, ManySmallExtents)
 {
     // 2 MiB extents: the image, modules and info straddle extent boundaries;

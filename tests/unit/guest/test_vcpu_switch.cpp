@@ -11,8 +11,11 @@
 namespace {
 
 struct FakeVmcs {
-    int entry_vector = -1;       // event injection field
+    int entry_vector = -1;       // event injection field (-2: an NMI)
     bool irq_window = false;
+    bool nmi_window = false;
+    bool nmi_blocked = false;    // the guest's NMI blocking (set by an NMI's delivery, cleared by its IRET)
+    bool shadow = false;         // STI / MOV SS shadow
     u64 rflags = 0x202;          // IF set
     std::vector<u8> delivered;   // what the "guest" received, in order
 };
@@ -35,7 +38,18 @@ public:
 private:
     FakeVmcs &current();         // the VMCS the hardware would really touch
     void run(Gprs &, ExitInfo &e) override;
-    bool can_inject() override { FakeVmcs &v = current(); return (v.rflags & 0x200) && v.entry_vector < 0; }
+    bool can_inject() override
+    {
+        FakeVmcs &v = current();
+        return (v.rflags & 0x200) && !v.shadow && v.entry_vector == -1;
+    }
+    bool can_inject_nmi() override
+    {
+        FakeVmcs &v = current();
+        return !v.nmi_blocked && !v.shadow && v.entry_vector == -1;
+    }
+    void inject_nmi() override { current().entry_vector = -2; }
+    void request_nmi_window(bool on) override { current().nmi_window = on; }
     void inject_interrupt(u8 vector) override { current().entry_vector = vector; }
     void request_window(bool on) override { current().irq_window = on; }
     void exit_by(u64) override {}
@@ -92,6 +106,10 @@ void FakeVcpu::run(Gprs &, ExitInfo &e)
 {
     FakeVmcs &v = current();
     if (v.entry_vector >= 0) v.delivered.push_back(u8(v.entry_vector));
+    if (v.entry_vector == -2) {
+        v.delivered.push_back(2);   // NMI (vector 2)
+        v.nmi_blocked = true;
+    }
     v.entry_vector = -1;
     e = ExitInfo{};
     e.reason = ExitReason::intr;
@@ -175,6 +193,149 @@ TEST(VcpuSwitch, WindowRequestedWhenTheGuestCannotTakeIt)
     a.slice(1);
     ASSERT_EQ(a.arch.vmcs.delivered.size(), 1u);
     EXPECT_EQ(a.arch.vmcs.delivered[0], 0x40);
+}
+
+// ---- NMIs: one latch, injected only while the guest is not blocking NMIs ----
+
+struct NmiVcpu {
+    FakeCpu cpu;
+    FakeVcpu arch{cpu, "n"};
+    VcpuIrq irq;
+    Gprs g{};
+    NmiVcpu()
+    {
+        irq.lapic.reset(0, true, 1000000, 1000000);
+        irq.lapic.mmio_write(0xf0, 0x1ff, 0);
+    }
+    void nmi()
+    {
+        Guard lk(irq.lock);
+        irq.raise_nmi();
+        irq.poke();
+    }
+    void enter()
+    {
+        LoadedVcpu &c = arch.load();
+        ExitInfo e;
+        enter_guest(irq, arch, c, g, e);
+    }
+    usize count(u8 v) const
+    {
+        usize n = 0;
+        for (u8 x : arch.vmcs.delivered) n += x == v;
+        return n;
+    }
+};
+
+TEST(Nmi, DeliveredOnceAndBlockedUntilIret)
+{
+    NmiVcpu n;
+    n.nmi();
+    n.enter();
+    EXPECT_EQ(n.count(2), 1u);
+    EXPECT_TRUE(n.arch.vmcs.nmi_blocked);
+    n.nmi();                               // while the handler runs
+    for (int i = 0; i < 5; i++) n.enter();
+    EXPECT_EQ(n.count(2), 1u);             // held until IRET
+    EXPECT_TRUE(n.arch.vmcs.nmi_window);   // with a window requested
+    n.arch.vmcs.nmi_blocked = false;       // the guest's IRET
+    n.enter();
+    EXPECT_EQ(n.count(2), 2u);
+    EXPECT_FALSE(n.arch.vmcs.nmi_window);
+    n.arch.vmcs.nmi_blocked = false;
+    for (int i = 0; i < 5; i++) n.enter();
+    EXPECT_EQ(n.count(2), 2u);             // nothing more
+    EXPECT_EQ(n.irq.nmis_received, 2u);
+    EXPECT_EQ(n.irq.nmis_injected, 2u);
+}
+
+TEST(Nmi, NmisWhileOneWaitsMerge)
+{
+    NmiVcpu n;
+    n.arch.vmcs.nmi_blocked = true;
+    for (int i = 0; i < 100; i++) n.nmi();   // a flood while blocked: one latch
+    n.enter();
+    n.arch.vmcs.nmi_blocked = false;
+    for (int i = 0; i < 5; i++) {
+        n.enter();
+        n.arch.vmcs.nmi_blocked = false;
+    }
+    EXPECT_EQ(n.count(2), 1u);
+}
+
+TEST(Nmi, GoesBeforeAnInterruptAndIgnoresIf)
+{
+    NmiVcpu n;
+    n.irq.lapic.accept(0x40, false);
+    n.nmi();
+    n.arch.vmcs.rflags = 0x2;              // IF clear: the NMI still goes
+    n.enter();
+    ASSERT_EQ(n.arch.vmcs.delivered.size(), 1u);
+    EXPECT_EQ(n.arch.vmcs.delivered[0], 2);
+    EXPECT_TRUE(n.arch.vmcs.irq_window);
+    n.arch.vmcs.rflags = 0x202;
+    n.enter();
+    ASSERT_EQ(n.arch.vmcs.delivered.size(), 2u);
+    EXPECT_EQ(n.arch.vmcs.delivered[1], 0x40);
+}
+
+TEST(Nmi, ShadowDefersIt)
+{
+    NmiVcpu n;
+    n.arch.vmcs.shadow = true;
+    n.nmi();
+    n.enter();
+    EXPECT_EQ(n.count(2), 0u);
+    EXPECT_TRUE(n.arch.vmcs.nmi_window);
+    n.arch.vmcs.shadow = false;
+    n.enter();
+    EXPECT_EQ(n.count(2), 1u);
+}
+
+TEST(Nmi, SoftwareDisabledApicTakesNmisGloballyDisabledDoesNot)
+{
+    NmiVcpu n;
+    n.irq.lapic.mmio_write(0xf0, 0xff, 0);            // SVR bit 8 clear
+    {
+        Guard lk(n.irq.lock);
+        EXPECT_TRUE(n.irq.raise_nmi());
+        n.irq.nmi = false;
+        ASSERT_TRUE(n.irq.lapic.set_apic_base(LapicModel::DEFAULT_BASE | LapicModel::BASE_BSP));   // bit 11 clear
+        EXPECT_FALSE(n.irq.raise_nmi());
+        EXPECT_FALSE(n.irq.nmi);
+    }
+}
+
+TEST(Nmi, HaltedVcpuWakesForAnNmi)
+{
+    NmiVcpu n;
+    EXPECT_FALSE(irq_wanted(n.irq, 0));
+    n.nmi();
+    EXPECT_TRUE(irq_wanted(n.irq, 0));
+}
+
+// SVM without vNMI: Keel's own blocking, ended by the exit after the intercepted IRET.
+TEST(SoftNmiBlocking, EndsAfterTheIretRetires)
+{
+    SoftNmiBlocking b;
+    EXPECT_FALSE(b.blocked());
+    b.injected();
+    EXPECT_TRUE(b.blocked());
+    EXPECT_TRUE(b.wants_iret_exit());
+    b.exited_at(0x1000);                   // another exit inside the handler
+    EXPECT_TRUE(b.blocked());
+    b.iret_intercepted(0x1234);            // before the IRET runs
+    EXPECT_TRUE(b.blocked());
+    EXPECT_FALSE(b.wants_iret_exit());
+    b.exited_at(0x1234);                   // still at the IRET: not retired
+    EXPECT_TRUE(b.blocked());
+    b.exited_at(0x2000);                   // back in the interrupted code
+    EXPECT_FALSE(b.blocked());
+    b.iret_intercepted(0x1234);            // an IRET with no NMI in service changes nothing
+    EXPECT_FALSE(b.blocked());
+    b.injected();
+    b.reset();                             // INIT/SIPI
+    EXPECT_FALSE(b.blocked());
 }
 
 // ---- an exception intercepted while the CPU delivered another event ----

@@ -150,8 +150,8 @@ struct Vm {
         EXPECT_TRUE(mem.add(GuestPhys(0), ram.size(), ram.data()).ok());
         p.mem = &mem;
         p.vcpu_count = 4;
-        EXPECT_TRUE(p.add_io(&uart));
-        EXPECT_TRUE(p.add_io(&dbg));
+        EXPECT_TRUE(p.add_io(&uart, 0x3f8, 0x3ff));
+        EXPECT_TRUE(p.add_io(&dbg, 0xf4, 0xf4));
     }
 
     static void sink(void *ctx, const char *line, usize n)
@@ -237,6 +237,37 @@ TEST(VmExitCpuid, HypervisorBitAndKeelLeaves)
     memcpy(sig, regs, 12);
     EXPECT_STREQ(sig, "KeelKeelKeel");
     EXPECT_TRUE(vm.ops.injected.empty());
+}
+
+// CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (bit 11), read from the APIC's model.
+struct FakeApicBase final : MsrDevice {
+    u64 base = 0xfee00900;
+    bool rdmsr(u32, u32 msr, u64 &v, bool &ok) override
+    {
+        if (msr != 0x1b) return false;
+        v = base;
+        ok = true;
+        return true;
+    }
+    bool wrmsr(u32, u32, u64, bool &) override { return false; }
+};
+
+TEST(VmExitCpuid, ApicBitFollowsTheApicBase)
+{
+    Vm vm(true);
+    FakeApicBase apic;
+    vm.p.msr = &apic;
+    vm.put(0x1000, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(1).action, ExitAction::resume);
+    EXPECT_TRUE(vm.g.rdx & (1u << 9));
+    const u64 ecx = vm.g.rcx;
+    apic.base &= ~0x800ull;                // globally disabled
+    ASSERT_EQ(vm.cpuid(1).action, ExitAction::resume);
+    EXPECT_FALSE(vm.g.rdx & (1u << 9));
+    EXPECT_EQ(vm.g.rcx, ecx);
+    apic.base |= 0x800;
+    ASSERT_EQ(vm.cpuid(1).action, ExitAction::resume);
+    EXPECT_TRUE(vm.g.rdx & (1u << 9));
 }
 
 TEST(VmExitCpuid, VirtualisationAndUnmodelledFeaturesHidden)
@@ -964,6 +995,41 @@ TEST(VmExitBadAccess, ReadsAllOnesWritesDroppedCountedLoggedOncePerPage)
     for (u64 i = 0; i < 40; i++) EXPECT_EQ(vm.p.note_bad_access(0xe1000000 + i * 4096), i < 15);
     EXPECT_EQ(vm.p.nbad_pages, GuestPlatform::MAX_BAD_PAGES);
     EXPECT_EQ(vm.p.bad_accesses, 42u);
+}
+
+// A per-vCPU device (a local APIC) that one vCPU has switched off: for that vCPU its page is
+// unclaimed memory (all ones, counted), while another vCPU still reaches its own device there.
+TEST(VmExitBadAccess, PerVcpuDeviceOffIsUnclaimedForThatVcpu)
+{
+    struct Dev final : MmioDevice {
+        int calls = 0;
+        bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == 0xfee00000; }
+        bool covers_for(u32 vcpu, u64 gpa) const override { return vcpu == 1 && covers(gpa); }
+        void mmio(u32, u64, u8, bool, u64 &v) override
+        {
+            calls++;
+            v = 0x50014;
+        }
+    } dev;
+    Vm vm;
+    ASSERT_TRUE(vm.p.add_mmio(&dev));
+    vm.g.rax = 0xfee00030;
+    vm.put(0x1000, {0x8b, 0x18});   // mov (%eax), %ebx
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xfee00030;
+    ASSERT_EQ(vm.run(e, 0).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rbx, 0xffffffffu);
+    EXPECT_EQ(dev.calls, 0);
+    EXPECT_EQ(vm.p.bad_accesses, 1u);
+    vm.put(0x1002, {0x8b, 0x18});
+    ASSERT_EQ(vm.run(e, 1).action, ExitAction::resume);
+    EXPECT_EQ(vm.g.rbx, 0x50014u);
+    EXPECT_EQ(dev.calls, 1);
+    EXPECT_EQ(vm.p.bad_accesses, 1u);
+    vm.p.stop_on_bad_access = true;   // on_bad_access = "stop": stops there, as anywhere unclaimed
+    vm.put(0x1004, {0x8b, 0x18});
+    EXPECT_EQ(vm.run(e, 0).action, ExitAction::stop);
 }
 
 TEST(VmExitBadAccess, FetchAndEventDeliveryStillStop)

@@ -1572,4 +1572,60 @@ TEST(X86Decode, RandomBytes)
     }
 }
 
+// decode()'s fast path for MMIO MOVs (88-8B, C6/C7 /0) gives, field for field, what the
+// general decoder gives: every ModRM, every SIB where one follows, every REX, 32- and 64-bit
+// code, and every truncation of a few of them (exact-size copies: ASan sees any overread).
+bool same_insn(const Insn &a, const Insn &b)
+{
+    return a.kind == b.kind && a.len == b.len && a.opcode == b.opcode && a.op_size == b.op_size &&
+           a.mem_size == b.mem_size && a.addr_size == b.addr_size && a.segment == b.segment && a.rex == b.rex &&
+           a.lock == b.lock && a.rep == b.rep && a.repne == b.repne && a.opsize_pfx == b.opsize_pfx &&
+           a.has_modrm == b.has_modrm && a.mod == b.mod && a.reg == b.reg && a.rm == b.rm && a.high8 == b.high8 &&
+           a.mem == b.mem && a.has_sib == b.has_sib && a.scale == b.scale && a.index == b.index &&
+           a.base == b.base && a.rip_relative == b.rip_relative && a.disp == b.disp &&
+           a.disp_size == b.disp_size && a.has_imm == b.has_imm && a.imm_size == b.imm_size && a.imm == b.imm &&
+           a.port == b.port && a.port_in_dx == b.port_in_dx;
+}
+
+TEST(X86DecodeFast, MmioMovsMatchTheGeneralDecoder)
+{
+    const u8 ops[] = {0x88, 0x89, 0x8a, 0x8b, 0xc6, 0xc7};
+    usize compared = 0, fast_kinds = 0;
+    for (CpuMode m : {P32, L64, P16, R16}) {
+        for (int rex = -1; rex < 16; rex++) {
+            if (rex >= 0 && m != L64) continue;
+            for (u8 op : ops) {
+                for (unsigned modrm = 0; modrm < 256; modrm++) {
+                    const bool sib = (modrm & 7) == 4 && modrm >> 6 != 3;
+                    for (unsigned s = 0; s < (sib ? 256u : 1u); s++) {
+                        std::vector<u8> b;
+                        if (rex >= 0) b.push_back(u8(0x40 | rex));
+                        b.insert(b.end(), {op, u8(modrm)});
+                        if (sib) b.push_back(u8(s));
+                        b.insert(b.end(), {0x78, 0x56, 0x34, 0x92, 0xef, 0xcd, 0xab, 0x89});
+                        const auto f = decode(b.data(), b.size(), m), g = x86::decode_general(b.data(), b.size(), m);
+                        ASSERT_EQ(f.ok(), g.ok());
+                        if (!f.ok()) continue;
+                        ASSERT_TRUE(same_insn(*f, *g)) << "op " << int(op) << " modrm " << modrm << " sib " << s
+                                                       << " rex " << rex << " mode " << int(m);
+                        compared++;
+                        fast_kinds += f->kind == K::mov_load || f->kind == K::mov_store || f->kind == K::mov_store_imm;
+                        if (modrm % 37 == 0 && s % 61 == 0)   // truncations: out of bytes the same way
+                            for (usize n = 0; n < f->len; n++) {
+                                const auto tf = dec_n(b, n, m);
+                                auto p = std::make_unique<u8[]>(n ? n : 1);
+                                if (n) memcpy(p.get(), b.data(), n);
+                                const auto tg = x86::decode_general(p.get(), n, m);
+                                ASSERT_EQ(tf.ok(), tg.ok());
+                                if (!tf.ok()) ASSERT_EQ(tf.error(), tg.error());
+                            }
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_GT(compared, 100000u);
+    EXPECT_GT(fast_kinds, 50000u);
+}
+
 } // namespace

@@ -217,12 +217,21 @@ TEST(Lapic, LevelEoiBroadcast)
     EXPECT_FALSE(a.tmr(0x41));
     EXPECT_EQ(a.take(), 0x61);
     EXPECT_EQ(a.take(), -1);
+    EXPECT_FALSE(a.l.has_outgoing());
     a.wr(EOI, 0);
+    EXPECT_TRUE(a.l.has_outgoing());            // the level EOI is for the IOAPIC
     EXPECT_EQ(a.l.take_eoi_broadcast(), 0x61);
     EXPECT_EQ(a.l.take_eoi_broadcast(), -1);
+    EXPECT_FALSE(a.l.has_outgoing());
+    a.wr(ICR2, 1u << 24);
+    a.wr(ICR, 0x4050);                          // fixed IPI to APIC 1: queued
+    EXPECT_TRUE(a.l.has_outgoing());
+    EXPECT_EQ(a.ipis().size(), 1u);
+    EXPECT_FALSE(a.l.has_outgoing());
     EXPECT_EQ(a.take(), 0x41);
     a.wr(EOI, 0);
     EXPECT_EQ(a.l.take_eoi_broadcast(), -1);
+    EXPECT_FALSE(a.l.has_outgoing());           // an edge EOI leaves nothing for the hypervisor
     a.l.accept(0x61, false);                    // edge this time: TMR cleared
     EXPECT_FALSE(a.tmr(0x61));
 }
@@ -612,6 +621,23 @@ TEST(Lapic, IcrIpis)
     chk(v[6], 1, 0x61, 0, 1, false, true, false);
     chk(v[7], 1, 0x62, 0, 2, false, true, false);
     EXPECT_EQ(a.esr(), 0u);
+}
+
+// A software-disabled APIC still sends IPIs (NMI to itself here) and sends NMI's vector as 0.
+TEST(Lapic, SoftwareDisabledSendsNmiIpis)
+{
+    Apic a(0);
+    ASSERT_FALSE(a.l.sw_enabled());
+    a.wr(ICR, 0x00044400);                          // NMI, self
+    a.wr(ICR2, 0x01000000);
+    a.wr(ICR, 0x00004400);                          // NMI to APIC 1
+    auto v = a.ipis();
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0].delivery, 4);
+    EXPECT_EQ(v[0].shorthand, 1);
+    EXPECT_EQ(v[1].delivery, 4);
+    EXPECT_EQ(v[1].dest, 1u);
+    EXPECT_EQ(a.esr(), 0u);                         // vector 0 is legal for NMI
 }
 
 TEST(Lapic, IpiQueueOverflowKeepsOldest)
