@@ -68,29 +68,8 @@ Mitigations mitigations_;
 
 void xsetbv(u64 v) { asm volatile("xsetbv" : : "c"(0), "a"(u32(v)), "d"(u32(v >> 32)) : "memory"); }
 
-u64 read_dr(unsigned n)
-{
-    u64 v = 0;
-    switch (n) {
-    case 0: asm volatile("mov %%db0, %0" : "=r"(v)); break;
-    case 1: asm volatile("mov %%db1, %0" : "=r"(v)); break;
-    case 2: asm volatile("mov %%db2, %0" : "=r"(v)); break;
-    case 3: asm volatile("mov %%db3, %0" : "=r"(v)); break;
-    case 6: asm volatile("mov %%db6, %0" : "=r"(v)); break;
-    }
-    return v;
-}
-
-void write_dr(unsigned n, u64 v)
-{
-    switch (n) {
-    case 0: asm volatile("mov %0, %%db0" : : "r"(v)); break;
-    case 1: asm volatile("mov %0, %%db1" : : "r"(v)); break;
-    case 2: asm volatile("mov %0, %%db2" : : "r"(v)); break;
-    case 3: asm volatile("mov %0, %%db3" : : "r"(v)); break;
-    case 6: asm volatile("mov %0, %%db6" : : "r"(v)); break;
-    }
-}
+using x86::read_dr;
+using x86::write_dr;
 
 void decide()
 {

@@ -43,6 +43,31 @@ KEEL_CR(3)
 KEEL_CR(4)
 #undef KEEL_CR
 
+// DR0-DR3 and DR6 (n = 0-3, 6).
+inline u64 read_dr(unsigned n)
+{
+    u64 v = 0;
+    switch (n) {
+    case 0: asm volatile("mov %%db0, %0" : "=r"(v)); break;
+    case 1: asm volatile("mov %%db1, %0" : "=r"(v)); break;
+    case 2: asm volatile("mov %%db2, %0" : "=r"(v)); break;
+    case 3: asm volatile("mov %%db3, %0" : "=r"(v)); break;
+    case 6: asm volatile("mov %%db6, %0" : "=r"(v)); break;
+    }
+    return v;
+}
+
+inline void write_dr(unsigned n, u64 v)
+{
+    switch (n) {
+    case 0: asm volatile("mov %0, %%db0" : : "r"(v)); break;
+    case 1: asm volatile("mov %0, %%db1" : : "r"(v)); break;
+    case 2: asm volatile("mov %0, %%db2" : : "r"(v)); break;
+    case 3: asm volatile("mov %0, %%db3" : : "r"(v)); break;
+    case 6: asm volatile("mov %0, %%db6" : : "r"(v)); break;
+    }
+}
+
 inline u64 rdtsc()
 {
     u32 lo, hi;

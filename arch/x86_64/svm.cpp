@@ -173,16 +173,21 @@ private:
     }
     void exit_by(u64) override {}   // the host's 1 ms tick exits the guest (INTR intercept)
     u64 rip() override { return vmcb().q(V::rip); }
-    void set_rip(u64 rip) override
+    u64 set_rip(u64 rip) override
     {
-        // Keel completed the instruction for the guest: any STI / MOV SS shadow ends with it.
         Vmcb v = vmcb();
         v.q(V::rip) = rip;
         v.q(V::int_shadow) &= ~1ull;
+        // SVM keeps no debug traps across an intercept: a MOV SS's single-step is the one
+        // retire_insn delivers after the next instruction.
+        return 0;
     }
     u64 rflags() override { return vmcb().q(V::rflags); }
     u64 dr6() override { return vmcb().q(V::dr6); }
     void set_dr6(u64 v) override { vmcb().q(V::dr6) = v; }
+    u64 dr7() override { return vmcb().q(V::dr7); }
+    u64 dr(unsigned n) override { return x86::read_dr(n & 3); }   // live while loaded (gstate::ExtState)
+    u64 seg_base(x86::Seg s) override { return vmcb().seg_base(V(u16(V::es) + 16 * unsigned(s))); }
     x86::CpuMode mode() override
     {
         Vmcb v = vmcb();

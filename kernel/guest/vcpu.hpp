@@ -61,7 +61,10 @@ struct VcpuStats {
 class VcpuOps {
 public:
     virtual u64 rip() = 0;
-    virtual void set_rip(u64 rip) = 0;
+    // Keel completed the instruction at RIP: RIP moves on, an STI / MOV SS shadow ends. Returns
+    // the debug traps the CPU held back for it (VMX: those pending in a MOV SS shadow, B0-B3 and
+    // BS), which belong in the #DB that follows it.
+    virtual u64 set_rip(u64 rip) = 0;
     virtual u64 rflags() = 0;
     virtual x86::CpuMode mode() = 0;
     virtual u64 cs_base() = 0;
@@ -81,6 +84,11 @@ public:
     // The guest's DR6 (a #DB Keel injects reports its cause there, as the CPU would).
     virtual u64 dr6() = 0;
     virtual void set_dr6(u64 v) = 0;
+    // Breakpoints on the accesses Keel emulates: the guest's DR7, DR0-DR3 (n < 4), and the base
+    // of a segment (the linear address of a memory operand).
+    virtual u64 dr7() = 0;
+    virtual u64 dr(unsigned n) = 0;
+    virtual u64 seg_base(x86::Seg s) = 0;
     // MSRs whose storage is the hardware's (VMCB/VMCS fields): true if handled.
     virtual bool arch_rdmsr(u32 msr, u64 &value) = 0;
     virtual bool arch_wrmsr(u32 msr, u64 value) = 0;

@@ -18,6 +18,8 @@ namespace {
 constexpr u8 DB = 1, GP = 13, UD = 6;
 
 // What answers on a PC where nothing does: reads float to all ones, writes go nowhere.
+constexpr u64 DR6_BS = 1u << 14;
+
 class OpenBus final : public MmioDevice {
 public:
     bool covers(u64) const override { return true; }
@@ -28,15 +30,27 @@ public:
 };
 
 // Keel emulated the instruction at RIP: it retires as on the CPU (SDM vol. 3 6.8.3, 17.3.1.4).
-// RIP moves past it, the STI/MOV SS shadow ends (set_rip), and with RFLAGS.TF the single-step
-// trap follows: #DB with DR6.BS (B0-B3 cleared, as for any single-step trap). True if it did.
-bool retire_insn(VcpuOps &ops, u64 nrip)
+// RIP moves past it, the STI/MOV SS shadow ends (set_rip), and the debug traps that follow it
+// come as one #DB: the data/I/O breakpoints it hit (hits: B0-B3), those a MOV SS held back for
+// it, and with RFLAGS.TF the single-step (BS). B0-B3 not hit are cleared, as the CPU does for
+// any #DB. True if a #DB follows.
+bool retire_insn(VcpuOps &ops, u64 nrip, u64 hits = 0)
 {
-    ops.set_rip(nrip);
-    if (!(ops.rflags() & (1u << 8))) return false;
-    ops.set_dr6((ops.dr6() & ~u64(0xf)) | 0xffff0ff0 | (1u << 14));
+    hits |= ops.set_rip(nrip);
+    if (ops.rflags() & (1u << 8)) hits |= DR6_BS;
+    if (!hits) return false;
+    ops.set_dr6((ops.dr6() & ~u64(0xf)) | 0xffff0ff0 | hits);
     ops.inject_exception(DB, false, 0);
     return true;
+}
+
+// The breakpoints an emulated access hits (0 when DR7 enables none: one read on the exit path).
+u32 access_hits(VcpuOps &ops, u64 addr, u8 size, BpAccess access)
+{
+    const u64 dr7 = ops.dr7();
+    if (!(dr7 & 0xff)) return 0;
+    const u64 drs[4] = {ops.dr(0), ops.dr(1), ops.dr(2), ops.dr(3)};
+    return breakpoint_hits(dr7, drs, addr, size, access, ops.cr4() & (1u << 3));
 }
 
 // MSRs with fixed or software-kept values that every guest may read.
@@ -264,11 +278,25 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform
     default:
         return {ExitAction::stop, "unsupported instruction accessing MMIO at", e.gpa};
     }
+    // Data breakpoints see the operand's linear address: its segment's base (only FS and GS
+    // have one in 64-bit mode) plus the effective address, as the registers were before.
+    u32 hits = 0;
+    if (ops.dr7() & 0xff) {
+        u64 gpr[16];
+        for (unsigned i = 0; i < 16; i++) gpr[i] = g[i];
+        gpr[4] = ops.rsp();
+        u64 la = in.ea(gpr, ops.rip());
+        if (m != x86::CpuMode::long64 || in.segment == x86::Seg::fs || in.segment == x86::Seg::gs)
+            la += ops.seg_base(in.segment);
+        if (m != x86::CpuMode::long64) la &= 0xffffffff;
+        hits = access_hits(ops, la, size, in.kind == x86::Insn::Kind::mov_store || in.kind == x86::Insn::Kind::mov_store_imm
+                                              ? BpAccess::write : BpAccess::read);
+    }
     if (rsp_written) ops.set_rsp(rsp_copy);
     u64 rip = ops.rip() + in.len;
     if (m == x86::CpuMode::prot32) rip &= 0xffffffff;
     else if (m != x86::CpuMode::long64) rip &= 0xffff;
-    retire_insn(ops, rip);
+    retire_insn(ops, rip, hits);
     return {};
 }
 
@@ -361,7 +389,7 @@ ExitOutcome string_io(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform &p
         ptr = (ptr & ~amask) | ((ptr + step) & amask);
     }
     if (e.rep) g.rcx = (g.rcx & ~amask) | ((g.rcx - done) & amask);
-    if (!e.rep || (g.rcx & amask) == 0) retire_insn(ops, nrip);
+    if (!e.rep || (g.rcx & amask) == 0) retire_insn(ops, nrip, access_hits(ops, e.port, e.size, BpAccess::io));
     return {};
 }
 
@@ -404,7 +432,7 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         } else {
             port_out(p, e.port, e.size, u32(g.rax));
         }
-        retire_insn(ops, nrip);
+        retire_insn(ops, nrip, access_hits(ops, e.port, e.size, BpAccess::io));
         return {ExitAction::resume};
     case ExitReason::rdmsr:
     case ExitReason::wrmsr: {
@@ -514,4 +542,20 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
     default:
         return {ExitAction::stop, "unhandled exit", e.raw};
     }
+}
+
+u32 breakpoint_hits(u64 dr7, const u64 (&drs)[4], u64 addr, u8 size, BpAccess access, bool cr4_de)
+{
+    static constexpr u8 LEN_BYTES[4] = {1, 2, 8, 4};   // DR7 LENn encodings
+    u32 hits = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        if (!((dr7 >> (2 * i)) & 3)) continue;
+        const unsigned rw = (dr7 >> (16 + 4 * i)) & 3, len = LEN_BYTES[(dr7 >> (18 + 4 * i)) & 3];
+        const bool type_ok = access == BpAccess::io ? rw == 2 && cr4_de
+                                                    : rw == 3 || (rw == 1 && access == BpAccess::write);
+        if (!type_ok) continue;
+        const u64 lo = drs[i] & ~u64(len - 1);
+        if (addr < lo + len && lo < addr + size) hits |= 1u << i;
+    }
+    return hits;
 }

@@ -22,6 +22,9 @@
 //  14 setting it again: CPUID.1:EDX.APIC reads 1, the APIC reads as after
 //     power-up (version, SVR = 0xff, TPR = 0, ID kept, LVT timer masked)
 //  15 software-enabled again, a fixed self-IPI is delivered once
+//  Interrupt shadow (SDM vol. 3 6.8.3):
+//  16 a fixed self-IPI pending at STI is taken after the instruction that
+//     follows STI (CPUID, which the hypervisor emulates), not before it
 //
 // Bare QEMU 7.2 TCG deviates from hardware in checks 6, 7, 10, 13 and 14: while
 // SVR bit 8 is clear its LVTs can be unmasked (6) and fixed interrupts are held
@@ -49,7 +52,7 @@ enum : u32 {
     LVT_TIMER = 0x320, INITIAL = 0x380, DIVIDE = 0x3e0,
 };
 constexpr u32 MASKED = 1u << 16;
-constexpr u32 V_FIXED = 0x50, V_TIMER = 0x51;
+constexpr u32 V_FIXED = 0x50, V_TIMER = 0x51, V_SHADOW = 0x52;
 constexpr u32 TRAMPOLINE = 0x8000;
 
 u32 apic_read(u32 reg) {
@@ -155,10 +158,13 @@ extern "C" void foreign_handler(u32 vector) {
     apic_write(EOI, 0);
 }
 
-asm(".globl nmi_isr, fixed_isr, timer_isr, foreign_stubs\n"
+asm(".globl nmi_isr, fixed_isr, timer_isr, shadow_isr, foreign_stubs\n"
     "nmi_isr:\n    pushal\n    cld\n    call nmi_handler\n    popal\n    iret\n"
     "fixed_isr:\n    pushal\n    cld\n    call fixed_handler\n    popal\n    iret\n"
     "timer_isr:\n    pushal\n    cld\n    call timer_handler\n    popal\n    iret\n"
+    // Where the interrupt came in (the return EIP), then as a fixed one.
+    "shadow_isr:\n    pushl %eax\n    movl 4(%esp), %eax\n    movl %eax, shadow_eip\n    popl %eax\n"
+    "    jmp fixed_isr\n"
     "    .balign 16\n"
     "foreign_stubs:\n"
     "    .set vec, 0x20\n"
@@ -174,6 +180,10 @@ asm(".globl nmi_isr, fixed_isr, timer_isr, foreign_stubs\n"
 extern "C" void nmi_isr();
 extern "C" void fixed_isr();
 extern "C" void timer_isr();
+extern "C" void shadow_isr();
+extern "C" char shadow_after[];
+extern "C" volatile u32 shadow_eip;
+volatile u32 shadow_eip;
 extern "C" char foreign_stubs[];
 
 extern "C" [[noreturn]] void ap_main() {
@@ -279,6 +289,7 @@ u32 guest_main() {
     set_gate(2, uptr(&nmi_isr));
     set_gate(V_FIXED, uptr(&fixed_isr));
     set_gate(V_TIMER, uptr(&timer_isr));
+    set_gate(V_SHADOW, uptr(&shadow_isr));
     Idtr d{sizeof(idt) - 1, uptr(idt)};
     asm volatile("lidt %0" : : "m"(d));
     ap_idtr = d;
@@ -390,5 +401,19 @@ u32 guest_main() {
     apic_write(ICR_LO, SELF | V_FIXED);
     open_window();
     c.check(fixed_count - fixed1 == 1, "re-enabled: fixed self-IPI delivered once", "%u", fixed_count - fixed1);
+
+    // 16: the STI shadow covers the next instruction even when it exits.
+    const u32 fixed2 = fixed_count;
+    apic_write(ICR_LO, SELF | V_SHADOW);   // pending: IF is clear
+    const bool pending = irr_has(V_SHADOW);
+    asm volatile("sti\n"
+                 "cpuid\n"
+                 "shadow_after: nop\n"
+                 "cli\n"
+                 : : "a"(0) : "ebx", "ecx", "edx", "memory");
+    c.check(pending && fixed_count - fixed2 == 1 && shadow_eip == u32(shadow_after),
+            "interrupt pending at STI taken after the next instruction (CPUID)",
+            "pending %u, delivered %u, at 0x%x (want 0x%x)", pending, fixed_count - fixed2, shadow_eip,
+            u32(shadow_after));
     return c.finish();
 }

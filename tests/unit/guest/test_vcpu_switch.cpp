@@ -54,7 +54,10 @@ private:
     void request_window(bool on) override { current().irq_window = on; }
     void exit_by(u64) override {}
     u64 rip() override { return 0; }
-    void set_rip(u64) override {}
+    u64 set_rip(u64) override { return 0; }
+    u64 dr7() override { return 0x400; }
+    u64 dr(unsigned) override { return 0; }
+    u64 seg_base(x86::Seg) override { return 0; }
     u64 dr6() override { return 0xffff0ff0; }
     void set_dr6(u64) override {}
     u64 rflags() override { return current().rflags; }

@@ -37,11 +37,21 @@ public:
     int rdmsr_calls = 0;
 
     u64 rip() override { return rip_; }
-    void set_rip(u64 r) override { rip_ = r; }
+    u64 held_db_ = 0;   // what a MOV SS shadow held back (VMX), handed out by set_rip
+    u64 set_rip(u64 r) override
+    {
+        rip_ = r;
+        const u64 h = held_db_;
+        held_db_ = 0;
+        return h;
+    }
     u64 rflags() override { return rflags_; }
-    u64 dr6_ = 0xffff0ff0;
+    u64 dr6_ = 0xffff0ff0, dr7_ = 0x400, drs_[4] = {}, seg_base_[6] = {};
     u64 dr6() override { return dr6_; }
     void set_dr6(u64 v) override { dr6_ = v; }
+    u64 dr7() override { return dr7_; }
+    u64 dr(unsigned n) override { return drs_[n & 3]; }
+    u64 seg_base(x86::Seg s) override { return seg_base_[unsigned(s)]; }
     x86::CpuMode mode() override { return mode_; }
     u64 cs_base() override { return cs_base_; }
     u64 cr0() override { return cr0_; }
@@ -1113,6 +1123,108 @@ TEST(VmExitSingleStep, NoTrapWithoutTfOrWhenTheInstructionFaults)
     EXPECT_EQ(vm.ops.injected[0].vector, GP);
     EXPECT_EQ(vm.ops.rip_, 0x1000u);
     EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0u);
+}
+
+// ---- data and I/O breakpoints on accesses Keel emulates ----
+
+// DR7 for breakpoint n: L bit, RW and LEN fields (LEN encodings: 0 = 1, 1 = 2, 3 = 4, 2 = 8 bytes).
+constexpr u64 bp(unsigned n, unsigned rw, unsigned len_code)
+{
+    return 1ull << (2 * n) | u64(rw) << (16 + 4 * n) | u64(len_code) << (18 + 4 * n);
+}
+
+TEST(Breakpoints, TypesLengthsAndAlignment)
+{
+    const u64 drs[4] = {0x1000, 0x1003, 0x2006, 0x80};
+    // RW=01: writes only; RW=11: reads and writes; RW=00 (execution) never matches data.
+    EXPECT_EQ(breakpoint_hits(bp(0, 1, 3), drs, 0x1000, 4, BpAccess::write, false), 1u);
+    EXPECT_EQ(breakpoint_hits(bp(0, 1, 3), drs, 0x1000, 4, BpAccess::read, false), 0u);
+    EXPECT_EQ(breakpoint_hits(bp(0, 3, 3), drs, 0x1000, 4, BpAccess::read, false), 1u);
+    EXPECT_EQ(breakpoint_hits(bp(0, 0, 0), drs, 0x1000, 4, BpAccess::read, false), 0u);
+    // Disabled (neither L nor G) never hits; G alone does.
+    EXPECT_EQ(breakpoint_hits(u64(3) << 16 | u64(3) << 18, drs, 0x1000, 4, BpAccess::write, false), 0u);
+    EXPECT_EQ(breakpoint_hits(2 | u64(3) << 16 | u64(3) << 18, drs, 0x1000, 4, BpAccess::write, false), 1u);
+    // Overlap, not equality: a 1-byte access inside a 4-byte breakpoint, a 4-byte access over a
+    // 1-byte one; DR1 = 0x1003 with LEN 4 covers 0x1000-0x1003 (aligned down).
+    EXPECT_EQ(breakpoint_hits(bp(0, 3, 3), drs, 0x1002, 1, BpAccess::read, false), 1u);
+    EXPECT_EQ(breakpoint_hits(bp(1, 3, 0), drs, 0x1000, 4, BpAccess::read, false), 2u);
+    EXPECT_EQ(breakpoint_hits(bp(1, 3, 3), drs, 0x1000, 1, BpAccess::read, false), 2u);
+    EXPECT_EQ(breakpoint_hits(bp(0, 3, 3), drs, 0x1004, 4, BpAccess::read, false), 0u);
+    EXPECT_EQ(breakpoint_hits(bp(0, 3, 3), drs, 0x0ffc, 4, BpAccess::read, false), 0u);
+    // LEN 8: 0x2006 covers 0x2000-0x2007.
+    EXPECT_EQ(breakpoint_hits(bp(2, 1, 2), drs, 0x2000, 1, BpAccess::write, false), 4u);
+    EXPECT_EQ(breakpoint_hits(bp(2, 1, 2), drs, 0x2008, 1, BpAccess::write, false), 0u);
+    // RW=10: I/O, only with CR4.DE; a memory access never matches it, nor an I/O one RW=11.
+    EXPECT_EQ(breakpoint_hits(bp(3, 2, 0), drs, 0x80, 1, BpAccess::io, true), 8u);
+    EXPECT_EQ(breakpoint_hits(bp(3, 2, 0), drs, 0x80, 1, BpAccess::io, false), 0u);
+    EXPECT_EQ(breakpoint_hits(bp(3, 2, 0), drs, 0x80, 1, BpAccess::write, true), 0u);
+    EXPECT_EQ(breakpoint_hits(bp(3, 3, 0), drs, 0x80, 1, BpAccess::io, true), 0u);
+    // Several at once.
+    EXPECT_EQ(breakpoint_hits(bp(0, 3, 3) | bp(1, 3, 0), drs, 0x1000, 4, BpAccess::write, false), 3u);
+}
+
+TEST(Breakpoints, EmulatedMmioStoreAndPortOutTrapAfterTheInstruction)
+{
+    struct Dev final : MmioDevice {
+        bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == 0xfec00000; }
+        void mmio(u32, u64, u8, bool write, u64 &v) override
+        {
+            if (!write) v = 0x20;
+        }
+    } dev;
+    Vm vm;
+    ASSERT_TRUE(vm.p.add_mmio(&dev));
+    vm.ops.seg_base_[unsigned(x86::Seg::ds)] = 0x100;   // linear = DS base + offset
+    vm.g.rax = 0xfec00000 - 0x100;
+    vm.ops.drs_[2] = 0xfec00010;
+    vm.ops.dr7_ = 0x400 | bp(2, 1, 3);
+    vm.ops.dr6_ = 0xffff0ff0 | 1;                         // B0 from before: cleared
+    vm.put(0x1000, {0x89, 0x48, 0x10});                   // mov %ecx, 0x10(%eax)
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xfec00010;
+    e.write = true;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.injected[0].vector, 1);
+    EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0u | 4);
+    // A load does not hit a write breakpoint.
+    vm.put(0x1003, {0x8b, 0x48, 0x10});                   // mov 0x10(%eax), %ecx
+    e.write = false;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.g.rcx, 0x20u);
+
+    // OUT to a port under an I/O breakpoint (CR4.DE), with TF too: one #DB, B1 and BS.
+    vm.ops.cr4_ |= 1u << 3;
+    vm.ops.drs_[1] = 0x80;
+    vm.ops.dr7_ = 0x400 | bp(1, 2, 0);
+    vm.ops.rflags_ = 2 | TF;
+    ASSERT_EQ(vm.out(0x80, 1, 0).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.injected.size(), 2u);
+    EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0u | 2 | DR6_BS);
+}
+
+TEST(Breakpoints, TrapsHeldByMovSsJoinTheNextInstructionsDb)
+{
+    Vm vm;
+    vm.put(0x1000, {0x0f, 0xa2});
+    // CPUID right after a MOV SS that single-stepped: the CPU held BS back (VMX pending debug
+    // exceptions); the guest gets exactly one #DB, after CPUID, with BS.
+    vm.ops.rflags_ = 2 | TF;
+    vm.ops.held_db_ = DR6_BS;
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0u | DR6_BS);
+    // A data breakpoint the MOV SS hit (B0) without TF: still one #DB, after CPUID.
+    vm.ops.rip_ = 0x1000;
+    vm.ops.rflags_ = 2;
+    vm.ops.dr6_ = 0xffff0ff0;   // as the guest's handler left it (BS is never cleared by the CPU)
+    vm.ops.held_db_ = 1;
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    ASSERT_EQ(vm.ops.injected.size(), 2u);
+    EXPECT_EQ(vm.ops.dr6_, 0xffff0ff0u | 1);
 }
 
 TEST(VmExitSingleStep, HltWithTfDoesNotHalt)
