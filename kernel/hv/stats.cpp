@@ -25,6 +25,12 @@ void print_stats(Guest &g)
                 k = min(k + format(reasons + k, sizeof(reasons) - k, " %s=%lu", exit_reason_name(ExitReason(r)),
                                    s.by_reason[r]),
                         sizeof(reasons) - 1);
+        // NMIs: those sent to the vCPU, and those it took (fewer when they merged while one waited).
+        const VcpuIrq &irq = g.vcpus[i].irq;
+        if (irq.nmis_received)
+            k = min(k + format(reasons + k, sizeof(reasons) - k, " nmi_received=%lu nmi_injected=%lu",
+                               irq.nmis_received, irq.nmis_injected),
+                    sizeof(reasons) - 1);
         reasons[k] = '\0';
         log_info("stats %s vcpu=%u cpu=%u run_us=%lu ready_us=%lu exits=%lu%s", g.name, i, g.vcpus[i].cpu,
                  tsc_to_us(s.run_tsc), tsc_to_us(s.ready_tsc), s.exits, reasons);
