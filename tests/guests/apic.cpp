@@ -1,5 +1,5 @@
 // apic: local APIC semantics with 2 vCPUs (xAPIC MMIO at 0xFEE00000). vCPU 0
-// starts vCPU 1 with INIT/SIPI (uartstorm's trampoline); vCPU 1 then sends
+// starts vCPU 1 with INIT/SIPI (lib/smp); vCPU 1 then sends
 // what vCPU 0 asks for. Checks (hardware behaviour, SDM vol. 3 6.7, 10.4):
 //
 //  NMI (vector 2 has a handler of its own that counts and IRETs):
@@ -41,6 +41,7 @@
 //              vCPU 1 floods it with N NMI IPIs; vCPU 0 exits from the handler.
 // Exit codes: 0 pass, else the first failed check; 0x20 vCPU 1 did not start.
 #include "lib/guest.hpp"
+#include "lib/smp.hpp"
 
 extern "C" const char guest_name[] = "apic";
 
@@ -53,7 +54,6 @@ enum : u32 {
 };
 constexpr u32 MASKED = 1u << 16;
 constexpr u32 V_FIXED = 0x50, V_TIMER = 0x51, V_SHADOW = 0x52;
-constexpr u32 TRAMPOLINE = 0x8000;
 
 u32 apic_read(u32 reg) {
     u32 v;
@@ -62,11 +62,7 @@ u32 apic_read(u32 reg) {
 }
 void apic_write(u32 reg, u32 v) { asm volatile("movl %0, (%1)" : : "r"(v), "r"(APIC + reg) : "memory"); }
 
-void send_ipi(u32 apic_id, u32 low) {
-    apic_write(ICR_HI, apic_id << 24);
-    apic_write(ICR_LO, low);
-    for (u32 i = 0; i < 1000000 && (apic_read(ICR_LO) & (1u << 12)); ++i) asm volatile("pause");
-}
+using smp::send_ipi;
 constexpr u32 IPI_NMI = 0x4400;                   // delivery mode NMI, assert
 constexpr u32 SELF = 1u << 18;                    // shorthand: self
 
@@ -95,13 +91,10 @@ void set_gate(u32 v, u32 h) { idt[v] = Gate{u16(h), 0x08, 0, 0x8e, u16(h >> 16)}
 } // namespace
 
 extern "C" {
-alignas(16) u8 ap_stack[8192];
-u32 ap_stack_top;
 Idtr ap_idtr;
 // Requests to vCPU 1 are sequence numbers (only vCPU 0 writes the requests, only vCPU 1 the
 // counts done): a request made while vCPU 1 is still finishing the previous one is never lost.
 volatile u32 ap_alive, nmi_req, nmi_done, flood_req, flood_done, ap_arg;
-extern const u8 ap_tramp_start[], ap_tramp_end[];
 
 volatile u32 nmi_count, nmi_depth, nmi_nested, nmi_mode, hold_seen, hold_sent, hold_done;
 volatile u32 fixed_count, timer_count, foreign_count, foreign_first, spurious;
@@ -204,55 +197,10 @@ extern "C" [[noreturn]] void ap_main() {
     }
 }
 
-// Real mode at 0x8000 (CS=0x0800, IP=0) -> 32-bit flat protected mode -> ap_main (as uartstorm).
-asm(".pushsection .text\n"
-    ".globl ap_tramp_start, ap_tramp_end\n"
-    ".code16\n"
-    "ap_tramp_start:\n"
-    "    cli\n"
-    "    cld\n"
-    "    movw %cs, %ax\n"
-    "    movw %ax, %ds\n"
-    "    lgdtl ap_gdt_desc - ap_tramp_start\n"
-    "    movl %cr0, %eax\n"
-    "    orl $1, %eax\n"
-    "    movl %eax, %cr0\n"
-    "    ljmpl $0x08, $(0x8000 + ap_pm32 - ap_tramp_start)\n"
-    ".code32\n"
-    "ap_pm32:\n"
-    "    movw $0x10, %ax\n"
-    "    movw %ax, %ds\n"
-    "    movw %ax, %es\n"
-    "    movw %ax, %fs\n"
-    "    movw %ax, %gs\n"
-    "    movw %ax, %ss\n"
-    "    movl ap_stack_top, %esp\n"
-    "    movl $ap_main, %eax\n"
-    "    call *%eax\n"
-    "1:  hlt\n"
-    "    jmp 1b\n"
-    "    .balign 8\n"
-    "ap_gdt:\n"
-    "    .quad 0\n"
-    "    .quad 0x00cf9b000000ffff\n"
-    "    .quad 0x00cf93000000ffff\n"
-    "ap_gdt_desc:\n"
-    "    .word ap_gdt_desc - ap_gdt - 1\n"
-    "    .long 0x8000 + ap_gdt - ap_tramp_start\n"
-    "ap_tramp_end:\n"
-    ".popsection\n");
-
 namespace {
 
 bool start_ap() {
-    memcpy(reinterpret_cast<void*>(TRAMPOLINE), ap_tramp_start, usize(ap_tramp_end - ap_tramp_start));
-    ap_stack_top = uptr(ap_stack + sizeof(ap_stack));
-    send_ipi(1, 0x4500);                                  // INIT
-    for (u32 i = 0; i < 100000; ++i) asm volatile("pause");
-    for (u32 sipi = 0; sipi < 2 && !ap_alive; ++sipi) {
-        send_ipi(1, 0x4600 | (TRAMPOLINE >> 12));         // start-up at 0x8000
-        for (u32 i = 0; i < 2000000 && !ap_alive; ++i) asm volatile("pause");
-    }
+    if (!smp::start_ap(1, ap_main)) return false;
     for (u32 i = 0; i < 200000000 && !ap_alive; ++i) asm volatile("pause");
     return ap_alive;
 }

@@ -1,7 +1,6 @@
 // A second vCPU for the test guests: the local APIC (xAPIC MMIO) and INIT/SIPI bring-up of an
 // application processor into 32-bit flat protected mode, on its own stack, calling `entry`
-// with interrupts disabled and the boot IDT loaded. (apic.cpp and uartstorm.cpp predate this
-// and carry their own copies.)
+// with interrupts disabled and the BSP's IDT loaded (apic, uartstorm, exitstorm's ipi=).
 #pragma once
 
 #include "guest.hpp"
