@@ -65,7 +65,8 @@ BlkDevice::BlkDevice(u8 *disk, u64 bytes, bool readonly, u16 queues)
     cfg_.discard_sector_alignment = 1;
     cfg_.max_write_zeroes_sectors = MAX_RANGE_SECTORS;
     cfg_.max_write_zeroes_seg = MAX_RANGES;
-    cfg_.write_zeroes_may_unmap = 1;
+    // 5.2.6.3: set only if write zeroes can deallocate; a RAM disk never does.
+    cfg_.write_zeroes_may_unmap = 0;
     set_id("keel");
 }
 

@@ -255,7 +255,7 @@ TEST(VirtioBlk, ConfigSpaceAndFeatures)
     EXPECT_EQ(b.config_read(44, 4), 1u);
     EXPECT_EQ(b.config_read(48, 4), BlkDevice::MAX_RANGE_SECTORS);
     EXPECT_EQ(b.config_read(52, 4), BlkDevice::MAX_RANGES);
-    EXPECT_EQ(b.config_read(56, 1), 1u);
+    EXPECT_EQ(b.config_read(56, 1), 0u);                   // write_zeroes_may_unmap: nothing is ever deallocated
     EXPECT_EQ(b.config_read(8, 4), 0u);                    // size_max: not offered
     EXPECT_EQ(b.config_read(BLK_CONFIG_SIZE - 2, 4), 0u);  // past the end reads 0
     EXPECT_EQ(b.config_read(~0u, 8), 0u);
