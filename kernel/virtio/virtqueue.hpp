@@ -12,9 +12,11 @@
 //  - size: a power of two in 1..32768 (the split ring's rule, 2.7).
 //  - a chain: at most `size` descriptors in the descriptor table (more can only
 //    be a loop), and at most Chain::MAX = 256 descriptors in all, an indirect
-//    table's included. Linux's virtio-blk builds at most seg_max + 2 (header and
-//    status), and virtio-blk offers seg_max = 254; 256 segments keep a Chain at
-//    4 KiB, so it can live in the queue rather than on a 16 KiB kernel stack.
+//    table's included. An indirect table may hold more than `size` (2.7.5.3.1
+//    forbids it, but Linux builds them so and QEMU accepts them). Linux's
+//    virtio-blk builds at most seg_max + 2 (header and status), and virtio-blk
+//    offers seg_max = 254; 256 segments keep a Chain at 4 KiB, so it can live
+//    in the queue rather than on a 16 KiB kernel stack.
 //  - a chain's bytes: at most MAX_CHAIN_BYTES = 64 MiB, which bounds the time a
 //    single request can keep a vCPU in Keel.
 //
@@ -55,7 +57,7 @@ enum class VqError : u8 {
     indirect_len,             // indirect table length zero or not a multiple of 16
     indirect_with_next,       // VIRTQ_DESC_F_INDIRECT together with VIRTQ_DESC_F_NEXT
     indirect_outside_ram,     // an indirect table not wholly inside the guest's RAM
-    bad_push,                 // the device returned a head it does not own (a device bug)
+    bad_push,                 // the device returned a head >= size (a device bug)
 };
 
 // A short lower-case phrase for the report ("descriptor index beyond the queue").
