@@ -15,6 +15,7 @@
 // on real hardware, and nothing else. The stats are atomic for that reason.
 #pragma once
 
+#include "kernel/virtio/device.hpp"
 #include "kernel/virtio/virtqueue.hpp"
 
 namespace virtio {
@@ -98,10 +99,7 @@ public:
     // Keel for ever) with chains still available; call service() again later.
     // A malformed queue stops with vq.error() set: the transport sets
     // DEVICE_NEEDS_RESET. Takes vq.lock().
-    struct Serviced {
-        bool notify = false;
-        bool again = false;
-    };
+    using Serviced = virtio::Serviced;
     Serviced service(Virtqueue &vq);
 
     BlkStats stats() const;
@@ -122,6 +120,30 @@ private:
     BlkConfig cfg_;
     u8 id_[BLK_ID_BYTES] = {};
     BlkStats stats_;
+};
+
+// BlkDevice as a transport sees it.
+class BlkVirtio final : public VirtioDevice {
+public:
+    // Linux allocates what the device offers; 256 entries (like QEMU) keep a
+    // queue's rings in a few pages and bound one service() batch to 256 chains.
+    static constexpr u16 QUEUE_SIZE = 256;
+
+    explicit BlkVirtio(BlkDevice &blk) : blk_(blk) {}
+    u16 device_id() const override { return DEVICE_ID_BLOCK; }
+    u64 features() const override { return blk_.features(); }
+    u16 num_queues() const override { return blk_.config().num_queues; }
+    u16 queue_max_size() const override { return QUEUE_SIZE; }
+    u32 config_size() const override { return BLK_CONFIG_SIZE; }
+    u64 config_read(u32 off, u8 size) const override { return blk_.config_read(off, size); }
+    // Only writeback (CONFIG_WCE, not offered) makes a field writable (5.2.4).
+    void config_write(u32, u8, u64) override {}
+    Serviced service(u16, Virtqueue &vq) override { return blk_.service(vq); }
+    // Nothing is in flight between notifies: a request completes inside service().
+    void reset() override {}
+
+private:
+    BlkDevice &blk_;
 };
 
 } // namespace virtio
