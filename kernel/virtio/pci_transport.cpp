@@ -143,6 +143,8 @@ u64 PciTransport::field(u32 off)
     case CONFIG_MSIX_VECTOR: return msix_config_;
     case NUM_QUEUES: return nq_;
     case DEVICE_STATUS: return status_;
+    // No device model changes its configuration while the guest runs (a RAM disk
+    // does not resize), so the generation stays 0 until one does.
     case CONFIG_GENERATION: return generation_;
     case QUEUE_SELECT: return queue_select_;
     }
@@ -261,7 +263,6 @@ void PciTransport::reset()
     queue_select_ = 0;
     pending_ = 0;
     reason_[0] = 0;
-    reset_count_++;
     // Each queue's lock waits out a service() in progress: when the driver
     // reads status 0 back, no request of the old queues is still running.
     for (Queue &q : q_) {
@@ -300,7 +301,7 @@ void PciTransport::interrupt(u16 vector, u8 isr_bit, Outbox &out)
     if (vector == NO_VECTOR) {
         isr_ |= isr_bit;
         irq_.raise_intx();
-    } else {
+    } else if (out.n < sizeof out.vec / sizeof out.vec[0]) {
         out.vec[out.n++] = vector;
     }
 }
@@ -316,7 +317,6 @@ void PciTransport::notify(u16 qi, bool guest)
 {
     Queue &q = q_[qi];
     Outbox out;
-    u32 epoch;
     bool run;
     {
         Guard<Spinlock> g(lock_);
@@ -324,14 +324,16 @@ void PciTransport::notify(u16 qi, bool guest)
         // A guest's notify before DRIVER_OK is a driver error (3.1.1: no buffers
         // before it); a re-run left pending across a reset is just dropped.
         if (guest && !(status_ & STATUS_DRIVER_OK)) fail(out, "notify of queue %u before DRIVER_OK", qi);
-        epoch = reset_count_;
     }
     if (run) {
         // No transport lock here: the device takes the queue's.
         const Serviced s = dev_.service(qi, q.vq);
         Guard<Spinlock> g(lock_);
-        // After a reset while the queue was serviced, the result is the old queue's.
-        if (epoch == reset_count_) {
+        // A reset may have come in between. A queue it left disabled has nothing to
+        // report. One the driver enabled again may have been serviced by this pass, so
+        // its interrupt is raised (at worst a spurious one for the old queue's
+        // completions) and the error read is the current queue's.
+        if (q.enabled) {
             VqError e;
             u64 info;
             {

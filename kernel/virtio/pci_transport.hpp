@@ -151,7 +151,8 @@ private:
         u64 desc = 0, driver = 0, device = 0;
         Virtqueue vq;
     };
-    // Interrupts decided under the lock, sent once it is released.
+    // Interrupts decided under the lock, sent once it is released. One access
+    // produces at most one (a DEVICE_NEEDS_RESET is set once per reset).
     struct Outbox {
         u16 vec[2];
         usize n = 0;
@@ -184,7 +185,6 @@ private:
     u64 driver_features_ = 0;   // what the driver wrote; negotiated once FEATURES_OK is set
     u16 msix_config_ = NO_VECTOR;
     u16 queue_select_ = 0;
-    u32 reset_count_ = 0;       // a notify in flight across a reset drops its result
     u32 pending_ = 0;           // queues to service again (bit i: queue i)
     TransportStats stats_;
     char reason_[REASON_BYTES] = {};
