@@ -1,0 +1,231 @@
+// virtio-blk requests over a RAM disk (virtio 1.2 section 5.2).
+#include "kernel/virtio/blk.hpp"
+
+#include "kernel/lib/bytes.hpp"
+
+namespace virtio {
+
+namespace {
+
+constexpr u64 HEADER_BYTES = 16;   // le32 type, le32 reserved, le64 sector
+constexpr u64 RANGE_BYTES = 16;    // le64 sector, le32 num_sectors, le32 flags
+constexpr u32 WRITE_ZEROES_F_UNMAP = 1;
+
+// Calls f(gpa, n, pos) for the pieces of bytes [off, off + len) of the chain's
+// readable (or writable) bytes, pos counting from off. False if f fails or the
+// chain is shorter.
+template <class F>
+bool each_piece(const Chain &c, bool writable, u64 off, u64 len, F f)
+{
+    const usize end = writable ? c.n : c.n_readable;
+    u64 pos = 0;
+    for (usize i = writable ? c.n_readable : 0; i < end && len; i++) {
+        const Segment &s = c.seg[i];
+        if (off >= s.len) {
+            off -= s.len;
+            continue;
+        }
+        const u64 n = min<u64>(s.len - off, len);
+        if (!f(GuestPhys(s.gpa + off), n, pos)) return false;
+        pos += n;
+        len -= n;
+        off = 0;
+    }
+    return len == 0;
+}
+
+bool copy_out(GuestMemory &mem, const Chain &c, u64 off, void *dst, u64 len)
+{
+    u8 *d = static_cast<u8 *>(dst);
+    return each_piece(c, false, off, len, [&](GuestPhys g, u64 n, u64 pos) { return mem.read(g, d + pos, n).ok(); });
+}
+
+bool copy_in(GuestMemory &mem, const Chain &c, u64 off, const void *src, u64 len)
+{
+    const u8 *s = static_cast<const u8 *>(src);
+    return each_piece(c, true, off, len, [&](GuestPhys g, u64 n, u64 pos) { return mem.write(g, s + pos, n).ok(); });
+}
+
+void put_le(u8 *p, u64 v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) p[i] = u8(v >> 8 * i);
+}
+
+} // namespace
+
+BlkDevice::BlkDevice(u8 *disk, u64 bytes, bool readonly, u16 queues)
+    : disk_(disk), sectors_(disk ? bytes / BLK_SECTOR : 0), ro_(readonly)
+{
+    cfg_.capacity = sectors_;
+    cfg_.seg_max = SEG_MAX;
+    cfg_.blk_size = BLK_SECTOR;
+    cfg_.num_queues = queues ? queues : 1;
+    cfg_.max_discard_sectors = MAX_RANGE_SECTORS;
+    cfg_.max_discard_seg = MAX_RANGES;
+    cfg_.discard_sector_alignment = 1;
+    cfg_.max_write_zeroes_sectors = MAX_RANGE_SECTORS;
+    cfg_.max_write_zeroes_seg = MAX_RANGES;
+    // 5.2.6.3: set only if write zeroes can deallocate; a RAM disk never does.
+    cfg_.write_zeroes_may_unmap = 0;
+    set_id("keel");
+}
+
+void BlkDevice::set_id(const char *id)
+{
+    usize i = 0;
+    for (; id && id[i] && i < BLK_ID_BYTES; i++) id_[i] = u8(id[i]);
+    for (; i < BLK_ID_BYTES; i++) id_[i] = 0;
+}
+
+u64 BlkDevice::features() const
+{
+    u64 f = F_VERSION_1 | F_INDIRECT_DESC | F_EVENT_IDX | BLK_F_SEG_MAX | BLK_F_BLK_SIZE | BLK_F_FLUSH | BLK_F_MQ;
+    // A read-only disk neither discards nor zeroes: not offered rather than failed.
+    return ro_ ? f | BLK_F_RO : f | BLK_F_DISCARD | BLK_F_WRITE_ZEROES;
+}
+
+u64 BlkDevice::config_read(u32 off, u8 size) const
+{
+    // The layout of 5.2.4, built on each read: config reads are rare (probe time).
+    u8 b[BLK_CONFIG_SIZE] = {};
+    put_le(b + 0, cfg_.capacity, 8);
+    put_le(b + 12, cfg_.seg_max, 4);
+    put_le(b + 20, cfg_.blk_size, 4);
+    put_le(b + 34, cfg_.num_queues, 2);
+    put_le(b + 36, cfg_.max_discard_sectors, 4);
+    put_le(b + 40, cfg_.max_discard_seg, 4);
+    put_le(b + 44, cfg_.discard_sector_alignment, 4);
+    put_le(b + 48, cfg_.max_write_zeroes_sectors, 4);
+    put_le(b + 52, cfg_.max_write_zeroes_seg, 4);
+    b[56] = cfg_.write_zeroes_may_unmap;
+    u64 v = 0;
+    for (unsigned i = 0; i < size && i < 8; i++)
+        if (off < BLK_CONFIG_SIZE && i < BLK_CONFIG_SIZE - off) v |= u64(b[off + i]) << 8 * i;
+    return v;
+}
+
+BlkStats BlkDevice::stats() const
+{
+    BlkStats s;
+    s.requests = __atomic_load_n(&stats_.requests, __ATOMIC_RELAXED);
+    s.bytes_read = __atomic_load_n(&stats_.bytes_read, __ATOMIC_RELAXED);
+    s.bytes_written = __atomic_load_n(&stats_.bytes_written, __ATOMIC_RELAXED);
+    s.flushes = __atomic_load_n(&stats_.flushes, __ATOMIC_RELAXED);
+    s.errors = __atomic_load_n(&stats_.errors, __ATOMIC_RELAXED);
+    return s;
+}
+
+u8 BlkDevice::data_in(GuestMemory &mem, const Chain &c, u64 sector, u64 len)
+{
+    if (len % BLK_SECTOR || !in_disk(sector, len / BLK_SECTOR)) return BLK_S_IOERR;
+    if (!copy_in(mem, c, 0, disk_ + sector * BLK_SECTOR, len)) return BLK_S_IOERR;
+    count(stats_.bytes_read, len);
+    return BLK_S_OK;
+}
+
+u8 BlkDevice::data_out(GuestMemory &mem, const Chain &c, u64 sector, u64 len)
+{
+    if (ro_ || len % BLK_SECTOR || !in_disk(sector, len / BLK_SECTOR)) return BLK_S_IOERR;
+    if (!copy_out(mem, c, HEADER_BYTES, disk_ + sector * BLK_SECTOR, len)) return BLK_S_IOERR;
+    count(stats_.bytes_written, len);
+    return BLK_S_OK;
+}
+
+// DISCARD and WRITE_ZEROES (5.2.6.2): every range is checked before any is
+// zeroed, so a bad one leaves the disk as it was. A RAM disk has nothing to
+// unmap: a discarded range reads back as zeroes.
+u8 BlkDevice::zero_ranges(GuestMemory &mem, const Chain &c, u64 len, bool discard)
+{
+    if (ro_ || !len || len % RANGE_BYTES || len / RANGE_BYTES > MAX_RANGES) return BLK_S_IOERR;
+    u8 raw[MAX_RANGES * RANGE_BYTES];
+    if (!copy_out(mem, c, HEADER_BYTES, raw, len)) return BLK_S_IOERR;
+    const usize n = len / RANGE_BYTES;
+    for (usize i = 0; i < n; i++) {
+        const u8 *r = raw + i * RANGE_BYTES;
+        const u32 flags = load_u32(r + 12);
+        if (discard ? flags != 0 : (flags & ~WRITE_ZEROES_F_UNMAP) != 0) return BLK_S_UNSUPP;
+        const u32 sectors = load_u32(r + 8);
+        if (sectors > MAX_RANGE_SECTORS || !in_disk(load_u64(r), sectors)) return BLK_S_IOERR;
+    }
+    for (usize i = 0; i < n; i++) {
+        const u8 *r = raw + i * RANGE_BYTES;
+        __builtin_memset(disk_ + load_u64(r) * BLK_SECTOR, 0, u64(load_u32(r + 8)) * BLK_SECTOR);
+    }
+    return BLK_S_OK;
+}
+
+u32 BlkDevice::execute(GuestMemory &mem, const Chain &c)
+{
+    count(stats_.requests, 1);
+    if (!c.writable) {
+        count(stats_.errors, 1);
+        return 0;
+    }
+    const u64 in_len = c.writable - 1;   // the writable bytes before the status
+    u64 written = 1;
+    u8 status = BLK_S_IOERR;
+    u8 hdr[HEADER_BYTES];
+    if (c.readable >= HEADER_BYTES && copy_out(mem, c, 0, hdr, HEADER_BYTES)) {
+        const u64 sector = load_u64(hdr + 8);
+        const u64 out_len = c.readable - HEADER_BYTES;
+        switch (load_u32(hdr)) {
+        case BLK_T_IN:
+            status = data_in(mem, c, sector, in_len);
+            if (status == BLK_S_OK) written += in_len;
+            break;
+        case BLK_T_OUT:
+            status = data_out(mem, c, sector, out_len);
+            break;
+        case BLK_T_FLUSH:
+            // Writes land in the RAM disk before their status: nothing is ever pending.
+            count(stats_.flushes, 1);
+            status = BLK_S_OK;
+            break;
+        case BLK_T_GET_ID: {
+            const u64 n = min<u64>(in_len, BLK_ID_BYTES);
+            status = copy_in(mem, c, 0, id_, n) ? BLK_S_OK : BLK_S_IOERR;
+            if (status == BLK_S_OK) written += n;
+            break;
+        }
+        case BLK_T_DISCARD:
+        case BLK_T_WRITE_ZEROES:
+            status = zero_ranges(mem, c, out_len, load_u32(hdr) == BLK_T_DISCARD);
+            break;
+        default:
+            status = BLK_S_UNSUPP;
+            break;
+        }
+    }
+    if (status != BLK_S_OK) count(stats_.errors, 1);
+    if (!copy_in(mem, c, in_len, &status, 1)) return 0;
+    // The chain's bytes are at most MAX_CHAIN_BYTES, so this fits.
+    return u32(written);
+}
+
+BlkDevice::Serviced BlkDevice::service(Virtqueue &vq)
+{
+    Guard<Spinlock> g(vq.lock());
+    Serviced r;
+    GuestMemory *mem = vq.memory();
+    if (!mem) return r;
+    Chain &c = vq.scratch();
+    for (u32 budget = vq.size(); vq.enabled();) {
+        while (budget && vq.pop(c)) {
+            budget--;
+            if (!vq.push(c.head, execute(*mem, c))) break;
+        }
+        if (vq.error() != VqError::none) break;
+        // Ask for a kick at the next buffer, then look once more: one made
+        // available before the driver could see avail_event would get no kick.
+        vq.set_avail_event(vq.last_avail());
+        if (!vq.has_avail()) break;
+        if (!budget) {
+            r.again = true;
+            break;
+        }
+    }
+    r.notify = vq.needs_notify();
+    return r;
+}
+
+} // namespace virtio
