@@ -214,6 +214,7 @@ bool PciFunction::msix_access(u32 bar, u64 offset, u8 size, bool write, u64 &val
     for (u32 i = 0; i < size / 4u; i++) {
         const u32 v = u32(value >> 32 * i);
         if (d + i == 3) e[3] = v & 1;        // vector control: only the mask bit exists
+        else if (d + i == 0) e[0] = v & ~3u; // the message address is dword aligned
         else e[d + i] = v;
     }
     if (msix_enabled() && msix_pending(n) && !vector_masked(n)) deliver(n);

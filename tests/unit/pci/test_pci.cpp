@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "kernel/pci/pci.hpp"
@@ -68,6 +69,7 @@ struct Fixture {
     Sink sink;
     PciBus bus{ECAM, GSI, {on_msi, on_intx, &sink}};
     TestDevice dev;
+    Spinlock port_lock;
     Fixture() { EXPECT_TRUE(bus.plug(1, dev)); }
 
     u32 rd(u32 d, u32 reg, u8 size = 4) { return bus.config_read(d, 0, reg, size); }
@@ -258,6 +260,8 @@ TEST(Pci, MsixTableAndDelivery)
     program(f, 0, 0x41, false);
     program(f, 1, 0x42, true);
     EXPECT_EQ(f.mmio_rd(0xc0000000, 8), 0xfee00000u);
+    f.mmio_wr(0xc0000020, 4, 0xfee00003);                 // address bits 1:0 are reserved
+    EXPECT_EQ(f.mmio_rd(0xc0000020, 4), 0xfee00000u);
     EXPECT_EQ(f.mmio_rd(0xc0000018, 4), 0x42u);
     f.mmio_wr(0xc000001c, 4, 0xfffffffe);                 // reserved bits of vector control stay 0
     EXPECT_EQ(f.mmio_rd(0xc000001c, 4), 0u);
@@ -438,6 +442,43 @@ TEST(Pci, Ecam)
     EXPECT_EQ(f.dev.bar_base(2), 0x900000000ull);
     f.mmio_wr(d1 + 0x100, 4, ~0ull);
     EXPECT_EQ(f.mmio_rd(d1 + 0x100, 4), 0u);
+}
+
+// Several vCPUs and a device back end at once: the bus lock keeps every
+// access whole (ASan/UBSan watch; a deadlock would hang the test).
+TEST(Pci, ConcurrentAccesses)
+{
+    Fixture f;
+    f.map();
+    const u32 cap = msix_cap(f);
+    f.wr(1, cap + 2, 0x8000, 2);
+    for (u32 n = 0; n < 4; n++) program(f, n, 0x40 + n, false);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; t++)
+        ts.emplace_back([&f, t] {
+            std::mt19937 rng(t);
+            for (int i = 0; i < 20000; i++) {
+                u64 v = rng();
+                switch (t) {
+                // Config traffic that leaves the BARs and MSI-X where they are (a moved BAR
+                // would send thread 2's writes to the test device, which has no lock).
+                case 0: f.bus.mmio(0, ECAM + (1 << 15) + (v & 0xfc), 4, false, v); break;
+                case 1: {
+                    u32 a = 0x80000800u | (v & 1 ? 0x3c : 0x00), d = u32(v >> 8);
+                    Guard lk(f.port_lock);      // the platform's io_lock
+                    f.bus.io(0xcf8, 4, false, a);
+                    f.bus.io(0xcfc, 4, false, d);
+                    break;
+                }
+                case 2:
+                    if (f.bus.covers(0xc000000c)) f.bus.mmio(0, 0xc000000c + 16 * (v & 3), 4, true, v);
+                    break;
+                default: f.dev.signal_msix(u16(v & 3)); break;
+                }
+            }
+        });
+    for (auto &t : ts) t.join();
+    EXPECT_EQ(f.rd(1, 0), 0x10411af4u);
 }
 
 // A hostile guest: random config, ECAM, port and BAR accesses never break the
