@@ -58,7 +58,7 @@ public:
     void set_intx(bool asserted);
 
     // The register file (reg < 0x1000, any size 1-4), as the bus reads and writes it under its
-    // lock; a device model reads its own configuration (e.g. command()) only from a bus callback.
+    // lock (the unit tests call them directly); unlocked, a read may race a guest's write.
     u32 config_read(u32 reg, u8 size) const;
     void config_write(u32 reg, u8 size, u32 value);
     u16 command() const { return u16(cfg_[0x04] | cfg_[0x05] << 8); }
