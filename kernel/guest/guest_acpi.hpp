@@ -16,6 +16,8 @@
 //   FACP (rev 6.3, 276 bytes) -> DSDT (DSDT and X_DSDT both set)
 //   DSDT (rev 2): Scope(\_SB) { COM1 (PNP0501), VRT0..VRT7 (LNRO0005) },
 //                 Name(\_S5_, Package(4) { s5_slp_typ, 0, 0, 0 })
+//   with a PCI host bridge: MCFG (XSDT/RSDT), and in \_SB: PCI0 (PNP0A08,
+//   _CRS windows, _PRT) and RES0 (PNP0C02, the ECAM window)
 //
 // What Linux does with it (and what the device models must then do):
 // - Power-off writes 0x80 (WAK_STS, write-1-to-clear) to sleep_sts_port, then
@@ -88,6 +90,18 @@ struct GuestAcpiConfig {
         u32 gsi;
     } virtio[MAX_VIRTIO] = {};
     u32 nvirtio = 0;
+
+    // The PCI Express host bridge (kernel/pci/pci.hpp), segment 0, bus 0;
+    // absent while ecam_base is 0. The MCFG table gives its ECAM window, a
+    // PNP0C02 device reserves it (Linux uses MMCONFIG only where the firmware
+    // reserves it), and \_SB.PCI0 its windows and INTx routing.
+    struct Pci {
+        u64 ecam_base = 0;              // 1 MiB (bus 0), 1 MiB aligned, below 4 GiB
+        u32 mmio32_base = 0, mmio32_size = 0;   // the BAR window below 4 GiB; size 0: none
+        u64 mmio64_base = 0, mmio64_size = 0;   // the one above 4 GiB; size 0: none
+        u32 devices = 0;                // _PRT for device numbers 1..devices-1 (at most 32)
+        u32 intx_gsi_base = 16;         // INTA-INTD of device d: GSI base + (d + pin) % 4
+    } pci;
 };
 
 struct GuestAcpiLayout {

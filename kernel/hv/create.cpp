@@ -107,7 +107,10 @@ bool load_linux_guest(Guest &g, const u8 *image, u64 size, u64 rsdp, virt::Entry
     lp.cmdline_len = len;
     lp.acpi_rsdp = rsdp;
     lp.reserved[0] = {GUEST_ACPI_BASE, PAGE_SIZE, LINUX_E820_ACPI};
-    lp.nreserved = 1;
+    // The ECAM window reserved as a PC's firmware does: Linux then uses MMCONFIG from its first
+    // PCI probe, not only once ACPI has shown it reserved (RES0).
+    lp.reserved[1] = {PCI_ECAM_BASE, PciBus::ECAM_BUS_BYTES, LINUX_E820_RESERVED};
+    lp.nreserved = 2;
     LinuxLoadReport rep{};
     auto e = load_linux(g.mem, lp, &rep);
     if (!e) {

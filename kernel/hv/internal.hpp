@@ -4,9 +4,9 @@
 //
 //   hypervisor.cpp     the core's state, start()
 //   create.cpp         a guest built from its configuration: RAM, platform, loader, vCPUs and their placement
-//   platform.cpp       the PC platform of every guest: legacy area, ACPI tables, IOAPIC, power, PIT, PIC
+//   platform.cpp       the PC platform of every guest: legacy area, ACPI tables, IOAPIC, power, PIT, PIC, PCI
 //   lifecycle.cpp      launch, end, restart (and its rebuild in slices), the last vCPU's finish
-//   irq.cpp            the guest's APIC and IOAPIC pages and MSRs, IPIs, INIT/SIPI
+//   irq.cpp            the guest's APIC and IOAPIC pages and MSRs, MSIs and INTx, IPIs, INIT/SIPI
 //   sched.cpp          the run queues' sleepers: halted vCPUs and when they wake
 //   run_loop.cpp       cpu_loop: pick a vCPU, run it for a slice, handle its exits
 //   stats.cpp          per-vCPU accounting printed
@@ -23,6 +23,7 @@
 #include "kernel/guest/vcpu.hpp"
 #include "kernel/guest/vcpu_irq.hpp"
 #include "kernel/lib/spinlock.hpp"
+#include "kernel/pci/pci.hpp"
 #include "kernel/vdev/guest_platform.hpp"
 #include "kernel/vdev/ioapic.hpp"
 #include "kernel/vdev/pic.hpp"
@@ -40,6 +41,13 @@ constexpr usize MAX_BLOCKS = 128;
 constexpr u64 GUEST_ACPI_BASE = 0x9f000;  // the guest's ACPI tables: the last page below 640 KiB (not RAM to it)
 constexpr u64 GUEST_RSDP_COPY = 0xe0000;  // the RSDP's copy in the BIOS area, where scans find it
 constexpr u64 LEGACY_AREA_BYTES = 0x60000;   // 0xA0000-0xFFFFF, backed for every guest
+// The PCI host bridge's guest-physical layout: the 32-bit BAR window between low RAM's end and
+// the ECAM window, ECAM (bus 0: 1 MiB) below the IOAPIC and APICs; the 64-bit window sits above RAM.
+constexpr u64 PCI_MMIO32_BASE = LOWMEM_TOP, PCI_MMIO32_SIZE = 0x20000000;   // 0xC0000000-0xDFFFFFFF
+constexpr u64 PCI_ECAM_BASE = 0xe0000000;
+constexpr u64 PCI_MMIO64_SIZE = 16 * GiB;
+constexpr u32 PCI_INTX_GSI = 16;          // INTA-INTD swizzle onto IOAPIC pins 16-19
+static_assert(PCI_MMIO32_BASE + PCI_MMIO32_SIZE <= PCI_ECAM_BASE);
 
 struct Guest;
 
@@ -113,6 +121,8 @@ struct Guest {
     alignas(PowerModel) u8 power_storage[sizeof(PowerModel)];
     alignas(PitModel) u8 pit_storage[sizeof(PitModel)];
     alignas(PicModel) u8 pic_storage[sizeof(PicModel)];
+    alignas(PciBus) u8 pci_storage[sizeof(PciBus)];
+    PciBus *pci;
     bool linux;                           // booted by the Linux boot protocol
     bool reboot;                          // it asked for a reset: start it again whatever on_exit says
     Vcpu vcpus[MAX_VCPUS];
@@ -208,6 +218,8 @@ void restart_due(u32 cpu_index);
 
 // irq.cpp
 void ioapic_deliver(void *ctx, u32 dest, bool logical, u8 vector, u8 mode, bool level);
+void msi_deliver(void *ctx, u64 address, u32 data);
+void pci_intx(void *ctx, u32 gsi, bool level);
 void route_ipis(Guest &g, Vcpu &from);
 u64 host_deadline(Vcpu &v, u64 guest_tsc);
 bool wants_to_run(Vcpu &v);

@@ -90,6 +90,24 @@ void ioapic_deliver(void *ctx, u32 dest, bool logical, u8 vector, u8 mode, bool 
     }
 }
 
+// An MSI/MSI-X message (Intel SDM 3, 11.11): the same interrupt message the IOAPIC sends, in
+// address/data form. Address 0xFEExxxxx: destination in bits 19:12, logical in bit 2; data: vector
+// and delivery mode. Edge always (the trigger bit is for level MSIs Keel's devices never send).
+// Anything else is a DMA write to memory no device model makes: dropped.
+void msi_deliver(void *ctx, u64 address, u32 data)
+{
+    if ((address >> 20) != 0xfee) return;
+    ioapic_deliver(ctx, u32(address >> 12 & 0xff), address & 4, u8(data), u8(data >> 8 & 7), false);
+}
+
+// A PCI function's INTx line: an IOAPIC pin (the GSIs start at the IOAPIC's base 0).
+void pci_intx(void *ctx, u32 gsi, bool level)
+{
+    Guest &g = *static_cast<Guest *>(ctx);
+    Guard lk(g.ioapic_lock);
+    g.ioapic.set_irq(gsi, level);
+}
+
 void IoapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
 {
     Guard lk(g_->ioapic_lock);

@@ -2,7 +2,8 @@
 // Linux): the legacy area 0xA0000-0xFFFFF backed (a reset stub at F000:FFF0,
 // a copy of the RSDP in the BIOS area), the guest's ACPI tables in the last
 // page below 640 KiB, the IOAPIC, the ACPI power registers and PM timer, the
-// PIT and the (inert) 8259 pair. Rebuilt from scratch at every start of the
+// PIT, the (inert) 8259 pair and a PCI Express host bridge with an empty bus
+// 0. Rebuilt from scratch at every start of the
 // guest: the legacy blocks are in the guest's block list, so release() frees
 // them with its RAM.
 #include "arch/x86_64/mm.hpp"
@@ -59,6 +60,16 @@ bool build_platform(Guest &g, u64 &rsdp)
     ac.pm_timer_port = PowerModel::PM_TMR;
     ac.pcat_compat = true;
     ac.com1 = true;
+    // PCI: ECAM below the IOAPIC, a 32-bit window above low RAM and a 64-bit one above all RAM
+    // (1 GiB aligned): BARs go where no RAM is, and never into the nested tables.
+    const u64 high_end = g.cfg->memory > LOWMEM_TOP ? 4 * GiB + (g.cfg->memory - LOWMEM_TOP) : 4 * GiB;
+    ac.pci.ecam_base = PCI_ECAM_BASE;
+    ac.pci.mmio32_base = u32(PCI_MMIO32_BASE);
+    ac.pci.mmio32_size = u32(PCI_MMIO32_SIZE);
+    ac.pci.mmio64_base = (high_end + GiB - 1) & ~(GiB - 1);
+    ac.pci.mmio64_size = PCI_MMIO64_SIZE;
+    ac.pci.devices = PciBus::MAX_DEVICES;
+    ac.pci.intx_gsi_base = PCI_INTX_GSI;
     u8 tables[GUEST_ACPI_MAX_BYTES];
     auto layout = build_guest_acpi(ac, tables, sizeof(tables));
     if (!layout || !g.mem.write(GuestPhys(ac.base), tables, layout->size)) {
@@ -89,6 +100,11 @@ bool build_platform(Guest &g, u64 &rsdp)
     ok = ok && g.platform.add_io(pic, PicModel::MASTER, PicModel::MASTER + 1);
     ok = ok && g.platform.add_io(pic, PicModel::SLAVE, PicModel::SLAVE + 1);
     ok = ok && g.platform.add_io(pic, PicModel::ELCR, PicModel::ELCR + 1);
+    // The host bridge: config through 0xCF8/0xCFC and ECAM, devices' BARs as the guest maps them.
+    // Its sinks take the IOAPIC's and the APICs' locks under the bus's (order in pci.hpp).
+    g.pci = new (g.pci_storage) PciBus(PCI_ECAM_BASE, PCI_INTX_GSI, PciBus::Sinks{msi_deliver, pci_intx, &g});
+    ok = ok && g.platform.add_io(g.pci, PciBus::CONFIG_ADDRESS, PciBus::CONFIG_DATA + 3);
+    ok = ok && g.platform.add_mmio(g.pci);
     if (!ok) log_error("guest %s: too many devices on its platform", g.name);
     return ok;
 }

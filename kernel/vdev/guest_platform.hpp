@@ -64,7 +64,8 @@ struct GuestPlatform {
     usize nmmio = 0;
     MsrDevice *msr = nullptr;
     // Serialises the port devices between the guest's vCPUs (MMIO devices lock themselves:
-    // the local APICs per vCPU, the IOAPIC its own). Order: io_lock, then IOAPIC, then APICs.
+    // the local APICs per vCPU, the IOAPIC and the PCI bus their own). Order: io_lock, PCI bus,
+    // IOAPIC, APICs.
     Spinlock io_lock;
     u32 vcpu_count = 1;
     // The guest's CPU: its CPUID view, and from it the CR4, XCR0 and MSR checks (set by the

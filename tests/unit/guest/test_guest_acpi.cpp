@@ -51,6 +51,7 @@ GuestAcpiConfig max_config()
     c.ioapic_gsi_base = 0xffffff00u - 200;      // GSIs up to 2^32 - 1
     c.ioapic_pins = 240;
     c.nvirtio = GuestAcpiConfig::MAX_VIRTIO;
+    c.pci = {0xe0000000, 0xc0000000, 0x20000000, 0x100000000ull, 0xfffffff000000000ull, 32, 0xffffff00u - 200};
     return c;
 }
 
@@ -122,6 +123,7 @@ struct AmlValue {
     std::string string;
     Bytes buffer;
     std::vector<u64> package;
+    std::vector<std::vector<u64>> rows;   // a package of packages (a _PRT): its elements
 };
 struct AmlName {
     std::string path;     // e.g. "\_SB_.COM1._HID"
@@ -279,11 +281,18 @@ private:
             const size_t count = p_[i++];
             v.kind = AmlValue::PACKAGE;
             while (i < pend) {
+                if (p_[i] == 0x12) {            // a package in the package (one level, integers)
+                    AmlValue row;
+                    if (!data(i, pend, row)) return false;
+                    if (!row.rows.empty()) return fail("packages nested twice", at);
+                    v.rows.push_back(row.package);
+                    continue;
+                }
                 u64 x;
                 if (!integer(i, pend, x)) return false;
                 v.package.push_back(x);
             }
-            if (v.package.size() != count) return fail("package count differs from its elements", at);
+            if (v.package.size() + v.rows.size() != count) return fail("package count differs from its elements", at);
             return true;
         }
         default:
@@ -367,6 +376,71 @@ const AmlName *find_name(const AmlWalker &w, const std::string &path)
 }
 
 // Parse everything and check it against the configuration.
+// \_SB.PCI0 and RES0 as Linux reads them.
+void check_pci(const GuestAcpiConfig &c, const AmlWalker &w)
+{
+    const AmlName *hid = find_name(w, "\\_SB_.PCI0._HID");
+    if (!c.pci.ecam_base) {
+        EXPECT_EQ(hid, nullptr);
+        return;
+    }
+    ASSERT_NE(hid, nullptr);
+    EXPECT_EQ(hid->value.integer, 0x080ad041u);            // EisaId("PNP0A08")
+    EXPECT_EQ(find_name(w, "\\_SB_.PCI0._CID")->value.integer, 0x030ad041u);
+    for (const char *n : {"_SEG", "_BBN", "_UID"}) {
+        const AmlName *v = find_name(w, std::string("\\_SB_.PCI0.") + n);
+        ASSERT_NE(v, nullptr) << n;
+        EXPECT_EQ(v->value.integer, 0u);
+    }
+    const AmlName *crs = find_name(w, "\\_SB_.PCI0._CRS");
+    ASSERT_NE(crs, nullptr);
+    std::vector<Resource> r;
+    std::string err;
+    ASSERT_TRUE(parse_resources(crs->value.buffer, r, err)) << err;
+    const size_t want = 3 + (c.pci.mmio32_size ? 1 : 0) + (c.pci.mmio64_size ? 1 : 0);
+    ASSERT_EQ(r.size(), want);
+    EXPECT_EQ(r[0].tag, 0x88);                              // WordBusNumber 0-0
+    EXPECT_EQ(r[0].body, (Bytes{2, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0}));
+    EXPECT_EQ(r[1].tag, 0x08);                              // IO 0xCF8, 8 ports
+    EXPECT_EQ(r[1].body, (Bytes{1, 0xf8, 0x0c, 0xf8, 0x0c, 1, 8}));
+    size_t k = 2;
+    if (c.pci.mmio32_size) {
+        EXPECT_EQ(r[k].tag, 0x87);
+        ASSERT_EQ(r[k].body.size(), 23u);
+        EXPECT_EQ(rd32(&r[k].body[7]), c.pci.mmio32_base);
+        EXPECT_EQ(rd32(&r[k].body[11]), c.pci.mmio32_base + c.pci.mmio32_size - 1);
+        EXPECT_EQ(rd32(&r[k].body[19]), c.pci.mmio32_size);
+        k++;
+    }
+    if (c.pci.mmio64_size) {
+        EXPECT_EQ(r[k].tag, 0x8a);
+        ASSERT_EQ(r[k].body.size(), 43u);
+        EXPECT_EQ(rd64(&r[k].body[11]), c.pci.mmio64_base);
+        EXPECT_EQ(rd64(&r[k].body[19]), c.pci.mmio64_base + c.pci.mmio64_size - 1);
+        EXPECT_EQ(rd64(&r[k].body[35]), c.pci.mmio64_size);
+    }
+    const AmlName *prt = find_name(w, "\\_SB_.PCI0._PRT");
+    ASSERT_NE(prt, nullptr);
+    ASSERT_EQ(prt->value.kind, AmlValue::PACKAGE);
+    const u32 routed = c.pci.devices > 1 ? c.pci.devices - 1 : 0;
+    ASSERT_EQ(prt->value.rows.size(), routed * 4);
+    for (u32 i = 0; i < routed * 4; i++) {
+        const u32 dev = 1 + i / 4, pin = i % 4;
+        EXPECT_EQ(prt->value.rows[i], (std::vector<u64>{dev << 16 | 0xffff, pin, 0, c.pci.intx_gsi_base + (dev + pin) % 4}));
+    }
+    const AmlName *res = find_name(w, "\\_SB_.RES0._HID");
+    ASSERT_NE(res, nullptr);
+    EXPECT_EQ(res->value.integer, 0x020cd041u);            // EisaId("PNP0C02")
+    const AmlName *rcrs = find_name(w, "\\_SB_.RES0._CRS");
+    ASSERT_NE(rcrs, nullptr);
+    r.clear();
+    ASSERT_TRUE(parse_resources(rcrs->value.buffer, r, err)) << err;
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[0].tag, 0x86);
+    EXPECT_EQ(rd32(&r[0].body[1]), c.pci.ecam_base);
+    EXPECT_EQ(rd32(&r[0].body[5]), 1u << 20);
+}
+
 void check_all(const GuestAcpiConfig &c, const Built &b)
 {
     ASSERT_GE(b.blob.size(), 36u);
@@ -389,7 +463,17 @@ void check_all(const GuestAcpiConfig &c, const Built &b)
     EXPECT_EQ(a->xsdt_err, Err::none);
     EXPECT_EQ(a->bad_count, 0u);
     EXPECT_EQ(a->revision, 2);
-    EXPECT_EQ(a->table_count, 3u);     // FACP, APIC (from the XSDT), DSDT (from the FADT)
+    const bool pci = c.pci.ecam_base != 0;
+    EXPECT_EQ(a->table_count, pci ? 4u : 3u);     // FACP, APIC, MCFG (from the XSDT), DSDT (from the FADT)
+    EXPECT_EQ(a->mcfg.present, pci);
+    if (pci) {
+        EXPECT_EQ(a->mcfg.err, Err::none);
+        ASSERT_EQ(a->mcfg.count, 1u);
+        EXPECT_EQ(a->mcfg.entries[0].base, c.pci.ecam_base);
+        EXPECT_EQ(a->mcfg.entries[0].segment, 0);
+        EXPECT_EQ(a->mcfg.entries[0].start_bus, 0);
+        EXPECT_EQ(a->mcfg.entries[0].end_bus, 0);
+    }
 
     // Every table: valid checksum and Keel's ids.
     for (size_t i = 0; i < a->table_count; i++) {
@@ -518,7 +602,8 @@ void check_all(const GuestAcpiConfig &c, const Built &b)
 
     size_t devices = 0;
     for (const std::string &s : w.scopes) devices += s.rfind("\\_SB_.", 0) == 0;
-    EXPECT_EQ(devices, c.nvirtio + (c.com1 ? 1 : 0));
+    EXPECT_EQ(devices, c.nvirtio + (c.com1 ? 1 : 0) + (pci ? 2 : 0));
+    check_pci(c, w);
     EXPECT_EQ(w.scopes.front(), "\\_SB_");
 
     const AmlName *hid = find_name(w, "\\_SB_.COM1._HID");
@@ -735,6 +820,31 @@ TEST(GuestAcpi, OptionalFields)
     c.reset_port = 0x64;
     const Built b = build(c);
     check_all(c, b);
+}
+
+TEST(GuestAcpi, PciHostBridge)
+{
+    GuestAcpiConfig c = config(2);
+    c.pci = {0xe0000000, 0xc0000000, 0x20000000, 0x140000000ull, 0x400000000ull, 8, 16};
+    check_all(c, build(c));
+    c.pci.mmio32_size = 0;                  // windows are optional
+    c.pci.mmio64_size = 0;
+    c.pci.devices = 0;                      // an empty _PRT
+    check_all(c, build(c));
+    // Bad ones: ECAM misaligned or above 4 GiB, a 32-bit window past 4 GiB, a 64-bit one below
+    // it or wrapping, too many devices, INTx GSIs off the IOAPIC.
+    for (auto bad : {+[](GuestAcpiConfig::Pci &p) { p.ecam_base = 0xe0080000; },
+                     +[](GuestAcpiConfig::Pci &p) { p.ecam_base = 0x100000000ull; },
+                     +[](GuestAcpiConfig::Pci &p) { p.mmio32_base = 0xf0000000; p.mmio32_size = 0x20000000; },
+                     +[](GuestAcpiConfig::Pci &p) { p.mmio64_base = 0x80000000; p.mmio64_size = 1; },
+                     +[](GuestAcpiConfig::Pci &p) { p.mmio64_base = ~0ull - 10; p.mmio64_size = 12; },
+                     +[](GuestAcpiConfig::Pci &p) { p.devices = 33; },
+                     +[](GuestAcpiConfig::Pci &p) { p.intx_gsi_base = 21; }}) {
+        GuestAcpiConfig b = config(2);
+        b.pci = {0xe0000000, 0xc0000000, 0x20000000, 0x140000000ull, 0x400000000ull, 8, 16};
+        bad(b.pci);
+        EXPECT_EQ(build_err(b), Err::invalid);
+    }
 }
 
 TEST(GuestAcpi, PointersAreGuestPhysical)

@@ -1,0 +1,109 @@
+// libFuzzer target for the PCI host bridge (kernel/pci/pci.cpp): the input is
+// a guest's sequence of accesses (ECAM, 0xCF8-0xCFF at every width, BARs
+// wherever the guest put them, MSI-X signals and INTx from the device). It
+// must never crash or trip ASan/UBSan, and what is read-only stays so: the
+// IDs, the BARs' size and type bits, the capability list, the MSI-X
+// capability's table size and locations.
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel/pci/pci.hpp"
+
+namespace {
+
+void check(bool c)
+{
+    if (!c) __builtin_trap();
+}
+
+u32 msis, lines;
+void on_msi(void *, u64 addr, u32) { msis += (addr >> 20) == 0xfee; }
+void on_intx(void *, u32 gsi, bool) { check(gsi >= 16 && gsi < 20), lines++; }
+
+class Device final : public PciFunction {
+public:
+    Device()
+    {
+        set_ids({0x1af4, 0x1041, 0x020000, 1, 0x1af4, 1});
+        set_bar(0, BarType::mem32, 0x1000, false);
+        set_bar(2, BarType::mem64, 0x4000, true);
+        set_interrupt_pin(2);
+        const u8 vendor[14] = {16, 1, 2, 3};
+        add_capability(0x09, vendor, sizeof(vendor));
+        add_msix(PciFunction::MAX_MSIX, 2, 0, 2, 0x1000);
+    }
+    u64 bar_read(u32 bar, u64 offset, u8 size) override
+    {
+        check(bar < 6 && offset < bar_size(bar) && (size == 1 || size == 2 || size == 4 || size == 8));
+        return offset;
+    }
+    void bar_write(u32 bar, u64 offset, u8 size, u64) override
+    {
+        check(bar < 6 && offset < bar_size(bar) && (size == 1 || size == 2 || size == 4 || size == 8));
+    }
+};
+
+struct Input {
+    const uint8_t *p;
+    size_t n;
+    u64 take(unsigned bytes)
+    {
+        u64 v = 0;
+        for (unsigned i = 0; i < bytes && n; i++, p++, n--) v |= u64(*p) << 8 * i;
+        return v;
+    }
+};
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    constexpr u64 ECAM = 0xe0000000;
+    PciBus bus(ECAM, 16, {on_msi, on_intx, nullptr});
+    Device dev;
+    if (!bus.plug(1, dev)) __builtin_trap();
+    Input in{data, size};
+    const u8 sizes[] = {1, 2, 4, 8};
+    while (in.n) {
+        const u8 op = u8(in.take(1));
+        const u8 sz = sizes[op >> 4 & 3];
+        const bool write = op & 0x40;
+        u64 value = write ? in.take(sz) : 0;
+        switch (op & 7) {
+        case 0: case 1: {           // ECAM: device 0-15, any register
+            const u64 gpa = ECAM + (in.take(3) & 0x7ffff);
+            bus.mmio(0, gpa, sz, write, value);
+            if (!write && sz < 8) check(value >> 8 * sz == 0);
+            break;
+        }
+        case 2: case 3: {           // the ports
+            u32 v = u32(value);
+            check(bus.io(u16(0xcf8 + (in.take(1) & 7)), sz > 4 ? 4 : sz, !write, v));
+            break;
+        }
+        case 4: case 5: {           // near where the guest put the BARs
+            const u64 gpa = (op & 0x80 ? dev.bar_base(0) : dev.bar_base(2)) + (in.take(2) & 0x7fff) - 0x100;
+            if (bus.covers(gpa)) bus.mmio(0, gpa, sz, write, value);
+            break;
+        }
+        case 6:
+            dev.signal_msix(u16(in.take(1) & 63));
+            break;
+        default:
+            dev.set_intx(op & 0x80);
+            break;
+        }
+    }
+    // Read-only stays read-only.
+    check(bus.config_read(1, 0, 0, 4) == 0x10411af4u);
+    check(bus.config_read(0, 0, 0x08, 4) >> 8 == 0x060000);
+    check((bus.config_read(1, 0, 0x10, 4) & 0xfff) == 0);
+    check((bus.config_read(1, 0, 0x18, 4) & 0x3fff) == 0xc);
+    check(bus.config_read(1, 0, 0x34, 1) == 0x40);
+    const u32 msix = bus.config_read(1, 0, 0x41, 1);
+    check(bus.config_read(1, 0, msix, 1) == 0x11);
+    check((bus.config_read(1, 0, msix + 2, 2) & 0x7ff) == PciFunction::MAX_MSIX - 1);
+    check(bus.config_read(1, 0, msix + 4, 4) == 2 && bus.config_read(1, 0, msix + 8, 4) == 0x1002);
+    check(bus.config_read(2, 0, 0, 4) == ~0u);
+    return 0;
+}
