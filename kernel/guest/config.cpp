@@ -12,7 +12,7 @@
 
 namespace {
 
-// Reset in place: `x = T{}` could build a 13 KiB temporary on the stack.
+// Reset in place: `x = T{}` could build a 16 KiB temporary on the stack.
 template <class T>
 void zero(T &x)
 {
@@ -47,8 +47,12 @@ bool same(StrView a, StrView b)
 // Length for "%.*s" in messages, capped so that the message stays readable.
 int shown(StrView s) { return int(min<usize>(s.n, 32)); }
 
-enum class Table : u8 { none, keel, guest };
-enum class Key : u8 { on_idle, time_slice, loglevel, name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access };
+enum class Table : u8 { none, keel, guest, disk };
+enum class Key : u8 {
+    on_idle, time_slice, loglevel,
+    name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access,
+    file, readonly,
+};
 
 struct KeyDef {
     const char *name;
@@ -61,6 +65,7 @@ constexpr KeyDef KEYS[] = {
     {"cmdline", Table::guest}, {"initrd", Table::guest}, {"memory", Table::guest},
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
     {"on_bad_access", Table::guest},
+    {"file", Table::disk}, {"readonly", Table::disk},
 };
 constexpr unsigned NKEYS = sizeof(KEYS) / sizeof(KEYS[0]);
 static_assert(NKEYS <= 32);
@@ -92,7 +97,7 @@ public:
             if (!screen(p, ce) || !parse_line(p, ce)) return false;
             p = le + 1;
         }
-        return end_guest();
+        return end_table();
     }
 
 private:
@@ -106,7 +111,8 @@ private:
     u32 seen_ = 0;                  // keys seen in the current table
     u32 keel_line_ = 0;             // line of [keel], 0 before it
     u32 pin_line_ = 0;
-    GuestConfig *g_ = nullptr;      // the current [[guest]]
+    GuestConfig *g_ = nullptr;      // the current [[guest]], or the last one
+    DiskConfig *d_ = nullptr;       // the current [[guest.disk]]
     const char *key_ = nullptr;     // prefixes messages about a value
 
     bool vfail(u32 line, const char *fmt, va_list ap)
@@ -176,7 +182,7 @@ private:
 
     bool header()
     {
-        if (!end_guest()) return false;
+        if (!end_table()) return false;
         i_++;
         bool arr = peek('[');
         if (arr) i_++;
@@ -185,7 +191,17 @@ private:
         StrView name = bare_key();
         if (name.empty()) return fail("expected a table name");
         skip_ws();
-        if (peek('.')) return fail("dotted table names are not supported");
+        // The one dotted name is guest.disk (TOML allows spaces around the dot).
+        bool disk = false;
+        if (peek('.')) {
+            i_++;
+            skip_ws();
+            if (peek('"') || peek('\'')) return fail("quoted table names are not supported");
+            StrView sub = bare_key();
+            skip_ws();
+            disk = name.eq("guest") && sub.eq("disk") && !peek('.');
+            if (!disk) return fail("dotted table names other than [[guest.disk]] are not supported");
+        }
         if (!peek(']')) return fail(arr ? "expected ']]'" : "expected ']'");
         i_++;
         if (arr) {
@@ -196,6 +212,7 @@ private:
         if (!eol()) return fail("unexpected text after the table header");
 
         seen_ = 0;
+        if (disk) return disk_header(arr);
         if (name.eq("keel")) {
             if (arr) return fail("keel is a single table: write [keel]");
             if (keel_line_) return fail("duplicate [keel] table (first at line %u)", keel_line_);
@@ -216,15 +233,37 @@ private:
             table_ = Table::guest;
             return true;
         }
-        return fail("unknown table [%.*s] (expected [keel] or [[guest]])", shown(name), name.p);
+        return fail("unknown table [%.*s] (expected [keel], [[guest]] or [[guest.disk]])", shown(name), name.p);
     }
 
-    // Checks that need the whole [[guest]] table.
-    bool end_guest()
+    // [[guest.disk]] belongs to the most recent [[guest]], even across a [keel]
+    // table in between (as in TOML).
+    bool disk_header(bool arr)
     {
-        if (table_ != Table::guest) return true;
+        if (!arr) return fail("disk is an array of tables: write [[guest.disk]]");
+        if (!g_) return fail("[[guest.disk]] before any [[guest]]");
+        if (g_->disk_count == GuestConfig::MAX_DISKS)
+            return fail("guest \"%.*s\": too many disks (at most %u)", shown(g_->name), g_->name.p,
+                        GuestConfig::MAX_DISKS);
+        d_ = &g_->disks[g_->disk_count++];
+        d_->line = line_;
+        table_ = Table::disk;
+        return true;
+    }
+
+    // Checks that need the whole table.
+    bool end_table()
+    {
+        Table t = table_;
         table_ = Table::none;
         key_ = nullptr;
+        if (t == Table::guest) return end_guest();
+        if (t == Table::disk) return end_disk();
+        return true;
+    }
+
+    bool end_guest()
+    {
         const GuestConfig &g = *g_;
         static constexpr Key required[] = {Key::name, Key::kernel, Key::memory};
         for (Key k : required) {
@@ -236,6 +275,30 @@ private:
         }
         if (g.pin_count > g.cpus)
             return fail_at(pin_line_, "pin: %u entries but only %u cpus", g.pin_count, g.cpus);
+        return true;
+    }
+
+    // A disk needs its file, and a writable image may be named only once in
+    // the whole file: shared, one writer would corrupt what the other reads.
+    // The same string only: mkimage packs each path once, so that is also
+    // what makes two disks one image in memory.
+    bool end_disk()
+    {
+        const DiskConfig &d = *d_;
+        if (!(seen_ & bit(Key::file))) return fail_at(d.line, "[[guest.disk]]: missing required key \"file\"");
+        for (u32 gi = 0; gi < c_.guest_count; gi++) {
+            const GuestConfig &o = c_.guests[gi];
+            for (u32 k = 0; k < o.disk_count; k++) {
+                const DiskConfig &e = o.disks[k];
+                if (&e == &d) return true;      // every earlier disk has been compared
+                if (!same(e.file, d.file) || (e.readonly && d.readonly)) continue;
+                if (&o == g_)
+                    return fail_at(d.line, "\"%.*s\": a guest may not name a writable image twice (also at line %u)",
+                                   shown(d.file), d.file.p, e.line);
+                return fail_at(d.line, "\"%.*s\": two guests may not share a writable image (also at line %u)",
+                               shown(d.file), d.file.p, e.line);
+            }
+        }
         return true;
     }
 
@@ -253,8 +316,10 @@ private:
             return fail("\"%.*s\" is outside a table: put it under [keel] or [[guest]]", shown(k), k.p);
         unsigned idx = 0;
         while (idx < NKEYS && !(KEYS[idx].table == table_ && k.eq(KEYS[idx].name))) idx++;
-        if (idx == NKEYS)
-            return fail("unknown key \"%.*s\" in %s", shown(k), k.p, table_ == Table::keel ? "[keel]" : "[[guest]]");
+        if (idx == NKEYS) {
+            const char *tn = table_ == Table::keel ? "[keel]" : table_ == Table::guest ? "[[guest]]" : "[[guest.disk]]";
+            return fail("unknown key \"%.*s\" in %s", shown(k), k.p, tn);
+        }
         Key key = Key(idx);
         if (seen_ & bit(key)) return fail("duplicate key \"%s\"", KEYS[idx].name);
         seen_ |= bit(key);
@@ -270,6 +335,7 @@ private:
     bool value(Key k)
     {
         GuestConfig *g = g_;
+        DiskConfig *d = d_;
         StrView s;
         u64 v;
         switch (k) {
@@ -349,6 +415,12 @@ private:
             else return fail("%s", want);
             return true;
         }
+        case Key::file:
+            if (!str(s, "expected a path string") || !path(s)) return false;
+            d->file = s;
+            return true;
+        case Key::readonly:
+            return boolean(d->readonly);
         }
         return fail("internal error");
     }
@@ -360,6 +432,23 @@ private:
         if (v.kind != Val::Kind::str) return fail("%s", want);
         s = v.s;
         return true;
+    }
+
+    // Strictly true or false: no strings, numbers or other spellings.
+    bool boolean(bool &out)
+    {
+        const char *want = "expected true or false";
+        if (eol()) return fail("missing value");
+        usize s = i_;
+        if (token_char(t_[i_])) {
+            while (i_ < end_ && token_char(t_[i_])) i_++;
+            StrView tok{t_ + s, i_ - s};
+            if (!tok.eq("true") && !tok.eq("false")) return fail("%s", want);
+            out = tok.eq("true");
+            return true;
+        }
+        Val v;
+        return scalar(v) && fail("%s", want);
     }
 
     bool integer(u64 lo, u64 hi, u64 &out)

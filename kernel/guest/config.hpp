@@ -15,10 +15,19 @@ struct ConfigError {
     char msg[96];       // NUL-terminated, e.g. "memory: expected a size such as \"64M\""
 };
 
+// One [[guest.disk]] table: a virtio-blk disk backed by a raw image that
+// scripts/mkimage packs into the boot image (its size is the disk's size).
+struct DiskConfig {
+    StrView file;                       // path, relative to the config file
+    bool    readonly;                   // default false
+    u32     line;                       // line of its [[guest.disk]] header (for messages)
+};
+
 // Strings are views: into the config text when the value has no escapes,
 // otherwise into KeelConfig::pool. An absent optional string is empty.
 struct GuestConfig {
     static constexpr u32   MAX_MODULES = 8;
+    static constexpr u32   MAX_DISKS   = 8;
     static constexpr u32   MAX_CPUS    = 64;
     static constexpr u32   MAX_PIN     = 64;
     static constexpr u32   MAX_PCPU    = 255;   // largest value in pin
@@ -46,9 +55,11 @@ struct GuestConfig {
     OnExit  on_exit;
     OnBadAccess on_bad_access;
     u32     line;                       // line of its [[guest]] header (for messages)
+    DiskConfig disks[MAX_DISKS];        // in file order: disks[0] is the guest's /dev/vda
+    u32     disk_count;
 };
 
-// About 13 KiB: keep it static, not on a kernel stack.
+// About 16 KiB: keep it static, not on a kernel stack.
 struct KeelConfig {
     static constexpr u32   MAX_GUESTS       = 16;
     static constexpr usize POOL_SIZE        = 8192;     // unescaped strings

@@ -81,6 +81,20 @@ void invariants(const char *text, size_t len, const KeelConfig &c)
         check(g.on_exit == GuestConfig::OnExit::stop || g.on_exit == GuestConfig::OnExit::restart);
         check(g.line >= 1);
         if (i) check(g.line > c.guests[i - 1].line);
+        // Disks: in file order, after their guest's header and before the next
+        // guest's; a writable image is named by no other disk.
+        check(g.disk_count <= GuestConfig::MAX_DISKS);
+        for (u32 k = 0; k < g.disk_count; k++) {
+            const DiskConfig &d = g.disks[k];
+            b.path(d.file);
+            check(d.line > (k ? g.disks[k - 1].line : g.line));
+            if (i + 1 < c.guest_count) check(d.line < c.guests[i + 1].line);
+            for (u32 j = 0; j <= i; j++)
+                for (u32 m = 0; m < c.guests[j].disk_count && (j < i || m < k); m++) {
+                    const DiskConfig &e = c.guests[j].disks[m];
+                    check(!same(d.file, e.file) || (d.readonly && e.readonly));
+                }
+        }
     }
 }
 
@@ -117,6 +131,11 @@ std::string emit(const KeelConfig &c)
         for (u32 p = 0; p < g.pin_count; p++) o += std::to_string(g.pin[p]) + ",";
         o += "]\non_exit = ";
         o += g.on_exit == GuestConfig::OnExit::restart ? "\"restart\"\n" : "\"stop\"\n";
+        for (u32 k = 0; k < g.disk_count; k++) {
+            o += "[[guest.disk]]\nfile = ";
+            quoted(o, g.disks[k].file);
+            o += g.disks[k].readonly ? "\nreadonly = true\n" : "\n";
+        }
     }
     return o;
 }
@@ -134,6 +153,9 @@ void equal(const KeelConfig &a, const KeelConfig &b)
         for (u32 m = 0; m < x.module_count; m++) check(same(x.modules[m], y.modules[m]));
         check(x.memory == y.memory && x.cpus == y.cpus && x.on_exit == y.on_exit);
         check(x.pin_count == y.pin_count && memcmp(x.pin, y.pin, x.pin_count) == 0);
+        check(x.disk_count == y.disk_count);
+        for (u32 k = 0; k < x.disk_count; k++)
+            check(same(x.disks[k].file, y.disks[k].file) && x.disks[k].readonly == y.disks[k].readonly);
     }
 }
 

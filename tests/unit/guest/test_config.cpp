@@ -201,12 +201,12 @@ TEST(Config, SyntaxErrors)
         {"[[guest] ]\n", "line 1: expected ']]'"},
         {"[]\n", "line 1: expected a table name"},
         {"[\"keel\"]\n", "line 1: quoted table names are not supported"},
-        {"[keel.sub]\n", "line 1: dotted table names are not supported"},
+        {"[keel.sub]\n", "line 1: dotted table names other than [[guest.disk]] are not supported"},
         {"[keel] x\n", "line 1: unexpected text after the table header"},
         {"[keel]\n[keel]\n", "line 2: duplicate [keel] table (first at line 1)"},
         {"[[keel]]\n", "line 1: keel is a single table: write [keel]"},
         {"[guest]\n", "line 1: guest is an array of tables: write [[guest]]"},
-        {"\n[guests]\n", "line 2: unknown table [guests] (expected [keel] or [[guest]])"},
+        {"\n[guests]\n", "line 2: unknown table [guests] (expected [keel], [[guest]] or [[guest.disk]])"},
         // Keys.
         {"[keel]\nfoo = 1\n", "line 2: unknown key \"foo\" in [keel]"},
         {"[keel]\nname = \"x\"\n", "line 2: unknown key \"name\" in [keel]"},
@@ -350,6 +350,136 @@ TEST(Config, GuestValues)
     Parsed longest(with("cmdline = \"" + std::string(255, 'c') + "\""));
     ASSERT_TRUE(longest.ok) << longest.error();
     EXPECT_EQ(longest.guest(0).cmdline.n, 255u);
+}
+
+// [[guest.disk]]: a virtio-blk disk of the most recent [[guest]].
+std::string disk(const std::string &file, const std::string &extra = "")
+{
+    return "[[guest.disk]]\nfile = \"" + file + "\"\n" + extra;
+}
+
+TEST(Config, Disks)
+{
+    // The issue's example: one writable disk, readonly defaulting to false.
+    Parsed one(R"([[guest]]
+name = "web"
+kernel = "vmlinuz"
+initrd = "initrd.gz"
+memory = "256M"
+
+[[guest.disk]]          # virtio-blk disks in order: the first is /dev/vda
+file = "web.img"        # raw image, packed by scripts/mkimage
+readonly = false        # optional, default false
+)");
+    ASSERT_TRUE(one.ok) << one.error();
+    ASSERT_EQ(one.guest(0).disk_count, 1u);
+    EXPECT_EQ(str(one.guest(0).disks[0].file), "web.img");
+    EXPECT_FALSE(one.guest(0).disks[0].readonly);
+    EXPECT_EQ(one.guest(0).disks[0].line, 7u);
+
+    // Two disks in order; readonly defaults to false; a guest without disks has none.
+    Parsed two(guest("a") + disk("root.img") + disk("data.img", "readonly = true\n") + guest("b"));
+    ASSERT_TRUE(two.ok) << two.error();
+    const GuestConfig &a = two.guest(0);
+    ASSERT_EQ(a.disk_count, 2u);
+    EXPECT_EQ(str(a.disks[0].file), "root.img");
+    EXPECT_FALSE(a.disks[0].readonly);
+    EXPECT_EQ(a.disks[0].line, 5u);
+    EXPECT_EQ(str(a.disks[1].file), "data.img");
+    EXPECT_TRUE(a.disks[1].readonly);
+    EXPECT_EQ(a.disks[1].line, 7u);
+    EXPECT_EQ(two.guest(1).disk_count, 0u);
+
+    // readonly before file; spaces inside the brackets and around the dot (valid TOML).
+    Parsed order(guest("a") + "[[ guest . disk ]]\nreadonly = true\nfile = \"x.img\"\n");
+    ASSERT_TRUE(order.ok) << order.error();
+    EXPECT_TRUE(order.guest(0).disks[0].readonly);
+    EXPECT_EQ(str(order.guest(0).disks[0].file), "x.img");
+
+    // A [keel] table in between: the disk still belongs to the last [[guest]], as in TOML.
+    Parsed keel(guest("a") + guest("b") + "[keel]\non_idle = \"poweroff\"\n" + disk("b.img"));
+    ASSERT_TRUE(keel.ok) << keel.error();
+    EXPECT_EQ(keel.guest(0).disk_count, 0u);
+    ASSERT_EQ(keel.guest(1).disk_count, 1u);
+    EXPECT_EQ(str(keel.guest(1).disks[0].file), "b.img");
+    EXPECT_EQ(keel.cfg->on_idle, KeelConfig::OnIdle::poweroff);
+
+    // Inline comments everywhere; CRLF; an escape in the path.
+    Parsed comments(guest("a") + "[[guest.disk]]   # data\r\nfile = \"d\\u0031.img\" # the image\r\n"
+                    "readonly = true#ro\r\n");
+    ASSERT_TRUE(comments.ok) << comments.error();
+    EXPECT_EQ(str(comments.guest(0).disks[0].file), "d1.img");
+    EXPECT_TRUE(comments.guest(0).disks[0].readonly);
+
+    // Eight disks; the ninth is one too many, at its own line.
+    std::string eight = guest("a");
+    for (int i = 0; i < 8; i++) eight += disk("d" + std::to_string(i) + ".img");
+    Parsed p8(eight);
+    ASSERT_TRUE(p8.ok) << p8.error();
+    EXPECT_EQ(p8.guest(0).disk_count, GuestConfig::MAX_DISKS);
+    EXPECT_EQ(str(p8.guest(0).disks[7].file), "d7.img");
+    EXPECT_EQ(error_of(eight + disk("d8.img")), "line 21: guest \"a\": too many disks (at most 8)");
+
+    // Read-only images may be shared, within a guest and across guests.
+    EXPECT_EQ(error_of(guest("a") + disk("base.img", "readonly = true\n") + guest("b") +
+                       disk("base.img", "readonly = true\n") + disk("base.img", "readonly = true\n")),
+              "ok");
+}
+
+TEST(Config, DiskErrors)
+{
+    const std::string ro = "readonly = true\n";
+    expect_all({
+        // Where a disk may be.
+        {"[[guest.disk]]\nfile = \"a.img\"\n", "line 1: [[guest.disk]] before any [[guest]]"},
+        {"[keel]\n[[guest.disk]]\n", "line 2: [[guest.disk]] before any [[guest]]"},
+        {guest("a") + "[guest.disk]\n", "line 5: disk is an array of tables: write [[guest.disk]]"},
+        {guest("a") + "[[guest.disks]]\n", "line 5: dotted table names other than [[guest.disk]] are not supported"},
+        {guest("a") + "[[guest.disk.x]]\n", "line 5: dotted table names other than [[guest.disk]] are not supported"},
+        {guest("a") + "[[guest.\"disk\"]]\n", "line 5: quoted table names are not supported"},
+        {guest("a") + "[[guest.disk]\n", "line 5: expected ']]'"},
+        {guest("a") + "[[guest.]]\n", "line 5: dotted table names other than [[guest.disk]] are not supported"},
+        // The guest's own table must be complete before its first disk.
+        {"[[guest]]\nname = \"a\"\n" + disk("a.img"), "line 1: guest \"a\": missing required key \"kernel\""},
+        // Keys.
+        {guest("a") + "[[guest.disk]]\nreadonly = true\n", "line 5: [[guest.disk]]: missing required key \"file\""},
+        {guest("a") + "[[guest.disk]]\n" + disk("b.img"), "line 5: [[guest.disk]]: missing required key \"file\""},
+        {guest("a") + disk("a.img", "size = \"1M\"\n"), "line 7: unknown key \"size\" in [[guest.disk]]"},
+        {guest("a") + disk("a.img", "name = \"x\"\n"), "line 7: unknown key \"name\" in [[guest.disk]]"},
+        {guest("a") + disk("a.img", "file = \"b.img\"\n"), "line 7: duplicate key \"file\""},
+        {guest("a") + disk("a.img", ro + ro), "line 8: duplicate key \"readonly\""},
+        {with("file = \"a.img\""), "line 5: unknown key \"file\" in [[guest]]"},
+        {"[keel]\nreadonly = true\n", "line 2: unknown key \"readonly\" in [keel]"},
+        {guest("a") + disk("a.img") + "[keel]\nfile = \"b\"\n", "line 8: unknown key \"file\" in [keel]"},
+        // Values.
+        {guest("a") + disk(""), "line 6: file: expected a non-empty path"},
+        {guest("a") + disk("a b.img"), "line 6: file: spaces and control characters are not allowed in paths"},
+        {guest("a") + "[[guest.disk]]\nfile = [\"a.img\"]\n", "line 6: file: expected a path string"},
+        {guest("a") + "[[guest.disk]]\nfile = a.img\n", "line 6: file: unexpected value \"a.img\" (strings need double quotes)"},
+        {guest("a") + disk("a.img", "readonly = \"true\"\n"), "line 7: readonly: expected true or false"},
+        {guest("a") + disk("a.img", "readonly = True\n"), "line 7: readonly: expected true or false"},
+        {guest("a") + disk("a.img", "readonly = TRUE\n"), "line 7: readonly: expected true or false"},
+        {guest("a") + disk("a.img", "readonly = yes\n"), "line 7: readonly: expected true or false"},
+        {guest("a") + disk("a.img", "readonly = 1\n"), "line 7: readonly: expected true or false"},
+        {guest("a") + disk("a.img", "readonly = truex\n"), "line 7: readonly: expected true or false"},
+        {guest("a") + disk("a.img", "readonly = [true]\n"), "line 7: readonly: expected true or false"},
+        {guest("a") + disk("a.img", "readonly =\n"), "line 7: readonly: missing value"},
+        {guest("a") + disk("a.img", "readonly = true false\n"), "line 7: readonly: unexpected text after the value"},
+        {guest("a") + disk("a.img", "readonly = true,\n"), "line 7: readonly: unexpected text after the value"},
+        {guest("a") + disk("a.img", "readonly = {}\n"), "line 7: readonly: inline tables are not supported"},
+        // A writable image is named once in the whole file: reported at the second disk's line.
+        {guest("a") + disk("w.img") + guest("b") + disk("w.img"),
+         "line 11: \"w.img\": two guests may not share a writable image (also at line 5)"},
+        {guest("a") + disk("w.img", ro) + guest("b") + disk("w.img"),
+         "line 12: \"w.img\": two guests may not share a writable image (also at line 5)"},
+        {guest("a") + disk("w.img") + guest("b") + disk("w.img", ro),
+         "line 11: \"w.img\": two guests may not share a writable image (also at line 5)"},
+        {guest("a") + disk("w.img") + disk("x.img") + disk("w.img", ro),
+         "line 9: \"w.img\": a guest may not name a writable image twice (also at line 5)"},
+        // The same string after unescaping is the same file.
+        {guest("a") + disk("w.img") + guest("b") + disk("\\u0077.img"),
+         "line 11: \"w.img\": two guests may not share a writable image (also at line 5)"},
+    });
 }
 
 TEST(Config, Sizes)
@@ -528,7 +658,7 @@ TEST(Config, LongLines)
     Parsed p("[" + big + "]\n");
     EXPECT_FALSE(p.ok);
     EXPECT_LT(strlen(p.err.msg), sizeof(p.err.msg));
-    EXPECT_EQ(p.error(), "line 1: unknown table [" + std::string(32, 'x') + "] (expected [keel] or [[guest]])");
+    EXPECT_EQ(p.error(), "line 1: unknown table [" + std::string(32, 'x') + "] (expected [keel], [[guest]] or [[guest.disk]])");
 }
 
 TEST(Config, ManyLines)
@@ -544,7 +674,8 @@ TEST(Config, ManyLines)
 TEST(Config, Mutations)
 {
     std::mt19937 rng(1234);
-    const std::string base = std::string(FULL) + "[keel]\nloglevel = \"info\"\n";
+    const std::string base =
+        std::string(FULL) + "[[guest.disk]]\nfile = \"b.img\"\nreadonly = true\n[keel]\nloglevel = \"info\"\n";
     const char alphabet[] = "[]\"'=#,.\\ \t\r\n\0_-+0x1uM{}\x80\xff";
     auto cfg = std::make_unique<KeelConfig>();
     unsigned ok = 0;
