@@ -231,6 +231,13 @@ bool PciFunction::signal_msix(u16 n)
     return true;
 }
 
+bool PciFunction::msix_on() const
+{
+    if (!bus_) return false;
+    Guard lk(bus_->lock_);
+    return msix_enabled();
+}
+
 void PciFunction::set_intx(bool asserted)
 {
     if (!bus_) return;

@@ -53,6 +53,9 @@ public:
     // (delivered on unmask). false: MSI-X is off or n is not a vector (the
     // device should use INTx then).
     bool signal_msix(u16 n);
+    // The guest's MSI-X Enable bit, read under the bus lock (so a device may
+    // ask from under its own lock, which comes before the bus's).
+    bool msix_on() const;
     // Drive the function's INTx line (level; the interrupt status bit follows
     // it, INTx Disable keeps it from the IOAPIC).
     void set_intx(bool asserted);

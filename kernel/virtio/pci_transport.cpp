@@ -298,7 +298,7 @@ void PciTransport::fail(Outbox &out, const char *fmt, ...)
 void PciTransport::interrupt(u16 vector, u8 isr_bit, Outbox &out)
 {
     stats_.interrupts++;
-    if (vector == NO_VECTOR) {
+    if (vector == NO_VECTOR || !irq_.vectors_enabled()) {
         isr_ |= isr_bit;
         irq_.raise_intx();
     } else if (out.n < sizeof out.vec / sizeof out.vec[0]) {

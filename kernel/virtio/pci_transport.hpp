@@ -21,7 +21,8 @@
 //
 // Interrupts go to an IrqSink: a vector < msix_vectors is an MSI-X table
 // entry; NO_VECTOR (also what a write of a vector beyond the table reads back
-// as, 4.1.5.1.2) means INTx: the ISR bit is set and the line raised.
+// as, 4.1.5.1.2) means INTx: the ISR bit is set and the line raised; so does
+// any vector while the sink says MSI-X is off (IrqSink::vectors_enabled).
 //
 // A driver error is never worked around. DRIVER_OK before FEATURES_OK, a queue
 // enabled before FEATURES_OK or with a bad size or rings, a notify before
@@ -93,6 +94,10 @@ public:
     // read clears it. Called under the transport lock.
     virtual void raise_intx() = 0;
     virtual void lower_intx() = 0;
+    // Whether vectors are in use (the PCI function's MSI-X Enable). false:
+    // every interrupt sets the ISR and raises INTx, whatever vector the driver
+    // programmed (4.1.5.3-4). Called under the transport lock.
+    virtual bool vectors_enabled() { return true; }
     // DEVICE_NEEDS_RESET was just set, for `reason` (under the transport lock).
     virtual void needs_reset(const char *reason) { (void)reason; }
 

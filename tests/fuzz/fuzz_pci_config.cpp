@@ -1,13 +1,16 @@
 // libFuzzer target for the PCI host bridge (kernel/pci/pci.cpp): the input is
 // a guest's sequence of accesses (ECAM, 0xCF8-0xCFF at every width, BARs
-// wherever the guest put them, MSI-X signals and INTx from the device). It
-// must never crash or trip ASan/UBSan, and what is read-only stays so: the
-// IDs, the BARs' size and type bits, the capability list, the MSI-X
-// capability's table size and locations.
+// wherever the guest put them, MSI-X signals and INTx from the device), with a
+// virtio-blk function (kernel/virtio/virtio_pci.cpp) at device 2 whose BAR the
+// guest pokes too. It must never crash or trip ASan/UBSan, and what is
+// read-only stays so: the IDs, the BARs' size and type bits, the capability
+// list, the MSI-X capability's table size and locations.
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kernel/pci/pci.hpp"
+#include "kernel/virtio/blk.hpp"
+#include "kernel/virtio/virtio_pci.hpp"
 
 namespace {
 
@@ -62,6 +65,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     PciBus bus(ECAM, 16, {on_msi, on_intx, nullptr});
     Device dev;
     if (!bus.plug(1, dev)) __builtin_trap();
+    // Guest RAM and a disk for the virtio function: rings the input places anywhere.
+    static u8 ram[0x10000], disk[0x4000];
+    __builtin_memset(ram, 0, sizeof ram);     // each input starts from the same guest
+    GuestMemory mem;
+    check(mem.add(GuestPhys(0x100000), sizeof ram, ram).ok());
+    virtio::BlkDevice blk(disk, sizeof disk, false);
+    virtio::BlkVirtio blkv(blk);
+    virtio::VirtioPciFunction vfn(blkv, mem);
+    check(vfn.ok() && bus.plug(2, vfn));
     Input in{data, size};
     const u8 sizes[] = {1, 2, 4, 8};
     while (in.n) {
@@ -82,12 +94,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 4: case 5: {           // near where the guest put the BARs
-            const u64 gpa = (op & 0x80 ? dev.bar_base(0) : dev.bar_base(2)) + (in.take(2) & 0x7fff) - 0x100;
+            const u64 base = op & 1 ? vfn.bar_base(0) : op & 0x80 ? dev.bar_base(0) : dev.bar_base(2);
+            const u64 gpa = base + (in.take(2) & 0x7fff) - 0x100;
             if (bus.covers(gpa)) bus.mmio(0, gpa, sz, write, value);
             break;
         }
         case 6:
             dev.signal_msix(u16(in.take(1) & 63));
+            vfn.transport().run_pending();
             break;
         default:
             dev.set_intx(op & 0x80);
@@ -104,6 +118,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(bus.config_read(1, 0, msix, 1) == 0x11);
     check((bus.config_read(1, 0, msix + 2, 2) & 0x7ff) == PciFunction::MAX_MSIX - 1);
     check(bus.config_read(1, 0, msix + 4, 4) == 2 && bus.config_read(1, 0, msix + 8, 4) == 0x1002);
-    check(bus.config_read(2, 0, 0, 4) == ~0u);
+    check(bus.config_read(2, 0, 0, 4) == 0x10421af4u);
+    check((bus.config_read(2, 0, 0x10, 4) & 0x7fff) == 0x4);
+    check(bus.config_read(3, 0, 0, 4) == ~0u);
     return 0;
 }
