@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "kernel/virtio/blk.hpp"
+#include "tests/fuzz/guarded.hpp"
 #include "kernel/virtio/pci_transport.hpp"
 
 namespace {
@@ -32,26 +33,10 @@ using namespace virtio;
 using Region = PciTransport::Region;
 
 constexpr u64 RAM = 0x1000, RAM_BYTES = 0x2000, DISK = 0x1000;
-constexpr usize GUARD = 64;
 constexpr u16 MSIX = 2;
 
-void check(bool c)
-{
-    if (!c) __builtin_trap();
-}
-
-template <usize N>
-struct Guarded {
-    u8 b[GUARD + N + GUARD];
-    u8 *mid() { return b + GUARD; }
-    void init() { memset(b, 0xcc, sizeof b); }
-    bool ok() const
-    {
-        for (usize i = 0; i < GUARD; i++)
-            if (b[i] != 0xcc || b[sizeof b - 1 - i] != 0xcc) return false;
-        return true;
-    }
-};
+using fuzz::check;
+using fuzz::Guarded;
 
 Guarded<RAM_BYTES> ram;
 Guarded<DISK> disk;

@@ -15,33 +15,19 @@
 #include <string.h>
 
 #include "kernel/virtio/blk.hpp"
+#include "tests/fuzz/guarded.hpp"
 
 namespace {
 
 using namespace virtio;
 
 constexpr u64 RAM_A = 0x1000, RAM_B = 0x3000, EXT = 0x1000;
-constexpr usize GUARD = 64;
 constexpr u64 DISK = 8 * 512;
 
-void check(bool c)
-{
-    if (!c) __builtin_trap();
-}
+using fuzz::check;
+using fuzz::Guarded;
 
-struct Guarded {
-    u8 b[GUARD + EXT + GUARD];
-    u8 *mid() { return b + GUARD; }
-    void init() { memset(b, 0xcc, sizeof b); }
-    bool ok() const
-    {
-        for (usize i = 0; i < GUARD; i++)
-            if (b[i] != 0xcc || b[sizeof b - 1 - i] != 0xcc) return false;
-        return true;
-    }
-};
-
-Guarded ram_a, ram_b, disk;   // disk uses DISK of EXT bytes
+Guarded<EXT> ram_a, ram_b, disk;   // disk uses DISK of EXT bytes
 
 } // namespace
 
