@@ -39,6 +39,7 @@ void print_stats(Guest &g)
         if (i == 0 && g.platform.bad_accesses)
             log_info("stats %s bad_access=%lu pages=%lu", g.name, g.platform.bad_accesses, u64(g.platform.nbad_pages));
     }
+    print_disk_stats(g);
 }
 
 } // namespace hv

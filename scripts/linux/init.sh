@@ -12,6 +12,10 @@
 # Then it powers off (poweroff -f: ACPI S5, or Keel's power-off path) -- unless the command
 # line has keel.reboot_once and Keel says this is the first boot (keel.boot=1, which Keel
 # puts on every Linux guest's command line, counting its starts): then it reboots (-f).
+# With keel.disk=vda (Keel's first [[guest.disk]]) it first loads the virtio modules of
+# /lib/modules, waits for /sys/block/vda, checks "KEEL-DISK-SIGNATURE" at the start of
+# sector 0, writes a pattern to sectors 8-11, syncs and flushes, reads it back and prints
+#   KEEL-INIT disk vda ok         or   KEEL-INIT disk vda fail <reason>
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 read -r up _ </proc/uptime
@@ -28,6 +32,7 @@ want_cpus=
 want_mem=
 boot=
 reboot_once=
+disk=
 read -r cmdline </proc/cmdline
 set -f
 for word in $cmdline; do
@@ -36,6 +41,7 @@ for word in $cmdline; do
         keel.mem_mb=*) want_mem=${word#*=} ;;
         keel.boot=*) boot=${word#*=} ;;
         keel.reboot_once) reboot_once=1 ;;
+        keel.disk=*) disk=${word#*=} ;;
     esac
 done
 set +f
@@ -59,6 +65,36 @@ if [ -z "$why" ]; then
     echo "KEEL-INIT check=ok"
 else
     echo "KEEL-INIT check=fail$why"
+fi
+
+# The disk check: one line, ok or the first thing that went wrong.
+check_disk() {
+    d=$1
+    for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do   # dependency order
+        [ -d /sys/module/$m ] || insmod /lib/modules/$m.ko || { echo "insmod-$m"; return; }
+    done
+    n=0
+    while [ ! -e /sys/block/$d/dev ]; do
+        n=$((n + 1))
+        [ $n -le 100 ] || { echo "no-/sys/block/$d"; return; }
+        sleep 0.1
+    done
+    IFS=: read -r major minor </sys/block/$d/dev
+    [ -b /dev/$d ] || mknod /dev/$d b "$major" "$minor" || { echo "mknod"; return; }
+    sig=$(dd if=/dev/$d bs=512 count=1 2>/dev/null | head -c 19)
+    [ "$sig" = KEEL-DISK-SIGNATURE ] || { echo "signature-'$sig'"; return; }
+    i=0
+    while [ $i -lt 128 ]; do printf 'keel-pattern-%03d' $i; i=$((i + 1)); done >/tmp/pattern   # 2 KiB
+    dd if=/tmp/pattern of=/dev/$d bs=512 seek=8 count=4 conv=fsync 2>/dev/null || { echo "write"; return; }
+    sync
+    blockdev --flushbufs /dev/$d || { echo "flushbufs"; return; }
+    dd if=/dev/$d of=/tmp/back bs=512 skip=8 count=4 2>/dev/null || { echo "read-back"; return; }
+    cmp -s /tmp/pattern /tmp/back || { echo "pattern-mismatch"; return; }
+    echo ok
+}
+if [ -n "$disk" ]; then
+    r=$(check_disk "$disk")
+    if [ "$r" = ok ]; then echo "KEEL-INIT disk $disk ok"; else echo "KEEL-INIT disk $disk fail $r"; fi
 fi
 
 if [ -n "$reboot_once" ] && [ "$boot" = 1 ]; then
