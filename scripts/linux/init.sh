@@ -14,7 +14,8 @@
 # puts on every Linux guest's command line, counting its starts): then it reboots (-f).
 # With keel.disk=vda (Keel's first [[guest.disk]]) it first loads the virtio modules of
 # /lib/modules, waits for /sys/block/vda, checks "KEEL-DISK-SIGNATURE" at the start of
-# sector 0, writes a pattern to sectors 8-11, syncs and flushes, reads it back and prints
+# sector 0 (after the first boot: the pattern already in sectors 8-11), writes a pattern
+# to sectors 8-11, syncs and flushes, reads it back and prints
 #   KEEL-INIT disk vda ok         or   KEEL-INIT disk vda fail <reason>
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
@@ -85,6 +86,11 @@ check_disk() {
     [ "$sig" = KEEL-DISK-SIGNATURE ] || { echo "signature-'$sig'"; return; }
     i=0
     while [ $i -lt 128 ]; do printf 'keel-pattern-%03d' $i; i=$((i + 1)); done >/tmp/pattern   # 2 KiB
+    # A later start of the guest (a reboot) finds what the first one wrote: the disk outlives it.
+    if [ -n "$boot" ] && [ "$boot" -gt 1 ]; then
+        dd if=/dev/$d of=/tmp/kept bs=512 skip=8 count=4 2>/dev/null || { echo "read-kept"; return; }
+        cmp -s /tmp/pattern /tmp/kept || { echo "boot-$boot-lost-boot-1-pattern"; return; }
+    fi
     dd if=/tmp/pattern of=/dev/$d bs=512 seek=8 count=4 conv=fsync 2>/dev/null || { echo "write"; return; }
     sync
     blockdev --flushbufs /dev/$d || { echo "flushbufs"; return; }
