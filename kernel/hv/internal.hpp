@@ -9,6 +9,7 @@
 //   irq.cpp            the guest's APIC and IOAPIC pages and MSRs, MSIs and INTx, IPIs, INIT/SIPI
 //   sched.cpp          the run queues' sleepers: halted vCPUs and when they wake
 //   run_loop.cpp       cpu_loop: pick a vCPU, run it for a slice, handle its exits
+//   disk.cpp           [[guest.disk]]: backing made once, virtio-blk functions on the PCI bus, their stats
 //   stats.cpp          per-vCPU accounting printed
 //   guest_console.cpp  a guest's console lines: its name before them, a rate limit
 #pragma once
