@@ -9,6 +9,7 @@
 // is there at its next start. Two guests never share it (each copies), and
 // the module stays as it was packed. The device models are rebuilt from
 // scratch at every start, like the rest of the platform.
+#include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "kernel/hv/internal.hpp"
 #include "kernel/lib/console.hpp"
@@ -27,6 +28,8 @@ void disk_report(void *ctx, const char *reason)
     log_error("guest %s: disk %u: %s", d.guest->name, d.index, reason);
 }
 
+u64 tsc_now() { return x86::rdtsc(); }
+
 unsigned order_for(u64 bytes)
 {
     unsigned order = 0;
@@ -39,12 +42,7 @@ unsigned order_for(u64 bytes)
 bool prepare_disks(Guest &g, const BootModule *(*find)(StrView))
 {
     const GuestConfig &c = *g.cfg;
-    if (c.disk_count >= PciBus::MAX_DEVICES) {
-        const DiskConfig &dc = c.disks[PciBus::MAX_DEVICES - 1];
-        log_error("guest %s: keel.toml line %u: disk %u: the PCI bus has room for %u disks; not started", g.name,
-                  dc.line, PciBus::MAX_DEVICES - 1, PciBus::MAX_DEVICES - 1);
-        return false;
-    }
+    static_assert(GuestConfig::MAX_DISKS < PciBus::MAX_DEVICES, "disk i is PCI device i + 1");
     for (u32 i = 0; i < c.disk_count; i++) {
         const DiskConfig &dc = c.disks[i];
         GuestDisk &d = g.disks[i];
@@ -91,7 +89,9 @@ bool plug_disks(Guest &g)
     for (u32 i = 0; i < c.disk_count; i++) {
         GuestDisk &d = g.disks[i];
         d.reported = false;
-        d.blk = new (d.blk_storage) virtio::BlkDevice(d.data, d.bytes, c.disks[i].readonly);
+        d.blk = new (d.blk_storage) virtio::BlkDevice(d.data, d.bytes, c.disks[i].readonly,
+                                                    u16(min<u32>(c.cpus, virtio::PciTransport::MAX_QUEUES)));
+        d.blk->set_clock(tsc_now);
         d.adapter = new (d.adapter_storage) virtio::BlkVirtio(*d.blk);
         d.fn = new (d.fn_storage) virtio::VirtioPciFunction(*d.adapter, g.mem, disk_report, &d);
         if (!d.fn->ok() || !g.pci->plug(i + 1, *d.fn)) {
@@ -111,15 +111,6 @@ void service_disks(Guest &g)
     for (u32 i = 0; i < g.ndisks; i++) {
         virtio::PciTransport &t = g.disks[i].fn->transport();
         if (t.pending()) (void)t.run_pending();
-    }
-}
-
-void print_disk_stats(Guest &g)
-{
-    for (u32 i = 0; i < g.ndisks; i++) {
-        const virtio::BlkStats s = g.disks[i].blk->stats();
-        log_info("stats %s disk=%u requests=%lu read_bytes=%lu written_bytes=%lu flushes=%lu errors=%lu", g.name, i,
-                 s.requests, s.bytes_read, s.bytes_written, s.flushes, s.errors);
     }
 }
 

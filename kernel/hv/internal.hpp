@@ -232,7 +232,6 @@ bool build_platform(Guest &g, u64 &rsdp);
 // started); plug_disks puts its virtio-blk function on g.pci (after build_platform).
 bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
 bool plug_disks(Guest &g);
-void print_disk_stats(Guest &g);
 // On the guest's exits: the queues whose last batch ended at its budget, serviced once more.
 void service_disks(Guest &g);
 
