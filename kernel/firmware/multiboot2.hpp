@@ -48,7 +48,7 @@ struct Framebuffer {
 };
 
 struct BootInfo {
-    static constexpr usize MAX_MODULES = 16;
+    static constexpr usize MAX_MODULES = 64;   // the config, and per guest a kernel, an initrd or modules, disks
     static constexpr usize MAX_MEM = 128;
 
     u64 tags_seen;                      // bit n: a tag of type n (< 64) was present

@@ -27,7 +27,7 @@ struct DiskConfig {
 // otherwise into KeelConfig::pool. An absent optional string is empty.
 struct GuestConfig {
     static constexpr u32   MAX_MODULES = 8;
-    static constexpr u32   MAX_DISKS   = 8;
+    static constexpr u32   MAX_DISKS   = 7;   // PCI devices 1..7 (0 is the host bridge)
     static constexpr u32   MAX_CPUS    = 64;
     static constexpr u32   MAX_PIN     = 64;
     static constexpr u32   MAX_PCPU    = 255;   // largest value in pin

@@ -180,6 +180,10 @@ bool create(Guest &g, bool memory_ready)
         mods[i] = {mm::phys_ptr<const u8>(m->start), m->end - m->start, c.modules[i].p, c.modules[i].n};
     }
 
+    // The disks' backing before any RAM: made at the first start, kept by the later ones.
+    g.ndisks = 0;
+    if (!prepare_disks(g, find_module)) return false;
+
     if (!memory_ready && !create_memory(g, true)) return false;
 
     g.platform = GuestPlatform{};
@@ -227,7 +231,7 @@ bool create(Guest &g, bool memory_ready)
     Gprs boot_regs{};
     char what[80];
     u64 rsdp = 0;
-    if (!build_platform(g, rsdp)) {
+    if (!build_platform(g, rsdp) || !plug_disks(g)) {
         release(g);
         return false;
     }

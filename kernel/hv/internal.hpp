@@ -9,6 +9,7 @@
 //   irq.cpp            the guest's APIC and IOAPIC pages and MSRs, MSIs and INTx, IPIs, INIT/SIPI
 //   sched.cpp          the run queues' sleepers: halted vCPUs and when they wake
 //   run_loop.cpp       cpu_loop: pick a vCPU, run it for a slice, handle its exits
+//   disk.cpp           [[guest.disk]]: backing made once, virtio-blk functions on the PCI bus, their stats
 //   stats.cpp          per-vCPU accounting printed
 //   guest_console.cpp  a guest's console lines: its name before them, a rate limit
 #pragma once
@@ -30,6 +31,8 @@
 #include "kernel/vdev/pit.hpp"
 #include "kernel/vdev/power.hpp"
 #include "kernel/vdev/uart.hpp"
+#include "kernel/virtio/blk.hpp"
+#include "kernel/virtio/virtio_pci.hpp"
 
 extern const Acpi &boot_acpi();
 
@@ -98,6 +101,22 @@ private:
     Guest *g_ = nullptr;
 };
 
+// One [[guest.disk]]: its backing (kept across the guest's starts) and its device models
+// (rebuilt at every start, placement-new in the storage).
+struct GuestDisk {
+    Guest *guest;
+    u32 index;                            // 0: /dev/vda, at PCI device 1
+    u8 *data;                             // the backing, host memory (nullptr: not made yet)
+    u64 bytes;
+    bool reported;                        // its DEVICE_NEEDS_RESET was printed (this start)
+    alignas(virtio::BlkDevice) u8 blk_storage[sizeof(virtio::BlkDevice)];
+    alignas(virtio::BlkVirtio) u8 adapter_storage[sizeof(virtio::BlkVirtio)];
+    alignas(virtio::VirtioPciFunction) u8 fn_storage[sizeof(virtio::VirtioPciFunction)];
+    virtio::BlkDevice *blk;
+    virtio::BlkVirtio *adapter;
+    virtio::VirtioPciFunction *fn;
+};
+
 struct Guest {
     enum class State : u8 { free, running, stopping, ended };
 
@@ -123,6 +142,8 @@ struct Guest {
     alignas(PicModel) u8 pic_storage[sizeof(PicModel)];
     alignas(PciBus) u8 pci_storage[sizeof(PciBus)];
     PciBus *pci;
+    GuestDisk disks[GuestConfig::MAX_DISKS];
+    u32 ndisks;                           // plugged this start
     bool linux;                           // booted by the Linux boot protocol
     bool reboot;                          // it asked for a reset: start it again whatever on_exit says
     Vcpu vcpus[MAX_VCPUS];
@@ -206,6 +227,13 @@ bool create(Guest &g, bool memory_ready = false);
 // platform.cpp: the legacy area (in g.blocks), the ACPI tables in guest RAM (rsdp: where), the
 // IOAPIC, power/PM timer, PIT and PIC models on g.platform. false: logged, the caller releases.
 bool build_platform(Guest &g, u64 &rsdp);
+
+// disk.cpp: prepare_disks makes each disk's backing once (false: logged at the disk's line, not
+// started); plug_disks puts its virtio-blk function on g.pci (after build_platform).
+bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
+bool plug_disks(Guest &g);
+// On the guest's exits: the queues whose last batch ended at its budget, serviced once more.
+void service_disks(Guest &g);
 
 // lifecycle.cpp
 void launch(Guest &g);

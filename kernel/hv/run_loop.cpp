@@ -51,6 +51,7 @@ void run_slice(Vcpu &v)
         v.stats.by_reason[u8(e.reason)]++;
         ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);
         route_ipis(g, v);
+        if (g.ndisks) service_disks(g);
         const u64 t1 = x86::rdtsc();
         v.stats.run_tsc += t1 - t0;
         t0 = t1;

@@ -39,6 +39,13 @@ void print_stats(Guest &g)
         if (i == 0 && g.platform.bad_accesses)
             log_info("stats %s bad_access=%lu pages=%lu", g.name, g.platform.bad_accesses, u64(g.platform.nbad_pages));
     }
+    for (u32 i = 0; i < g.ndisks; i++) {
+        const virtio::BlkStats d = g.disks[i].blk->stats();
+        log_info("stats %s disk=%u requests=%lu read_bytes=%lu written_bytes=%lu flushes=%lu errors=%lu service_us=%lu "
+                 "max_service_us=%lu",
+                 g.name, i, d.requests, d.bytes_read, d.bytes_written, d.flushes, d.errors, tsc_to_us(d.service_ticks),
+                 tsc_to_us(d.max_service_ticks));
+    }
 }
 
 } // namespace hv

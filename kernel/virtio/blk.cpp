@@ -112,6 +112,8 @@ BlkStats BlkDevice::stats() const
     s.bytes_written = __atomic_load_n(&stats_.bytes_written, __ATOMIC_RELAXED);
     s.flushes = __atomic_load_n(&stats_.flushes, __ATOMIC_RELAXED);
     s.errors = __atomic_load_n(&stats_.errors, __ATOMIC_RELAXED);
+    s.service_ticks = __atomic_load_n(&stats_.service_ticks, __ATOMIC_RELAXED);
+    s.max_service_ticks = __atomic_load_n(&stats_.max_service_ticks, __ATOMIC_RELAXED);
     return s;
 }
 
@@ -202,6 +204,16 @@ u32 BlkDevice::execute(GuestMemory &mem, const Chain &c)
     return u32(written);
 }
 
+// Service time: the sum, and the longest (the queues of several vCPUs may race here).
+void BlkDevice::account(u64 ticks)
+{
+    count(stats_.service_ticks, ticks);
+    u64 m = __atomic_load_n(&stats_.max_service_ticks, __ATOMIC_RELAXED);
+    while (ticks > m &&
+           !__atomic_compare_exchange_n(&stats_.max_service_ticks, &m, ticks, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
 BlkDevice::Serviced BlkDevice::service(Virtqueue &vq)
 {
     Guard<Spinlock> g(vq.lock());
@@ -212,7 +224,10 @@ BlkDevice::Serviced BlkDevice::service(Virtqueue &vq)
     for (u32 budget = vq.size(); vq.enabled();) {
         while (budget && vq.pop(c)) {
             budget--;
-            if (!vq.push(c.head, execute(*mem, c))) break;
+            const u64 t0 = clock_ ? clock_() : 0;
+            const u32 used = execute(*mem, c);
+            if (clock_) account(clock_() - t0);
+            if (!vq.push(c.head, used)) break;
         }
         if (vq.error() != VqError::none) break;
         // Ask for a kick at the next buffer, then look once more: one made

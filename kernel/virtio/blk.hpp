@@ -66,6 +66,8 @@ struct BlkStats {
     u64 bytes_written = 0;  // guest -> disk (OUT)
     u64 flushes = 0;
     u64 errors = 0;         // IOERR, UNSUPP, or no status byte to answer in
+    u64 service_ticks = 0;  // the requests' execution time, in clock ticks (0 without a clock)
+    u64 max_service_ticks = 0;
 };
 
 class BlkDevice {
@@ -103,6 +105,10 @@ public:
     Serviced service(Virtqueue &vq);
 
     BlkStats stats() const;
+    // The clock service times are read from (the kernel: the TSC). Set before the
+    // first request; without one, service_ticks stays 0.
+    using Clock = u64 (*)();
+    void set_clock(Clock clock) { clock_ = clock; }
     bool readonly() const { return ro_; }
 
 private:
@@ -112,6 +118,7 @@ private:
     u8 data_out(GuestMemory &mem, const Chain &c, u64 sector, u64 len);
     u8 zero_ranges(GuestMemory &mem, const Chain &c, u64 len, bool discard);
     bool in_disk(u64 sector, u64 sectors) const { return sector <= sectors_ && sectors <= sectors_ - sector; }
+    void account(u64 ticks);
     void count(u64 &counter, u64 n) { __atomic_fetch_add(&counter, n, __ATOMIC_RELAXED); }
 
     u8 *disk_;
@@ -120,6 +127,7 @@ private:
     BlkConfig cfg_;
     u8 id_[BLK_ID_BYTES] = {};
     BlkStats stats_;
+    Clock clock_ = nullptr;
 };
 
 // BlkDevice as a transport sees it.

@@ -141,6 +141,8 @@ public:
     // (Serviced::again), e.g. from the vCPU's next exit. True if some are
     // still pending afterwards.
     bool run_pending();
+    // Whether run_pending() has work: a lock-free look, cheap enough for every exit.
+    bool pending() const { return __atomic_load_n(&pending_, __ATOMIC_RELAXED) != 0; }
 
     u8 status();
     u16 num_queues() const { return nq_; }

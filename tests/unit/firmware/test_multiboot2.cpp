@@ -406,7 +406,7 @@ TEST(Multiboot2, LargerEntrySizeAndPartialTrailer)
 TEST(Multiboot2, TooManyModulesAndRegions)
 {
     Mbi m;
-    for (u32 i = 0; i < 20; i++)
+    for (u32 i = 0; i < BootInfo::MAX_MODULES + 4; i++)
         m.begin(mb2::TAG_MODULE).u32_(i << 20).u32_((i << 20) + 100).str("m" + std::to_string(i)).end();
     std::vector<Mbi::E> es;
     for (u64 i = 0; i < 200; i++)       // alternating types: nothing merges

@@ -411,14 +411,14 @@ readonly = false        # optional, default false
     EXPECT_EQ(str(comments.guest(0).disks[0].file), "d1.img");
     EXPECT_TRUE(comments.guest(0).disks[0].readonly);
 
-    // Eight disks; the ninth is one too many, at its own line.
-    std::string eight = guest("a");
-    for (int i = 0; i < 8; i++) eight += disk("d" + std::to_string(i) + ".img");
-    Parsed p8(eight);
-    ASSERT_TRUE(p8.ok) << p8.error();
-    EXPECT_EQ(p8.guest(0).disk_count, GuestConfig::MAX_DISKS);
-    EXPECT_EQ(str(p8.guest(0).disks[7].file), "d7.img");
-    EXPECT_EQ(error_of(eight + disk("d8.img")), "line 21: guest \"a\": too many disks (at most 8)");
+    // Seven disks (PCI devices 1..7); the eighth is one too many, at its own line.
+    std::string seven = guest("a");
+    for (int i = 0; i < 7; i++) seven += disk("d" + std::to_string(i) + ".img");
+    Parsed p7(seven);
+    ASSERT_TRUE(p7.ok) << p7.error();
+    EXPECT_EQ(p7.guest(0).disk_count, GuestConfig::MAX_DISKS);
+    EXPECT_EQ(str(p7.guest(0).disks[6].file), "d6.img");
+    EXPECT_EQ(error_of(seven + disk("d7.img")), "line 19: guest \"a\": too many disks (at most 7)");
 
     // Read-only images may be shared, within a guest and across guests.
     EXPECT_EQ(error_of(guest("a") + disk("base.img", "readonly = true\n") + guest("b") +
