@@ -231,6 +231,12 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform
     auto r = x86::decode(bytes, n, m);
     if (!r || !r->mem) return {ExitAction::stop, "cannot decode the instruction accessing MMIO at", e.gpa};
     const x86::Insn &in = *r;
+    using K = x86::Insn::Kind;
+    // What the device sees must be one load or one store: read-modify-write (OR, AND, ADD...),
+    // string and other instructions stop the guest, named as such (their mem_size says nothing).
+    if (in.kind != K::mov_load && in.kind != K::movzx && in.kind != K::movsx && in.kind != K::mov_store &&
+        in.kind != K::mov_store_imm)
+        return {ExitAction::stop, "unsupported instruction accessing MMIO at", e.gpa};
     const u8 size = in.mem_size;
     if (size != 1 && size != 2 && size != 4 && size != 8) return {ExitAction::stop, "bad MMIO access size at", e.gpa};
     const u64 mask = size == 8 ? ~0ull : (1ull << (size * 8)) - 1;

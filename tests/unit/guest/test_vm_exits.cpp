@@ -1059,6 +1059,30 @@ TEST(VmExitBadAccess, FetchAndEventDeliveryStillStop)
     EXPECT_EQ(vm.ops.rip_, 0x1000u);
 }
 
+// A read-modify-write on a device (what clang makes of `*p |= 6` on volatile) is named for what it
+// is, not as a bad access size.
+TEST(VmExitMmio, ReadModifyWriteStopsAsUnsupported)
+{
+    struct Dev final : MmioDevice {
+        int calls = 0;
+        bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == 0xfee00000; }
+        void mmio(u32, u64, u8, bool, u64 &) override { calls++; }
+    } dev;
+    Vm vm;
+    ASSERT_TRUE(vm.p.add_mmio(&dev));
+    vm.g.rax = 0xfee00030;
+    vm.put(0x1000, {0x66, 0x83, 0x08, 0x06});         // orw $6, (%eax)
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xfee00030;
+    const ExitOutcome out = vm.run(e);
+    EXPECT_EQ(out.action, ExitAction::stop);
+    ASSERT_NE(out.why, nullptr);
+    EXPECT_STREQ(out.why, "unsupported instruction accessing MMIO at");
+    EXPECT_EQ(dev.calls, 0);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+}
+
 TEST(VmExitOther, ShutdownStops)
 {
     Vm vm;
