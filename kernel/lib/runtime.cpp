@@ -16,9 +16,13 @@ extern "C" {
 
 void *memcpy(void *dst, const void *src, usize n)
 {
+    // Eight bytes per iteration, then the tail: as fast as `rep movsb` on CPUs with
+    // ERMS, much faster on those without (and under emulators, which count iterations).
     auto *d = static_cast<u8 *>(dst);
     auto *s = static_cast<const u8 *>(src);
-    asm volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+    usize q = n / 8, r = n % 8;
+    asm volatile("rep movsq" : "+D"(d), "+S"(s), "+c"(q) : : "memory");
+    asm volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(r) : : "memory");
     return dst;
 }
 
@@ -34,7 +38,10 @@ void *memmove(void *dst, const void *src, usize n)
 void *memset(void *dst, int c, usize n)
 {
     auto *d = static_cast<u8 *>(dst);
-    asm volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+    usize q = n / 8, r = n % 8;
+    const u64 v = u64(u8(c)) * 0x0101010101010101ull;
+    asm volatile("rep stosq" : "+D"(d), "+c"(q) : "a"(v) : "memory");
+    asm volatile("rep stosb" : "+D"(d), "+c"(r) : "a"(v) : "memory");
     return dst;
 }
 

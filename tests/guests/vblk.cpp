@@ -8,6 +8,10 @@
 //                DEVICE_NEEDS_RESET (status 0x40), come back from a reset, and serve a
 //                good read again. With a second, read-only disk (device 2): a write to
 //                it answers VIRTIO_BLK_S_IOERR and does not change it.
+//   mode=bench   `count=N` sequential 4 KiB reads of disk 0 at queue depth `qd=Q`
+//                (1..32), as a driver would: Q requests offered, one notify, refilled
+//                as they complete (one notify per refill batch); prints
+//                `vblk: bench qd=Q requests=N tsc=T` (bench/vblk_cost.py).
 // Checked lines as every checked guest (tests/guests/README.md); exit 0 or the first
 // failed check.
 //
@@ -47,6 +51,7 @@ struct Disk {
     u32 dev = 0;                 // PCI device number
     u32 common = 0, notify = 0, isr = 0, devcfg = 0;   // guest-physical addresses in BAR 0
     u32 mult = 0;
+    u32 notify_at = 0;           // queue 0's notify address (read once, as drivers do)
     u32 rings = 0;
     u16 avail = 0, used = 0;     // our copies of the indices
     u64 capacity = 0;
@@ -90,6 +95,7 @@ struct Disk {
     // Reset .. FEATURES_OK; queue 0 of `size` entries unless size is 0; DRIVER_OK if `ok`.
     bool start(u16 size = QSIZE, bool ok = true)
     {
+        qsize = size ? size : QSIZE;
         if (!reset()) return false;
         set_status(S_ACK);
         set_status(S_ACK | S_DRIVER);
@@ -116,16 +122,19 @@ struct Disk {
             wr<u32>(common + 0x34, 0);
             wr<u16>(common + 0x1c, 1);
         }
+        notify_at = notify + rd<u16>(common + 0x1e) * mult;
         if (ok) set_status(S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
         return !(status() & S_NEEDS_RESET);
     }
 
-    void kick() const { wr<u16>(notify + rd<u16>(common + 0x1e) * mult, 0); }
+    u16 qsize = QSIZE;
+
+    void kick() const { wr<u16>(notify_at, 0); }
 
     // Offers head `h`, kicks; true if the device used it (polls the used ring).
     bool offer(u16 h)
     {
-        wr<u16>(avail_ring() + 4 + (avail % QSIZE) * 2, h);
+        wr<u16>(avail_ring() + 4 + (avail % qsize) * 2, h);
         avail++;
         asm volatile("" ::: "memory");
         wr<u16>(avail_ring() + 2, avail);
@@ -268,6 +277,70 @@ u32 run_hostile(Disk& d)
     return 0;
 }
 
+// Sequential 4 KiB reads at queue depth qd: slot i owns descriptors 3i..3i+2 (header,
+// data, status). Offers every free slot, notifies once, polls the used ring.
+u32 run_bench(Disk& d)
+{
+    constexpr u16 BENCH_QSIZE = 128;
+    constexpr u32 BHDR = BUFS + 0x400, BSTATUS = BUFS + 0x800;
+    const u64 want = cmdline_u64("qd", 1);
+    const u32 qd = want < 1 ? 1 : want > 32 ? 32 : u32(want);
+    const u64 count = cmdline_u64("count", 4096);
+    if (!d.start(BENCH_QSIZE)) {
+        printf("vblk: FAIL bench: device does not start (status %x)\n", d.status());
+        return 1;
+    }
+    const u64 sectors = d.capacity & ~7ull;
+    Desc* t = d.desc();
+    for (u32 i = 0; i < qd; i++) {
+        t[3 * i] = {BHDR + i * 16, 16, F_NEXT, u16(3 * i + 1)};
+        t[3 * i + 1] = {DATA + i * 4096, 4096, F_NEXT | F_WRITE, u16(3 * i + 2)};
+        t[3 * i + 2] = {BSTATUS + i, 1, F_WRITE, 0};
+    }
+    u64 next = 0, sector = 0, done = 0, errors = 0;
+    u32 free[32], nfree = 0;
+    for (u32 i = 0; i < qd; i++) free[nfree++] = i;
+    u32 idle = 0;   // polls without progress: the device answers synchronously, so few
+    const u64 t0 = rdtsc();
+    while (done < count) {
+        bool offered = false;
+        while (nfree && next < count) {
+            const u32 i = free[--nfree];
+            wr<u32>(BHDR + i * 16, T_IN);
+            wr<u32>(BHDR + i * 16 + 4, 0);
+            wr<u32>(BHDR + i * 16 + 8, u32(sector));
+            wr<u32>(BHDR + i * 16 + 12, u32(sector >> 32));
+            wr<u8>(BSTATUS + i, 0xff);
+            wr<u16>(d.avail_ring() + 4 + (d.avail % BENCH_QSIZE) * 2, u16(3 * i));
+            d.avail++;
+            sector = sector + 8 >= sectors ? 0 : sector + 8;
+            next++;
+            offered = true;
+        }
+        if (offered) {
+            asm volatile("" ::: "memory");
+            wr<u16>(d.avail_ring() + 2, d.avail);
+            d.kick();
+        }
+        const u16 used_idx = rd<u16>(d.used_ring() + 2);
+        if (d.used == used_idx && !offered && ++idle > 1000000) break;   // lost (status read only now)
+        while (d.used != used_idx) {
+            const u32 head = rd<u32>(d.used_ring() + 4 + (d.used % BENCH_QSIZE) * 8);
+            const u32 i = head / 3;
+            if (rd<u8>(BSTATUS + i) != 0) errors++;
+            free[nfree++] = i;
+            d.used++;
+            done++;
+            idle = 0;
+        }
+    }
+    const u64 t1 = rdtsc();
+    printf("vblk: bench qd=%u requests=%llu errors=%llu tsc=%llu\n", qd, done, errors, t1 - t0);
+    checks.check(done == count && !errors, "bench reads", "%llu of %llu done, %llu errors, status %x", done, count,
+                 errors, d.status());
+    return 0;
+}
+
 }  // namespace
 
 u32 guest_main()
@@ -277,10 +350,12 @@ u32 guest_main()
         printf("vblk: no virtio-blk function at PCI device 1\n");
         return 1;
     }
-    const char* mode;
-    usize n;
+    const char* mode = "";
+    usize n = 0;
     if (cmdline_value("mode", &mode, &n) && n == 7 && !__builtin_memcmp(mode, "hostile", 7))
         run_hostile(d);
+    else if (n == 5 && !__builtin_memcmp(mode, "bench", 5))
+        run_bench(d);
     else
         run_io(d);
     return checks.finish();
