@@ -320,3 +320,21 @@ TEST_F(NetPair, ABrokenReceiveRingFailsOnlyItsOwner)
 }
 
 } // namespace
+
+namespace {
+
+// A receiver that offers 1-byte buffers: a frame would need more than MAX_MERGE of
+// them; it is dropped (its loss), the buffers stay, and the sender is not held up.
+TEST_F(NetPair, TooManyTinyBuffersDropTheFrameNotTheRing)
+{
+    a.up(0);
+    b.up(NET_F_MRG_RXBUF);
+    b.post_rx(16, 1);
+    a.send(frame(mac(2), mac(1), 100));
+    EXPECT_EQ(a.tx.used_idx(), 1);
+    EXPECT_EQ(b.rx.used_idx(), 0);
+    EXPECT_EQ(b.dev.stats().rx_too_big, 1u);
+    EXPECT_EQ(b.rd(DEVICE_STATUS, 1) & STATUS_NEEDS_RESET, 0u);
+}
+
+} // namespace
