@@ -58,6 +58,8 @@
 #   KEEL-INIT net done
 # Two guests that are each other's keel.peer, one keel.tcp=server and the other
 # keel.tcp=client:<server's MAC>, both finish (started in either order within keel.net_wait).
+#   keel.linger=S         after "net done", stay up S more seconds before going on (so a
+#                         neighbour still pinging us finds us; two guests that only ping).
 # At the very end, keel.stay: instead of powering off, print
 #   KEEL-INIT staying up
 # and stay up (init sleeps forever; for the interactive appliance). keel.reboot_once's
@@ -79,7 +81,7 @@ want_mem=
 boot=
 reboot_once=
 disks=
-mac= peers= unreach= tcp= net_wait=120 net= stay=
+mac= peers= unreach= tcp= net_wait=120 net= stay= linger=
 read -r cmdline </proc/cmdline
 set -f
 for word in $cmdline; do
@@ -99,6 +101,7 @@ for word in $cmdline; do
             case $net_wait in '' | *[!0-9]*) net_wait=120 ;; esac
             ;;
         keel.stay) stay=1 ;;
+        keel.linger=*) linger=${word#*=} ;;
     esac
 done
 set +f
@@ -355,6 +358,8 @@ if [ -n "$net" ]; then
         esac
     fi
     echo "KEEL-INIT net done"
+    # A neighbour may still be pinging us: stay reachable a while (keel.linger=S).
+    case $linger in '' | *[!0-9]*) ;; *) sleep "$linger" ;; esac
 fi
 
 if [ -n "$reboot_once" ] && [ "$boot" = 1 ]; then
