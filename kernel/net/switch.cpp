@@ -18,6 +18,9 @@ Switch::Switch(u32 max_frame, u64 aging) : max_frame_(max_frame), aging_(aging) 
 int Switch::attach(const Mac &mac, PortSink &sink)
 {
     Guard<Spinlock> g(lock_);
+    if (mac.multicast() || mac.zero()) return -1;
+    for (const Port &p : ports_)
+        if (p.used && p.mac == mac) return -1;
     for (u32 i = 0; i < MAX_PORTS; i++) {
         Port &p = ports_[i];
         if (p.used) continue;

@@ -9,7 +9,9 @@
 //  - forwarding: a unicast destination learned on another port, younger than
 //    `aging`, goes to that port only (on the sender's own port: filtered);
 //    broadcast, multicast and unknown unicast go to every other attached port.
-// Each receiver copies the frame itself (PortSink::deliver) or refuses: a port
+// Each receiver copies the frame itself (PortSink::deliver), its first 14 bytes from
+// Frame::header (the copy the switch checked: the sender's other vCPUs may rewrite
+// their buffer while it is forwarded) and the rest from Frame::src, or refuses: a port
 // with no room loses its own frame, counted there, and nobody waits for it. The
 // switch never copies a payload and never allocates.
 //
@@ -76,7 +78,9 @@ public:
     Switch(const Switch &) = delete;
     Switch &operator=(const Switch &) = delete;
 
-    // A new port whose guest owns `mac`: its index, or -1 when all are taken.
+    // A new port whose guest owns `mac`: its index, or -1 when all are taken, or when
+    // mac is multicast, zero or already a port's (it could never send, or two ports
+    // would take each other's frames).
     int attach(const Mac &mac, PortSink &sink);
     // The port leaves; the addresses learned on it are forgotten.
     void detach(int port);

@@ -199,6 +199,14 @@ struct NetDevice::Rx final : net::FrameSource {
             *out++ = hdr[off++];
             n--;
         }
+        // The Ethernet header from the switch's copy, the one it checked: the sender's
+        // other vCPUs may rewrite their buffer meanwhile (a source MAC changed after the
+        // anti-spoofing check must not reach us).
+        while (n && off < NET_HDR_BYTES + net::ETH_HEADER) {
+            *out++ = f->header[off - NET_HDR_BYTES];
+            off++;
+            n--;
+        }
         if (!n) return true;
         const u32 at = off - NET_HDR_BYTES;
         if (!f->src->read(at, out, n)) return false;

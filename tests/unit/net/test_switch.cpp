@@ -237,3 +237,20 @@ TEST(Switch, ConcurrentSendersAreCountedExactly)
 }
 
 } // namespace
+
+namespace {
+
+TEST(Switch, AttachRefusesMulticastZeroAndTakenMacs)
+{
+    net::Switch sw;
+    Sink s;
+    EXPECT_EQ(sw.attach(BCAST, s), -1);
+    EXPECT_EQ(sw.attach(Mac{{0x33, 0x33, 0, 0, 0, 1}}, s), -1);
+    EXPECT_EQ(sw.attach(Mac{{0, 0, 0, 0, 0, 0}}, s), -1);
+    EXPECT_EQ(sw.attach(mac(1), s), 0);
+    EXPECT_EQ(sw.attach(mac(1), s), -1);
+    sw.detach(0);
+    EXPECT_EQ(sw.attach(mac(1), s), 0);
+}
+
+} // namespace

@@ -338,3 +338,49 @@ TEST_F(NetPair, TooManyTinyBuffersDropTheFrameNotTheRing)
 }
 
 } // namespace
+
+namespace {
+
+// The receiver gets the Ethernet header the switch checked, not what the sender's
+// buffer holds by the time it is copied (another vCPU of the sender may rewrite it).
+struct Rewriting final : net::FrameSource {
+    const net::FrameSource *inner;
+    bool read(u32 off, void *dst, u32 n) const override
+    {
+        if (!inner->read(off, dst, n)) return false;
+        for (u32 i = 0; i < n; i++)
+            if (off + i >= 6 && off + i < 12) static_cast<u8 *>(dst)[i] = 0x66;   // a forged source
+        return true;
+    }
+};
+
+struct Direct final : net::FrameSource {
+    std::vector<u8> b;
+    bool read(u32 off, void *dst, u32 n) const override
+    {
+        if (u64(off) + n > b.size()) return false;
+        std::memcpy(dst, b.data() + off, n);
+        return true;
+    }
+};
+
+TEST_F(NetPair, TheCheckedHeaderIsWhatArrives)
+{
+    b.up(0);
+    b.post_rx(2, 1526);
+    Direct bytes;
+    bytes.b = frame(mac(2), mac(1), 100);
+    Rewriting src;
+    src.inner = &bytes;
+    net::Frame f;
+    std::memcpy(f.header, bytes.b.data(), net::ETH_HEADER);
+    f.len = 100;
+    f.src = &src;
+    const NetHdr meta;
+    f.meta = &meta;
+    ASSERT_EQ(b.dev.deliver(f), net::Delivery::ok);
+    const auto got = b.rx_bytes(0, NET_HDR_BYTES + 100);
+    EXPECT_TRUE(std::equal(bytes.b.begin(), bytes.b.begin() + 14, got.begin() + NET_HDR_BYTES));
+}
+
+} // namespace
