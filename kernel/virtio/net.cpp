@@ -113,6 +113,7 @@ NetStats NetDevice::stats() const
     s.tx_malformed = __atomic_load_n(&stats_.tx_malformed, __ATOMIC_RELAXED);
     s.rx_too_big = __atomic_load_n(&stats_.rx_too_big, __ATOMIC_RELAXED);
     s.csum_completed = __atomic_load_n(&stats_.csum_completed, __ATOMIC_RELAXED);
+    s.service_ticks = __atomic_load_n(&stats_.service_ticks, __ATOMIC_RELAXED);
     return s;
 }
 
@@ -124,6 +125,7 @@ Serviced NetDevice::service(u16 queue, Virtqueue &vq)
     Serviced r;
     GuestMemory *mem = vq.memory();
     if (!mem || queue != TX) return r;
+    const u64 t0 = clock_ ? clock_() : 0;
     Chain &c = vq.scratch();
     for (u32 budget = vq.size(); vq.enabled();) {
         while (budget && vq.pop(c)) {
@@ -140,6 +142,7 @@ Serviced NetDevice::service(u16 queue, Virtqueue &vq)
         }
     }
     r.notify = vq.needs_notify();
+    if (clock_) count(stats_.service_ticks, clock_() - t0);
     return r;
 }
 

@@ -60,6 +60,7 @@ struct NetStats {
     u64 tx_malformed = 0;   // transmit chains dropped: too short, GSO, bad NEEDS_CSUM
     u64 rx_too_big = 0;     // frames that did not fit the receive buffers (no MRG_RXBUF, or too many)
     u64 csum_completed = 0; // partial checksums Keel completed for a receiver without GUEST_CSUM
+    u64 service_ticks = 0;  // time in transmit notifies (switching and every receiver's copy), clock ticks
 };
 
 class NetDevice final : public VirtioDevice, public net::PortSink {

@@ -35,8 +35,9 @@ struct Sink final : IrqSink {
     void needs_reset(const char *r) override { reason = r; }
 };
 
+// A clock that moves 5 ticks at every look.
 u64 ticks = 0;
-u64 now() { return ticks; }
+u64 now() { return ticks += 5; }
 
 net::Mac mac(u8 last) { return net::Mac{{0x02, 0x4b, 0x45, 0, 0, last}}; }
 
@@ -381,6 +382,22 @@ TEST_F(NetPair, TheCheckedHeaderIsWhatArrives)
     ASSERT_EQ(b.dev.deliver(f), net::Delivery::ok);
     const auto got = b.rx_bytes(0, NET_HDR_BYTES + 100);
     EXPECT_TRUE(std::equal(bytes.b.begin(), bytes.b.begin() + 14, got.begin() + NET_HDR_BYTES));
+}
+
+} // namespace
+
+namespace {
+
+// Transmit notifies are timed on the device's clock (the stats' service time).
+TEST_F(NetPair, TransmitServiceTimeFromTheClock)
+{
+    a.up(0);
+    b.up(0);
+    b.post_rx(2, 1526);
+    const u64 before = a.dev.stats().service_ticks;
+    a.send(frame(mac(2), mac(1), 100));   // looks: start, the switch's time, end
+    EXPECT_EQ(a.dev.stats().service_ticks - before, 10u);
+    EXPECT_EQ(b.dev.stats().service_ticks, 0u);   // receiving is the sender's time
 }
 
 } // namespace
