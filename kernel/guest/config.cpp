@@ -47,11 +47,13 @@ bool same(StrView a, StrView b)
 // Length for "%.*s" in messages, capped so that the message stays readable.
 int shown(StrView s) { return int(min<usize>(s.n, 32)); }
 
-enum class Table : u8 { none, keel, guest, disk };
+enum class Table : u8 { none, keel, guest, disk, nic, network };
 enum class Key : u8 {
     on_idle, time_slice, loglevel,
     name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access,
     file, readonly,
+    nic_network, mac,
+    net_name, kind, mtu,
 };
 
 struct KeyDef {
@@ -66,6 +68,8 @@ constexpr KeyDef KEYS[] = {
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
     {"on_bad_access", Table::guest},
     {"file", Table::disk}, {"readonly", Table::disk},
+    {"network", Table::nic}, {"mac", Table::nic},
+    {"name", Table::network}, {"kind", Table::network}, {"mtu", Table::network},
 };
 constexpr unsigned NKEYS = sizeof(KEYS) / sizeof(KEYS[0]);
 static_assert(NKEYS <= 32);
@@ -97,7 +101,7 @@ public:
             if (!screen(p, ce) || !parse_line(p, ce)) return false;
             p = le + 1;
         }
-        return end_table();
+        return end_table() && end_file();
     }
 
 private:
@@ -113,6 +117,8 @@ private:
     u32 pin_line_ = 0;
     GuestConfig *g_ = nullptr;      // the current [[guest]], or the last one
     DiskConfig *d_ = nullptr;       // the current [[guest.disk]]
+    NicConfig *nic_ = nullptr;      // the current [[guest.nic]]
+    NetworkConfig *net_ = nullptr;  // the current [[network]]
     const char *key_ = nullptr;     // prefixes messages about a value
 
     bool vfail(u32 line, const char *fmt, va_list ap)
@@ -191,8 +197,8 @@ private:
         StrView name = bare_key();
         if (name.empty()) return fail("expected a table name");
         skip_ws();
-        // The one dotted name is guest.disk (TOML allows spaces around the dot).
-        bool disk = false;
+        // The dotted names are guest.disk and guest.nic (TOML allows spaces around the dot).
+        bool disk = false, nic = false;
         if (peek('.')) {
             i_++;
             skip_ws();
@@ -200,7 +206,8 @@ private:
             StrView sub = bare_key();
             skip_ws();
             disk = name.eq("guest") && sub.eq("disk") && !peek('.');
-            if (!disk) return fail("dotted table names other than [[guest.disk]] are not supported");
+            nic = name.eq("guest") && sub.eq("nic") && !peek('.');
+            if (!disk && !nic) return fail("dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported");
         }
         if (!peek(']')) return fail(arr ? "expected ']]'" : "expected ']'");
         i_++;
@@ -213,6 +220,17 @@ private:
 
         seen_ = 0;
         if (disk) return disk_header(arr);
+        if (nic) return nic_header(arr);
+        if (name.eq("network")) {
+            if (!arr) return fail("network is an array of tables: write [[network]]");
+            if (c_.network_count == KeelConfig::MAX_NETWORKS)
+                return fail("too many networks (at most %u)", KeelConfig::MAX_NETWORKS);
+            net_ = &c_.networks[c_.network_count++];
+            net_->mtu = NetworkConfig::DEFAULT_MTU;
+            net_->line = line_;
+            table_ = Table::network;
+            return true;
+        }
         if (name.eq("keel")) {
             if (arr) return fail("keel is a single table: write [keel]");
             if (keel_line_) return fail("duplicate [keel] table (first at line %u)", keel_line_);
@@ -233,7 +251,8 @@ private:
             table_ = Table::guest;
             return true;
         }
-        return fail("unknown table [%.*s] (expected [keel], [[guest]] or [[guest.disk]])", shown(name), name.p);
+        return fail("unknown table [%.*s] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]] or [[network]])",
+                    shown(name), name.p);
     }
 
     // [[guest.disk]] belongs to the most recent [[guest]], even across a [keel]
@@ -245,9 +264,29 @@ private:
         if (g_->disk_count == GuestConfig::MAX_DISKS)
             return fail("guest \"%.*s\": too many disks (at most %u)", shown(g_->name), g_->name.p,
                         GuestConfig::MAX_DISKS);
+        if (g_->disk_count + g_->nic_count == GuestConfig::MAX_PCI)
+            return fail("guest \"%.*s\": too many PCI devices (disks and nics: at most %u)", shown(g_->name),
+                        g_->name.p, GuestConfig::MAX_PCI);
         d_ = &g_->disks[g_->disk_count++];
         d_->line = line_;
         table_ = Table::disk;
+        return true;
+    }
+
+    // [[guest.nic]], like [[guest.disk]], belongs to the most recent [[guest]].
+    bool nic_header(bool arr)
+    {
+        if (!arr) return fail("nic is an array of tables: write [[guest.nic]]");
+        if (!g_) return fail("[[guest.nic]] before any [[guest]]");
+        if (g_->nic_count == GuestConfig::MAX_NICS)
+            return fail("guest \"%.*s\": too many nics (at most %u)", shown(g_->name), g_->name.p,
+                        GuestConfig::MAX_NICS);
+        if (g_->disk_count + g_->nic_count == GuestConfig::MAX_PCI)
+            return fail("guest \"%.*s\": too many PCI devices (disks and nics: at most %u)", shown(g_->name),
+                        g_->name.p, GuestConfig::MAX_PCI);
+        nic_ = &g_->nics[g_->nic_count++];
+        nic_->line = line_;
+        table_ = Table::nic;
         return true;
     }
 
@@ -259,6 +298,63 @@ private:
         key_ = nullptr;
         if (t == Table::guest) return end_guest();
         if (t == Table::disk) return end_disk();
+        if (t == Table::nic) return end_nic();
+        if (t == Table::network) return end_network();
+        return true;
+    }
+
+    bool end_nic()
+    {
+        if (!(seen_ & bit(Key::nic_network)))
+            return fail_at(nic_->line, "[[guest.nic]]: missing required key \"network\"");
+        return true;
+    }
+
+    bool end_network()
+    {
+        const NetworkConfig &n = *net_;
+        if (!(seen_ & bit(Key::net_name))) return fail_at(n.line, "[[network]]: missing required key \"name\"");
+        for (u32 i = 0; &c_.networks[i] != &n; i++)
+            if (same(c_.networks[i].name, n.name))
+                return fail_at(n.line, "duplicate network name \"%.*s\" (first at line %u)", shown(n.name), n.name.p,
+                               c_.networks[i].line);
+        return true;
+    }
+
+    // Checks that need the whole file: each NIC's network exists (networks may come
+    // after the guests), two given MACs differ, and every other NIC gets its MAC.
+    bool end_file()
+    {
+        struct Slot {
+            GuestConfig *g;
+            NicConfig *nic;
+        };
+        Slot where[KeelConfig::MAX_GUESTS * GuestConfig::MAX_NICS];
+        net::MacSlot slots[KeelConfig::MAX_GUESTS * GuestConfig::MAX_NICS];
+        usize n = 0;
+        for (u32 gi = 0; gi < c_.guest_count; gi++) {
+            GuestConfig &g = c_.guests[gi];
+            for (u32 k = 0; k < g.nic_count; k++) {
+                NicConfig &nic = g.nics[k];
+                u32 i = 0;
+                while (i < c_.network_count && !same(c_.networks[i].name, nic.network)) i++;
+                if (i == c_.network_count)
+                    return fail_at(nic.line, "network: no [[network]] named \"%.*s\"", shown(nic.network),
+                                   nic.network.p);
+                nic.network_index = i;
+                where[n] = Slot{&g, &nic};
+                slots[n] = net::MacSlot{g.name.p, g.name.n, k, nic.mac_set, nic.mac};
+                n++;
+            }
+        }
+        usize a = 0, b = 0;
+        if (!net::assign_macs(slots, n, &a, &b)) {
+            char m[18];
+            net::format_mac(m, slots[b].mac);
+            return fail_at(where[b].nic->line, "mac: %s is also the mac of the nic at line %u", m,
+                           where[a].nic->line);
+        }
+        for (usize i = 0; i < n; i++) where[i].nic->mac = slots[i].mac;
         return true;
     }
 
@@ -314,12 +410,14 @@ private:
         skip_ws();
         if (table_ == Table::none)
             return fail("\"%.*s\" is outside a table: put it under [keel] or [[guest]]", shown(k), k.p);
+        const char *tn = table_ == Table::keel    ? "[keel]"
+                         : table_ == Table::guest ? "[[guest]]"
+                         : table_ == Table::disk  ? "[[guest.disk]]"
+                         : table_ == Table::nic   ? "[[guest.nic]]"
+                                                  : "[[network]]";
         unsigned idx = 0;
         while (idx < NKEYS && !(KEYS[idx].table == table_ && k.eq(KEYS[idx].name))) idx++;
-        if (idx == NKEYS) {
-            const char *tn = table_ == Table::keel ? "[keel]" : table_ == Table::guest ? "[[guest]]" : "[[guest.disk]]";
-            return fail("unknown key \"%.*s\" in %s", shown(k), k.p, tn);
-        }
+        if (idx == NKEYS) return fail("unknown key \"%.*s\" in %s", shown(k), k.p, tn);
         Key key = Key(idx);
         if (seen_ & bit(key)) return fail("duplicate key \"%s\"", KEYS[idx].name);
         seen_ |= bit(key);
@@ -421,6 +519,29 @@ private:
             return true;
         case Key::readonly:
             return boolean(d->readonly);
+        case Key::nic_network:
+            if (!str(s, "expected a network name") || !ident(s)) return false;
+            nic_->network = s;
+            return true;
+        case Key::mac: {
+            if (!str(s, "expected a MAC address such as \"02:4b:45:00:00:01\"")) return false;
+            if (const char *why = net::parse_mac(s.p, s.n, nic_->mac))
+                return fail("\"%.*s\" %s", shown(s), s.p, why);
+            nic_->mac_set = true;
+            return true;
+        }
+        case Key::net_name:
+            if (!str(s, "expected a string") || !ident(s)) return false;
+            net_->name = s;
+            return true;
+        case Key::kind:
+            if (!str(s, "expected \"isolated\"")) return false;
+            if (!s.eq("isolated")) return fail("expected \"isolated\" (the only kind so far)");
+            return true;
+        case Key::mtu:
+            if (!integer(NetworkConfig::MIN_MTU, NetworkConfig::MAX_MTU, v)) return false;
+            net_->mtu = u32(v);
+            return true;
         }
         return fail("internal error");
     }
@@ -614,12 +735,19 @@ private:
 
     // ---- checks of particular values ----
 
-    bool name(StrView s)
+    // A guest's or a network's name.
+    bool ident(StrView s)
     {
         if (s.n < 1 || s.n > GuestConfig::MAX_NAME)
             return fail("must be 1 to %zu characters", GuestConfig::MAX_NAME);
         for (usize i = 0; i < s.n; i++)
             if (!bare(s.p[i])) return fail("only A-Z a-z 0-9 _ - are allowed");
+        return true;
+    }
+
+    bool name(StrView s)
+    {
+        if (!ident(s)) return false;
         for (u32 i = 0; i + 1 < c_.guest_count; i++)
             if (same(c_.guests[i].name, s))
                 return fail("\"%.*s\" is already the guest at line %u", shown(s), s.p, c_.guests[i].line);

@@ -9,10 +9,11 @@
 #include "kernel/lib/console.hpp"
 #include "kernel/lib/result.hpp"
 #include "kernel/lib/types.hpp"
+#include "kernel/net/mac.hpp"
 
 struct ConfigError {
     u32  line;          // 1-based; 0 only on success
-    char msg[96];       // NUL-terminated, e.g. "memory: expected a size such as \"64M\""
+    char msg[160];      // NUL-terminated, e.g. "memory: expected a size such as \"64M\""
 };
 
 // One [[guest.disk]] table: a virtio-blk disk backed by a raw image that
@@ -23,11 +24,33 @@ struct DiskConfig {
     u32     line;                       // line of its [[guest.disk]] header (for messages)
 };
 
+// One [[guest.nic]] table: a virtio-net NIC on a port of a [[network]]'s switch.
+struct NicConfig {
+    StrView  network;                   // the [[network]]'s name
+    u32      network_index;             // into KeelConfig::networks (resolved after the whole file)
+    bool     mac_set;                   // mac was given; otherwise it is assigned (net/mac: assign_macs)
+    net::Mac mac;                       // the NIC's address, given or assigned
+    u32      line;                      // line of its [[guest.nic]] header (for messages)
+};
+
+// One [[network]] table: an isolated L2 network, one switch inside Keel.
+struct NetworkConfig {
+    static constexpr u32 DEFAULT_MTU = 1500;
+    static constexpr u32 MIN_MTU = 68;          // IPv4's minimum
+    static constexpr u32 MAX_MTU = 9000;
+
+    StrView name;                       // [A-Za-z0-9_-]{1,31}, unique
+    u32     mtu;                        // what each NIC reports (VIRTIO_NET_F_MTU)
+    u32     line;
+};
+
 // Strings are views: into the config text when the value has no escapes,
 // otherwise into KeelConfig::pool. An absent optional string is empty.
 struct GuestConfig {
     static constexpr u32   MAX_MODULES = 8;
     static constexpr u32   MAX_DISKS   = 7;   // PCI devices 1..7 (0 is the host bridge)
+    static constexpr u32   MAX_NICS    = 4;
+    static constexpr u32   MAX_PCI     = 7;   // disks and NICs together
     static constexpr u32   MAX_CPUS    = 64;
     static constexpr u32   MAX_PIN     = 64;
     static constexpr u32   MAX_PCPU    = 255;   // largest value in pin
@@ -57,11 +80,14 @@ struct GuestConfig {
     u32     line;                       // line of its [[guest]] header (for messages)
     DiskConfig disks[MAX_DISKS];        // in file order: disks[0] is the guest's /dev/vda
     u32     disk_count;
+    NicConfig nics[MAX_NICS];           // in file order: nics[0] is the guest's eth0
+    u32     nic_count;
 };
 
 // About 16 KiB: keep it static, not on a kernel stack.
 struct KeelConfig {
     static constexpr u32   MAX_GUESTS       = 16;
+    static constexpr u32   MAX_NETWORKS     = 8;
     static constexpr usize POOL_SIZE        = 8192;     // unescaped strings
     static constexpr u64   MIN_TIME_SLICE   = 100'000;          // ns
     static constexpr u64   MAX_TIME_SLICE   = 1'000'000'000;    // ns
@@ -75,6 +101,8 @@ struct KeelConfig {
     Level       loglevel;
     GuestConfig guests[MAX_GUESTS];
     u32         guest_count;            // 0..MAX_GUESTS (an empty file is valid)
+    NetworkConfig networks[MAX_NETWORKS];
+    u32         network_count;
     usize       pool_used;
     char        pool[POOL_SIZE];
 };

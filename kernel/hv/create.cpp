@@ -31,6 +31,7 @@ const BootModule *find_module(StrView path)
 
 void release(Guest &g)
 {
+    unplug_nics(g);   // no other guest's frame lands in this RAM from here on
     for (u32 i = 0; i < g.nvcpus; i++)
         if (g.vcpus[i].arch) g.vcpus[i].arch->destroy();
     g.space.destroy();
@@ -231,7 +232,7 @@ bool create(Guest &g, bool memory_ready)
     Gprs boot_regs{};
     char what[80];
     u64 rsdp = 0;
-    if (!build_platform(g, rsdp) || !plug_disks(g)) {
+    if (!build_platform(g, rsdp) || !plug_disks(g) || !plug_nics(g)) {
         release(g);
         return false;
     }

@@ -10,6 +10,7 @@
 //   sched.cpp          the run queues' sleepers: halted vCPUs and when they wake
 //   run_loop.cpp       cpu_loop: pick a vCPU, run it for a slice, handle its exits
 //   disk.cpp           [[guest.disk]]: backing made once, virtio-blk functions on the PCI bus, their stats
+//   nic.cpp            [[network]] switches, [[guest.nic]]: virtio-net functions on switch ports, their stats
 //   stats.cpp          per-vCPU accounting printed
 //   guest_console.cpp  a guest's console lines: its name before them, a rate limit
 #pragma once
@@ -31,7 +32,9 @@
 #include "kernel/vdev/pit.hpp"
 #include "kernel/vdev/power.hpp"
 #include "kernel/vdev/uart.hpp"
+#include "kernel/net/switch.hpp"
 #include "kernel/virtio/blk.hpp"
+#include "kernel/virtio/net.hpp"
 #include "kernel/virtio/virtio_pci.hpp"
 
 extern const Acpi &boot_acpi();
@@ -117,6 +120,17 @@ struct GuestDisk {
     virtio::VirtioPciFunction *fn;
 };
 
+struct GuestNic {
+    Guest *guest;
+    u32 index;                            // 0: eth0
+    bool reported;                        // its DEVICE_NEEDS_RESET was printed (this start)
+    net::Switch *sw;                      // its network's
+    alignas(virtio::NetDevice) u8 dev_storage[sizeof(virtio::NetDevice)];
+    alignas(virtio::VirtioPciFunction) u8 fn_storage[sizeof(virtio::VirtioPciFunction)];
+    virtio::NetDevice *dev;
+    virtio::VirtioPciFunction *fn;
+};
+
 struct Guest {
     enum class State : u8 { free, running, stopping, ended };
 
@@ -144,6 +158,8 @@ struct Guest {
     PciBus *pci;
     GuestDisk disks[GuestConfig::MAX_DISKS];
     u32 ndisks;                           // plugged this start
+    GuestNic nics[GuestConfig::MAX_NICS];
+    u32 nnics;                            // plugged (on their switches) this start
     bool linux;                           // booted by the Linux boot protocol
     bool reboot;                          // it asked for a reset: start it again whatever on_exit says
     Vcpu vcpus[MAX_VCPUS];
@@ -234,6 +250,15 @@ bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
 bool plug_disks(Guest &g);
 // On the guest's exits: the queues whose last batch ended at its budget, serviced once more.
 void service_disks(Guest &g);
+
+// nic.cpp: create_networks makes each [[network]]'s switch (once, before any guest);
+// plug_nics puts the guest's virtio-net functions on g.pci after its disks and their ports on
+// the switches; unplug_nics takes the ports off (before the guest's memory goes).
+void create_networks();
+bool plug_nics(Guest &g);
+void unplug_nics(Guest &g);
+void service_nics(Guest &g);
+void print_nic_stats(Guest &g);
 
 // lifecycle.cpp
 void launch(Guest &g);

@@ -52,6 +52,7 @@ void run_slice(Vcpu &v)
         ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);
         route_ipis(g, v);
         if (g.ndisks) service_disks(g);
+        if (g.nnics) service_nics(g);
         const u64 t1 = x86::rdtsc();
         v.stats.run_tsc += t1 - t0;
         t0 = t1;

@@ -46,6 +46,7 @@ void print_stats(Guest &g)
                  g.name, i, d.requests, d.bytes_read, d.bytes_written, d.flushes, d.errors, tsc_to_us(d.service_ticks),
                  tsc_to_us(d.max_service_ticks));
     }
+    print_nic_stats(g);
 }
 
 } // namespace hv

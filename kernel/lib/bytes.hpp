@@ -14,6 +14,12 @@ inline u32 load_u32(const u8 *p)
 
 inline u64 load_u64(const u8 *p) { return load_u32(p) | static_cast<u64>(load_u32(p + 4)) << 32; }
 
+inline void store_u16(u8 *p, u16 v)
+{
+    p[0] = u8(v);
+    p[1] = u8(v >> 8);
+}
+
 // Reset a result object in place. A plain `x = T{}` may build a temporary of
 // several KiB on the stack first; all-zero is every field's "absent".
 template <class T>

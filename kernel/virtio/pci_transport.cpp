@@ -313,7 +313,9 @@ void PciTransport::send(const Outbox &out)
     for (usize i = 0; i < out.n; i++) irq_.raise(out.vec[i]);
 }
 
-void PciTransport::notify(u16 qi, bool guest)
+bool PciTransport::run_device(u16 q, Work fn, void *ctx) { return q < nq_ && fn && notify(q, false, fn, ctx); }
+
+bool PciTransport::notify(u16 qi, bool guest, Work fn, void *ctx)
 {
     Queue &q = q_[qi];
     Outbox out;
@@ -327,7 +329,7 @@ void PciTransport::notify(u16 qi, bool guest)
     }
     if (run) {
         // No transport lock here: the device takes the queue's.
-        const Serviced s = dev_.service(qi, q.vq);
+        const Serviced s = fn ? fn(ctx, q.vq) : dev_.service(qi, q.vq);
         Guard<Spinlock> g(lock_);
         // A reset may have come in between. A queue it left disabled has nothing to
         // report. One the driver enabled again may have been serviced by this pass, so
@@ -350,6 +352,7 @@ void PciTransport::notify(u16 qi, bool guest)
         }
     }
     send(out);
+    return run;
 }
 
 bool PciTransport::run_pending()

@@ -137,6 +137,14 @@ public:
     // Bytes of each region (for the PCI capabilities and BAR layout).
     u32 region_bytes(Region r) const;
 
+    // Work the device starts itself on queue q, from any CPU (a frame arriving
+    // for a NIC): runs fn(ctx, vq) when the device is live (DRIVER_OK, no
+    // DEVICE_NEEDS_RESET) and the queue enabled, with no transport lock held
+    // (fn takes vq.lock()); then, as after a notify, a queue error sets
+    // DEVICE_NEEDS_RESET and the interrupt fn asks for is sent. False if fn did not run.
+    using Work = Serviced (*)(void *ctx, Virtqueue &vq);
+    bool run_device(u16 q, Work fn, void *ctx);
+
     // Services once more the queues whose last batch ended at its budget
     // (Serviced::again), e.g. from the vCPU's next exit. True if some are
     // still pending afterwards.
@@ -176,7 +184,9 @@ private:
     void interrupt(u16 vector, u8 isr_bit, Outbox &out);
     void send(const Outbox &out);
     u16 vector(u64 v) const { return v < msix_vectors_ ? u16(v) : NO_VECTOR; }
-    void notify(u16 q, bool count);
+    // Services queue q (fn: the device's own work; nullptr: its service()).
+    // guest: the driver's notify (checked against DRIVER_OK).
+    bool notify(u16 q, bool guest, Work fn = nullptr, void *ctx = nullptr);
 
     VirtioDevice &dev_;
     IrqSink &irq_;

@@ -117,6 +117,8 @@ public:
     u64 error_info() const { return err_info_; }
     Spinlock &lock() { return lock_; }
     GuestMemory *memory() const { return mem_; }
+    // The features negotiated when the queue was set up (what the device may use).
+    u64 features() const { return features_; }
 
     // ---- the device, under lock() ----
 
@@ -124,6 +126,10 @@ public:
     // queue is disabled or broken (then error() != none). c's content is
     // meaningful only after true.
     bool pop(Chain &c);
+    // Gives back the last n chains popped and not pushed: the next pop() reads
+    // their avail ring entries again (a device that found it cannot use them yet,
+    // e.g. a frame that needs more receive buffers than are available).
+    void unpop(u16 n) { last_avail_ = u16(last_avail_ - n); }
     // Returns a chain popped earlier to the driver with the bytes the device
     // wrote into it. False (and the queue broken, bad_push) for a head >= size.
     bool push(u16 head, u32 written);

@@ -23,6 +23,47 @@
 # back and compares; from the second boot on (keel.boot > 1) it first checks that the
 # pattern an earlier boot wrote is still there. One line per disk:
 #   KEEL-INIT disk vda ok         or   KEEL-INIT disk vda fail <reason>
+# Networking (after the disks; only if one of these words is there). eth0 is the first
+# virtio-net device; /init loads failover, net_failover and virtio_net (after the virtio
+# modules) and waits for it. MACs are written aa:bb:cc:dd:ee:ff (any case; lines print
+# them in lower case). Every address is IPv6 link-local, fe80::/64 plus the modified
+# EUI-64 of the MAC (02:00:00:00:00:01 -> fe80::ff:fe00:1), on eth0 (scope %eth0).
+#   keel.mac=MAC          eth0's address (/sys/class/net/eth0/address) must be MAC:
+#                         KEEL-INIT net mac ok              or  ... net mac fail <reason>
+#   keel.peer=MAC         (any number) a neighbour that must answer. /init brings eth0 up
+#                         with its link-local address (no DAD: accept_dad=0, so no delay),
+#                         waits for carrier (/sys/class/net/eth0/carrier; bounded by
+#                         keel.net_wait), then pings the peer once a second until it
+#                         answers (the peer may still be booting: up to keel.net_wait),
+#                         then pings it 3 times with each payload size 56, 512, 1000, 1400
+#                         bytes: every reply must arrive (each within 10 s).
+#                         KEEL-INIT net ping MAC ok         or  ... net ping MAC fail <reason>
+#   keel.unreachable=MAC  (any number) must NOT answer: 2 pings get no reply (waiting 2 s
+#                         after the second) and a TCP connect to its port 5001 fails.
+#                         KEEL-INIT net isolated MAC ok     or  ... net isolated MAC fail <reason>
+#   keel.tcp=server       receive one TCP connection on port 5001 (busybox nc -l, started
+#                         in the background before the pings, so a client that pinged us
+#                         finds it listening), then, after the pings, wait (up to
+#                         keel.net_wait) for the sender to close; what came must be 4 MiB,
+#                         the first half of the disk pattern (seq -w 0 1048575 | head -c 4M).
+#                         KEEL-INIT net tcp ok bytes=<N> md5=<md5>  or  ... net tcp fail <reason>
+#   keel.tcp=client:MAC   after the pings, send that 4 MiB to MAC's port 5001, retrying
+#                         the connect (once a second, up to keel.net_wait) until it listens.
+#                         KEEL-INIT net tcp sent ok md5=<md5>      or  ... net tcp sent fail <reason>
+#   keel.net_wait=S       bound of each of those waits (default 120 s, for slow emulation;
+#                         eth0's appearance and carrier are bounded by it too).
+# eth0 is brought up only for keel.peer, keel.unreachable or keel.tcp (keel.mac alone just
+# reads its address). If eth0 cannot be set up, every line of those says fail and why.
+# Order: mac, (tcp server listens), ping each peer, isolated each, tcp; then always
+#   KEEL-INIT net done
+# Two guests that are each other's keel.peer, one keel.tcp=server and the other
+# keel.tcp=client:<server's MAC>, both finish (started in either order within keel.net_wait).
+#   keel.linger=S         after "net done", stay up S more seconds before going on (so a
+#                         neighbour still pinging us finds us; two guests that only ping).
+# At the very end, keel.stay: instead of powering off, print
+#   KEEL-INIT staying up
+# and stay up (init sleeps forever; for the interactive appliance). keel.reboot_once's
+# reboot on the first boot still happens first.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 read -r up _ </proc/uptime
@@ -40,6 +81,7 @@ want_mem=
 boot=
 reboot_once=
 disks=
+mac= peers= unreach= tcp= net_wait=120 net= stay= linger=
 read -r cmdline </proc/cmdline
 set -f
 for word in $cmdline; do
@@ -50,6 +92,16 @@ for word in $cmdline; do
         keel.reboot_once) reboot_once=1 ;;
         keel.disk=*) disks="$disks rw:${word#*=}" ;;
         keel.disk_ro=*) disks="$disks ro:${word#*=}" ;;
+        keel.mac=*) mac=${word#*=} net=1 ;;
+        keel.peer=*) peers="$peers ${word#*=}" net=1 ;;
+        keel.unreachable=*) unreach="$unreach ${word#*=}" net=1 ;;
+        keel.tcp=*) tcp=${word#*=} net=1 ;;
+        keel.net_wait=*)
+            net_wait=${word#*=}
+            case $net_wait in '' | *[!0-9]*) net_wait=120 ;; esac
+            ;;
+        keel.stay) stay=1 ;;
+        keel.linger=*) linger=${word#*=} ;;
     esac
 done
 set +f
@@ -76,8 +128,8 @@ else
 fi
 
 # The disk checks: one line per disk, ok or the first thing that went wrong.
-load_virtio() {
-    for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do   # dependency order
+load_virtio() {   # load_virtio LAST_MODULES...: the virtio ones, then these (dependency order)
+    for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci "$@"; do
         [ -d /sys/module/$m ] || insmod /lib/modules/$m.ko || { echo "insmod-$m"; return; }
     done
     echo ok
@@ -120,7 +172,7 @@ check_disk() {
     echo ok
 }
 if [ -n "$disks" ]; then
-    r=$(load_virtio)
+    r=$(load_virtio virtio_blk)
     for spec in $disks; do
         mode=${spec%%:*} rest=${spec#*:}
         d=${rest%%:*} rest=${rest#*:}
@@ -130,9 +182,193 @@ if [ -n "$disks" ]; then
     done
 fi
 
+# The network checks (see the header): one line per check, then "net done".
+now() { read -r u _ </proc/uptime; echo "${u%.*}"; }
+lower() { echo "$1" | tr A-F a-f; }
+ll_of() {   # ll_of MAC: its IPv6 link-local address (modified EUI-64), as the kernel prints it
+    case $1 in
+        [0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]) ;;
+        *) return 1 ;;
+    esac
+    o=$IFS IFS=:
+    set -- $1
+    IFS=$o
+    a=$(( (0x$1 ^ 2) << 8 | 0x$2 )) b=$(( 0x$3 << 8 | 0xff )) c=$(( 0xfe00 | 0x$4 )) d=$(( 0x$5 << 8 | 0x$6 ))
+    if [ $a = 0 ]; then printf 'fe80::%x:%x:%x\n' $b $c $d; else printf 'fe80::%x:%x:%x:%x\n' $a $b $c $d; fi
+}
+replies() {   # replies PING6_ARGS...: how many echo replies came back (0 if no statistics)
+    n=$(timeout 40 ping6 "$@" 2>&1 | sed -n 's/.* \([0-9][0-9]*\) packets received.*/\1/p')
+    echo "${n:-0}"
+}
+wait_eth0() {   # sets why_eth0 (empty: eth0 is there)
+    why_eth0=
+    r=$(load_virtio failover net_failover virtio_net)
+    [ "$r" = ok ] || { why_eth0=$r; return; }
+    end=$(( $(now) + net_wait ))
+    while [ ! -e /sys/class/net/eth0/address ]; do
+        [ "$(now)" -lt "$end" ] || { why_eth0="no-eth0-within-${net_wait}s"; return; }
+        sleep 0.1
+    done
+}
+eth0_up() {   # sets why_up (empty: eth0 is up, with its link-local address, and has carrier)
+    why_up=$why_eth0
+    [ -z "$why_up" ] || return
+    read -r own_mac </sys/class/net/eth0/address
+    own=$(ll_of "$own_mac") || { why_up="bad-eth0-address-$own_mac"; return; }
+    c=/proc/sys/net/ipv6/conf/eth0
+    # No automatic link-local address (we add it), no duplicate address detection (no delay).
+    echo 1 >$c/addr_gen_mode 2>/dev/null
+    echo 0 >$c/accept_dad && echo 0 >$c/dad_transmits || { why_up="no-ipv6-sysctls"; return; }
+    ip link set eth0 up || { why_up="link-up"; return; }
+    ip -6 addr add "$own/64" dev eth0 2>/dev/null
+    ip -6 addr show dev eth0 | grep -q "inet6 $own/64" || { why_up="no-address-$own"; return; }
+    end=$(( $(now) + net_wait ))
+    while :; do
+        read -r carrier </sys/class/net/eth0/carrier
+        [ "$carrier" = 1 ] && break
+        [ "$(now)" -lt "$end" ] || { why_up="no-carrier-within-${net_wait}s"; return; }
+        sleep 0.1
+    done
+    if ip -6 addr show dev eth0 | grep -q tentative; then why_up="address-tentative"; fi
+}
+ping_peer() {   # ping_peer ADDR: ok or the reason
+    end=$(( $(now) + net_wait ))
+    # The first reply may take a while: the peer may still be booting, and neighbour
+    # discovery comes first.
+    until [ "$(replies -c 1 -W 2 "$1%eth0")" = 1 ]; do
+        [ "$(now)" -lt "$end" ] || { echo "no-reply-within-${net_wait}s"; return; }
+        sleep 1
+    done
+    # One ping6 per echo: with -c 3, busybox's ping6 would wait only about two round
+    # trips (at least 1 s) for the last reply, which a busy emulated peer can miss.
+    for size in 56 512 1000 1400; do
+        for i in 1 2 3; do
+            [ "$(replies -c 1 -W 10 -s $size "$1%eth0")" = 1 ] || { echo "size-$size-echo-$i-of-3-no-reply-within-10s"; return; }
+        done
+    done
+    echo ok
+}
+check_isolated() {   # check_isolated ADDR: ok or the reason
+    n=$(replies -c 2 -W 2 "$1%eth0")
+    [ "$n" = 0 ] || { echo "ping-got-$n-replies"; return; }
+    timeout 30 nc -w 5 "$1%eth0" 5001 </dev/null >/dev/null 2>&1
+    rc=$?
+    [ $rc -ge 1 ] && [ $rc -lt 128 ] || { echo "tcp-connect-exit-$rc"; return; }
+    echo ok
+}
+tcp_pattern() { seq -w 0 1048575 | head -c 4194304 >/tmp/netpattern; md5sum </tmp/netpattern | cut -d' ' -f1; }
+if [ -n "$net" ]; then
+    wait_eth0
+    if [ -n "$mac" ]; then
+        mac=$(lower "$mac")
+        if [ -n "$why_eth0" ]; then echo "KEEL-INIT net mac fail $why_eth0"
+        else
+            read -r got </sys/class/net/eth0/address
+            if [ "$got" = "$mac" ]; then echo "KEEL-INIT net mac ok"; else echo "KEEL-INIT net mac fail eth0-is-$got"; fi
+        fi
+    fi
+    if [ -n "$peers$unreach$tcp" ]; then
+        eth0_up
+        npeers=0
+        for p in $peers; do npeers=$((npeers + 1)); done
+        case $tcp in
+            server)
+                want_md5=$(tcp_pattern)
+                rm -f /tmp/nc.pid /tmp/nc.rc /tmp/netgot /tmp/nc.in
+                # Listen before pinging, so that a client that got our replies finds us
+                # listening; the timeout is only a backstop (the wait below is the bound).
+                # nc's input is a FIFO that never ends (opened read-write): at the end of
+                # its input nc would half-close, and the client's nc, seeing that, would
+                # stop sending. So nc ends when the client closes, and only then.
+                if [ -z "$why_up" ] && mkfifo /tmp/nc.in; then
+                    ( timeout $((net_wait * (npeers + 2) + 120)) nc -l -p 5001 <>/tmp/nc.in >/tmp/netgot 2>/tmp/nc.err &
+                      echo $! >/tmp/nc.pid
+                      wait $!
+                      echo $? >/tmp/nc.rc ) &
+                fi
+                ;;
+            client:*) tcp_pattern >/tmp/netpattern.md5 ;;
+        esac
+        for p in $peers; do
+            p=$(lower "$p")
+            if [ -n "$why_up" ]; then r=$why_up
+            elif a=$(ll_of "$p"); then r=$(ping_peer "$a")
+            else r="bad-mac"
+            fi
+            if [ "$r" = ok ]; then echo "KEEL-INIT net ping $p ok"; else echo "KEEL-INIT net ping $p fail $r"; fi
+        done
+        for p in $unreach; do
+            p=$(lower "$p")
+            if [ -n "$why_up" ]; then r=$why_up
+            elif a=$(ll_of "$p"); then r=$(check_isolated "$a")
+            else r="bad-mac"
+            fi
+            if [ "$r" = ok ]; then echo "KEEL-INIT net isolated $p ok"; else echo "KEEL-INIT net isolated $p fail $r"; fi
+        done
+        case $tcp in
+            '') ;;
+            server)
+                r=
+                if [ -n "$why_up" ]; then r=$why_up
+                elif [ ! -p /tmp/nc.in ]; then r="mkfifo"
+                else
+                    end=$(( $(now) + net_wait ))
+                    while [ ! -s /tmp/nc.rc ]; do
+                        [ "$(now)" -lt "$end" ] || break
+                        sleep 1
+                    done
+                    if [ ! -s /tmp/nc.rc ]; then
+                        [ -s /tmp/nc.pid ] && kill "$(cat /tmp/nc.pid)" 2>/dev/null
+                        r="no-end-of-transfer-within-${net_wait}s-got-$(wc -c </tmp/netgot)-bytes"
+                    fi
+                fi
+                if [ -n "$r" ]; then echo "KEEL-INIT net tcp fail $r"
+                else
+                    read -r rc </tmp/nc.rc
+                    bytes=$(wc -c </tmp/netgot)
+                    md5=$(md5sum </tmp/netgot | cut -d' ' -f1)
+                    if [ "$rc" != 0 ]; then echo "KEEL-INIT net tcp fail nc-exit-$rc bytes=$bytes $(head -c 200 /tmp/nc.err | tr '\n' ' ')"
+                    elif [ "$md5" != "$want_md5" ]; then echo "KEEL-INIT net tcp fail bytes=$bytes md5=$md5 expected-bytes=4194304 expected-md5=$want_md5"
+                    else echo "KEEL-INIT net tcp ok bytes=$bytes md5=$md5"
+                    fi
+                fi
+                ;;
+            client:*)
+                p=$(lower "${tcp#client:}")
+                read -r md5 </tmp/netpattern.md5
+                r=
+                if [ -n "$why_up" ]; then r=$why_up
+                elif ! a=$(ll_of "$p"); then r="bad-mac-$p"
+                else
+                    end=$(( $(now) + net_wait ))
+                    while :; do
+                        # Sends the file, then half-closes; ends when the server closes.
+                        timeout $((net_wait + 30)) nc -w 5 "$a%eth0" 5001 </tmp/netpattern >/dev/null 2>/tmp/nc.err
+                        rc=$?
+                        [ $rc = 0 ] && break
+                        # Retry only while the server is not listening yet (the connect failed).
+                        grep -q -e "can't connect" -e "timed out" /tmp/nc.err || { r="nc-exit-$rc $(head -c 200 /tmp/nc.err | tr '\n' ' ')"; break; }
+                        [ "$(now)" -lt "$end" ] || { r="no-connect-within-${net_wait}s $(head -c 200 /tmp/nc.err | tr '\n' ' ')"; break; }
+                        sleep 1
+                    done
+                fi
+                if [ -z "$r" ]; then echo "KEEL-INIT net tcp sent ok md5=$md5"; else echo "KEEL-INIT net tcp sent fail $r"; fi
+                ;;
+            *) echo "KEEL-INIT net tcp fail bad-keel.tcp=$tcp" ;;
+        esac
+    fi
+    echo "KEEL-INIT net done"
+    # A neighbour may still be pinging us: stay reachable a while (keel.linger=S).
+    case $linger in '' | *[!0-9]*) ;; *) sleep "$linger" ;; esac
+fi
+
 if [ -n "$reboot_once" ] && [ "$boot" = 1 ]; then
     echo "KEEL-INIT rebooting (boot $boot)"
     reboot -f
+fi
+if [ -n "$stay" ]; then
+    echo "KEEL-INIT staying up"
+    while :; do sleep 3600; done
 fi
 echo "KEEL-INIT boot=$boot powering off"
 poweroff -f

@@ -201,12 +201,12 @@ TEST(Config, SyntaxErrors)
         {"[[guest] ]\n", "line 1: expected ']]'"},
         {"[]\n", "line 1: expected a table name"},
         {"[\"keel\"]\n", "line 1: quoted table names are not supported"},
-        {"[keel.sub]\n", "line 1: dotted table names other than [[guest.disk]] are not supported"},
+        {"[keel.sub]\n", "line 1: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
         {"[keel] x\n", "line 1: unexpected text after the table header"},
         {"[keel]\n[keel]\n", "line 2: duplicate [keel] table (first at line 1)"},
         {"[[keel]]\n", "line 1: keel is a single table: write [keel]"},
         {"[guest]\n", "line 1: guest is an array of tables: write [[guest]]"},
-        {"\n[guests]\n", "line 2: unknown table [guests] (expected [keel], [[guest]] or [[guest.disk]])"},
+        {"\n[guests]\n", "line 2: unknown table [guests] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]] or [[network]])"},
         // Keys.
         {"[keel]\nfoo = 1\n", "line 2: unknown key \"foo\" in [keel]"},
         {"[keel]\nname = \"x\"\n", "line 2: unknown key \"name\" in [keel]"},
@@ -434,11 +434,11 @@ TEST(Config, DiskErrors)
         {"[[guest.disk]]\nfile = \"a.img\"\n", "line 1: [[guest.disk]] before any [[guest]]"},
         {"[keel]\n[[guest.disk]]\n", "line 2: [[guest.disk]] before any [[guest]]"},
         {guest("a") + "[guest.disk]\n", "line 5: disk is an array of tables: write [[guest.disk]]"},
-        {guest("a") + "[[guest.disks]]\n", "line 5: dotted table names other than [[guest.disk]] are not supported"},
-        {guest("a") + "[[guest.disk.x]]\n", "line 5: dotted table names other than [[guest.disk]] are not supported"},
+        {guest("a") + "[[guest.disks]]\n", "line 5: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
+        {guest("a") + "[[guest.disk.x]]\n", "line 5: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
         {guest("a") + "[[guest.\"disk\"]]\n", "line 5: quoted table names are not supported"},
         {guest("a") + "[[guest.disk]\n", "line 5: expected ']]'"},
-        {guest("a") + "[[guest.]]\n", "line 5: dotted table names other than [[guest.disk]] are not supported"},
+        {guest("a") + "[[guest.]]\n", "line 5: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
         // The guest's own table must be complete before its first disk.
         {"[[guest]]\nname = \"a\"\n" + disk("a.img"), "line 1: guest \"a\": missing required key \"kernel\""},
         // Keys.
@@ -658,7 +658,7 @@ TEST(Config, LongLines)
     Parsed p("[" + big + "]\n");
     EXPECT_FALSE(p.ok);
     EXPECT_LT(strlen(p.err.msg), sizeof(p.err.msg));
-    EXPECT_EQ(p.error(), "line 1: unknown table [" + std::string(32, 'x') + "] (expected [keel], [[guest]] or [[guest.disk]])");
+    EXPECT_EQ(p.error(), "line 1: unknown table [" + std::string(32, 'x') + "] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]] or [[network]])");
 }
 
 TEST(Config, ManyLines)
@@ -710,3 +710,112 @@ TEST(Config, Mutations)
 }
 
 } // namespace
+
+namespace {
+
+// [[guest.nic]] of the most recent [[guest]]; [[network]] anywhere.
+std::string nic(const std::string &network, const std::string &extra = "")
+{
+    return "[[guest.nic]]\nnetwork = \"" + network + "\"\n" + extra;
+}
+std::string network(const std::string &name, const std::string &extra = "")
+{
+    return "[[network]]\nname = \"" + name + "\"\n" + extra;
+}
+std::string mac_of(const NicConfig &n)
+{
+    char m[18];
+    net::format_mac(m, n.mac);
+    return m;
+}
+
+} // namespace
+
+TEST(Config, Networks)
+{
+    // The example: a network, a NIC with a given MAC, one without.
+    Parsed p(network("lan") + guest("web") + nic("lan", "mac = \"02:4B:45:00:00:01\"\n") + guest("db") + nic("lan") +
+             network("dmz", "kind = \"isolated\"\nmtu = 9000\n") + nic("dmz"));
+    ASSERT_EQ(p.error(), "ok");
+    ASSERT_EQ(p.cfg->network_count, 2u);
+    EXPECT_EQ(str(p.cfg->networks[0].name), "lan");
+    EXPECT_EQ(p.cfg->networks[0].mtu, 1500u);
+    EXPECT_EQ(p.cfg->networks[1].mtu, 9000u);
+    const GuestConfig &web = p.guest(0), &db = p.guest(1);
+    ASSERT_EQ(web.nic_count, 1u);
+    EXPECT_TRUE(web.nics[0].mac_set);
+    EXPECT_EQ(mac_of(web.nics[0]), "02:4b:45:00:00:01");
+    EXPECT_EQ(web.nics[0].network_index, 0u);
+    EXPECT_EQ(web.nics[0].line, 7u);
+    ASSERT_EQ(db.nic_count, 2u);
+    EXPECT_FALSE(db.nics[0].mac_set);
+    EXPECT_EQ(db.nics[1].network_index, 1u);
+    // Assigned: locally administered unicast, derived from the name and index, all different.
+    for (u32 i = 0; i < 2; i++) {
+        EXPECT_EQ(db.nics[i].mac.b[0], 0x02);
+        EXPECT_EQ(net::derive_mac("db", 2, i).b[0], 0x02);
+    }
+    EXPECT_NE(mac_of(db.nics[0]), mac_of(db.nics[1]));
+    EXPECT_NE(mac_of(db.nics[0]), mac_of(web.nics[0]));
+    // Stable: the same file gives the same addresses.
+    Parsed again(network("lan") + guest("web") + nic("lan", "mac = \"02:4B:45:00:00:01\"\n") + guest("db") + nic("lan") +
+                 network("dmz", "kind = \"isolated\"\nmtu = 9000\n") + nic("dmz"));
+    EXPECT_EQ(mac_of(again.guest(1).nics[0]), mac_of(db.nics[0]));
+    // A guest's name decides its addresses, not its place in the file.
+    Parsed swapped(network("lan") + guest("db") + nic("lan") + nic("lan"));
+    EXPECT_EQ(mac_of(swapped.guest(0).nics[0]), mac_of(db.nics[0]));
+}
+
+TEST(Config, AnAssignedMacNeverTakesAGivenOne)
+{
+    // Give guest b's would-be address to guest a: b must get another one.
+    char taken[18];
+    net::format_mac(taken, net::derive_mac("b", 1, 0));
+    Parsed p(network("n") + guest("a") + nic("n", std::string("mac = \"") + taken + "\"\n") + guest("b") + nic("n"));
+    ASSERT_EQ(p.error(), "ok");
+    EXPECT_EQ(mac_of(p.guest(0).nics[0]), taken);
+    EXPECT_NE(mac_of(p.guest(1).nics[0]), taken);
+    EXPECT_EQ(p.guest(1).nics[0].mac.b[0], 0x02);
+}
+
+TEST(Config, NetworkErrors)
+{
+    expect_all({
+        {guest("a") + nic("lan"), "line 5: network: no [[network]] named \"lan\""},
+        {network("lan") + guest("a") + nic("lan") + nic("wan"), "line 9: network: no [[network]] named \"wan\""},
+        {"[[guest.nic]]\nnetwork = \"lan\"\n", "line 1: [[guest.nic]] before any [[guest]]"},
+        {guest("a") + "[guest.nic]\n", "line 5: nic is an array of tables: write [[guest.nic]]"},
+        {guest("a") + "[[guest.nic]]\nmac = \"02:00:00:00:00:01\"\n", "line 5: [[guest.nic]]: missing required key \"network\""},
+        {network("lan") + guest("a") + nic("lan", "mac = \"01:00:5e:00:00:01\"\n"), "line 9: mac: \"01:00:5e:00:00:01\" is multicast"},
+        {network("lan") + guest("a") + nic("lan", "mac = \"ff:ff:ff:ff:ff:ff\"\n"), "line 9: mac: \"ff:ff:ff:ff:ff:ff\" is multicast"},
+        {network("lan") + guest("a") + nic("lan", "mac = \"00:00:00:00:00:00\"\n"), "line 9: mac: \"00:00:00:00:00:00\" is all zero"},
+        {network("lan") + guest("a") + nic("lan", "mac = \"02:00:00:00:00\"\n"), "line 9: mac: \"02:00:00:00:00\" is not of the form 02:4b:45:00:00:01"},
+        {network("lan") + guest("a") + nic("lan", "mac = \"02-00-00-00-00-01\"\n"), "line 9: mac: \"02-00-00-00-00-01\" is not of the form 02:4b:45:00:00:01"},
+        {network("lan") + guest("a") + nic("lan", "mac = \"02:00:00:00:00:0g\"\n"), "line 9: mac: \"02:00:00:00:00:0g\" is not of the form 02:4b:45:00:00:01"},
+        {network("lan") + guest("a") + nic("lan", "mac = 2\n"), "line 9: mac: expected a MAC address such as \"02:4b:45:00:00:01\""},
+        // Two NICs given one address: at the second one's line.
+        {network("lan") + guest("a") + nic("lan", "mac = \"02:00:00:00:00:01\"\n") + guest("b") +
+             nic("lan", "mac = \"02:00:00:00:00:01\"\n"),
+         "line 14: mac: 02:00:00:00:00:01 is also the mac of the nic at line 7"},
+        {network("lan") + network("lan"), "line 3: duplicate network name \"lan\" (first at line 1)"},
+        {"[[network]]\nmtu = 1500\n", "line 1: [[network]]: missing required key \"name\""},
+        {network("lan", "mtu = 67\n"), "line 3: mtu: must be 68..9000"},
+        {network("lan", "kind = \"uplink\"\n"), "line 3: kind: expected \"isolated\" (the only kind so far)"},
+        {network("a b"), "line 2: name: only A-Z a-z 0-9 _ - are allowed"},
+        {network("lan", "file = \"x\"\n"), "line 3: unknown key \"file\" in [[network]]"},
+        {"[network]\nname = \"x\"\n", "line 1: network is an array of tables: write [[network]]"},
+        // A network may share a guest's name.
+        {network("a") + guest("a") + nic("a"), "ok"},
+    });
+    // At most 4 NICs, and 7 PCI devices with the disks.
+    std::string four = network("n") + guest("a");
+    for (int i = 0; i < 4; i++) four += nic("n");
+    EXPECT_EQ(error_of(four), "ok");
+    EXPECT_EQ(error_of(four + nic("n")), "line 15: guest \"a\": too many nics (at most 4)");
+    std::string mix = network("n") + guest("a");
+    for (int i = 0; i < 4; i++) mix += disk("d" + std::to_string(i) + ".img");
+    for (int i = 0; i < 3; i++) mix += nic("n");
+    EXPECT_EQ(error_of(mix), "ok");
+    EXPECT_EQ(error_of(mix + nic("n")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
+    EXPECT_EQ(error_of(mix + disk("x.img")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
+}
