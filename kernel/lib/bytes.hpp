@@ -14,10 +14,10 @@ inline u32 load_u32(const u8 *p)
 
 inline u64 load_u64(const u8 *p) { return load_u32(p) | static_cast<u64>(load_u32(p + 4)) << 32; }
 
-inline void store_u16(u8 *p, u16 v)
+// The n low bytes of v, little-endian (building a register file or a table).
+inline void store_le(u8 *p, u64 v, unsigned n)
 {
-    p[0] = u8(v);
-    p[1] = u8(v >> 8);
+    for (unsigned i = 0; i < n; i++) p[i] = u8(v >> 8 * i);
 }
 
 // Reset a result object in place. A plain `x = T{}` may build a temporary of

@@ -46,11 +46,6 @@ bool copy_in(GuestMemory &mem, const Chain &c, u64 off, const void *src, u64 len
     return each_piece(c, true, off, len, [&](GuestPhys g, u64 n, u64 pos) { return mem.write(g, s + pos, n).ok(); });
 }
 
-void put_le(u8 *p, u64 v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) p[i] = u8(v >> 8 * i);
-}
-
 } // namespace
 
 BlkDevice::BlkDevice(u8 *disk, u64 bytes, bool readonly, u16 queues)
@@ -88,20 +83,17 @@ u64 BlkDevice::config_read(u32 off, u8 size) const
 {
     // The layout of 5.2.4, built on each read: config reads are rare (probe time).
     u8 b[BLK_CONFIG_SIZE] = {};
-    put_le(b + 0, cfg_.capacity, 8);
-    put_le(b + 12, cfg_.seg_max, 4);
-    put_le(b + 20, cfg_.blk_size, 4);
-    put_le(b + 34, cfg_.num_queues, 2);
-    put_le(b + 36, cfg_.max_discard_sectors, 4);
-    put_le(b + 40, cfg_.max_discard_seg, 4);
-    put_le(b + 44, cfg_.discard_sector_alignment, 4);
-    put_le(b + 48, cfg_.max_write_zeroes_sectors, 4);
-    put_le(b + 52, cfg_.max_write_zeroes_seg, 4);
+    store_le(b + 0, cfg_.capacity, 8);
+    store_le(b + 12, cfg_.seg_max, 4);
+    store_le(b + 20, cfg_.blk_size, 4);
+    store_le(b + 34, cfg_.num_queues, 2);
+    store_le(b + 36, cfg_.max_discard_sectors, 4);
+    store_le(b + 40, cfg_.max_discard_seg, 4);
+    store_le(b + 44, cfg_.discard_sector_alignment, 4);
+    store_le(b + 48, cfg_.max_write_zeroes_sectors, 4);
+    store_le(b + 52, cfg_.max_write_zeroes_seg, 4);
     b[56] = cfg_.write_zeroes_may_unmap;
-    u64 v = 0;
-    for (unsigned i = 0; i < size && i < 8; i++)
-        if (off < BLK_CONFIG_SIZE && i < BLK_CONFIG_SIZE - off) v |= u64(b[off + i]) << 8 * i;
-    return v;
+    return config_window(b, BLK_CONFIG_SIZE, off, size);
 }
 
 BlkStats BlkDevice::stats() const

@@ -19,6 +19,16 @@ struct Serviced {
     bool again = false;
 };
 
+// A driver's read of `size` bytes at `off` of a device configuration laid out in
+// b[0, len): little-endian, bytes past the end read as 0.
+inline u64 config_window(const u8 *b, u32 len, u32 off, u8 size)
+{
+    u64 v = 0;
+    for (unsigned i = 0; i < size && i < 8; i++)
+        if (off < len && i < len - off) v |= u64(b[off + i]) << 8 * i;
+    return v;
+}
+
 class VirtioDevice {
 public:
     virtual u16 device_id() const = 0;

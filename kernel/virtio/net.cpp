@@ -44,11 +44,11 @@ void encode(const NetHdr &h, u8 *b)
 {
     b[0] = h.flags;
     b[1] = h.gso_type;
-    store_u16(b + 2, h.hdr_len);
-    store_u16(b + 4, h.gso_size);
-    store_u16(b + 6, h.csum_start);
-    store_u16(b + 8, h.csum_offset);
-    store_u16(b + 10, h.num_buffers);
+    store_le(b + 2, h.hdr_len, 2);
+    store_le(b + 4, h.gso_size, 2);
+    store_le(b + 6, h.csum_start, 2);
+    store_le(b + 8, h.csum_offset, 2);
+    store_le(b + 10, h.num_buffers, 2);
 }
 
 NetHdr decode(const u8 *b)
@@ -98,13 +98,10 @@ u64 NetDevice::config_read(u32 off, u8 size) const
 {
     u8 b[NET_CONFIG_SIZE] = {};
     for (unsigned i = 0; i < 6; i++) b[i] = mac_.b[i];
-    store_u16(b + 6, NET_S_LINK_UP);
-    store_u16(b + 8, 1);   // max_virtqueue_pairs
-    store_u16(b + 10, mtu_);
-    u64 v = 0;
-    for (unsigned i = 0; i < size && i < 8; i++)
-        if (off < NET_CONFIG_SIZE && i < NET_CONFIG_SIZE - off) v |= u64(b[off + i]) << 8 * i;
-    return v;
+    store_le(b + 6, NET_S_LINK_UP, 2);
+    store_le(b + 8, 1, 2);   // max_virtqueue_pairs
+    store_le(b + 10, mtu_, 2);
+    return config_window(b, NET_CONFIG_SIZE, off, size);
 }
 
 NetStats NetDevice::stats() const

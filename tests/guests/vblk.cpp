@@ -34,16 +34,8 @@ constexpr u8 S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8, S_NEED
 constexpr u16 F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
 constexpr u32 T_IN = 0, T_OUT = 1, T_FLUSH = 4;
 
-// A load the compiler may not fuse with a later store into one read-modify-write
-// instruction (clang turns `*p = *p | x` on volatile into `or`): Keel emulates MMIO
-// MOVs only, as device registers want.
-template <typename T> T rd(u32 a)
-{
-    T v = *reinterpret_cast<volatile T*>(a);
-    asm volatile("" : "+r"(v));
-    return v;
-}
-template <typename T> void wr(u32 a, T v) { *reinterpret_cast<volatile T*>(a) = v; }
+template <typename T> T rd(u32 a) { return mmio_rd<T>(a); }
+template <typename T> void wr(u32 a, T v) { mmio_wr<T>(a, v); }
 
 struct Desc { u64 addr; u32 len; u16 flags, next; };
 

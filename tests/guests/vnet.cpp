@@ -33,13 +33,8 @@ constexpr u8 S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8, S_NEED
 constexpr u16 F_WRITE = 2;
 constexpr u16 ETHERTYPE = 0x88b5;   // IEEE local experimental
 
-template <typename T> T rd(u32 a)
-{
-    T v = *reinterpret_cast<volatile T*>(a);
-    asm volatile("" : "+r"(v));
-    return v;
-}
-template <typename T> void wr(u32 a, T v) { *reinterpret_cast<volatile T*>(a) = v; }
+template <typename T> T rd(u32 a) { return mmio_rd<T>(a); }
+template <typename T> void wr(u32 a, T v) { mmio_wr<T>(a, v); }
 
 struct Desc { u64 addr; u32 len; u16 flags, next; };
 struct Mac { u8 b[6]; };

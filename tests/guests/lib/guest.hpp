@@ -38,6 +38,17 @@ inline CpuidResult cpuid(u32 leaf, u32 subleaf = 0) {
     return r;
 }
 
+// Device registers at physical address a (no paging). The asm barrier keeps the compiler
+// from fusing a load and a later store into one read-modify-write instruction (clang turns
+// `*p = *p | x` on volatile into `or`): Keel emulates MMIO moves only, as device registers want.
+template <typename T> T mmio_rd(u32 a)
+{
+    T v = *reinterpret_cast<volatile T*>(a);
+    asm volatile("" : "+r"(v));
+    return v;
+}
+template <typename T> void mmio_wr(u32 a, T v) { *reinterpret_cast<volatile T*>(a) = v; }
+
 inline u64 rdtsc() { u32 lo, hi; asm volatile("rdtsc" : "=a"(lo), "=d"(hi)); return (u64(hi) << 32) | lo; }
 
 // rdmsr/wrmsr are emitted as the bare 2-byte instructions: the #GP handler
