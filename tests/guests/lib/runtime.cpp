@@ -198,7 +198,7 @@ void printf(const char* fmt, ...) {
 
 [[noreturn]] void exit(u32 code) {
     outl(0xF4, code);
-    printf("%s: the debug-exit port 0xf4 did not end the guest (code=0x%x); halting\n", guest_name, code);
+    printf("%s: the debug-exit port 0xf4 did not end the guest (code=%u); halting\n", guest_name, code);
     for (;;) asm volatile("cli; hlt");
 }
 
