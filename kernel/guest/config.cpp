@@ -51,6 +51,7 @@ enum class Table : u8 { none, keel, guest, disk, nic, network };
 enum class Key : u8 {
     on_idle, time_slice, loglevel,
     name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access,
+    watchdog, max_restarts, restart_window,
     file, readonly,
     nic_network, mac,
     net_name, kind, mtu,
@@ -66,7 +67,8 @@ constexpr KeyDef KEYS[] = {
     {"name", Table::guest}, {"kernel", Table::guest}, {"modules", Table::guest},
     {"cmdline", Table::guest}, {"initrd", Table::guest}, {"memory", Table::guest},
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
-    {"on_bad_access", Table::guest},
+    {"on_bad_access", Table::guest}, {"watchdog", Table::guest}, {"max_restarts", Table::guest},
+    {"restart_window", Table::guest},
     {"file", Table::disk}, {"readonly", Table::disk},
     {"network", Table::nic}, {"mac", Table::nic},
     {"name", Table::network}, {"kind", Table::network}, {"mtu", Table::network},
@@ -246,6 +248,7 @@ private:
             g_->cpus = 1;
             g_->on_exit = GuestConfig::OnExit::stop;
             g_->on_bad_access = GuestConfig::OnBadAccess::pc;
+            g_->restart_window_ns = GuestConfig::DEFAULT_RESTART_WINDOW;
             g_->line = line_;
             pin_line_ = 0;
             table_ = Table::guest;
@@ -446,7 +449,9 @@ private:
             return true;
         }
         case Key::time_slice:
-            return str(s, "expected a duration such as \"10ms\"") && duration(s, c_.time_slice_ns);
+            return str(s, "expected a duration such as \"10ms\"") &&
+                   duration(s, c_.time_slice_ns, KeelConfig::MIN_TIME_SLICE, KeelConfig::MAX_TIME_SLICE,
+                            "must be 100us..1s");
         case Key::loglevel:
             if (!str(s, "expected a string")) return false;
             if (!console::parse_level(s.p, s.n, c_.loglevel))
@@ -513,6 +518,18 @@ private:
             else return fail("%s", want);
             return true;
         }
+        case Key::watchdog:
+            return str(s, "expected a duration such as \"10s\"") &&
+                   duration(s, g->watchdog_ns, GuestConfig::MIN_WATCHDOG, GuestConfig::MAX_WATCHDOG,
+                            "must be 10ms..1h");
+        case Key::max_restarts:
+            if (!integer(0, GuestConfig::MAX_MAX_RESTARTS, v)) return false;
+            g->max_restarts = u32(v);
+            return true;
+        case Key::restart_window:
+            return str(s, "expected a duration such as \"60s\"") &&
+                   duration(s, g->restart_window_ns, GuestConfig::MIN_WATCHDOG, GuestConfig::MAX_WATCHDOG,
+                            "must be 10ms..1h");
         case Key::file:
             if (!str(s, "expected a path string") || !path(s)) return false;
             d->file = s;
@@ -813,19 +830,19 @@ private:
         return true;
     }
 
-    // "<n>us" or "<n>ms".
-    bool duration(StrView s, u64 &ns)
+    // "<n>us", "<n>ms" or "<n>s", within lo..hi nanoseconds.
+    bool duration(StrView s, u64 &ns, u64 lo, u64 hi, const char *range)
     {
         const char *want = "expected a duration such as \"10ms\"";
         usize k = 0;
         bool big = false;
         u64 n = decimal(s, k, big);
-        if (k == 0 || k + 2 != s.n || s.p[k + 1] != 's') return fail("%s", want);
-        if (s.p[k] == 'u') big |= !scale(n, 1000);
-        else if (s.p[k] == 'm') big |= !scale(n, 1000000);
+        if (k == 0) return fail("%s", want);
+        if (k + 1 == s.n && s.p[k] == 's') big |= !scale(n, 1000000000);
+        else if (k + 2 == s.n && s.p[k + 1] == 's' && s.p[k] == 'u') big |= !scale(n, 1000);
+        else if (k + 2 == s.n && s.p[k + 1] == 's' && s.p[k] == 'm') big |= !scale(n, 1000000);
         else return fail("%s", want);
-        if (big || n < KeelConfig::MIN_TIME_SLICE || n > KeelConfig::MAX_TIME_SLICE)
-            return fail("must be 100us..1s");
+        if (big || n < lo || n > hi) return fail("%s", range);
         ns = n;
         return true;
     }

@@ -59,6 +59,10 @@ struct GuestConfig {
     static constexpr usize MAX_CMDLINE = 255;
     static constexpr u64   MIN_MEMORY  = MiB;
     static constexpr u64   MAX_MEMORY  = 64 * GiB;
+    static constexpr u64   MIN_WATCHDOG = 10'000'000;                  // ns (also restart_window's range)
+    static constexpr u64   MAX_WATCHDOG = 3600'000'000'000;
+    static constexpr u64   DEFAULT_RESTART_WINDOW = 60'000'000'000;
+    static constexpr u32   MAX_MAX_RESTARTS = 1000;
 
     enum class OnExit : u8 { stop, restart };
     // A guest-physical access no RAM or device claims: as on a PC (reads all ones, writes
@@ -77,6 +81,9 @@ struct GuestConfig {
     u32     pin_count;                  // <= cpus; vCPUs beyond it are not pinned
     OnExit  on_exit;
     OnBadAccess on_bad_access;
+    u64     watchdog_ns;                // 0: none; else the guest's heartbeat must come this often (once armed)
+    u32     max_restarts;               // 0: unlimited; else restarts by on_exit within restart_window, then stop
+    u64     restart_window_ns;
     u32     line;                       // line of its [[guest]] header (for messages)
     DiskConfig disks[MAX_DISKS];        // in file order: disks[0] is the guest's /dev/vda
     u32     disk_count;

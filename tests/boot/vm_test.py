@@ -120,7 +120,7 @@ def main():
         if m:
             raise harness.Failure(f"forbidden line: {m.group(0)!r}")
     for name in a.expect_stats:
-        m = re.search(rf"^keel: stats {re.escape(name)} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=(\d+) exits=(\d+)(.*)$",
+        m = re.search(rf"^keel: stats {re.escape(name)} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=(\d+) run_pct=[\d.]+ ready_pct=[\d.]+ exits=(\d+)(.*)$",
                       text, re.M)
         if not m or int(m.group(1)) == 0 or int(m.group(3)) == 0:
             raise harness.Failure(f"no per-vCPU statistics for {name}")

@@ -274,7 +274,7 @@ TEST(Config, KeelValues)
         {"[keel]\nloglevel = 3\n", "line 2: loglevel: expected a string"},
         {"[keel]\ntime_slice = 10\n", "line 2: time_slice: expected a duration such as \"10ms\""},
         {"[keel]\ntime_slice = \"10\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
-        {"[keel]\ntime_slice = \"10s\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"10s\"\n", "line 2: time_slice: must be 100us..1s"},
         {"[keel]\ntime_slice = \"10 ms\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
         {"[keel]\ntime_slice = \"ms\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
         {"[keel]\ntime_slice = \"10msx\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
@@ -285,7 +285,7 @@ TEST(Config, KeelValues)
         {"[keel]\ntime_slice = \"18446744073709551ms\"\n", "line 2: time_slice: must be 100us..1s"},
     });
     struct { const char *v; u64 ns; } ok[] = {
-        {"100us", 100'000}, {"1000ms", 1'000'000'000}, {"1000000us", 1'000'000'000}, {"1ms", 1'000'000},
+        {"100us", 100'000}, {"1s", 1'000'000'000}, {"1000ms", 1'000'000'000}, {"1000000us", 1'000'000'000}, {"1ms", 1'000'000},
     };
     for (auto &o : ok) {
         Parsed p(std::string("[keel]\ntime_slice = \"") + o.v + "\"\n");
@@ -819,3 +819,32 @@ TEST(Config, NetworkErrors)
     EXPECT_EQ(error_of(mix + nic("n")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
     EXPECT_EQ(error_of(mix + disk("x.img")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
 }
+
+namespace {
+
+TEST(Config, WatchdogAndRestartLimits)
+{
+    Parsed p("[[guest]]\nname = \"a\"\nkernel = \"k\"\nmemory = \"4M\"\nwatchdog = \"10s\"\nmax_restarts = 3\n"
+             "restart_window = \"2500ms\"\n[[guest]]\nname = \"b\"\nkernel = \"k\"\nmemory = \"4M\"\n");
+    ASSERT_TRUE(p.ok) << p.error();
+    EXPECT_EQ(p.guest(0).watchdog_ns, 10'000'000'000ull);
+    EXPECT_EQ(p.guest(0).max_restarts, 3u);
+    EXPECT_EQ(p.guest(0).restart_window_ns, 2'500'000'000ull);
+    // Defaults: no watchdog, restarts unlimited, a 60 s window.
+    EXPECT_EQ(p.guest(1).watchdog_ns, 0u);
+    EXPECT_EQ(p.guest(1).max_restarts, 0u);
+    EXPECT_EQ(p.guest(1).restart_window_ns, 60'000'000'000ull);
+    expect_all({
+        {"[[guest]]\nwatchdog = 10\n", "line 2: watchdog: expected a duration such as \"10s\""},
+        {"[[guest]]\nwatchdog = \"10\"\n", "line 2: watchdog: expected a duration such as \"10ms\""},
+        {"[[guest]]\nwatchdog = \"9ms\"\n", "line 2: watchdog: must be 10ms..1h"},
+        {"[[guest]]\nwatchdog = \"3601s\"\n", "line 2: watchdog: must be 10ms..1h"},
+        {"[[guest]]\nwatchdog = \"99999999999999999999s\"\n", "line 2: watchdog: must be 10ms..1h"},
+        {"[[guest]]\nmax_restarts = -1\n", "line 2: max_restarts: must be 0..1000"},
+        {"[[guest]]\nmax_restarts = 1001\n", "line 2: max_restarts: must be 0..1000"},
+        {"[[guest]]\nrestart_window = \"1us\"\n", "line 2: restart_window: must be 10ms..1h"},
+        {"[keel]\nwatchdog = \"10s\"\n", "line 2: unknown key \"watchdog\" in [keel]"},
+    });
+}
+
+} // namespace
