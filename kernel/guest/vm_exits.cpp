@@ -45,12 +45,17 @@ bool retire_insn(VcpuOps &ops, u64 nrip, u64 hits = 0)
 }
 
 // The breakpoints an emulated access hits (0 when DR7 enables none: one read on the exit path).
-u32 access_hits(VcpuOps &ops, u64 addr, u8 size, BpAccess access)
+[[gnu::noinline]] u32 armed_hits(VcpuOps &ops, u64 dr7, u64 addr, u8 size, BpAccess access)
 {
-    const u64 dr7 = ops.dr7();
-    if (!(dr7 & 0xff)) return 0;
     const u64 drs[4] = {ops.dr(0), ops.dr(1), ops.dr(2), ops.dr(3)};
     return breakpoint_hits(dr7, drs, addr, size, access, ops.cr4() & (1u << 3));
+}
+
+// (Inline, and the work out of line: most exits see no breakpoint armed.)
+inline u32 access_hits(VcpuOps &ops, u64 addr, u8 size, BpAccess access)
+{
+    const u64 dr7 = ops.dr7();
+    return dr7 & 0xff ? armed_hits(ops, dr7, addr, size, access) : 0;
 }
 
 // MSRs with fixed or software-kept values that every guest may read.
