@@ -465,10 +465,12 @@ private:
         case Key::kernel:
             if (!str(s, "expected a path string") || !path(s)) return false;
             g->kernel = s;
+            g->kernel_line = line_;
             return true;
         case Key::initrd:
             if (!str(s, "expected a path string") || !path(s)) return false;
             g->initrd = s;
+            g->initrd_line = line_;
             return true;
         case Key::cmdline:
             if (!str(s, "expected a string")) return false;
@@ -478,6 +480,7 @@ private:
             g->cmdline = s;
             return true;
         case Key::modules:
+            g->modules_line = line_;
             return array("expected an array of strings", [&](const Val &e) {
                 if (e.kind != Val::Kind::str) return fail("expected an array of strings");
                 if (g->module_count == GuestConfig::MAX_MODULES)
@@ -861,4 +864,9 @@ Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &e
     Parser p(text, len, out, err);
     if (!p.run()) return Err::invalid;
     return {};
+}
+
+void log_config_error(const ConfigError &err)
+{
+    log_error("keel.toml line %u: %s; no guests started", err.line, err.msg);
 }

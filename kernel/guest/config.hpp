@@ -85,6 +85,9 @@ struct GuestConfig {
     u32     max_restarts;               // 0: unlimited; else restarts by on_exit within restart_window, then stop
     u64     restart_window_ns;
     u32     line;                       // line of its [[guest]] header (for messages)
+    u32     kernel_line;                // lines of its kernel, initrd and modules keys (0: absent),
+    u32     initrd_line;                //   for messages about the files they name
+    u32     modules_line;
     DiskConfig disks[MAX_DISKS];        // in file order: disks[0] is the guest's /dev/vda
     u32     disk_count;
     NicConfig nics[MAX_NICS];           // in file order: nics[0] is the guest's eth0
@@ -119,3 +122,10 @@ struct KeelConfig {
 // fills `err` and leaves `out` unspecified. `text` must outlive `out`, and
 // `out` must not be copied (its views may point into its own pool).
 Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &err);
+
+// The line Keel prints at boot when parse_config refuses its keel.toml
+// ("keel: keel.toml line N: REASON; no guests started"), through Keel's log. The
+// host tool keel-config-check (scripts/config_check.cpp) prints it with the same
+// function, so what scripts/mkimage shows is exactly what Keel would say.
+void log_config_error(const ConfigError &err);
+

@@ -63,7 +63,7 @@ bool started_;
     ConfigError err{};
     const char *text = mm::phys_ptr<const char>(cfg->start);
     if (auto s = parse_config(text, cfg->end - cfg->start, config_, err); !s) {
-        log_error("keel.toml line %u: %s; no guests started", err.line, err.msg);
+        log_config_error(err);
         cpu_loop();
     }
     if (config_.has_loglevel) console::set_level(config_.loglevel);

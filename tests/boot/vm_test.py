@@ -16,6 +16,7 @@ TCG (SVM) or Bochs (VMX), wait until Keel reports that every guest has ended
                REGEX change hands at least 4 times: both really ran in turns)
              --reap (kill what still runs in the run's temporary folder afterwards: Bochs, when
                the run was stopped by --until or the timeout)
+             --no-check (scripts/mkimage packs the configuration even though Keel refuses it)
 """
 import argparse
 import os
@@ -64,6 +65,8 @@ def main():
                    help="after the run, kill what still runs in its temporary folder: Bochs under script(1) "
                         "is a session of its own, which harness.run's kill leaves running when it stops a "
                         "run itself (--until, timeout)")
+    p.add_argument("--no-check", action="store_true",
+                   help="scripts/mkimage --no-check: pack a configuration Keel refuses (tests of its refusals)")
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="keel-vm-") as tmp:
@@ -78,7 +81,8 @@ def main():
         with open(config, "w") as f:
             f.write(text)
         image = os.path.join(tmp, "appliance.iso")
-        harness.run_mkimage([config, "--kernel", a.kernel, "--cmdline", a.keel_cmdline, "-o", image])
+        harness.run_mkimage([config, "--kernel", a.kernel, "--cmdline", a.keel_cmdline, "-o", image]
+                            + (["--no-check"] if a.no_check else []))
         log = os.path.join(tmp, "serial.log")
         if a.emulator == "qemu":
             cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem,

@@ -94,6 +94,9 @@ TEST(Config, FullExample)
     EXPECT_EQ(a.pin[1], 3);
     EXPECT_EQ(a.on_exit, GuestConfig::OnExit::restart);
     EXPECT_EQ(a.line, 7u);
+    EXPECT_EQ(a.kernel_line, 9u);   // the lines of the keys naming files (keel-config-check's messages)
+    EXPECT_EQ(a.modules_line, 10u);
+    EXPECT_EQ(a.initrd_line, 12u);
 
     const GuestConfig &b = p.guest(1);
     EXPECT_EQ(str(b.name), "Beta_2-x");
@@ -108,6 +111,9 @@ TEST(Config, FullExample)
     EXPECT_TRUE(b.initrd.empty());
     EXPECT_EQ(b.module_count, 0u);
     EXPECT_EQ(b.line, 18u);
+    EXPECT_EQ(b.kernel_line, 20u);
+    EXPECT_EQ(b.initrd_line, 0u);
+    EXPECT_EQ(b.modules_line, 0u);
 
     // No escapes: every string is a view into the text itself.
     EXPECT_EQ(c.pool_used, 0u);
@@ -845,6 +851,19 @@ TEST(Config, WatchdogAndRestartLimits)
         {"[[guest]]\nrestart_window = \"1us\"\n", "line 2: restart_window: must be 10ms..1h"},
         {"[keel]\nwatchdog = \"10s\"\n", "line 2: unknown key \"watchdog\" in [keel]"},
     });
+}
+
+// The line Keel prints at boot for a refused file (keel-config-check prints the same).
+TEST(Config, RefusalLine)
+{
+    Parsed p("[[guest]]\nmemory = \"lots\"\n");
+    ASSERT_FALSE(p.ok);
+    static std::string out;
+    out.clear();
+    console::set_sink([](const char *s, usize n) { out.append(s, n); });
+    log_config_error(p.err);
+    console::set_sink(nullptr);
+    EXPECT_EQ(out, "keel: keel.toml line 2: memory: expected a size such as \"64M\"; no guests started\n");
 }
 
 } // namespace
