@@ -870,3 +870,49 @@ void log_config_error(const ConfigError &err)
 {
     log_error("keel.toml line %u: %s; no guests started", err.line, err.msg);
 }
+
+KeelConfig::OnIdle config_on_idle(const char *t, usize n)
+{
+    using OnIdle = KeelConfig::OnIdle;
+    if (!t) return OnIdle::halt;
+    usize p = 0;
+    if (n >= 3 && u8(t[0]) == 0xef && u8(t[1]) == 0xbb && u8(t[2]) == 0xbf) p = 3;   // UTF-8 BOM
+    bool in_keel = false;
+    while (p < n) {
+        usize e = p;
+        while (e < n && t[e] != '\n') e++;
+        const usize next = e + 1;
+        if (e > p && t[e - 1] == '\r') e--;
+        usize i = p;
+        auto skip_ws = [&] { while (i < e && ws(t[i])) i++; };
+        auto lit = [&](const char *s) {
+            usize k = 0;
+            for (; s[k]; k++)
+                if (i + k >= e || t[i + k] != s[k]) return false;
+            i += k;
+            return true;
+        };
+        auto rest_is_comment = [&] {
+            skip_ws();
+            return i == e || t[i] == '#';
+        };
+        skip_ws();
+        if (lit("[")) {
+            if (in_keel) return OnIdle::halt;   // the [keel] table ended without on_idle
+            skip_ws();
+            if (lit("keel")) {
+                skip_ws();
+                in_keel = lit("]") && rest_is_comment();
+            }
+        } else if (in_keel && lit("on_idle")) {
+            skip_ws();
+            if (lit("=")) {   // (else another key that starts with "on_idle")
+                skip_ws();
+                if (lit("\"poweroff\"") && rest_is_comment()) return OnIdle::poweroff;
+                return OnIdle::halt;   // "halt", or a value Keel refuses
+            }
+        }
+        p = next;
+    }
+    return OnIdle::halt;
+}

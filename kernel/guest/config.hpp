@@ -129,3 +129,10 @@ Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &e
 // function, so what scripts/mkimage shows is exactly what Keel would say.
 void log_config_error(const ConfigError &err);
 
+// What the file's `[keel] on_idle` says, read on its own, for when parse_config
+// refuses the file: Keel then still knows whether to power off. Only the first
+// [keel] table counts, and in it the first line whose key is on_idle: it must be
+// exactly `on_idle = "halt"` or `on_idle = "poweroff"` (spaces, tabs and a
+// trailing comment allowed). Every other line is skipped whatever it holds, so
+// the error may be anywhere, before or after. `halt` when nothing can be read.
+KeelConfig::OnIdle config_on_idle(const char *text, usize len);

@@ -853,6 +853,56 @@ TEST(Config, WatchdogAndRestartLimits)
     });
 }
 
+// The on_idle of a file Keel refuses, read on its own (from an exact-size copy).
+KeelConfig::OnIdle on_idle_of(const std::string &s)
+{
+    auto t = std::make_unique<char[]>(s.size() ? s.size() : 1);
+    memcpy(t.get(), s.data(), s.size());
+    return config_on_idle(t.get(), s.size());
+}
+
+TEST(Config, OnIdleOfARefusedFile)
+{
+    using OnIdle = KeelConfig::OnIdle;
+    const OnIdle off = OnIdle::poweroff, halt = OnIdle::halt;
+    struct {
+        const char *text;
+        OnIdle want;
+    } cases[] = {
+        // Refused after on_idle, or before [keel]: either way on_idle is read.
+        {"[keel]\non_idle = \"poweroff\"\n[[guest]]\nmemory = \"lots\"\n", off},
+        {"[[guest]]\nmemory = \"lots\"\n[keel]\non_idle = \"poweroff\"\n", off},
+        {"garbage {\n\x01\n[keel]\ntime_slice = 5\non_idle=\"poweroff\"# c\n", off},
+        {"\xef\xbb\xbf[ keel ]  # Keel\r\n\ton_idle\t=  \"poweroff\"  \r\n[[guest]]\n", off},
+        {"[keel]\non_idle_x = 1\non_idle = \"poweroff\"\n", off},   // another key, then on_idle
+        // halt: said so, not said, said badly, or not in the first [keel] table.
+        {"[keel]\non_idle = \"halt\"\nbad\n", halt},
+        {"[keel]\ntime_slice = x\n", halt},
+        {"bad\n", halt},
+        {"", halt},
+        {"[keel]\non_idle = poweroff\n", halt},
+        {"[keel]\non_idle = \"poweroff\" x\n", halt},
+        {"[keel]\non_idle = \"Poweroff\"\n", halt},
+        {"[keel]\non_idle = \"power\\u006ff\"\n", halt},   // exactly as written: no escapes
+        {"[keel]\non_idle = \"halt\"\non_idle = \"poweroff\"\n", halt},
+        {"[keel]\n[keel]\non_idle = \"poweroff\"\n", halt},
+        {"[keel]\n[[guest]]\non_idle = \"poweroff\"\n", halt},
+        {"[[keel]]\non_idle = \"poweroff\"\n", halt},
+        {"[keelx]\non_idle = \"poweroff\"\n", halt},
+        {"[keel] x\non_idle = \"poweroff\"\n", halt},
+        {"on_idle = \"poweroff\"\n[keel]\n", halt},
+        {"[keel]\n# on_idle = \"poweroff\"\n", halt},
+    };
+    for (auto &c : cases) EXPECT_EQ(on_idle_of(c.text), c.want) << c.text;
+    // On a file parse_config accepts, the two agree.
+    for (const char *s : {FULL, "[keel]\non_idle = \"halt\"\n", "", "[[guest]]\nname = \"a\"\nkernel = \"k\"\nmemory = \"4M\"\n[keel]\non_idle = \"poweroff\"\n"}) {
+        Parsed p(s);
+        ASSERT_TRUE(p.ok) << p.error();
+        EXPECT_EQ(on_idle_of(s), p.cfg->on_idle) << s;
+    }
+    EXPECT_EQ(config_on_idle(nullptr, 5), halt);
+}
+
 // The line Keel prints at boot for a refused file (keel-config-check prints the same).
 TEST(Config, RefusalLine)
 {
