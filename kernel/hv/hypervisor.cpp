@@ -72,8 +72,8 @@ bool started_;
             constexpr u8 CONFIG_REFUSED = 1;
             log_error("configuration refused: powering off (failure code %u)", CONFIG_REFUSED);
             u64 port = 0;
-            if (cmdline.get_u64("debug_exit", port) && (port == 0 || port > 0xffff)) {
-                log_error("debug_exit=0x%lx is not an I/O port: ignored", port);
+            if (cmdline.has("debug_exit") && (!cmdline.get_u64("debug_exit", port) || port == 0 || port > 0xffff)) {
+                log_error("debug_exit: not an I/O port 0x1..0xffff: ignored");
                 port = 0;
             }
             power::off_failed(boot_acpi(), u16(port), CONFIG_REFUSED);
