@@ -143,7 +143,8 @@ def main():
         ok = False
         try:
             c = Console(sock, log, proc, time.monotonic() + a.timeout)
-            for g in "ab":
+            for g in "ab":   # in either order: each search starts at the top
+                c.seen = 0
                 c.wait(rf"^\[{g}\] heartbeat: port=", f"guest {g} running")
             c.seen = 0
             c.command("list", r"^keel: guest a state=running vcpus=1 cpus=\d memory_mib=4 uptime_ms=\d+ starts=1 "
