@@ -304,6 +304,9 @@ Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     v.d(V::intercept_cr) = 1u << (16 + 4);        // MOV to CR4: what CPUID hides cannot be enabled
     v.d(V::intercept_misc1) = I1_INTR | I1_NMI | I1_SMI | I1_INIT | I1_RDPMC | I1_CPUID | I1_INVD | I1_HLT |
                               I1_INVLPGA | I1_IOIO | I1_MSR | I1_TASK_SWITCH | I1_SHUTDOWN;
+    // XSETBV: intercepted on hardware; QEMU TCG ignores this bit (the guest's XSETBV never exits),
+    // so guest_state reads XCR0 back with XGETBV. XSAVES/XRSTORS have no intercept on SVM: CPUID
+    // hides them and IA32_XSS stays 0, so they reach the guest's XCR0 components only.
     v.d(V::intercept_misc2) = I2_VMRUN | I2_VMMCALL | I2_VMLOAD | I2_VMSAVE | I2_STGI | I2_CLGI | I2_SKINIT |
                               I2_WBINVD | I2_MONITOR | I2_MWAIT | I2_MWAIT_ARMED | I2_XSETBV | I2_RDPRU;
     v.q(V::iopm) = iopm_.raw();

@@ -709,6 +709,10 @@ const char *unsupported()
     u32 more;
     if (adjust(proc2_ctl_ | 1u << 3, msr::PROCBASED2, more)) proc2_ctl_ = more;
     if (adjust(proc2_ctl_ | 1u << 12, msr::PROCBASED2, more)) proc2_ctl_ = more;
+    // "Enable XSAVES/XRSTORS" (bit 20) stays clear, so both are #UD in a guest: CPUID hides
+    // them (0xD.1 EAX[3]) and Keel does not virtualise IA32_XSS. A CPU that forces it on would
+    // let a guest reach supervisor states through Keel's IA32_XSS.
+    if (proc2_ctl_ & 1u << 20) return "VMX forces XSAVES/XRSTORS on (Keel does not virtualise IA32_XSS)";
     // Save debug controls (the guest's DR7), 64-bit host, save/load PAT and EFER.
     if (!adjust(1u << 2 | 1u << 9 | 1u << 18 | 1u << 19 | 1u << 20 | 1u << 21, true_ctls_ ? msr::TRUE_EXIT : msr::EXIT,
                 exit_ctl_))
