@@ -74,7 +74,7 @@ public:
     bool overdue(u16 cid, u64 now, u64 timeout_us) const;
 
     // Commands the SQ can take now.
-    u16 sq_free() const { return u16((sq_head_ + sq_n_ - sq_tail_ - 1) % sq_n_); }
+    u16 sq_free() const { return sq_n_ ? u16((sq_head_ + sq_n_ - sq_tail_ - 1) % sq_n_) : 0; }
     u16 in_flight() const { return in_flight_; }
     // Completions that named no command in flight, or an SQ head beyond the
     // queue: a controller bug, counted and ignored.

@@ -627,6 +627,32 @@ TEST_F(Nvme, InFlightLimitedByCompletionQueue)
     c.release();
 }
 
+TEST(NvmeQueue, SetUp)
+{
+    FakeDma dma(16);
+    SimController sim(dma);
+    QueuePair q;
+    EXPECT_FALSE(q.live());
+    EXPECT_EQ(q.sq_free(), 0);
+    EXPECT_EQ(q.submit(sim, cmd::flush(1), nullptr, 0).error(), Err::invalid);
+    EXPECT_EQ(q.reap(sim, dma), 0u);
+    EXPECT_EQ(q.init(dma, 1, 1, 4, 0).error(), Err::invalid);      // an SQ of one entry
+    EXPECT_EQ(q.init(dma, 1, 65, 4, 0).error(), Err::invalid);     // more than a page
+    EXPECT_EQ(q.init(dma, 1, 4, 257, 0).error(), Err::invalid);
+    EXPECT_EQ(q.init(dma, 1, 4, 4, 16).error(), Err::invalid);     // DSTRD is 4 bits
+    EXPECT_EQ(dma.outstanding, 0);
+    ASSERT_TRUE(q.init(dma, 3, 64, 256, 1).ok());
+    EXPECT_EQ(q.init(dma, 3, 64, 256, 1).error(), Err::exists);
+    EXPECT_EQ(q.sq_free(), 63);
+    EXPECT_EQ(dma.outstanding, 2);
+    q.destroy(dma);
+    q.destroy(dma);                                  // twice is harmless
+    EXPECT_EQ(dma.outstanding, 0);
+    dma.fail_after_ = 1;                             // the CQ's page fails: the SQ's goes back
+    EXPECT_EQ(q.init(dma, 1, 4, 4, 0).error(), Err::no_memory);
+    EXPECT_EQ(dma.outstanding, 0);
+}
+
 TEST_F(Nvme, BogusCompletionsIgnored)
 {
     Controller c(sim, dma, clock, opt);
