@@ -56,6 +56,8 @@ Status Controller::enable()
     ready_timeout_us_ = opt_.ready_timeout_us ? opt_.ready_timeout_us : to * HALF_SECOND_US;
 
     KEEL_TRY(disable());
+    // Disabled, the controller has forgotten every queue and reaches nothing.
+    io_.destroy(dma_);
     needs_reset_ = false;
 
     if (!admin_.live()) {
@@ -120,10 +122,6 @@ Status Controller::create_io_queues()
 Status Controller::reset()
 {
     const bool had_io = io_.live();
-    KEEL_TRY(disable());
-    // Disabled: the controller has forgotten its queues and reaches nothing.
-    io_.destroy(dma_);
-    admin_.reset(dma_);
     KEEL_TRY(enable());
     if (had_io) KEEL_TRY(create_io_queues());
     return {};

@@ -42,7 +42,8 @@ public:
     Controller &operator=(const Controller &) = delete;
 
     // Bring-up (7.6.1): CAP checked (NVM command set, 4 KiB pages), the
-    // controller disabled (RDY = 0 awaited), the admin queue programmed, CC
+    // controller disabled (RDY = 0 awaited; I/O queues and every command
+    // forgotten), the admin queue programmed, CC
     // enabled (4 KiB pages, 64/16-byte entries), RDY = 1 awaited, Identify
     // Controller. Err::unsupported for a controller Keel cannot drive,
     // Err::timeout for a wait that ran out, Err::invalid for fatal status or
@@ -53,7 +54,7 @@ public:
     Status create_io_queues();
     // CC.EN = 0 and RDY = 0 awaited (this also clears fatal status).
     Status disable();
-    // After a timeout or fatal status: disable, forget every command, enable,
+    // After a timeout or fatal status: enable() again (which disables first),
     // and re-create the I/O queues if there were any.
     Status reset();
     // Orderly shutdown (CC.SHN normal, SHST complete awaited).

@@ -117,6 +117,21 @@ TEST_F(Nvme, BringUp)
     EXPECT_EQ(dma.outstanding, 0);
 }
 
+TEST_F(Nvme, EnableAgainForgetsIoQueues)
+{
+    Controller c(sim, dma, clock, opt);
+    NamespaceInfo ns;
+    up(c, ns);
+    ASSERT_TRUE(c.enable().ok());                    // the controller forgot its I/O queues ...
+    EXPECT_FALSE(c.io_queue().live());               // ... and so does the driver
+    EXPECT_FALSE(sim.has_sq(1));
+    ASSERT_TRUE(c.create_io_queues().ok()) << c.why();
+    Buf b(dma, 0, 512);
+    EXPECT_TRUE(c.write(ns, 0, 1, b.db).ok());
+    EXPECT_EQ(c.create_io_queues().error(), Err::exists);
+    c.release();
+}
+
 TEST_F(Nvme, EnableFromEnabledState)
 {
     // Firmware left the controller enabled: Keel disables it first.
