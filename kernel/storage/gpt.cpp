@@ -68,13 +68,15 @@ Status read_header(BlockSource &dev, u8 *b, u64 lba, Header &h, Report *why, con
     return {};
 }
 
-// Read the entry array of `h` into `out`, checking its CRC and each entry.
+// Read the entry array of `h` into `out`; then check its CRC, and only then
+// (so a corrupted array is reported as such) each entry.
 Status read_entries(BlockSource &dev, u8 *b, const Header &h, Table &out, Report *why, const char *what)
 {
     const u32 bs = dev.block_size();
     const u32 per_block = bs / h.entry_size;
     u64 left = u64(h.entry_count) * h.entry_size;
     u32 crc = 0, slot = 0;
+    bool too_many = false;
     for (u64 lba = h.entries_lba; left; lba++) {
         Status s = dev.read(lba, b);
         if (!s) return Why(why, s.error()).s(what).s(" entries: read of LBA ").d(lba).s(" failed");
@@ -94,16 +96,20 @@ Status read_entries(BlockSource &dev, u8 *b, const Header &h, Table &out, Report
             p.last_lba = load_u64(e + 40);
             p.attributes = load_u64(e + 48);
             for (u32 i = 0; i < NAME_UNITS; i++) p.name[i] = load_u16(e + 56 + 2 * i);
-            if (p.first_lba > p.last_lba || p.first_lba < h.first_usable || p.last_lba > h.last_usable)
-                return Why(why, Err::invalid).s(what).s(" entries: partition ").d(p.index).s(" LBAs ").d(p.first_lba)
-                    .s("..").d(p.last_lba).s(" outside the usable ").d(h.first_usable).s("..").d(h.last_usable);
-            if (out.n == MAX_PARTITIONS)
-                return Why(why, Err::unsupported).s(what).s(" entries: more than ").d(MAX_PARTITIONS).s(" partitions");
-            out.part[out.n++] = p;
+            if (out.n == MAX_PARTITIONS) too_many = true;
+            else out.part[out.n++] = p;
         }
     }
     if (crc != h.entries_crc)
         return Why(why, Err::bad_checksum).s(what).s(" entries: CRC ").x(h.entries_crc).s(", computed ").x(crc);
+    if (too_many)
+        return Why(why, Err::unsupported).s(what).s(" entries: more than ").d(MAX_PARTITIONS).s(" partitions");
+    for (u32 i = 0; i < out.n; i++) {
+        const Partition &p = out.part[i];
+        if (p.first_lba > p.last_lba || p.first_lba < h.first_usable || p.last_lba > h.last_usable)
+            return Why(why, Err::invalid).s(what).s(" entries: partition ").d(p.index).s(" LBAs ").d(p.first_lba)
+                .s("..").d(p.last_lba).s(" outside the usable ").d(h.first_usable).s("..").d(h.last_usable);
+    }
     for (u32 i = 0; i < out.n; i++)
         for (u32 j = i + 1; j < out.n; j++) {
             const Partition &a = out.part[i], &c = out.part[j];

@@ -178,6 +178,15 @@ TEST_F(Gpt, PrimaryEntriesCrcBadUsesBackup)
     EXPECT_TRUE(by_name(t, sv("web")).ok());
 }
 
+TEST_F(Gpt, CorruptArrayReportedAsCorrupt)
+{
+    img.write(three());
+    img.block(2)[128 + 40 + 7] = 0x80;               // "web"'s last LBA far off the disk, CRC stale
+    ASSERT_TRUE(parse_it().ok()) << msg();
+    EXPECT_TRUE(t.used_backup);
+    EXPECT_NE(msg().find("primary entries: CRC"), std::string::npos) << msg();   // not "outside the usable"
+}
+
 TEST_F(Gpt, PrimaryMissingUsesBackup)
 {
     img.write(three());
