@@ -183,6 +183,7 @@ private:
     u64 dr7() override { return vmread(F::guest_dr7); }
     u64 dr(unsigned n) override { return x86::read_dr(n & 3); }   // live while loaded (gstate::ExtState)
     u64 seg_base(x86::Seg s) override { return vmread(seg(F::guest_es_base, unsigned(s))); }
+    bool sti_shadow() override { return vmread(F::guest_interruptibility) & 1; }   // blocking by STI
     u64 rflags() override { return vmread(F::guest_rflags); }
     // VM exits leave the guest's DR6 in the register (switched with the vCPU: gstate::ExtState).
     u64 dr6() override

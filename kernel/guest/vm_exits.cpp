@@ -213,6 +213,20 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&cop
     return true;
 }
 
+// Is the instruction at RIP a HLT (without prefixes)? Then `out` is the RIP after it.
+[[gnu::noinline]] bool hlt_at_rip(VcpuOps &ops, GuestPlatform &p, u64 &out)
+{
+    u8 copy[15];
+    usize n = 0;
+    const x86::CpuMode m = ops.mode();
+    const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+    if (!bytes || n < 1 || bytes[0] != 0xf4) return false;
+    out = ops.rip() + 1;
+    if (m == x86::CpuMode::prot32) out &= 0xffffffff;
+    else if (m != x86::CpuMode::long64) out &= 0xffff;
+    return true;
+}
+
 // Find the next RIP: from the hardware if it told us, else by decoding the instruction.
 inline bool next_rip(const ExitInfo &e, VcpuOps &ops, GuestPlatform &p, u64 &out)
 {
@@ -545,6 +559,17 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
     case ExitReason::intr:
     case ExitReason::nmi:
+        // Taken between STI and the HLT it shadows: the HLT completes here (the guest runs it next
+        // anyway, with no interrupt before it). Re-entering at the HLT instead would rely on the
+        // CPU keeping the shadow across the entry, which QEMU TCG does not (its VMRUN never
+        // reads the VMCB's interrupt shadow): an interrupt waiting for the guest would be taken
+        // before the HLT, and the HLT after its handler would sleep through the wake-up the
+        // guest counted on (`sti; hlt` is how guests wait for an interrupt).
+        if (ops.sti_shadow() && hlt_at_rip(ops, p, nrip)) {
+            if (retire_insn(ops, nrip)) return {};   // single-stepped: the #DB is an event, no halt
+            return {ExitAction::halt};
+        }
+        return {};
     case ExitReason::exception:   // reflected into the guest by the backend
     case ExitReason::irq_window:
         return {};   // taken by Keel already, or: the run loop injects what is pending
