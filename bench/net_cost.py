@@ -67,7 +67,7 @@ def boot(build, tmp, tcp):
         sys.exit(f"run with tcp={tcp} failed:\n" + text[-4000:])
     exits = run_us = packets = service_us = 0
     for g in ("web", "db"):
-        m = re.search(rf"^keel: stats {g} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=\d+ exits=(\d+)", text, re.M)
+        m = re.search(rf"^keel: stats {g} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=\d+ run_pct=[\d.]+ ready_pct=[\d.]+ exits=(\d+)", text, re.M)
         n = re.search(rf"^keel: stats {g} nic=0 tx_packets=(\d+) tx_bytes=(\d+).* service_us=(\d+)", text, re.M)
         if not m or not n:
             sys.exit(f"no stats for {g}:\n" + text[-4000:])

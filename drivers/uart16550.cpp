@@ -39,3 +39,10 @@ void Uart16550::write(const char *s, usize n)
         put(s[i]);
     }
 }
+
+bool Uart16550::read(u8 &c)
+{
+    if (!port_ || !(in(Reg::lsr) & 0x01)) return false;   // LSR.DR: data ready
+    c = in(Reg::rbr);
+    return true;
+}

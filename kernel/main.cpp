@@ -26,6 +26,7 @@ Acpi acpi;
 Cmdline cmdline;
 
 void uart_sink(const char *s, usize n) { uart.write(s, n); }
+bool uart_source(u8 &c) { return uart.read(c); }
 
 void setup_console()
 {
@@ -38,7 +39,10 @@ void setup_console()
             port = com[v.p[3] - '1'];
         else if (!parse_u64(v, port) || port > 0xfff8) port = 0x3f8;   // bad value: fall back to COM1
     }
-    if (port && uart.init(u16(port))) console::set_sink(uart_sink);
+    if (port && uart.init(u16(port))) {
+        console::set_sink(uart_sink);
+        console::set_source(uart_source);
+    }
     Level l;
     if (cmdline.get("loglevel", v) && console::parse_level(v.p, v.n, l)) console::set_level(l);
 }

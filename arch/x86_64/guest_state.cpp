@@ -56,7 +56,6 @@ struct PerCpu {
     ExtState *loaded;
     u64 loaded_id;
     u64 last_owner;       // the guest whose state this CPU last ran (IBPB when it changes)
-    u64 xcr0;             // XCR0 now
     u64 spec_ctrl;
 };
 PerCpu percpu_[MAX_CPUS];
@@ -64,9 +63,16 @@ bool xsave_;
 u64 switched_;            // XCR0 components switched
 u32 area_size_;
 u64 next_id_ = 1;
+bool warned_unswitched_;   // a guest's XCR0 was found with components outside switched_ (said once)
 Mitigations mitigations_;
 
 void xsetbv(u64 v) { asm volatile("xsetbv" : : "c"(0), "a"(u32(v)), "d"(u32(v >> 32)) : "memory"); }
+u64 xgetbv()
+{
+    u32 lo, hi;
+    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return u64(hi) << 32 | lo;
+}
 
 using x86::read_dr;
 using x86::write_dr;
@@ -123,7 +129,9 @@ Status init_cpu()
             switched_ = host & (XCR0_X87 | XCR0_SSE | XCR0_AVX | XCR0_PKRU);
         }
         xsetbv(switched_);
-        pc.xcr0 = switched_;
+        // IA32_XSS = 0: a guest's XSAVES (hidden by its CPUID; #UD on VMX, but SVM cannot
+        // intercept it) then covers its XCR0 components only, never a supervisor state.
+        if (x86::cpuid(0xd, 1).a & (1u << 3)) msr_write_safe(0xda0, 0);
         if (boot) {
             area_size_ = x86::cpuid(0xd, 0).b;   // for the components enabled now
             if (area_size_ > PAGE_SIZE) return Err::unsupported;
@@ -173,17 +181,15 @@ void ExtState::save()
     if (xsave_) {
         // Every switched component: SSE registers are usable whatever XCR0 says (XCR0 governs
         // XSAVE and AVX, CR4.OSFXSR governs SSE), so the guest's own XCR0 is not enough.
-        PerCpu &pc = percpu_[cpu()->index];
         // While loaded, the vCPU's XCR0 is the register's. (QEMU TCG does not intercept XSETBV
         // under SVM: a guest's XSETBV lands there without an exit. Hardware intercepts it.)
-        u32 lo, hi;
-        asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-        xcr0_ = (u64(hi) << 32 | lo) & switched_;
-        pc.xcr0 = u64(hi) << 32 | lo;
-        if (pc.xcr0 != switched_) {
-            xsetbv(switched_);
-            pc.xcr0 = switched_;
-        }
+        const u64 now = xgetbv();
+        if ((now & ~switched_) && !__atomic_exchange_n(&warned_unswitched_, true, __ATOMIC_RELAXED))
+            log_warn("a guest enabled XCR0 components Keel does not switch (xcr0=%llx, switched=%llx): "
+                     "XSETBV was not intercepted; those registers are not isolated",
+                     (unsigned long long)now, (unsigned long long)switched_);
+        xcr0_ = now & switched_;
+        if (now != switched_) xsetbv(switched_);
         asm volatile("xsave64 (%0)" : : "r"(a), "a"(u32(switched_)), "d"(u32(switched_ >> 32)) : "memory");
     } else {
         asm volatile("fxsave64 (%0)" : : "r"(a) : "memory");
@@ -203,11 +209,12 @@ void ExtState::restore()
     if (xsave_) {
         // Every switched component is written, from this vCPU's area or its initial state,
         // whatever this vCPU has enabled: nothing of the previous vCPU survives in a register
-        // this one could later enable with XSETBV.
-        if (pc.xcr0 != switched_) xsetbv(switched_);
+        // this one could later enable with XSETBV. The register says what XCR0 is (Keel keeps
+        // no copy): a vCPU forgotten without a save may have changed it without an exit (TCG
+        // SVM), and an XRSTOR under a smaller XCR0 would leave the rest of the previous state live.
+        if (xgetbv() != switched_) xsetbv(switched_);
         asm volatile("xrstor64 (%0)" : : "r"(a), "a"(u32(switched_)), "d"(u32(switched_ >> 32)) : "memory");
         if (xcr0_ != switched_) xsetbv(xcr0_);
-        pc.xcr0 = xcr0_;
     } else {
         asm volatile("fxrstor64 (%0)" : : "r"(a) : "memory");
     }
@@ -222,11 +229,17 @@ void ExtState::restore()
     }
 }
 
+u64 ExtState::xcr0() const
+{
+    const PerCpu &pc = percpu_[cpu()->index];
+    if (xsave_ && pc.loaded == this && pc.loaded_id == id_) return xgetbv();
+    return xcr0_;
+}
+
 void ExtState::set_xcr0(u64 v)
 {
     xsetbv(v);
     xcr0_ = v;
-    percpu_[cpu()->index].xcr0 = v;
 }
 
 void ExtState::set_spec_ctrl(u64 v)

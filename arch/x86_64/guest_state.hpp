@@ -29,7 +29,10 @@ public:
     Status init(u64 owner, unsigned live);
     void free();
     u64 owner() const { return owner_; }
-    u64 xcr0() const { return xcr0_; }
+    // The guest's XCR0. While loaded on this CPU it is read from the register (XGETBV): QEMU
+    // TCG does not intercept XSETBV under SVM although Keel asks, so a guest's XSETBV may land
+    // there without an exit; leaf 0xD's sizes must follow what the guest really enabled.
+    u64 xcr0() const;
     // While loaded on this CPU: the guest's XSETBV (validated by the caller).
     void set_xcr0(u64 v);
     u64 spec_ctrl() const { return spec_ctrl_; }

@@ -51,4 +51,14 @@ void off(const Acpi &acpi)
     log_error("ACPI soft-off did not take effect");
 }
 
+void off_failed(const Acpi &acpi, u16 debug_exit_port, u8 code)
+{
+    if (debug_exit_port) {
+        x86::outb(debug_exit_port, code);
+        time::delay_us(100000);
+        log_error("debug_exit=0x%x: no debug-exit device there", debug_exit_port);
+    }
+    off(acpi);
+}
+
 } // namespace power

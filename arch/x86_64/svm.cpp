@@ -134,14 +134,23 @@ private:
     bool can_inject() override
     {
         Vmcb v = vmcb();
-        return (v.q(V::rflags) & (1u << 9)) && !(v.q(V::int_shadow) & 1) && !(v.q(V::eventinj) & (1u << 31));
+        return (v.q(V::rflags) & (1u << 9)) && !(v.q(V::int_shadow) & 1) && !(v.q(V::eventinj) & (1u << 31)) &&
+               !virq_pending(v);
     }
-    void inject_interrupt(u8 vector) override { vmcb().q(V::eventinj) = vector | 1u << 31; }   // type 0: INTR
+    // External interrupts go in as virtual interrupts (V_IRQ with the vector, TPR ignored), not
+    // through EVENTINJ. The guest takes one where it would take a real one (IF set, no interrupt
+    // shadow: can_inject), before its first instruction. QEMU TCG (7.2) delivers an EVENTINJ
+    // interrupt inside VMRUN but leaves it as its own pending exception, and delivers it a second
+    // time if its loop is kicked before the next exit: a guest saw one IPI twice (and hung
+    // waiting for the next); V_IRQ is taken by its ordinary interrupt path.
+    void inject_interrupt(u8 vector) override { set_virq(vmcb(), vector); }
     void request_window(bool on) override
     {
         // A virtual interrupt the guest accepts as soon as it can, intercepted: that exit is the window.
+        // (Not while V_IRQ holds an interrupt not taken yet: what waits behind it is looked at
+        // after the next exit, its handler's EOI at the latest.)
         Vmcb v = vmcb();
-        constexpr u64 V_IRQ = 1u << 8, V_PRIO = 0xfu << 16, V_IGN_TPR = 1u << 20;
+        if (virq_pending(v)) return;
         if (on) {
             v.q(V::vintr) |= V_IRQ | V_PRIO | V_IGN_TPR;
             v.d(V::intercept_misc1) |= I1_VINTR;
@@ -182,6 +191,7 @@ private:
         // retire_insn delivers after the next instruction.
         return 0;
     }
+    bool sti_shadow() override { return vmcb().q(V::int_shadow) & 1; }
     u64 rflags() override { return vmcb().q(V::rflags); }
     u64 dr6() override { return vmcb().q(V::dr6); }
     void set_dr6(u64 v) override { vmcb().q(V::dr6) = v; }
@@ -228,6 +238,16 @@ private:
     }
 
     Vmcb vmcb() { return Vmcb{mm::phys_ptr<u8>(vmcb_pa_)}; }
+    static constexpr u64 V_IRQ = 1u << 8, V_PRIO = 0xfu << 16, V_IGN_TPR = 1u << 20, V_VECTOR = 0xffull << 32;
+    // V_IRQ holds an interrupt for the guest that it has not taken yet (not a window request,
+    // which has the VINTR intercept on); the CPU clears V_IRQ when the guest takes it.
+    static bool virq_pending(Vmcb v) { return (v.q(V::vintr) & V_IRQ) && !(v.d(V::intercept_misc1) & I1_VINTR); }
+    static void set_virq(Vmcb v, u8 vector)
+    {
+        v.q(V::vintr) = (v.q(V::vintr) & ~(V_IRQ | V_PRIO | V_IGN_TPR | V_VECTOR)) | V_IRQ | u64(vector >> 4) << 16 |
+                        V_IGN_TPR | u64(vector) << 32;
+        v.d(V::intercept_misc1) &= ~I1_VINTR;
+    }
     void pick_asid();
     void apply_sipi();
     void reflect(ExitInfo &e, u8 vector, u32 error);
@@ -270,6 +290,8 @@ void SvmVcpu::apply_sipi()
     v.q(V::rip) = 0;
     v.q(V::rsp) = 0;
     v.q(V::eventinj) = 0;
+    v.q(V::vintr) &= ~(V_IRQ | V_PRIO | V_IGN_TPR | V_VECTOR);   // an interrupt not taken yet, or a window
+    v.d(V::intercept_misc1) &= ~I1_VINTR;
     v.q(V::int_shadow) = 0;
     v.at<u8>(V::cpl) = 0;
     nmi_block_.reset();
@@ -304,6 +326,9 @@ Status SvmVcpu::setup(const virt::NestedSpace &space, const virt::EntryState &en
     v.d(V::intercept_cr) = 1u << (16 + 4);        // MOV to CR4: what CPUID hides cannot be enabled
     v.d(V::intercept_misc1) = I1_INTR | I1_NMI | I1_SMI | I1_INIT | I1_RDPMC | I1_CPUID | I1_INVD | I1_HLT |
                               I1_INVLPGA | I1_IOIO | I1_MSR | I1_TASK_SWITCH | I1_SHUTDOWN;
+    // XSETBV: intercepted on hardware; QEMU TCG ignores this bit (the guest's XSETBV never exits),
+    // so guest_state reads XCR0 back with XGETBV. XSAVES/XRSTORS have no intercept on SVM: CPUID
+    // hides them and IA32_XSS stays 0, so they reach the guest's XCR0 components only.
     v.d(V::intercept_misc2) = I2_VMRUN | I2_VMMCALL | I2_VMLOAD | I2_VMSAVE | I2_STGI | I2_CLGI | I2_SKINIT |
                               I2_WBINVD | I2_MONITOR | I2_MWAIT | I2_MWAIT_ARMED | I2_XSETBV | I2_RDPRU;
     v.q(V::iopm) = iopm_.raw();
@@ -401,6 +426,12 @@ void SvmVcpu::run(Gprs &g, ExitInfo &e)
         } else {
             request_window(true);
         }
+    }
+    // An external interrupt waiting in EVENTINJ (an interrupted delivery, a deferred one) goes in
+    // as a virtual interrupt too (inject_interrupt says why).
+    if ((v.q(V::eventinj) & (1u << 31 | 7u << 8)) == 1u << 31 && !virq_pending(v)) {
+        set_virq(v, u8(v.q(V::eventinj)));
+        v.q(V::eventinj) = 0;
     }
     v.q(V::rax) = g.rax;
     const Mitigations &mit = gstate::mitigations();

@@ -183,6 +183,7 @@ private:
     u64 dr7() override { return vmread(F::guest_dr7); }
     u64 dr(unsigned n) override { return x86::read_dr(n & 3); }   // live while loaded (gstate::ExtState)
     u64 seg_base(x86::Seg s) override { return vmread(seg(F::guest_es_base, unsigned(s))); }
+    bool sti_shadow() override { return vmread(F::guest_interruptibility) & 1; }   // blocking by STI
     u64 rflags() override { return vmread(F::guest_rflags); }
     // VM exits leave the guest's DR6 in the register (switched with the vCPU: gstate::ExtState).
     u64 dr6() override
@@ -709,6 +710,10 @@ const char *unsupported()
     u32 more;
     if (adjust(proc2_ctl_ | 1u << 3, msr::PROCBASED2, more)) proc2_ctl_ = more;
     if (adjust(proc2_ctl_ | 1u << 12, msr::PROCBASED2, more)) proc2_ctl_ = more;
+    // "Enable XSAVES/XRSTORS" (bit 20) stays clear, so both are #UD in a guest: CPUID hides
+    // them (0xD.1 EAX[3]) and Keel does not virtualise IA32_XSS. A CPU that forces it on would
+    // let a guest reach supervisor states through Keel's IA32_XSS.
+    if (proc2_ctl_ & 1u << 20) return "VMX forces XSAVES/XRSTORS on (Keel does not virtualise IA32_XSS)";
     // Save debug controls (the guest's DR7), 64-bit host, save/load PAT and EFER.
     if (!adjust(1u << 2 | 1u << 9 | 1u << 18 | 1u << 19 | 1u << 20 | 1u << 21, true_ctls_ ? msr::TRUE_EXIT : msr::EXIT,
                 exit_ctl_))

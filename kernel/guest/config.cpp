@@ -51,6 +51,7 @@ enum class Table : u8 { none, keel, guest, disk, nic, network };
 enum class Key : u8 {
     on_idle, time_slice, loglevel,
     name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access,
+    watchdog, max_restarts, restart_window,
     file, readonly,
     nic_network, mac,
     net_name, kind, mtu,
@@ -66,7 +67,8 @@ constexpr KeyDef KEYS[] = {
     {"name", Table::guest}, {"kernel", Table::guest}, {"modules", Table::guest},
     {"cmdline", Table::guest}, {"initrd", Table::guest}, {"memory", Table::guest},
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
-    {"on_bad_access", Table::guest},
+    {"on_bad_access", Table::guest}, {"watchdog", Table::guest}, {"max_restarts", Table::guest},
+    {"restart_window", Table::guest},
     {"file", Table::disk}, {"readonly", Table::disk},
     {"network", Table::nic}, {"mac", Table::nic},
     {"name", Table::network}, {"kind", Table::network}, {"mtu", Table::network},
@@ -246,6 +248,7 @@ private:
             g_->cpus = 1;
             g_->on_exit = GuestConfig::OnExit::stop;
             g_->on_bad_access = GuestConfig::OnBadAccess::pc;
+            g_->restart_window_ns = GuestConfig::DEFAULT_RESTART_WINDOW;
             g_->line = line_;
             pin_line_ = 0;
             table_ = Table::guest;
@@ -446,7 +449,9 @@ private:
             return true;
         }
         case Key::time_slice:
-            return str(s, "expected a duration such as \"10ms\"") && duration(s, c_.time_slice_ns);
+            return str(s, "expected a duration such as \"10ms\"") &&
+                   duration(s, c_.time_slice_ns, KeelConfig::MIN_TIME_SLICE, KeelConfig::MAX_TIME_SLICE,
+                            "must be 100us..1s");
         case Key::loglevel:
             if (!str(s, "expected a string")) return false;
             if (!console::parse_level(s.p, s.n, c_.loglevel))
@@ -460,10 +465,12 @@ private:
         case Key::kernel:
             if (!str(s, "expected a path string") || !path(s)) return false;
             g->kernel = s;
+            g->kernel_line = line_;
             return true;
         case Key::initrd:
             if (!str(s, "expected a path string") || !path(s)) return false;
             g->initrd = s;
+            g->initrd_line = line_;
             return true;
         case Key::cmdline:
             if (!str(s, "expected a string")) return false;
@@ -473,6 +480,7 @@ private:
             g->cmdline = s;
             return true;
         case Key::modules:
+            g->modules_line = line_;
             return array("expected an array of strings", [&](const Val &e) {
                 if (e.kind != Val::Kind::str) return fail("expected an array of strings");
                 if (g->module_count == GuestConfig::MAX_MODULES)
@@ -513,6 +521,18 @@ private:
             else return fail("%s", want);
             return true;
         }
+        case Key::watchdog:
+            return str(s, "expected a duration such as \"10s\"") &&
+                   duration(s, g->watchdog_ns, GuestConfig::MIN_WATCHDOG, GuestConfig::MAX_WATCHDOG,
+                            "must be 10ms..1h");
+        case Key::max_restarts:
+            if (!integer(0, GuestConfig::MAX_MAX_RESTARTS, v)) return false;
+            g->max_restarts = u32(v);
+            return true;
+        case Key::restart_window:
+            return str(s, "expected a duration such as \"60s\"") &&
+                   duration(s, g->restart_window_ns, GuestConfig::MIN_WATCHDOG, GuestConfig::MAX_WATCHDOG,
+                            "must be 10ms..1h");
         case Key::file:
             if (!str(s, "expected a path string") || !path(s)) return false;
             d->file = s;
@@ -813,19 +833,19 @@ private:
         return true;
     }
 
-    // "<n>us" or "<n>ms".
-    bool duration(StrView s, u64 &ns)
+    // "<n>us", "<n>ms" or "<n>s", within lo..hi nanoseconds.
+    bool duration(StrView s, u64 &ns, u64 lo, u64 hi, const char *range)
     {
         const char *want = "expected a duration such as \"10ms\"";
         usize k = 0;
         bool big = false;
         u64 n = decimal(s, k, big);
-        if (k == 0 || k + 2 != s.n || s.p[k + 1] != 's') return fail("%s", want);
-        if (s.p[k] == 'u') big |= !scale(n, 1000);
-        else if (s.p[k] == 'm') big |= !scale(n, 1000000);
+        if (k == 0) return fail("%s", want);
+        if (k + 1 == s.n && s.p[k] == 's') big |= !scale(n, 1000000000);
+        else if (k + 2 == s.n && s.p[k + 1] == 's' && s.p[k] == 'u') big |= !scale(n, 1000);
+        else if (k + 2 == s.n && s.p[k + 1] == 's' && s.p[k] == 'm') big |= !scale(n, 1000000);
         else return fail("%s", want);
-        if (big || n < KeelConfig::MIN_TIME_SLICE || n > KeelConfig::MAX_TIME_SLICE)
-            return fail("must be 100us..1s");
+        if (big || n < lo || n > hi) return fail("%s", range);
         ns = n;
         return true;
     }
@@ -844,4 +864,55 @@ Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &e
     Parser p(text, len, out, err);
     if (!p.run()) return Err::invalid;
     return {};
+}
+
+void log_config_error(const ConfigError &err)
+{
+    log_error("keel.toml line %u: %s; no guests started", err.line, err.msg);
+}
+
+KeelConfig::OnIdle config_on_idle(const char *t, usize n)
+{
+    using OnIdle = KeelConfig::OnIdle;
+    if (!t) return OnIdle::halt;
+    usize p = 0;
+    if (n >= 3 && u8(t[0]) == 0xef && u8(t[1]) == 0xbb && u8(t[2]) == 0xbf) p = 3;   // UTF-8 BOM
+    bool in_keel = false;
+    while (p < n) {
+        usize e = p;
+        while (e < n && t[e] != '\n') e++;
+        const usize next = e + 1;
+        if (e > p && t[e - 1] == '\r') e--;
+        usize i = p;
+        auto skip_ws = [&] { while (i < e && ws(t[i])) i++; };
+        auto lit = [&](const char *s) {
+            usize k = 0;
+            for (; s[k]; k++)
+                if (i + k >= e || t[i + k] != s[k]) return false;
+            i += k;
+            return true;
+        };
+        auto rest_is_comment = [&] {
+            skip_ws();
+            return i == e || t[i] == '#';
+        };
+        skip_ws();
+        if (lit("[")) {
+            if (in_keel) return OnIdle::halt;   // the [keel] table ended without on_idle
+            skip_ws();
+            if (lit("keel")) {
+                skip_ws();
+                in_keel = lit("]") && rest_is_comment();
+            }
+        } else if (in_keel && lit("on_idle")) {
+            skip_ws();
+            if (lit("=")) {   // (else another key that starts with "on_idle")
+                skip_ws();
+                if (lit("\"poweroff\"") && rest_is_comment()) return OnIdle::poweroff;
+                return OnIdle::halt;   // "halt", or a value Keel refuses
+            }
+        }
+        p = next;
+    }
+    return OnIdle::halt;
 }

@@ -59,6 +59,10 @@ struct GuestConfig {
     static constexpr usize MAX_CMDLINE = 255;
     static constexpr u64   MIN_MEMORY  = MiB;
     static constexpr u64   MAX_MEMORY  = 64 * GiB;
+    static constexpr u64   MIN_WATCHDOG = 10'000'000;                  // ns (also restart_window's range)
+    static constexpr u64   MAX_WATCHDOG = 3600'000'000'000;
+    static constexpr u64   DEFAULT_RESTART_WINDOW = 60'000'000'000;
+    static constexpr u32   MAX_MAX_RESTARTS = 1000;
 
     enum class OnExit : u8 { stop, restart };
     // A guest-physical access no RAM or device claims: as on a PC (reads all ones, writes
@@ -77,7 +81,13 @@ struct GuestConfig {
     u32     pin_count;                  // <= cpus; vCPUs beyond it are not pinned
     OnExit  on_exit;
     OnBadAccess on_bad_access;
+    u64     watchdog_ns;                // 0: none; else the guest's heartbeat must come this often (once armed)
+    u32     max_restarts;               // 0: unlimited; else restarts by on_exit within restart_window, then stop
+    u64     restart_window_ns;
     u32     line;                       // line of its [[guest]] header (for messages)
+    u32     kernel_line;                // lines of its kernel, initrd and modules keys (0: absent),
+    u32     initrd_line;                //   for messages about the files they name
+    u32     modules_line;
     DiskConfig disks[MAX_DISKS];        // in file order: disks[0] is the guest's /dev/vda
     u32     disk_count;
     NicConfig nics[MAX_NICS];           // in file order: nics[0] is the guest's eth0
@@ -112,3 +122,17 @@ struct KeelConfig {
 // fills `err` and leaves `out` unspecified. `text` must outlive `out`, and
 // `out` must not be copied (its views may point into its own pool).
 Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &err);
+
+// The line Keel prints at boot when parse_config refuses its keel.toml
+// ("keel: keel.toml line N: REASON; no guests started"), through Keel's log. The
+// host tool keel-config-check (scripts/config_check.cpp) prints it with the same
+// function, so what scripts/mkimage shows is exactly what Keel would say.
+void log_config_error(const ConfigError &err);
+
+// What the file's `[keel] on_idle` says, read on its own, for when parse_config
+// refuses the file: Keel then still knows whether to power off. Only the first
+// [keel] table counts, and in it the first line whose key is on_idle: it must be
+// exactly `on_idle = "halt"` or `on_idle = "poweroff"` (spaces, tabs and a
+// trailing comment allowed). Every other line is skipped whatever it holds, so
+// the error may be anywhere, before or after. `halt` when nothing can be read.
+KeelConfig::OnIdle config_on_idle(const char *text, usize len);

@@ -48,8 +48,9 @@ constexpr u32 E7_EDX = bit(8);
 // VIRT_SSBD (25: VIRT_SPEC_CTRL is not modelled), CPPC (27), PSFD (28), IBPB_RET (30).
 constexpr u32 E8_EBX = bit(2) | bit(12) | bit(14) | bit(15) | bit(16) | bit(17) | bit(18) | bit(19) | bit(24) |
                        bit(26) | bit(29);
-// 0xD sub-leaf 1 EAX: XSAVEOPT, XSAVEC, XGETBV with ECX = 1. Hidden: XSAVES (3: no IA32_XSS),
-// XFD (4).
+// 0xD sub-leaf 1 EAX: XSAVEOPT, XSAVEC, XGETBV with ECX = 1. Hidden: XSAVES (3: no IA32_XSS;
+// VMX makes it #UD by leaving "enable XSAVES/XRSTORS" clear, SVM cannot intercept it and a
+// guest that runs it anyway uses Keel's IA32_XSS, 0: the XCR0 components only), XFD (4).
 constexpr u32 D1_EAX = bit(0) | bit(1) | bit(2);
 
 // XSAVE components a guest may get, with their architectural sizes: x87 and SSE (in the
@@ -267,9 +268,15 @@ void CpuProfile::cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32
             out[0] = u32(xcr0_supported_), out[3] = u32(xcr0_supported_ >> 32);
             out[1] = xsave_size(xcr0), out[2] = xsave_max_size();
         } else if (sub == 1) {
-            out[0] = word(CpuidWord::d1_eax);   // EBX (XSAVES size), ECX:EDX (XSS bits): 0, no XSAVES
+            // EBX: the compacted size for XCR0 | IA32_XSS (XSS is 0); ECX:EDX (the IA32_XSS
+            // bits): 0, XSAVES is hidden. Linux sizes its buffers by EBX when XSAVEC is shown
+            // and checks it against the sub-leaves' sizes ("XSAVE consistency problem").
+            out[0] = word(CpuidWord::d1_eax);
+            out[1] = xsave_compacted_size(xcr0);
         } else if (sub < XSAVE_COMPONENTS && (xcr0_supported_ >> sub & 1)) {
-            out[0] = comp_size_[sub], out[1] = comp_offset_[sub], out[2] = comp_ecx_[sub];
+            // ECX[1] (64-byte aligned when compacted) only means something with XSAVEC.
+            out[0] = comp_size_[sub], out[1] = comp_offset_[sub];
+            out[2] = has(Feature::xsavec) ? comp_ecx_[sub] : 0;
         }
         return;
     case 0x15:
@@ -331,6 +338,19 @@ u32 CpuProfile::xsave_size(u64 xcr0) const
     xcr0 &= xcr0_supported_;
     for (unsigned i = 2; i < XSAVE_COMPONENTS; i++)
         if (xcr0 >> i & 1) size = max(size, comp_offset_[i] + comp_size_[i]);
+    return size;
+}
+
+u32 CpuProfile::xsave_compacted_size(u64 xcr0) const
+{
+    if (!xcr0_supported_ || !has(Feature::xsavec)) return 0;
+    u32 size = XSAVE_LEGACY_SIZE;   // x87 and SSE stay in the legacy region, whatever XCR0 says
+    xcr0 &= xcr0_supported_;
+    for (unsigned i = 2; i < XSAVE_COMPONENTS; i++) {
+        if (!(xcr0 >> i & 1)) continue;
+        if (comp_ecx_[i] & 2) size = (size + 63) & ~63u;
+        size += comp_size_[i];
+    }
     return size;
 }
 

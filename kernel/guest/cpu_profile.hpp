@@ -8,7 +8,8 @@
 //     OSXSAVE = CR4.OSXSAVE, OSPKE = CR4.PKE, APIC = IA32_APIC_BASE's global enable, XSAVE
 //     size for the current XCR0);
 //   - cr4_reserved(): what a MOV to CR4 may not set (a feature CPUID hides cannot be enabled);
-//   - xcr0_valid()/xcr0_supported()/xsave_size(): the XSETBV rules and leaf 0xD;
+//   - xcr0_valid()/xcr0_supported()/xsave_size()/xsave_compacted_size(): the XSETBV rules and
+//     leaf 0xD (both formats' sizes follow the XCR0 passed to cpuid());
 //   - has(): what the exit handlers ask, and the MSR table below (msr_rule): an MSR exists
 //     for the guest iff the CPUID bit that announces it is set; every other MSR is #GP.
 // Also Keel's own leaves 0x40000000-0x4fffffff (see HV_* below).
@@ -169,6 +170,12 @@ public:
     // leaf 0xD sub-leaf 0 EBX when XCR0 = xcr0.
     u32 xsave_size(u64 xcr0) const;
     u32 xsave_max_size() const { return xsave_size(xcr0_supported_); }
+    // The compacted-format XSAVE area's size for these components (SDM vol. 1, 13.4.3): the
+    // legacy region and header (576 bytes), then each supported component of xcr0 in order,
+    // on the next 64-byte boundary when its sub-leaf's ECX[1] says so. Leaf 0xD sub-leaf 1 EBX
+    // when XCR0 = xcr0 (IA32_XSS is always 0: XSAVES is hidden). 0 when the guest has no
+    // XSAVEC: then nothing uses the compacted format, and EBX is 0 as on CPUs without it.
+    u32 xsave_compacted_size(u64 xcr0) const;
 
     // IA32_SPEC_CTRL bits the guest may set: IBRS(0), STIBP(1), SSBD(2) as its CPUID shows them.
     u64 spec_ctrl_bits() const;

@@ -33,6 +33,9 @@ Status GuestMemory::add(GuestPhys gpa, u64 size, u8 *host)
 
 usize GuestMemory::find(u64 a) const
 {
+    const usize h = __atomic_load_n(&hint_, __ATOMIC_RELAXED);
+    if (h < n_ && a - ext_[h].gpa.raw() < ext_[h].size)   // (a below the extent wraps to a huge offset)
+        return h;
     usize lo = 0, hi = n_;      // first extent starting above a
     while (lo < hi) {
         usize mid = lo + (hi - lo) / 2;
@@ -44,7 +47,10 @@ usize GuestMemory::find(u64 a) const
     if (!lo)
         return n_;
     const GuestExtent &e = ext_[lo - 1];
-    return a - e.gpa.raw() < e.size ? lo - 1 : n_;
+    if (a - e.gpa.raw() >= e.size)
+        return n_;
+    __atomic_store_n(&hint_, lo - 1, __ATOMIC_RELAXED);
+    return lo - 1;
 }
 
 template <class F>

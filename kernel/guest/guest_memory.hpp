@@ -94,6 +94,9 @@ private:
 
     GuestExtent ext_[MAX_EXTENTS];
     usize       n_ = 0;
+    // The extent the last lookup found: tried first (the next access is most often in it).
+    // Only a hint, checked before use; shared by the guest's vCPUs, hence relaxed atomics.
+    mutable usize hint_ = 0;
 };
 
 // Little-endian stores into ranges a loader already checked are RAM; remembers any failure

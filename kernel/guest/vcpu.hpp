@@ -65,6 +65,8 @@ public:
     // the debug traps the CPU held back for it (VMX: those pending in a MOV SS shadow, B0-B3 and
     // BS), which belong in the #DB that follows it.
     virtual u64 set_rip(u64 rip) = 0;
+    // Is the instruction at RIP in an STI shadow (no interrupt before it completes)?
+    virtual bool sti_shadow() { return false; }
     virtual u64 rflags() = 0;
     virtual x86::CpuMode mode() = 0;
     virtual u64 cs_base() = 0;

@@ -45,12 +45,17 @@ bool retire_insn(VcpuOps &ops, u64 nrip, u64 hits = 0)
 }
 
 // The breakpoints an emulated access hits (0 when DR7 enables none: one read on the exit path).
-u32 access_hits(VcpuOps &ops, u64 addr, u8 size, BpAccess access)
+[[gnu::noinline]] u32 armed_hits(VcpuOps &ops, u64 dr7, u64 addr, u8 size, BpAccess access)
 {
-    const u64 dr7 = ops.dr7();
-    if (!(dr7 & 0xff)) return 0;
     const u64 drs[4] = {ops.dr(0), ops.dr(1), ops.dr(2), ops.dr(3)};
     return breakpoint_hits(dr7, drs, addr, size, access, ops.cr4() & (1u << 3));
+}
+
+// (Inline, and the work out of line: most exits see no breakpoint armed.)
+inline u32 access_hits(VcpuOps &ops, u64 addr, u8 size, BpAccess access)
+{
+    const u64 dr7 = ops.dr7();
+    return dr7 & 0xff ? armed_hits(ops, dr7, addr, size, access) : 0;
 }
 
 // MSRs with fixed or software-kept values that every guest may read.
@@ -203,6 +208,20 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&cop
         len = insn->len;
     }
     out = ops.rip() + len;
+    if (m == x86::CpuMode::prot32) out &= 0xffffffff;
+    else if (m != x86::CpuMode::long64) out &= 0xffff;
+    return true;
+}
+
+// Is the instruction at RIP a HLT (without prefixes)? Then `out` is the RIP after it.
+[[gnu::noinline]] bool hlt_at_rip(VcpuOps &ops, GuestPlatform &p, u64 &out)
+{
+    u8 copy[15];
+    usize n = 0;
+    const x86::CpuMode m = ops.mode();
+    const u8 *bytes = fetch_insn(ops, p, m, copy, n);
+    if (!bytes || n < 1 || bytes[0] != 0xf4) return false;
+    out = ops.rip() + 1;
     if (m == x86::CpuMode::prot32) out &= 0xffffffff;
     else if (m != x86::CpuMode::long64) out &= 0xffff;
     return true;
@@ -540,6 +559,17 @@ ExitOutcome handle_exit(const ExitInfo &e, Gprs &g, VcpuOps &ops, GuestPlatform 
         return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
     case ExitReason::intr:
     case ExitReason::nmi:
+        // Taken between STI and the HLT it shadows: the HLT completes here (the guest runs it next
+        // anyway, with no interrupt before it). Re-entering at the HLT instead would rely on the
+        // CPU keeping the shadow across the entry, which QEMU TCG does not (its VMRUN never
+        // reads the VMCB's interrupt shadow): an interrupt waiting for the guest would be taken
+        // before the HLT, and the HLT after its handler would sleep through the wake-up the
+        // guest counted on (`sti; hlt` is how guests wait for an interrupt).
+        if (ops.sti_shadow() && hlt_at_rip(ops, p, nrip)) {
+            if (retire_insn(ops, nrip)) return {};   // single-stepped: the #DB is an event, no halt
+            return {ExitAction::halt};
+        }
+        return {};
     case ExitReason::exception:   // reflected into the guest by the backend
     case ExitReason::irq_window:
         return {};   // taken by Keel already, or: the run loop injects what is pending

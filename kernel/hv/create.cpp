@@ -147,10 +147,10 @@ bool create_memory(Guest &g, bool zero)
         return false;
     }
     if (auto s = build_memory(g, zero); !s) {
-        auto st = mm::stats();
+        release(g);   // first: what it did reserve is free again, and counted as free below
+        const auto st = mm::stats();
         log_error("guest %s: cannot reserve %lu MiB of RAM (%lu MiB free): not started", g.name, c.memory / MiB,
                   st.free_frames * PAGE_SIZE / MiB);
-        release(g);
         return false;
     }
     return true;
@@ -282,9 +282,12 @@ bool create(Guest &g, bool memory_ready)
         u32 cpu = 0;
         if (i < c.pin_count && c.pin[i] < ncpus_) cpu = c.pin[i];
         else {
-            if (i < c.pin_count) log_warn("guest %s: vCPU %u pinned to CPU %u, which is not online", g.name, i, c.pin[i]);
             for (u32 k = 1; k < ncpus_; k++)
                 if (rq_[k].placed < rq_[cpu].placed) cpu = k;
+            if (i < c.pin_count)
+                log_warn("guest %s: vCPU %u pinned to CPU %u, which is not online (CPUs 0..%u are): it runs on CPU %u, "
+                         "the least loaded, instead",
+                         g.name, i, c.pin[i], ncpus_ - 1, cpu);
         }
         v.cpu = cpu;
         __atomic_fetch_add(&rq_[cpu].placed, 1, __ATOMIC_RELAXED);

@@ -5,6 +5,7 @@
 #include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
+#include "arch/x86_64/power.hpp"
 #include "arch/x86_64/smp.hpp"
 #include "arch/x86_64/time.hpp"
 #include "kernel/hv/internal.hpp"
@@ -62,8 +63,21 @@ bool started_;
     }
     ConfigError err{};
     const char *text = mm::phys_ptr<const char>(cfg->start);
-    if (auto s = parse_config(text, cfg->end - cfg->start, config_, err); !s) {
-        log_error("keel.toml line %u: %s; no guests started", err.line, err.msg);
+    const usize len = cfg->end - cfg->start;
+    if (auto s = parse_config(text, len, config_, err); !s) {
+        log_config_error(err);
+        // A refused configuration still says what to do when nothing runs, if its on_idle
+        // line can be read on its own (wherever the error is): power off, with a failure code.
+        if (config_on_idle(text, len) == KeelConfig::OnIdle::poweroff) {
+            constexpr u8 CONFIG_REFUSED = 1;
+            log_error("configuration refused: powering off (failure code %u)", CONFIG_REFUSED);
+            u64 port = 0;
+            if (cmdline.has("debug_exit") && (!cmdline.get_u64("debug_exit", port) || port == 0 || port > 0xffff)) {
+                log_error("debug_exit: not an I/O port 0x1..0xffff: ignored");
+                port = 0;
+            }
+            power::off_failed(boot_acpi(), u16(port), CONFIG_REFUSED);
+        }
         cpu_loop();
     }
     if (config_.has_loglevel) console::set_level(config_.loglevel);

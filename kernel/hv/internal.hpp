@@ -13,6 +13,7 @@
 //   nic.cpp            [[network]] switches, [[guest.nic]]: virtio-net functions on switch ports, their stats
 //   stats.cpp          per-vCPU accounting printed
 //   guest_console.cpp  a guest's console lines: its name before them, a rate limit
+//   manage.cpp         the management console on Keel's serial line, and the guests' watchdogs
 #pragma once
 
 #include "arch/x86_64/cpu.hpp"
@@ -27,6 +28,7 @@
 #include "kernel/lib/spinlock.hpp"
 #include "kernel/pci/pci.hpp"
 #include "kernel/vdev/guest_platform.hpp"
+#include "kernel/vdev/heartbeat.hpp"
 #include "kernel/vdev/ioapic.hpp"
 #include "kernel/vdev/pic.hpp"
 #include "kernel/vdev/pit.hpp"
@@ -59,7 +61,8 @@ struct Guest;
 
 struct Vcpu {
     // rebuilding: vCPU 0 stands in the run queue for its guest's restart (zeroing its RAM in slices).
-    enum class State : u8 { idle, runnable, running, halted, stopped, rebuilding };
+    // paused: off every queue until the operator resumes its guest (or the guest ends).
+    enum class State : u8 { idle, runnable, running, halted, stopped, rebuilding, paused };
 
     Guest *guest;
     u32 index;
@@ -183,6 +186,18 @@ struct Guest {
     u64 rebuild_tsc;                      // time spent rebuilding it, all starts (TSC ticks)
     u32 zero_block;                       // a restart's progress zeroing its RAM: block, offset
     u64 zero_off;
+    // The management console (manage.cpp). held: the operator stopped it, nothing restarts it
+    // but the operator. paused: its vCPUs park at their next exit (under g.lock).
+    bool held;
+    bool paused;
+    u32 restarts;                         // starts after the first made by Keel (on_exit, watchdog, reboot)
+    u64 window_tsc;                       // max_restarts: when the current window began, and its restarts
+    u32 window_restarts;
+    // Watchdog (cfg->watchdog_ns): armed by the first heartbeat of each start.
+    alignas(HeartbeatModel) u8 heartbeat_storage[sizeof(HeartbeatModel)];
+    HeartbeatModel *heartbeat;            // nullptr: no watchdog
+    u64 beats_seen;
+    u64 beat_tsc;                         // when beats_seen last changed (0: not armed yet)
 };
 
 constexpr u32 RESTART_FREE = 3;           // quick restarts allowed without delay
@@ -258,14 +273,15 @@ void create_networks();
 bool plug_nics(Guest &g);
 void unplug_nics(Guest &g);
 void service_nics(Guest &g);
-void print_nic_stats(Guest &g);
+void print_nic_stats(Guest &g, bool asked);
 
 // lifecycle.cpp
 void launch(Guest &g);
 void all_guests_ended();
-void restart(Guest &g);
+void restart(Guest &g, const char *why);
 void rebuild_step(Vcpu &v);
 void vcpu_stopped(Vcpu &v);
+constexpr u64 NO_ADDR = ~0ull;            // end_guest's `why` has no address after it
 void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot = false);
 void restart_due(u32 cpu_index);
 
@@ -282,9 +298,15 @@ bool sleeper_due(RunQueue &q);
 void wake_sleepers(RunQueue &q);
 
 // stats.cpp
-void print_stats(Guest &g);
+// asked: the operator's `stats` (printed whatever the log level).
+void print_stats(Guest &g, bool asked = false);
 
 // guest_console.cpp
 void guest_line(void *ctx, const char *line, usize n);
+
+// manage.cpp: on the boot CPU, at each of its ticks and idle wake-ups: console input, watchdogs.
+void manage_poll();
+// run_loop.cpp: park a vCPU of a paused guest (its own CPU); resume puts them back.
+void resume_vcpus(Guest &g);
 
 } // namespace hv

@@ -46,9 +46,9 @@ void restart_failed(Guest &g)
 // Restart a guest whose vCPUs are all off their CPUs. Its RAM is reserved now and zeroed in
 // slices by its vCPU 0 standing in its CPU's run queue (rebuild_step), so a guest that restarts
 // over and over takes its turn like any other vCPU and never more.
-void restart(Guest &g)
+void restart(Guest &g, const char *why)
 {
-    log_info("guest %s: restarting (on_exit = restart, start %u)", g.name, g.starts + 1);
+    log_info("guest %s: restarting (%s, start %u)", g.name, why, g.starts + 1);
     if (!create_memory(g, false)) return restart_failed(g);
     g.zero_block = 0;
     g.zero_off = 0;
@@ -99,10 +99,25 @@ void finish(Guest &g)
     print_stats(g);
     for (u32 i = 0; i < g.nvcpus; i++) __atomic_fetch_sub(&rq_[g.vcpus[i].cpu].placed, 1, __ATOMIC_RELAXED);
     release(g);
-    if (g.reboot || g.cfg->on_exit == GuestConfig::OnExit::restart) {
-        const u64 now = x86::rdtsc(), ms = max<u64>(time::tsc_hz() / 1000, 1);
+    bool again = !g.held && (g.reboot || g.cfg->on_exit == GuestConfig::OnExit::restart);
+    const u64 now = x86::rdtsc(), ms = max<u64>(time::tsc_hz() / 1000, 1);
+    if (again && !g.reboot && g.cfg->max_restarts) {
+        // max_restarts per restart_window (the window opens at the first restart in it).
+        const u64 window = g.cfg->restart_window_ns / 1000000 * ms;
+        if (!g.window_tsc || now - g.window_tsc >= window) g.window_tsc = now, g.window_restarts = 0;
+        if (g.window_restarts == g.cfg->max_restarts) {
+            log_error("guest %s: %u restarts within %lu ms (max_restarts): stopped", g.name, g.window_restarts,
+                      g.cfg->restart_window_ns / 1000000);
+            again = false;
+        } else {
+            g.window_restarts++;
+        }
+    }
+    if (again) {
+        g.restarts++;
+        const char *why = g.reboot ? "it asked to reboot" : "on_exit = restart";
         g.quick_restarts = (now - g.started_tsc) / ms < RESTART_YOUNG_MS ? g.quick_restarts + 1 : 0;
-        if (g.quick_restarts <= RESTART_FREE) return restart(g);
+        if (g.quick_restarts <= RESTART_FREE) return restart(g, why);
         const u32 k = min<u32>(g.quick_restarts - RESTART_FREE - 1, 16);
         const u64 delay = min<u64>(10ull << k, RESTART_MAX_DELAY_MS);
         log_warn("guest %s: %u quick restarts in a row: next start in %lu ms", g.name, g.quick_restarts, delay);
@@ -143,12 +158,14 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot)
         }
         g.reboot = reboot;
         if (reboot) log_info("guest %s reboots", g.name);
+        else if (why && addr == NO_ADDR) log_error("guest %s stopped: %s", g.name, why);
         else if (why) log_error("guest %s stopped: %s 0x%lx", g.name, why, addr);
         else log_info("guest %s exited code=%u", g.name, code);
         for (u32 i = 0; i < g.nvcpus; i++)
             if (g.vcpus[i].state == Vcpu::State::idle) stop_now[n++] = &g.vcpus[i];
     }
     for (u32 i = 0; i < n; i++) vcpu_stopped(*stop_now[i]);
+    resume_vcpus(g);   // parked vCPUs of a paused guest go back to their CPUs, to be stopped there
 }
 
 // Delayed restarts are made by the CPU the guest's boot vCPU last ran on.
@@ -162,7 +179,7 @@ void restart_due(u32 cpu_index)
         if (!__atomic_compare_exchange_n(&g.restart_at, &at, 0, false, __ATOMIC_ACQ_REL,
                                          __ATOMIC_RELAXED))
             continue;
-        restart(g);
+        restart(g, "on_exit = restart");
     }
 }
 

@@ -102,13 +102,13 @@ void service_nics(Guest &g)
     }
 }
 
-void print_nic_stats(Guest &g)
+void print_nic_stats(Guest &g, bool asked)
 {
     for (u32 i = 0; i < g.nnics; i++) {
         GuestNic &n = g.nics[i];
         const net::PortStats p = n.sw->stats(n.dev->port());
         const virtio::NetStats d = n.dev->stats();
-        log_info("stats %s nic=%u tx_packets=%lu tx_bytes=%lu rx_packets=%lu rx_bytes=%lu drop_spoofed=%lu "
+        console::report(asked, Level::info, "stats %s nic=%u tx_packets=%lu tx_bytes=%lu rx_packets=%lu rx_bytes=%lu drop_spoofed=%lu "
                  "drop_malformed=%lu drop_rx_full=%lu drop_rx_error=%lu tx_bad=%lu csum_completed=%lu service_us=%lu",
                  g.name, i, p.tx_packets, p.tx_bytes, p.rx_packets, p.rx_bytes, p.drop_spoofed, p.drop_malformed,
                  p.drop_rx_full, p.drop_rx_error, d.tx_malformed, d.csum_completed,

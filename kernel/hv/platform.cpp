@@ -105,6 +105,14 @@ bool build_platform(Guest &g, u64 &rsdp)
     g.pci = new (g.pci_storage) PciBus(PCI_ECAM_BASE, PCI_INTX_GSI, PciBus::Sinks{msi_deliver, pci_intx, &g});
     ok = ok && g.platform.add_io(g.pci, PciBus::CONFIG_ADDRESS, PciBus::CONFIG_DATA + 3);
     ok = ok && g.platform.add_mmio(g.pci);
+    // The watchdog's heartbeat port, for a guest that has one (armed by its first beat).
+    g.heartbeat = nullptr;
+    g.beats_seen = 0;
+    g.beat_tsc = 0;
+    if (g.cfg->watchdog_ns) {
+        g.heartbeat = new (g.heartbeat_storage) HeartbeatModel();
+        ok = ok && g.platform.add_io(g.heartbeat, HeartbeatModel::PORT, HeartbeatModel::PORT + 3);
+    }
     if (!ok) log_error("guest %s: too many devices on its platform", g.name);
     return ok;
 }

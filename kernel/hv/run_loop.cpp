@@ -10,6 +10,15 @@ namespace {
 
 // Run one vCPU for up to a time slice.
 void run_slice(Vcpu &v);
+
+// A vCPU of a paused guest leaves its CPU until resume_vcpus (false: not paused after all).
+bool park(Vcpu &v)
+{
+    Guard lk(v.guest->lock);
+    if (!v.guest->paused || v.guest->state != Guest::State::running) return false;
+    v.state = Vcpu::State::paused;
+    return true;
+}
 void run(Vcpu &v)
 {
     // The watchdog says which guest a stuck CPU was running.
@@ -37,6 +46,7 @@ void run_slice(Vcpu &v)
     for (;;) {
         if (Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) != Guest::State::running)
             return vcpu_stopped(v);
+        if (__atomic_load_n(&g.paused, __ATOMIC_RELAXED) && park(v)) return;
         {
             // Leave the guest by the next tick, its own timer or a sleeper's, whichever is first.
             const u64 host_now = t0;
@@ -50,12 +60,13 @@ void run_slice(Vcpu &v)
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
         ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);
-        route_ipis(g, v);
+        if (v.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
         if (g.ndisks) service_disks(g);
         if (g.nnics) service_nics(g);
         const u64 t1 = x86::rdtsc();
         v.stats.run_tsc += t1 - t0;
         t0 = t1;
+        if (e.reason == ExitReason::intr && v.cpu == 0) manage_poll();   // the boot CPU's tick
 
         if (g.platform.exit_requested) {
             end_guest(g, g.platform.exit_code, nullptr, 0);
@@ -119,6 +130,25 @@ void run_slice(Vcpu &v)
 
 } // namespace
 
+void resume_vcpus(Guest &g)
+{
+    Vcpu *back[MAX_VCPUS];
+    u32 n = 0;
+    {
+        Guard lk(g.lock);
+        g.paused = false;
+        for (u32 i = 0; i < g.nvcpus; i++)
+            if (g.vcpus[i].state == Vcpu::State::paused) {
+                g.vcpus[i].state = Vcpu::State::runnable;
+                back[n++] = &g.vcpus[i];
+            }
+    }
+    for (u32 i = 0; i < n; i++) {
+        back[i]->ready_since = x86::rdtsc();
+        rq_[back[i]->cpu].push(back[i]);
+    }
+}
+
 [[noreturn]] void cpu_loop()
 {
     RunQueue &q = rq_[cpu()->index];
@@ -129,6 +159,7 @@ void run_slice(Vcpu &v)
             for (u32 i = 0; i < config_.guest_count; i++)
                 if (guests_[i].state == Guest::State::running) print_stats(guests_[i]);
         }
+        if (boot_cpu) manage_poll();
         if (q.nsleepers) wake_sleepers(q);
         restart_due(cpu()->index);
         Vcpu *v = q.pop();

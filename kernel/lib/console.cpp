@@ -6,6 +6,7 @@
 namespace console {
 namespace {
 Sink sink_;
+Source source_;
 Level level_ = Level::info;
 Spinlock lock_;
 
@@ -19,6 +20,8 @@ bool eq(const char *s, usize n, const char *lit)
 } // namespace
 
 void set_sink(Sink s) { sink_ = s; }
+void set_source(Source s) { source_ = s; }
+bool read_byte(u8 &c) { return source_ && source_(c); }
 void set_level(Level l) { level_ = l; }
 Level level() { return level_; }
 
@@ -37,19 +40,44 @@ void write(const char *s, usize n)
     sink_(s, n);
 }
 
-void log(Level l, const char *fmt, ...)
+namespace {
+void vline(const char *fmt, va_list ap)
 {
-    if (l > level_ || !sink_) return;
     char line[256] = "keel: ";
     const usize pre = 6;
-    va_list ap;
-    va_start(ap, fmt);
     usize n = vformat(line + pre, sizeof(line) - pre - 1, fmt, ap);
-    va_end(ap);
     n = min(n + pre, sizeof(line) - 2);
     line[n++] = '\n';
     Guard g(lock_);
     sink_(line, n);
+}
+} // namespace
+
+void log(Level l, const char *fmt, ...)
+{
+    if (l > level_ || !sink_) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vline(fmt, ap);
+    va_end(ap);
+}
+
+void report(bool always, Level l, const char *fmt, ...)
+{
+    if ((!always && l > level_) || !sink_) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vline(fmt, ap);
+    va_end(ap);
+}
+
+void reply(const char *fmt, ...)
+{
+    if (!sink_) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vline(fmt, ap);
+    va_end(ap);
 }
 
 } // namespace console

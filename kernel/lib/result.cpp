@@ -11,6 +11,8 @@ const char *err_name(Err e)
     case Err::exists: return "already exists";
     case Err::unsupported: return "unsupported";
     case Err::range: return "out of range";
+    case Err::busy: return "busy";
+    case Err::timeout: return "timed out";
     }
     return "?";
 }

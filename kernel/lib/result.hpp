@@ -12,6 +12,8 @@ enum class Err : u8 {
     exists,         // a mapping or object is already there
     unsupported,    // the hardware or format cannot do it
     range,          // out of bounds
+    busy,           // a queue or table is full for now: retry later
+    timeout,        // a bounded wait ran out
 };
 
 const char *err_name(Err e);

@@ -60,6 +60,8 @@ struct GuestPlatform {
     };
     IoRange io[MAX_IO] = {};
     usize nio = 0;
+    static constexpr u32 IO_BLOCK = 16;
+    u8 io_claimed[65536 / IO_BLOCK / 8] = {};   // a bit per block of 16 ports that some range touches
     MmioDevice *mmio[MAX_MMIO] = {};
     usize nmmio = 0;
     MsrDevice *msr = nullptr;
@@ -118,10 +120,14 @@ struct GuestPlatform {
     {
         if (nio == MAX_IO || first > last) return false;
         io[nio++] = {first, last, d};
+        for (u32 b = first / IO_BLOCK; b <= last / IO_BLOCK; b++) io_claimed[b / 8] |= u8(1u << (b % 8));
         return true;
     }
     IoDevice *find_io(u16 port) const
     {
+        // Ports nothing claims (0x80, Linux's I/O delay, above all) answer without the scan.
+        const u32 b = port / IO_BLOCK;
+        if (!(io_claimed[b / 8] & (1u << (b % 8)))) return nullptr;
         for (usize i = 0; i < nio; i++)
             if (port >= io[i].first && port <= io[i].last) return io[i].dev;
         return nullptr;

@@ -96,9 +96,11 @@ def make_image(kernel, cmdline, out, modules=()):
     return out
 
 
-def run(cmd, log_path, until, timeout, cwd=None, pty=False):
+def run(cmd, log_path, until, timeout, cwd=None, pty=False, status=None):
     """Start cmd, poll log_path until until(text) returns non-None or timeout.
-    Returns (result, text). The emulator is always killed (by its PID) before returning."""
+    Returns (result, text). The emulator is always killed (by its PID) before returning.
+    With a dict as status, the emulator leaving on its own also ends the run (result True
+    if until has nothing to say then), and status["rc"] is its exit status (None if killed)."""
     if pty:
         # Debian's Bochs stops in its debugger: give it a pseudo-terminal via script(1).
         cmd = ["script", "-qfec", " ".join(cmd), "/dev/null"]
@@ -121,6 +123,10 @@ def run(cmd, log_path, until, timeout, cwd=None, pty=False):
                     with open(log_path, "r", errors="replace") as f:
                         text = f.read().replace("\r", "")
                     result = until(text)
+                if status is not None:
+                    status["rc"] = proc.returncode
+                    if result is None:
+                        result = True
                 break
     finally:
         if proc.poll() is None:

@@ -16,6 +16,9 @@ TCG (SVM) or Bochs (VMX), wait until Keel reports that every guest has ended
                REGEX change hands at least 4 times: both really ran in turns)
              --reap (kill what still runs in the run's temporary folder afterwards: Bochs, when
                the run was stopped by --until or the timeout)
+             --no-check (scripts/mkimage packs the configuration even though Keel refuses it)
+             --expect-status N (QEMU: give it an isa-debug-exit device at 0xf4, tell Keel
+               debug_exit=0xf4, run until QEMU leaves by itself and expect exit status N)
 """
 import argparse
 import os
@@ -64,7 +67,15 @@ def main():
                    help="after the run, kill what still runs in its temporary folder: Bochs under script(1) "
                         "is a session of its own, which harness.run's kill leaves running when it stops a "
                         "run itself (--until, timeout)")
+    p.add_argument("--no-check", action="store_true",
+                   help="scripts/mkimage --no-check: pack a configuration Keel refuses (tests of its refusals)")
+    p.add_argument("--expect-status", type=int, default=None, metavar="N",
+                   help="QEMU only: an isa-debug-exit device at port 0xf4 (Keel: debug_exit=0xf4); the run "
+                        "lasts until QEMU leaves by itself, whose exit status must be N (a code C written "
+                        "to the device gives 2*C+1; ACPI power-off gives 0)")
     a = p.parse_args()
+    if a.expect_status is not None and a.emulator != "qemu":
+        p.error("--expect-status needs --emulator qemu")
 
     with tempfile.TemporaryDirectory(prefix="keel-vm-") as tmp:
         with open(a.config) as f:
@@ -78,11 +89,17 @@ def main():
         with open(config, "w") as f:
             f.write(text)
         image = os.path.join(tmp, "appliance.iso")
-        harness.run_mkimage([config, "--kernel", a.kernel, "--cmdline", a.keel_cmdline, "-o", image])
+        cmdline = a.keel_cmdline
+        if a.expect_status is not None:
+            cmdline = (cmdline + " debug_exit=0xf4").strip()
+        harness.run_mkimage([config, "--kernel", a.kernel, "--cmdline", cmdline, "-o", image]
+                            + (["--no-check"] if a.no_check else []))
         log = os.path.join(tmp, "serial.log")
         if a.emulator == "qemu":
-            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem,
-                                       extra=["-icount", "shift=0"] if a.icount else ())
+            extra = ["-icount", "shift=0"] if a.icount else []
+            if a.expect_status is not None:
+                extra += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra)
         else:
             cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
 
@@ -92,11 +109,14 @@ def main():
             # Only whole lines: a line still being written must not end the run, or the checks
             # would read its first half (a stats line cut after "vcpu=0 " failed a share check).
             text = text[:text.rfind("\n") + 1]
-            if until.search(text) or harness.EXCEPTION.search(text):
+            if harness.EXCEPTION.search(text):
                 return True
-            return None
+            if a.expect_status is None and until.search(text):
+                return True
+            return None   # with --expect-status: until QEMU leaves by itself
+        status = {} if a.expect_status is not None else None
         try:
-            _, text = harness.run(cmd, log, done, a.timeout, cwd=tmp, pty=a.emulator == "bochs")
+            _, text = harness.run(cmd, log, done, a.timeout, cwd=tmp, pty=a.emulator == "bochs", status=status)
         finally:
             if a.reap or a.emulator == "bochs":   # script(1) gives Bochs its own session: kill it by PID
                 reap(tmp)
@@ -104,6 +124,11 @@ def main():
 
     if harness.EXCEPTION.search(text):
         raise harness.Failure("Keel took an exception")
+    if a.expect_status is not None:
+        rc = status.get("rc")
+        print(f"QEMU exit status: {rc} (want {a.expect_status})")
+        if rc != a.expect_status:
+            raise harness.Failure(f"QEMU exited with status {rc}, expected {a.expect_status}")
     for spec in a.expect_exit:
         name, code = spec.split("=", 1)
         want = expected_code(code)
@@ -120,7 +145,7 @@ def main():
         if m:
             raise harness.Failure(f"forbidden line: {m.group(0)!r}")
     for name in a.expect_stats:
-        m = re.search(rf"^keel: stats {re.escape(name)} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=(\d+) exits=(\d+)(.*)$",
+        m = re.search(rf"^keel: stats {re.escape(name)} vcpu=0 cpu=\d+ run_us=(\d+) ready_us=(\d+) run_pct=[\d.]+ ready_pct=[\d.]+ exits=(\d+)(.*)$",
                       text, re.M)
         if not m or int(m.group(1)) == 0 or int(m.group(3)) == 0:
             raise harness.Failure(f"no per-vCPU statistics for {name}")

@@ -34,7 +34,7 @@ u32 guest_main() {
         return 0xbad;
     }
     u32 code = u32(cmdline_u64("code", 0x2a));
-    printf("hello: exit code=0x%x\n", code);
+    printf("hello: exit code=%u\n", code);
     const u64 width = cmdline_u64("width", 4);
     if (width == 1) outb(0xf4, u8(code));
     if (width == 2) outw(0xf4, u16(code));

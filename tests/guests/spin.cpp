@@ -5,7 +5,7 @@
 //                      sum   = sum * 31 + state
 //     exit code = (sum & 0xff) | 0x100
 // tests/guests/spin_expected.py N prints the same exit code (it jumps the
-// recurrence in O(log N)). Prints "spin: iterations=N checksum=0x... expected exit code=0x1..".
+// recurrence in O(log N)). Prints "spin: iterations=N checksum=0x... expected exit code=N" (decimal, as Keel prints exit codes).
 #include "lib/guest.hpp"
 
 extern "C" const char guest_name[] = "spin";
@@ -27,6 +27,6 @@ u32 guest_main() {
     u64 cycles = rdtsc() - t0;
     u32 code = (sum & 0xff) | 0x100;
     printf("spin: iterations=%u tsc-cycles=%llu\n", n, cycles);
-    printf("spin: iterations=%u checksum=0x%08x expected exit code=0x%x\n", n, sum, code);
+    printf("spin: iterations=%u checksum=0x%08x expected exit code=%u\n", n, sum, code);
     return code;
 }

@@ -59,7 +59,7 @@ def main(argv):
     if "--code" in argv[2:]:
         print(hex(expected_exit_code(n)))
     else:
-        print(f"iterations={n} checksum=0x{expected_checksum(n):08x} exit code=0x{expected_exit_code(n):x} "
+        print(f"iterations={n} checksum=0x{expected_checksum(n):08x} exit code={expected_exit_code(n)} "
               f"({expected_exit_code(n)})")
     return 0
 

@@ -94,6 +94,9 @@ TEST(Config, FullExample)
     EXPECT_EQ(a.pin[1], 3);
     EXPECT_EQ(a.on_exit, GuestConfig::OnExit::restart);
     EXPECT_EQ(a.line, 7u);
+    EXPECT_EQ(a.kernel_line, 9u);   // the lines of the keys naming files (keel-config-check's messages)
+    EXPECT_EQ(a.modules_line, 10u);
+    EXPECT_EQ(a.initrd_line, 12u);
 
     const GuestConfig &b = p.guest(1);
     EXPECT_EQ(str(b.name), "Beta_2-x");
@@ -108,6 +111,9 @@ TEST(Config, FullExample)
     EXPECT_TRUE(b.initrd.empty());
     EXPECT_EQ(b.module_count, 0u);
     EXPECT_EQ(b.line, 18u);
+    EXPECT_EQ(b.kernel_line, 20u);
+    EXPECT_EQ(b.initrd_line, 0u);
+    EXPECT_EQ(b.modules_line, 0u);
 
     // No escapes: every string is a view into the text itself.
     EXPECT_EQ(c.pool_used, 0u);
@@ -274,7 +280,7 @@ TEST(Config, KeelValues)
         {"[keel]\nloglevel = 3\n", "line 2: loglevel: expected a string"},
         {"[keel]\ntime_slice = 10\n", "line 2: time_slice: expected a duration such as \"10ms\""},
         {"[keel]\ntime_slice = \"10\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
-        {"[keel]\ntime_slice = \"10s\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
+        {"[keel]\ntime_slice = \"10s\"\n", "line 2: time_slice: must be 100us..1s"},
         {"[keel]\ntime_slice = \"10 ms\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
         {"[keel]\ntime_slice = \"ms\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
         {"[keel]\ntime_slice = \"10msx\"\n", "line 2: time_slice: expected a duration such as \"10ms\""},
@@ -285,7 +291,7 @@ TEST(Config, KeelValues)
         {"[keel]\ntime_slice = \"18446744073709551ms\"\n", "line 2: time_slice: must be 100us..1s"},
     });
     struct { const char *v; u64 ns; } ok[] = {
-        {"100us", 100'000}, {"1000ms", 1'000'000'000}, {"1000000us", 1'000'000'000}, {"1ms", 1'000'000},
+        {"100us", 100'000}, {"1s", 1'000'000'000}, {"1000ms", 1'000'000'000}, {"1000000us", 1'000'000'000}, {"1ms", 1'000'000},
     };
     for (auto &o : ok) {
         Parsed p(std::string("[keel]\ntime_slice = \"") + o.v + "\"\n");
@@ -819,3 +825,95 @@ TEST(Config, NetworkErrors)
     EXPECT_EQ(error_of(mix + nic("n")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
     EXPECT_EQ(error_of(mix + disk("x.img")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
 }
+
+namespace {
+
+TEST(Config, WatchdogAndRestartLimits)
+{
+    Parsed p("[[guest]]\nname = \"a\"\nkernel = \"k\"\nmemory = \"4M\"\nwatchdog = \"10s\"\nmax_restarts = 3\n"
+             "restart_window = \"2500ms\"\n[[guest]]\nname = \"b\"\nkernel = \"k\"\nmemory = \"4M\"\n");
+    ASSERT_TRUE(p.ok) << p.error();
+    EXPECT_EQ(p.guest(0).watchdog_ns, 10'000'000'000ull);
+    EXPECT_EQ(p.guest(0).max_restarts, 3u);
+    EXPECT_EQ(p.guest(0).restart_window_ns, 2'500'000'000ull);
+    // Defaults: no watchdog, restarts unlimited, a 60 s window.
+    EXPECT_EQ(p.guest(1).watchdog_ns, 0u);
+    EXPECT_EQ(p.guest(1).max_restarts, 0u);
+    EXPECT_EQ(p.guest(1).restart_window_ns, 60'000'000'000ull);
+    expect_all({
+        {"[[guest]]\nwatchdog = 10\n", "line 2: watchdog: expected a duration such as \"10s\""},
+        {"[[guest]]\nwatchdog = \"10\"\n", "line 2: watchdog: expected a duration such as \"10ms\""},
+        {"[[guest]]\nwatchdog = \"9ms\"\n", "line 2: watchdog: must be 10ms..1h"},
+        {"[[guest]]\nwatchdog = \"3601s\"\n", "line 2: watchdog: must be 10ms..1h"},
+        {"[[guest]]\nwatchdog = \"99999999999999999999s\"\n", "line 2: watchdog: must be 10ms..1h"},
+        {"[[guest]]\nmax_restarts = -1\n", "line 2: max_restarts: must be 0..1000"},
+        {"[[guest]]\nmax_restarts = 1001\n", "line 2: max_restarts: must be 0..1000"},
+        {"[[guest]]\nrestart_window = \"1us\"\n", "line 2: restart_window: must be 10ms..1h"},
+        {"[keel]\nwatchdog = \"10s\"\n", "line 2: unknown key \"watchdog\" in [keel]"},
+    });
+}
+
+// The on_idle of a file Keel refuses, read on its own (from an exact-size copy).
+KeelConfig::OnIdle on_idle_of(const std::string &s)
+{
+    auto t = std::make_unique<char[]>(s.size() ? s.size() : 1);
+    memcpy(t.get(), s.data(), s.size());
+    return config_on_idle(t.get(), s.size());
+}
+
+TEST(Config, OnIdleOfARefusedFile)
+{
+    using OnIdle = KeelConfig::OnIdle;
+    const OnIdle off = OnIdle::poweroff, halt = OnIdle::halt;
+    struct {
+        const char *text;
+        OnIdle want;
+    } cases[] = {
+        // Refused after on_idle, or before [keel]: either way on_idle is read.
+        {"[keel]\non_idle = \"poweroff\"\n[[guest]]\nmemory = \"lots\"\n", off},
+        {"[[guest]]\nmemory = \"lots\"\n[keel]\non_idle = \"poweroff\"\n", off},
+        {"garbage {\n\x01\n[keel]\ntime_slice = 5\non_idle=\"poweroff\"# c\n", off},
+        {"\xef\xbb\xbf[ keel ]  # Keel\r\n\ton_idle\t=  \"poweroff\"  \r\n[[guest]]\n", off},
+        {"[keel]\non_idle_x = 1\non_idle = \"poweroff\"\n", off},   // another key, then on_idle
+        // halt: said so, not said, said badly, or not in the first [keel] table.
+        {"[keel]\non_idle = \"halt\"\nbad\n", halt},
+        {"[keel]\ntime_slice = x\n", halt},
+        {"bad\n", halt},
+        {"", halt},
+        {"[keel]\non_idle = poweroff\n", halt},
+        {"[keel]\non_idle = \"poweroff\" x\n", halt},
+        {"[keel]\non_idle = \"Poweroff\"\n", halt},
+        {"[keel]\non_idle = \"power\\u006ff\"\n", halt},   // exactly as written: no escapes
+        {"[keel]\non_idle = \"halt\"\non_idle = \"poweroff\"\n", halt},
+        {"[keel]\n[keel]\non_idle = \"poweroff\"\n", halt},
+        {"[keel]\n[[guest]]\non_idle = \"poweroff\"\n", halt},
+        {"[[keel]]\non_idle = \"poweroff\"\n", halt},
+        {"[keelx]\non_idle = \"poweroff\"\n", halt},
+        {"[keel] x\non_idle = \"poweroff\"\n", halt},
+        {"on_idle = \"poweroff\"\n[keel]\n", halt},
+        {"[keel]\n# on_idle = \"poweroff\"\n", halt},
+    };
+    for (auto &c : cases) EXPECT_EQ(on_idle_of(c.text), c.want) << c.text;
+    // On a file parse_config accepts, the two agree.
+    for (const char *s : {FULL, "[keel]\non_idle = \"halt\"\n", "", "[[guest]]\nname = \"a\"\nkernel = \"k\"\nmemory = \"4M\"\n[keel]\non_idle = \"poweroff\"\n"}) {
+        Parsed p(s);
+        ASSERT_TRUE(p.ok) << p.error();
+        EXPECT_EQ(on_idle_of(s), p.cfg->on_idle) << s;
+    }
+    EXPECT_EQ(config_on_idle(nullptr, 5), halt);
+}
+
+// The line Keel prints at boot for a refused file (keel-config-check prints the same).
+TEST(Config, RefusalLine)
+{
+    Parsed p("[[guest]]\nmemory = \"lots\"\n");
+    ASSERT_FALSE(p.ok);
+    static std::string out;
+    out.clear();
+    console::set_sink([](const char *s, usize n) { out.append(s, n); });
+    log_config_error(p.err);
+    console::set_sink(nullptr);
+    EXPECT_EQ(out, "keel: keel.toml line 2: memory: expected a size such as \"64M\"; no guests started\n");
+}
+
+} // namespace

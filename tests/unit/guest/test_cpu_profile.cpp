@@ -180,7 +180,8 @@ constexpr Allowed FEATURE_ALLOW[] = {
     {0xd, 0, EAX, b(0) | b(1) | b(2) | b(9)},
     {0xd, 0, EDX, 0},
     {0xd, 1, EAX, b(0) | b(1) | b(2)},
-    {0xd, 1, EBX, 0}, {0xd, 1, ECX, 0}, {0xd, 1, EDX, 0},
+    {0xd, 1, EBX, ~0u},   // a size (the compacted format's): LeafDCompactedFormat
+    {0xd, 1, ECX, 0}, {0xd, 1, EDX, 0},
     {0x80000001, 0, EBX, 0},
     {0x80000001, 0, ECX, b(0) | b(5) | b(6) | b(7) | b(8)},
     {0x80000001, 0, EDX, 0x3ff | b(11) | b(12) | b(13) | b(14) | b(15) | b(16) | b(17) | b(20) | b(22) | b(23) |
@@ -696,7 +697,7 @@ TEST(CpuProfile, LeafDAgreesWithXcr0AndSizes)
         EXPECT_EQ(q(p, 0xd, 0, 0, 0, 0x2ff)[EBX], 2696u);   // what is not supported does not count
         EXPECT_EQ(q(p, 0xd, 0)[ECX], 2696u);
         EXPECT_EQ(p.xsave_max_size(), 2696u);
-        EXPECT_EQ(q(p, 0xd, 1), (Regs{7, 0, 0, 0}));
+        EXPECT_EQ(q(p, 0xd, 1), (Regs{7, 576, 0, 0}));   // XSAVEOPT, XSAVEC, XGETBV1; compacted x87+SSE
         EXPECT_EQ(q(p, 0xd, 2), (Regs{256, 576, 0, 0}));
         EXPECT_EQ(q(p, 0xd, 9), (Regs{8, 2688, 0, 0}));
         // Every subset of the supported components: EBX = xsave_size = the end of the last one.
@@ -710,6 +711,79 @@ TEST(CpuProfile, LeafDAgreesWithXcr0AndSizes)
             EXPECT_EQ(q(p, 0xd, 0, 0, 0, x)[EBX], want) << x;
         }
     }
+}
+
+// The compacted format (SDM vol. 1, 13.4.3): 0xD.1 EBX is the size of an XSAVEC area for the
+// current XCR0 (IA32_XSS = 0): 576 bytes of legacy region and header, then each enabled
+// component i >= 2 in order, first moved up to a 64-byte boundary when 0xD.i ECX[1] is set.
+// Linux (arch/x86/kernel/fpu/xstate.c) uses the compacted format whenever XSAVEC or XSAVES is
+// shown, sizes its buffer by 0xD.1 EBX and checks that against the sub-leaves: a 0 there is its
+// "XSAVE consistency problem". Without XSAVEC, EBX and the alignment bits are 0. XSAVES is never
+// shown (Keel does not virtualise IA32_XSS): 0xD.1 EAX[3] and the XSS bits ECX:EDX are 0.
+// (With the components a guest can have today, x87/SSE end at 576 and AVX at 832, both on a
+// 64-byte boundary, and PKRU comes last: the alignment bit is passed on but never moves one.)
+u32 compacted_from_subleaves(const CpuProfile &p, u64 xcr0)
+{
+    u32 size = 576;
+    for (u32 i = 2; i < 63; i++) {
+        if (!(xcr0 >> i & 1)) continue;
+        const Regs c = q(p, 0xd, i);
+        if (c[ECX] & b(1)) size = (size + 63) / 64 * 64;
+        size += c[EAX];
+    }
+    return size;
+}
+
+TEST(CpuProfile, LeafDCompactedFormat)
+{
+    for (auto &[name, base] : fakes()) {
+        SCOPED_TRACE(name);
+        for (bool align_pkru : {false, true})
+            for (bool xsavec : {true, false}) {
+                SCOPED_TRACE(std::string(align_pkru ? "PKRU 64-byte aligned" : "no alignment") +
+                             (xsavec ? ", XSAVEC" : ", no XSAVEC"));
+                FakeHost h = base;
+                if (align_pkru) h.at(0xd, 9)[ECX] = b(1);
+                if (!xsavec) h.at(0xd, 1)[EAX] &= ~b(1);
+                h.at(0xd, 1)[ECX] = 0x100, h.at(0xd, 1)[EDX] = 0;   // the host's XSS bits: PT
+                const CpuProfile p = profile_of(h);
+                const u64 sup = p.xcr0_supported();
+                ASSERT_EQ(sup, 0x207u);
+                const Regs d1 = q(p, 0xd, 1, 0, 0, sup);
+                EXPECT_EQ(d1[EAX], xsavec ? 7u : 5u) << "XSAVEOPT, XSAVEC as the host, XGETBV1; never XSAVES";
+                EXPECT_EQ(d1[ECX], 0u) << "no IA32_XSS bits";
+                EXPECT_EQ(d1[EDX], 0u) << "no IA32_XSS bits";
+                EXPECT_FALSE(p.has(Feature::xsaves));
+                EXPECT_EQ(p.has(Feature::xsavec), xsavec);
+                // The alignment bit is shown only with the compacted format, never the supervisor bit.
+                EXPECT_EQ(q(p, 0xd, 9)[ECX], xsavec && align_pkru ? b(1) : 0u);
+                EXPECT_EQ(q(p, 0xd, 2)[ECX], 0u);
+                EXPECT_EQ(q(p, 0xd, 8), Regs{}) << "PT (a supervisor state) is not a guest's";
+                for (u64 x = 0; x < 0x400; x++) {
+                    if ((x & ~sup) || !(x & 1)) continue;
+                    const u32 want = xsavec ? compacted_from_subleaves(p, x) : 0;
+                    EXPECT_EQ(p.xsave_compacted_size(x), want) << std::hex << x;
+                    EXPECT_EQ(q(p, 0xd, 1, 0, 0, x)[EBX], want) << std::hex << x;
+                    // Compacted never larger than the standard format, and it follows XCR0.
+                    if (xsavec) EXPECT_LE(want, q(p, 0xd, 0, 0, 0, x)[EBX]) << std::hex << x;
+                }
+                // The values, worked by hand: x87+SSE 576; +AVX 576+256; +PKRU 832+8 (832 is
+                // already on a 64-byte boundary); x87+SSE+PKRU 576+8.
+                if (xsavec) {
+                    EXPECT_EQ(q(p, 0xd, 1, 0, 0, 3)[EBX], 576u);
+                    EXPECT_EQ(q(p, 0xd, 1, 0, 0, 7)[EBX], 832u);
+                    EXPECT_EQ(q(p, 0xd, 1, 0, 0, 0x207)[EBX], 840u);
+                    EXPECT_EQ(q(p, 0xd, 1, 0, 0, 0x203)[EBX], 584u);
+                    EXPECT_EQ(q(p, 0xd, 1, 0, 0, 0x2ff)[EBX], 840u) << "unsupported components do not count";
+                }
+            }
+    }
+    // A host with no XSAVE at all: the whole leaf is 0.
+    FakeHost no_xsave = intel_skylake_x();
+    no_xsave.at(1)[ECX] &= ~b(26);
+    const CpuProfile p = profile_of(no_xsave);
+    EXPECT_EQ(q(p, 0xd, 1, 0, 0, 7), Regs{});
+    EXPECT_EQ(p.xsave_compacted_size(7), 0u);
 }
 
 TEST(CpuProfile, MsrTableAgreesWithCpuid)

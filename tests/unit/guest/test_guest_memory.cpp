@@ -260,3 +260,42 @@ TEST(GuestMemory, RandomisedAgainstModel)
 }
 
 } // namespace
+
+namespace {
+
+// The last-found extent is tried first: whatever the order of lookups, every answer must be
+// the one a fresh table gives (holes between, below and above extents, and after add()).
+TEST(GuestMemory, LookupHintNeverChangesAnswers)
+{
+    Backing a(0x1000), b(0x2000), c(0x1000);
+    GuestMemory m;
+    ASSERT_TRUE(m.add(GuestPhys(0x10000), 0x1000, a.data()).ok());
+    ASSERT_TRUE(m.add(GuestPhys(0x20000), 0x2000, b.data()).ok());
+    const u64 probes[] = {0x0, 0xffff, 0x10000, 0x10fff, 0x11000, 0x1ffff, 0x20000, 0x21fff, 0x22000, 0x30000,
+                          0x30fff, 0x31000, ~0ull - 1};
+    auto expect = [&](u64 p, bool with_c) -> const u8 * {
+        if (p >= 0x10000 && p < 0x11000) return a.data() + (p - 0x10000);
+        if (p >= 0x20000 && p < 0x22000) return b.data() + (p - 0x20000);
+        if (with_c && p >= 0x30000 && p < 0x31000) return c.data() + (p - 0x30000);
+        return nullptr;
+    };
+    std::mt19937 rng(9);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2000; i++) {
+            const u64 p = probes[rng() % std::size(probes)];
+            EXPECT_EQ(m.span(GuestPhys(p), 1), expect(p, round == 1)) << std::hex << p;
+            EXPECT_EQ(m.contains(GuestPhys(p), 1), expect(p, round == 1) != nullptr) << std::hex << p;
+        }
+        // A new extent (after round 0): the lookups go on with a hint from before it.
+        if (round == 0) ASSERT_TRUE(m.add(GuestPhys(0x30000), 0x1000, c.data()).ok());
+    }
+    Backing d(0x1000);
+    ASSERT_TRUE(m.add(GuestPhys(0x0), 0x1000, d.data()).ok());   // inserted first: every index moves
+    EXPECT_EQ(m.span(GuestPhys(0x30000), 1), c.data());
+    EXPECT_EQ(m.span(GuestPhys(0x10), 1), d.data() + 0x10);
+    EXPECT_EQ(m.span(GuestPhys(0x20000), 1), b.data());
+    EXPECT_EQ(m.span(GuestPhys(0x1000), 1), nullptr);
+    EXPECT_TRUE(a.guards_ok() && b.guards_ok() && c.guards_ok() && d.guards_ok());
+}
+
+} // namespace

@@ -41,10 +41,13 @@ public:
     u64 set_rip(u64 r) override
     {
         rip_ = r;
+        sti_shadow_ = false;
         const u64 h = held_db_;
         held_db_ = 0;
         return h;
     }
+    bool sti_shadow_ = false;
+    bool sti_shadow() override { return sti_shadow_; }
     u64 rflags() override { return rflags_; }
     u64 dr6_ = 0xffff0ff0, dr7_ = 0x400, drs_[4] = {}, seg_base_[6] = {};
     u64 dr6() override { return dr6_; }
@@ -1104,6 +1107,41 @@ TEST(VmExitOther, HltHaltsAndAdvances)
     e.next_rip = 0x1234;
     EXPECT_EQ(vm.run(e).action, ExitAction::halt);
     EXPECT_EQ(vm.ops.rip_, 0x1234u);
+}
+
+// A host interrupt taken between STI and HLT: the HLT completes in Keel (an interrupt waiting for
+// the guest must come after it, never before it: QEMU's VMRUN would drop the shadow).
+TEST(VmExitOther, InterruptInStiShadowCompletesTheHlt)
+{
+    for (auto r : {ExitReason::intr, ExitReason::nmi}) {
+        Vm vm;
+        vm.put(0x1000, {0xf4});
+        vm.ops.sti_shadow_ = true;
+        ExitInfo e;
+        e.reason = r;
+        EXPECT_EQ(vm.run(e).action, ExitAction::halt);
+        EXPECT_EQ(vm.ops.rip_, 0x1001u);
+        EXPECT_FALSE(vm.ops.sti_shadow_);
+    }
+    // No shadow, or no HLT behind it: the exit changes nothing.
+    Vm vm;
+    vm.put(0x1000, {0xf4});
+    ExitInfo e;
+    e.reason = ExitReason::intr;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    vm.put(0x1000, {0x90});
+    vm.ops.sti_shadow_ = true;
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1000u);
+    EXPECT_TRUE(vm.ops.sti_shadow_);
+    // Single-stepped: the HLT retires with its #DB and the vCPU runs on to take it.
+    vm.put(0x1000, {0xf4});
+    vm.ops.rflags_ = 2 | (1u << 8);
+    EXPECT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0x1001u);
+    ASSERT_EQ(vm.ops.injected.size(), 1u);
+    EXPECT_EQ(vm.ops.injected[0].vector, 1);
 }
 
 // ---- single-step: an instruction Keel emulates retires with its #DB, as on the CPU ----

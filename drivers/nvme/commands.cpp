@@ -1,0 +1,127 @@
+// Command builders (NVMe 1.4, figures 105, 243, 244, 248, 284, 346, 360, 375, 381).
+#include "drivers/nvme/commands.hpp"
+
+#include "kernel/lib/bytes.hpp"
+
+namespace nvme::cmd {
+
+namespace {
+
+Sqe make(u8 opcode, u32 nsid)
+{
+    Sqe s{};
+    s.cdw0 = opcode;
+    s.nsid = nsid;
+    return s;
+}
+
+bool blocks_ok(u64 lba, u32 blocks) { return blocks >= 1 && blocks <= MAX_BLOCKS_PER_CMD && lba + blocks > lba; }
+
+Sqe rw(u8 opcode, u32 nsid, u64 lba, u32 blocks)
+{
+    Sqe s = make(opcode, nsid);
+    s.cdw10 = u32(lba);
+    s.cdw11 = u32(lba >> 32);
+    s.cdw12 = blocks - 1;
+    return s;
+}
+
+} // namespace
+
+Sqe identify(u8 cns, u32 nsid, u64 prp1)
+{
+    Sqe s = make(ADMIN_IDENTIFY, nsid);
+    s.prp1 = prp1;
+    s.cdw10 = cns;
+    return s;
+}
+
+Sqe set_number_of_queues(u16 sqs, u16 cqs)
+{
+    Sqe s = make(ADMIN_SET_FEATURES, 0);
+    s.cdw10 = FEAT_NUMBER_OF_QUEUES;
+    s.cdw11 = u32(sqs - 1) | u32(cqs - 1) << 16;
+    return s;
+}
+
+Sqe create_io_cq(u16 qid, u16 entries, PhysAddr base, int irq_vector)
+{
+    Sqe s = make(ADMIN_CREATE_CQ, 0);
+    s.prp1 = base.raw();
+    s.cdw10 = qid | u32(entries - 1) << 16;
+    s.cdw11 = 1;                                  // PC: physically contiguous
+    if (irq_vector >= 0) s.cdw11 |= 2 | u32(irq_vector & 0xffff) << 16;   // IEN, IV
+    return s;
+}
+
+Sqe create_io_sq(u16 qid, u16 entries, PhysAddr base, u16 cqid)
+{
+    Sqe s = make(ADMIN_CREATE_SQ, 0);
+    s.prp1 = base.raw();
+    s.cdw10 = qid | u32(entries - 1) << 16;
+    s.cdw11 = 1 | u32(cqid) << 16;                // PC, QPRIO 0 (urgent; unused with round robin)
+    return s;
+}
+
+Sqe delete_io_sq(u16 qid)
+{
+    Sqe s = make(ADMIN_DELETE_SQ, 0);
+    s.cdw10 = qid;
+    return s;
+}
+
+Sqe delete_io_cq(u16 qid)
+{
+    Sqe s = make(ADMIN_DELETE_CQ, 0);
+    s.cdw10 = qid;
+    return s;
+}
+
+Result<Sqe> read(u32 nsid, u64 lba, u32 blocks, Prps p)
+{
+    if (!blocks_ok(lba, blocks)) return Err::invalid;
+    Sqe s = rw(NVM_READ, nsid, lba, blocks);
+    s.prp1 = p.prp1;
+    s.prp2 = p.prp2;
+    return s;
+}
+
+Result<Sqe> write(u32 nsid, u64 lba, u32 blocks, Prps p, bool fua)
+{
+    if (!blocks_ok(lba, blocks)) return Err::invalid;
+    Sqe s = rw(NVM_WRITE, nsid, lba, blocks);
+    s.prp1 = p.prp1;
+    s.prp2 = p.prp2;
+    if (fua) s.cdw12 |= 1u << 30;
+    return s;
+}
+
+Sqe flush(u32 nsid) { return make(NVM_FLUSH, nsid); }
+
+Result<Sqe> write_zeroes(u32 nsid, u64 lba, u32 blocks, bool deallocate)
+{
+    if (!blocks_ok(lba, blocks)) return Err::invalid;
+    Sqe s = rw(NVM_WRITE_ZEROES, nsid, lba, blocks);
+    if (deallocate) s.cdw12 |= WZ_DEAC;
+    return s;
+}
+
+Result<Sqe> dsm_deallocate(u32 nsid, u32 ranges, PhysAddr range_page)
+{
+    if (ranges < 1 || ranges > DSM_MAX_RANGES || !range_page.aligned(MEM_PAGE)) return Err::invalid;
+    Sqe s = make(NVM_DSM, nsid);
+    s.prp1 = range_page.raw();     // 256 ranges x 16 bytes: exactly one page
+    s.cdw10 = ranges - 1;
+    s.cdw11 = DSM_AD;
+    return s;
+}
+
+void dsm_range(u8 *range_page, u32 index, u64 lba, u32 blocks)
+{
+    u8 *r = range_page + index * DSM_RANGE_BYTES;
+    store_le(r + 0, 0, 4);          // context attributes
+    store_le(r + 4, blocks, 4);     // length in logical blocks
+    store_le(r + 8, lba, 8);        // starting LBA
+}
+
+} // namespace nvme::cmd

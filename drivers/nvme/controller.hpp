@@ -1,0 +1,123 @@
+// One NVMe controller: bring-up, the admin queue, one I/O queue pair and
+// synchronous (polled) commands with timeouts. Portable: registers, DMA memory
+// and time come through the interfaces of platform.hpp, so the host unit tests
+// drive it against a simulated controller. The kernel side (PCI enumeration of
+// the host's ECAM, BAR mapping, MSI-X, bus mastering) builds the three
+// interfaces and calls enable(); interrupt-driven I/O will submit and reap
+// through the same QueuePair.
+//
+// Failure is never a hang: every wait on the controller ends after its bound
+// (Options, CAP.TO) on the injected clock, or after max_polls polls if that
+// clock stands still. CSTS.CFS (controller fatal status) while waiting is an
+// error. A command that times out, or fatal status, leaves the controller
+// needing reset(): until then every command is refused (Outcome::fatal), since
+// the controller may still read or write what the lost command named.
+#pragma once
+
+#include "drivers/nvme/identify.hpp"
+#include "drivers/nvme/platform.hpp"
+#include "drivers/nvme/prp.hpp"
+#include "drivers/nvme/queue.hpp"
+#include "drivers/nvme/status.hpp"
+
+namespace nvme {
+
+struct Options {
+    u16 admin_entries = 32;
+    u16 io_sq_entries = QueuePair::MAX_SQ_ENTRIES;
+    u16 io_cq_entries = QueuePair::MAX_SQ_ENTRIES;
+    u64 admin_timeout_us = 10'000'000;
+    u64 io_timeout_us = 30'000'000;
+    u64 ready_timeout_us = 0;        // 0: CAP.TO (500 ms units, at least one)
+    u64 max_polls = u64(1) << 32;    // a backstop for a clock that stands still
+};
+
+class Controller {
+public:
+    static constexpr u16 IO_QID = 1;
+
+    Controller(Regs &regs, Dma &dma, Clock &clock, const Options &opt = {})
+        : regs_(regs), dma_(dma), clock_(clock), opt_(opt) {}
+    Controller(const Controller &) = delete;
+    Controller &operator=(const Controller &) = delete;
+
+    // Bring-up (7.6.1): CAP checked (NVM command set, 4 KiB pages), the
+    // controller disabled (RDY = 0 awaited; I/O queues and every command
+    // forgotten), the admin queue programmed, CC
+    // enabled (4 KiB pages, 64/16-byte entries), RDY = 1 awaited, Identify
+    // Controller. Err::unsupported for a controller Keel cannot drive,
+    // Err::timeout for a wait that ran out, Err::invalid for fatal status or
+    // bad identify data, Err::no_memory; why() says which.
+    Status enable();
+    // I/O queue pair IO_QID: Set Features (Number of Queues), Create I/O CQ
+    // (polled: no interrupt yet), Create I/O SQ.
+    Status create_io_queues();
+    // CC.EN = 0 and RDY = 0 awaited (this also clears fatal status).
+    Status disable();
+    // After a timeout or fatal status: enable() again (which disables first),
+    // and re-create the I/O queues if there were any.
+    Status reset();
+    // Orderly shutdown (CC.SHN normal, SHST complete awaited).
+    Status shutdown();
+    // Free every DMA page (only once the controller is disabled or shut down).
+    void release();
+
+    u64 cap() const { return cap_; }
+    u32 version() const { return vs_; }
+    const ControllerInfo &info() const { return info_; }
+    bool needs_reset() const { return needs_reset_; }
+    // Why the last failing call failed, one line.
+    const char *why() const { return why_.msg; }
+    // The last admin command's result.
+    const CmdResult &last() const { return last_; }
+
+    // Active namespace IDs (Identify CNS 02h), at most `max` of them into `out`.
+    Result<u32> active_namespaces(u32 *out, u32 max);
+    Status identify_namespace(u32 nsid, NamespaceInfo &out);
+
+    // I/O on namespace `ns`, synchronous. Refused (never submitted): the
+    // namespace not usable (Err::unsupported), blocks outside it (Err::range),
+    // a buffer whose length is not blocks * block size (Err::invalid), a
+    // transfer over MDTS (Err::range), no I/O queues (Err::invalid).
+    CmdResult read(const NamespaceInfo &ns, u64 lba, u32 blocks, const DataBuffer &buf);
+    CmdResult write(const NamespaceInfo &ns, u64 lba, u32 blocks, const DataBuffer &buf);
+    // Without a volatile write cache there is nothing to flush: ok, no command.
+    CmdResult flush(const NamespaceInfo &ns);
+    // Only when ONCS announces them, else refused with Err::unsupported.
+    CmdResult deallocate(const NamespaceInfo &ns, u64 lba, u32 blocks);
+    CmdResult write_zeroes(const NamespaceInfo &ns, u64 lba, u32 blocks);
+
+    // Submit `cmd` on `q` and poll until it completes, the timeout runs out or
+    // the controller reports fatal status. `owned` (may be null) moves to the
+    // command (freed when it completes).
+    CmdResult execute(QueuePair &q, Sqe cmd, OwnedPages *owned, u64 timeout_us);
+    QueuePair &admin_queue() { return admin_; }
+    QueuePair &io_queue() { return io_; }
+
+private:
+    struct Why {
+        char msg[96];
+    };
+
+    Status wait_ready(bool ready, bool cfs_fatal, const char *what);
+    Status admin(Sqe cmd, const char *what);
+    CmdResult io(const NamespaceInfo &ns, u8 opcode, u64 lba, u32 blocks, const DataBuffer &buf);
+    CmdResult check_range(const NamespaceInfo &ns, u64 lba, u32 blocks);
+
+    Regs &regs_;
+    Dma &dma_;
+    Clock &clock_;
+    Options opt_;
+    u64 cap_ = 0;
+    u32 vs_ = 0;
+    u32 dstrd_ = 0;
+    u64 ready_timeout_us_ = 0;
+    ControllerInfo info_;
+    QueuePair admin_, io_;
+    DmaPage scratch_;        // identify data
+    bool needs_reset_ = false;
+    CmdResult last_;
+    Why why_ = {};
+};
+
+} // namespace nvme
