@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """scripts/mkimage checks a configuration with keel-config-check (Keel's own parser) before
 packing it: a good one makes an image; a syntax error, a bad value and a missing or badly
-sized file each stop it with a non-zero status and a message naming the line, and no image
-is written; --no-check packs a refused one anyway.
+sized file each stop it with a non-zero status and a message naming the line, and so do more
+files than Keel takes as boot modules; no image is written; --no-check packs a refused one anyway.
 
   mkimage_test.py --checker build/keel-config-check --kernel build/keel.elf
 """
@@ -104,6 +104,27 @@ def main():
                 raise Failure(f"{what}: no line matching {message!r} in mkimage's messages")
             if os.path.exists(image):
                 raise Failure(f"{what}: mkimage wrote {image} all the same")
+
+        # More files than GRUB can hand Keel as boot modules (64, the configuration one of them):
+        # 8 guests of a kernel and 8 modules each, all different, are 72 files.
+        many = "[keel]\non_idle = \"poweroff\"\n"
+        for gi in range(8):
+            names = [f"many/g{gi}-{k}.bin" for k in range(9)]
+            many += (f'\n[[guest]]\nname = "g{gi}"\nkernel = "{names[0]}"\nmemory = "4M"\n'
+                     f'modules = [{", ".join(chr(34) + n + chr(34) for n in names[1:])}]\n')
+            for n in names:
+                os.makedirs(os.path.join(tmp, "many"), exist_ok=True)
+                with open(os.path.join(tmp, n), "wb") as f:
+                    f.write(b"\x5a")
+        conf = config("many", many)
+        message = r"^keel-config-check: \S+: 72 files and the configuration make 73 boot modules; Keel takes at most 64$"
+        r = run([a.checker, conf], env)
+        if r.returncode != 1 or not re.search(message, r.stderr, re.M):
+            raise Failure(f"73 boot modules: keel-config-check exited {r.returncode}, expected 1 and {message!r}")
+        image = os.path.join(tmp, "many.iso")
+        r = run([MKIMAGE, conf, "--kernel", a.kernel, "-o", image], env)
+        if r.returncode == 0 or os.path.exists(image):
+            raise Failure("73 boot modules: mkimage did not refuse them")
 
         # --no-check packs what Keel refuses (the tests of its refusals need that).
         image = os.path.join(tmp, "nocheck.iso")
