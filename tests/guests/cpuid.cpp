@@ -43,22 +43,6 @@ alignas(64) u8 area[AREA + 64];
 
 u32 read_cr4() { u32 v; asm volatile("movl %%cr4, %0" : "=r"(v)); return v; }
 
-u32 try_write_cr4(u32 v) {
-    probe_arm();
-    asm volatile("movl $1f, %0\n\t"
-                 "movl %1, %%cr4\n"
-                 "1:" : "=m"(probe.resume) : "r"(v) : "memory");
-    return probe_done();
-}
-
-u32 try_xsetbv(u64 v) {
-    probe_arm();
-    asm volatile("movl $1f, %0\n\t"
-                 "xsetbv\n"
-                 "1:" : "=m"(probe.resume) : "c"(0), "a"(u32(v)), "d"(u32(v >> 32)) : "memory");
-    return probe_done();
-}
-
 u64 xgetbv() {
     u32 lo, hi;
     asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -143,7 +127,7 @@ void leaf_d(Checks &t, bool xsave, bool intel) {
     u64 d0_at = 0, d1_at = 0, x_at = 0, c_at = 0, xcomp_bv = 0;
     for (u32 k = 0; k < n && set_ok; k++) {
         const u64 x = want[k];
-        if (try_xsetbv(x) != kNoFault || xgetbv() != x) {
+        if (try_xsetbv(0, x) != kNoFault || xgetbv() != x) {
             set_ok = false, bad_xcr0 = x, got_xcr0 = xgetbv();
             break;
         }

@@ -45,32 +45,6 @@ u32 read_cr0() { u32 v; asm volatile("movl %%cr0, %0" : "=r"(v)); return v; }
 void write_cr0(u32 v) { asm volatile("movl %0, %%cr0" : : "r"(v)); }
 void write_cr4(u32 v) { asm volatile("movl %0, %%cr4" : : "r"(v)); }
 
-u32 try_write_cr4(u32 v) {
-    probe_arm();
-    asm volatile("movl $1f, %0\n\t"
-                 "movl %1, %%cr4\n"
-                 "1:" : "=m"(probe.resume) : "r"(v) : "memory");
-    return probe_done();
-}
-
-u32 try_xsetbv(u32 xcr, u64 v) {
-    probe_arm();
-    asm volatile("movl $1f, %0\n\t"
-                 "xsetbv\n"
-                 "1:" : "=m"(probe.resume) : "c"(xcr), "a"(u32(v)), "d"(u32(v >> 32)) : "memory");
-    return probe_done();
-}
-
-u32 try_xgetbv(u32 xcr, u64* out) {
-    u32 lo = 0xdeadbeef, hi = 0xdeadbeef;
-    probe_arm();
-    asm volatile("movl $1f, %2\n\t"
-                 "xgetbv\n"
-                 "1:" : "+a"(lo), "+d"(hi), "=m"(probe.resume) : "c"(xcr) : "memory");
-    *out = u64(hi) << 32 | lo;
-    return probe_done();
-}
-
 u32 try_rdpmc(u32 counter, u64* out) {
     u32 lo = 0xdeadbeef, hi = 0xdeadbeef;
     probe_arm();
