@@ -189,6 +189,13 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&cop
     return copy;
 }
 
+// RIP after an instruction of `len` bytes, wrapped as the CPU mode wraps it.
+u64 rip_after(VcpuOps &ops, x86::CpuMode m, usize len)
+{
+    const u64 r = ops.rip() + len;
+    return m == x86::CpuMode::long64 ? r : m == x86::CpuMode::prot32 ? r & 0xffffffff : r & 0xffff;
+}
+
 // The next RIP when the hardware did not say: decode the instruction (kept out of line: its
 // buffer would put a stack canary on every exit's frame).
 [[gnu::noinline]] bool decode_next_rip(VcpuOps &ops, GuestPlatform &p, u64 &out)
@@ -207,9 +214,7 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&cop
         if (!insn) return false;
         len = insn->len;
     }
-    out = ops.rip() + len;
-    if (m == x86::CpuMode::prot32) out &= 0xffffffff;
-    else if (m != x86::CpuMode::long64) out &= 0xffff;
+    out = rip_after(ops, m, len);
     return true;
 }
 
@@ -221,9 +226,7 @@ const u8 *fetch_insn(VcpuOps &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&cop
     const x86::CpuMode m = ops.mode();
     const u8 *bytes = fetch_insn(ops, p, m, copy, n);
     if (!bytes || n < 1 || bytes[0] != 0xf4) return false;
-    out = ops.rip() + 1;
-    if (m == x86::CpuMode::prot32) out &= 0xffffffff;
-    else if (m != x86::CpuMode::long64) out &= 0xffff;
+    out = rip_after(ops, m, 1);
     return true;
 }
 
