@@ -100,8 +100,10 @@ int main(int argc, char **argv)
         add(files, g.kernel, g.kernel_line, who + "kernel", false);
         if (!g.initrd.empty()) add(files, g.initrd, g.initrd_line, who + "initrd", false);
         for (u32 k = 0; k < g.module_count; k++) add(files, g.modules[k], g.modules_line, who + "module", false);
+        // A disk on a device is not packed (its file, if any, is what mkimage --disk-out provisions).
         for (u32 k = 0; k < g.disk_count; k++)
-            add(files, g.disks[k].file, g.disks[k].line, who + "disk " + std::to_string(k), true);
+            if (g.disks[k].device.empty())
+                add(files, g.disks[k].file, g.disks[k].line, who + "disk " + std::to_string(k), true);
     }
 
     const std::string conf_s = conf;

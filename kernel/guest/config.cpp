@@ -52,7 +52,7 @@ enum class Key : u8 {
     on_idle, time_slice, loglevel,
     name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access,
     watchdog, max_restarts, restart_window,
-    file, readonly,
+    file, readonly, device,
     nic_network, mac,
     net_name, kind, mtu,
 };
@@ -69,7 +69,7 @@ constexpr KeyDef KEYS[] = {
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
     {"on_bad_access", Table::guest}, {"watchdog", Table::guest}, {"max_restarts", Table::guest},
     {"restart_window", Table::guest},
-    {"file", Table::disk}, {"readonly", Table::disk},
+    {"file", Table::disk}, {"readonly", Table::disk}, {"device", Table::disk},
     {"network", Table::nic}, {"mac", Table::nic},
     {"name", Table::network}, {"kind", Table::network}, {"mtu", Table::network},
 };
@@ -377,20 +377,33 @@ private:
         return true;
     }
 
-    // A disk needs its file, and a writable image may be named only once in
-    // the whole file: shared, one writer would corrupt what the other reads.
-    // The same string only: mkimage packs each path once, so that is also
-    // what makes two disks one image in memory.
+    // A disk needs its file or its device, and a writable image or device may
+    // be named only once in the whole file: shared, one writer would corrupt
+    // what the other reads. The same string only: mkimage packs each path once,
+    // so that is also what makes two disks one image in memory; two names for
+    // one partition are caught at boot.
     bool end_disk()
     {
         const DiskConfig &d = *d_;
-        if (!(seen_ & bit(Key::file))) return fail_at(d.line, "[[guest.disk]]: missing required key \"file\"");
+        if (!(seen_ & (bit(Key::file) | bit(Key::device))))
+            return fail_at(d.line, "[[guest.disk]]: missing required key \"file\" (or \"device\")");
         for (u32 gi = 0; gi < c_.guest_count; gi++) {
             const GuestConfig &o = c_.guests[gi];
             for (u32 k = 0; k < o.disk_count; k++) {
                 const DiskConfig &e = o.disks[k];
                 if (&e == &d) return true;      // every earlier disk has been compared
-                if (!same(e.file, d.file) || (e.readonly && d.readonly)) continue;
+                if (e.readonly && d.readonly) continue;
+                // The same device written twice; overlapping extents under
+                // different names are found at boot, once Keel has read the GPTs.
+                if (!d.device.empty() && same(e.device, d.device)) {
+                    if (&o == g_)
+                        return fail_at(d.line, "device \"%.*s\": a guest may not name a writable device twice (also "
+                                               "at line %u)", shown(d.device), d.device.p, e.line);
+                    return fail_at(d.line, "device \"%.*s\": two guests may not share a writable device (also at "
+                                           "line %u)", shown(d.device), d.device.p, e.line);
+                }
+                if (d.file.empty() || !d.device.empty() || !e.device.empty()) continue;
+                if (!same(e.file, d.file)) continue;
                 if (&o == g_)
                     return fail_at(d.line, "\"%.*s\": a guest may not name a writable image twice (also at line %u)",
                                    shown(d.file), d.file.p, e.line);
@@ -539,6 +552,13 @@ private:
             return true;
         case Key::readonly:
             return boolean(d->readonly);
+        case Key::device: {
+            if (!str(s, "expected a device name such as \"nvme0n1p2\" or \"gpt-name:web\"")) return false;
+            if (const char *why = parse_device_name(s, d->dev))
+                return fail("\"%.*s\": %s", shown(s), s.p, why);
+            d->device = s;
+            return true;
+        }
         case Key::nic_network:
             if (!str(s, "expected a network name") || !ident(s)) return false;
             nic_->network = s;

@@ -10,16 +10,22 @@
 #include "kernel/lib/result.hpp"
 #include "kernel/lib/types.hpp"
 #include "kernel/net/mac.hpp"
+#include "kernel/storage/device_name.hpp"
 
 struct ConfigError {
     u32  line;          // 1-based; 0 only on success
     char msg[160];      // NUL-terminated, e.g. "memory: expected a size such as \"64M\""
 };
 
-// One [[guest.disk]] table: a virtio-blk disk backed by a raw image that
-// scripts/mkimage packs into the boot image (its size is the disk's size).
+// One [[guest.disk]] table: a virtio-blk disk backed either by a raw image
+// that scripts/mkimage packs into the boot image (its size is the disk's size),
+// or by Keel's own storage (`device`: an NVMe namespace or a GPT partition of
+// one, storage/device_name). With `device`, `file` is optional and is not
+// packed: it is what `scripts/mkimage --disk-out` writes into the partition.
 struct DiskConfig {
-    StrView file;                       // path, relative to the config file
+    StrView file;                       // path, relative to the config file; may be empty with device
+    StrView device;                     // as written; empty: the disk is `file` in RAM
+    DeviceName dev;                     // device parsed (valid when device is not empty)
     bool    readonly;                   // default false
     u32     line;                       // line of its [[guest.disk]] header (for messages)
 };

@@ -432,6 +432,52 @@ readonly = false        # optional, default false
               "ok");
 }
 
+// `device`: a disk on Keel's own storage; `file` is then optional (what
+// mkimage --disk-out provisions), and a writable device is named once.
+TEST(Config, DiskDevices)
+{
+    auto dev = [](const std::string &d, const std::string &extra = "") {
+        return "[[guest.disk]]\ndevice = \"" + d + "\"\n" + extra;
+    };
+    Parsed p(guest("a") + dev("nvme0n1p2") + dev("gpt-name:web", "file = \"web.img\"\n") +
+             dev("gpt-guid:0fc63daf-8483-4772-8e79-3d69d8477de4", "readonly = true\n") + dev("nvme1n3"));
+    ASSERT_TRUE(p.ok) << p.error();
+    const GuestConfig &a = p.guest(0);
+    ASSERT_EQ(a.disk_count, 4u);
+    EXPECT_EQ(str(a.disks[0].device), "nvme0n1p2");
+    EXPECT_TRUE(a.disks[0].file.empty());
+    EXPECT_EQ(a.disks[0].dev.kind, DeviceKind::nvme_partition);
+    EXPECT_EQ(a.disks[0].dev.nsid, 1u);
+    EXPECT_EQ(a.disks[0].dev.partition, 2u);
+    EXPECT_EQ(a.disks[1].dev.kind, DeviceKind::gpt_name);
+    EXPECT_EQ(str(a.disks[1].dev.name), "web");
+    EXPECT_EQ(str(a.disks[1].file), "web.img");
+    EXPECT_EQ(a.disks[2].dev.kind, DeviceKind::gpt_guid);
+    EXPECT_TRUE(a.disks[2].readonly);
+    EXPECT_EQ(a.disks[3].dev.kind, DeviceKind::nvme_namespace);
+    EXPECT_EQ(a.disks[3].dev.controller, 1u);
+    EXPECT_EQ(a.disks[3].dev.nsid, 3u);
+
+    // A read-only device may be shared; a device disk and an image disk never clash.
+    EXPECT_EQ(error_of(guest("a") + dev("nvme0n1", "readonly = true\n") + guest("b") +
+                       dev("nvme0n1", "readonly = true\n")),
+              "ok");
+    EXPECT_EQ(error_of(guest("a") + dev("gpt-name:x", "file = \"x.img\"\n") + disk("x.img")), "ok");
+
+    expect_all({
+        {guest("a") + dev("sda1"),
+         "line 6: device: \"sda1\": a device is nvmeXnY, nvmeXnYpZ, gpt-name:NAME or gpt-guid:GUID"},
+        {guest("a") + dev("nvme0n0"), "line 6: device: \"nvme0n0\": namespace IDs start at 1"},
+        {guest("a") + "[[guest.disk]]\ndevice = 1\n",
+         "line 6: device: expected a device name such as \"nvme0n1p2\" or \"gpt-name:web\""},
+        {guest("a") + dev("nvme0n1", "device = \"nvme0n2\"\n"), "line 7: duplicate key \"device\""},
+        {guest("a") + dev("nvme0n1p1") + guest("b") + dev("nvme0n1p1"),
+         "line 11: device \"nvme0n1p1\": two guests may not share a writable device (also at line 5)"},
+        {guest("a") + dev("gpt-name:w", "readonly = true\n") + dev("gpt-name:w"),
+         "line 8: device \"gpt-name:w\": a guest may not name a writable device twice (also at line 5)"},
+    });
+}
+
 TEST(Config, DiskErrors)
 {
     const std::string ro = "readonly = true\n";
@@ -448,8 +494,8 @@ TEST(Config, DiskErrors)
         // The guest's own table must be complete before its first disk.
         {"[[guest]]\nname = \"a\"\n" + disk("a.img"), "line 1: guest \"a\": missing required key \"kernel\""},
         // Keys.
-        {guest("a") + "[[guest.disk]]\nreadonly = true\n", "line 5: [[guest.disk]]: missing required key \"file\""},
-        {guest("a") + "[[guest.disk]]\n" + disk("b.img"), "line 5: [[guest.disk]]: missing required key \"file\""},
+        {guest("a") + "[[guest.disk]]\nreadonly = true\n", "line 5: [[guest.disk]]: missing required key \"file\" (or \"device\")"},
+        {guest("a") + "[[guest.disk]]\n" + disk("b.img"), "line 5: [[guest.disk]]: missing required key \"file\" (or \"device\")"},
         {guest("a") + disk("a.img", "size = \"1M\"\n"), "line 7: unknown key \"size\" in [[guest.disk]]"},
         {guest("a") + disk("a.img", "name = \"x\"\n"), "line 7: unknown key \"name\" in [[guest.disk]]"},
         {guest("a") + disk("a.img", "file = \"b.img\"\n"), "line 7: duplicate key \"file\""},
