@@ -296,6 +296,8 @@ bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
 bool storage_needed(const KeelConfig &cfg);
 void init_storage(const KeelConfig &cfg);
 bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out);
+// When every guest has ended: the drives' caches flushed, and before power-off the controllers shut down.
+void storage_quiesce(bool power_off);
 bool plug_disks(Guest &g);
 // On the guest's exits: the queues whose last batch ended at its budget, serviced once more.
 void service_disks(Guest &g);

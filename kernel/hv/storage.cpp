@@ -465,6 +465,24 @@ void init_storage(const KeelConfig &cfg)
     }
 }
 
+// Every controller's volatile cache put on media; with `power_off`, each then
+// shut down as NVMe asks before power is removed (CC.SHN, 7.6.2).
+void storage_quiesce(bool power_off)
+{
+    for (u32 i = 0; i < nnvme_; i++) {
+        Nvme &c = nvme_[i];
+        if (!c.port) continue;
+        Guard<Spinlock> g(c.port->lock());
+        bool ok = true;
+        for (u32 k = 0; k < c.nns; k++) ok &= c.port->flush(c.ns[k].info).ok();
+        if (!ok) log_error("%s: flush before %s failed", c.name, power_off ? "power-off" : "idling");
+        if (!power_off) continue;
+        if (Status s = c.ctrl->shutdown(); !s) log_error("%s: shutdown: %s", c.name, c.ctrl->why());
+        else log_info("%s: shut down, write cache flushed", c.name);
+        c.port = nullptr;   // nothing uses it any more
+    }
+}
+
 bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out)
 {
     const usize gi = usize(&g - config_.guests);
