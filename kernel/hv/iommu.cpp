@@ -8,8 +8,9 @@
 // rate-limited, with the device, the address and the reason.
 //
 // One root table and its context tables serve every unit (each unit only sees
-// its own devices' requests). Invalidations are register-based, global for
-// context entries and per domain for the IOTLB; each is bounded.
+// its own devices' requests). Invalidations are global for
+// context entries and per domain for the IOTLB, through the invalidation queue
+// where the unit has one (else its registers); each is bounded.
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/time.hpp"
@@ -174,13 +175,22 @@ void init_iommu(bool required)
     publish();
     for (u32 i = 0; i < io_.n; i++) {
         UnitState &u = io_.units[i];
-        if (Status s = u.unit->enable(io_.root); !s) {
+        vtd::Page q, st;
+        if (u.unit->caps().qi()) {
+            auto qp = mm::alloc_zeroed(0), sp = mm::alloc_zeroed(0);
+            if (qp && sp) {
+                q = {*qp, mm::phys_ptr<u8>(*qp)};
+                st = {*sp, mm::phys_ptr<u8>(*sp)};
+            }
+        }
+        if (Status s = u.unit->enable(io_.root, q, st); !s) {
             log_error("iommu %lx: %s; DMA remapping may be partial", u.base.raw(), u.unit->why());
             continue;
         }
     }
     io_.on = true;
-    log_info("iommu: on: DMA blocked for every device but Keel's own");
+    log_info("iommu: on: DMA blocked for every device but Keel's own (invalidation %s)",
+             io_.n && io_.units[0].unit->queued() ? "queued" : "by registers");
 }
 
 // Keel's own device: its requests translated through Keel's domain.
