@@ -41,6 +41,9 @@ public:
     u32 chunk_bytes() const { return chunk_; }
     u8 *page(u32 i) { return bounce_[i].va; }
 
+    // A controller left broken by an earlier timeout (or a reset that failed)
+    // is reset again first (Err::timeout if that fails). Call with lock() held.
+    Status ready();
     // One read or write of `blocks` blocks at `lba` between the device and the
     // first bytes of the bounce pages. Call with lock() held. Resets the
     // controller after a timeout or fatal status.
@@ -55,6 +58,8 @@ public:
 
 private:
     Status outcome(const CmdResult &r);
+    // Disable, enable and the I/O queues again; down_ until that worked.
+    Status recover();
 
     Controller &ctrl_;
     Dma &dma_;
@@ -63,6 +68,7 @@ private:
     PhysAddr pa_[BOUNCE_PAGES];
     u32 n_ = 0;
     u32 chunk_ = 0;
+    bool down_ = false;
 };
 
 class Extent {

@@ -468,6 +468,29 @@ TEST_F(ExtentTest, FatalStatusResetsToo)
     ASSERT_TRUE(get(e, 0, 512, back).ok());
 }
 
+// A reset that fails (the controller does not come ready) must not leave the
+// port dead: a later call tries again, and works once the controller does.
+TEST_F(ExtentTest, FailedResetIsRetriedByTheNextCall)
+{
+    up();
+    Extent e(*port, ns, FIRST, BLOCKS);
+    sim.drop = 1;
+    sim.never_ready = true;
+    std::vector<u8> back;
+    EXPECT_EQ(get(e, 0, 512, back).error(), Err::timeout);
+    EXPECT_EQ(port->resets, 1u);
+    // Still not ready: refused as a timeout again (a reset attempted), nothing else.
+    EXPECT_EQ(get(e, 0, 512, back).error(), Err::timeout);
+    EXPECT_EQ(port->resets, 2u);
+    sim.never_ready = false;
+    ASSERT_TRUE(get(e, 0, 512, back).ok());
+    EXPECT_EQ(port->resets, 3u);
+    EXPECT_EQ(std::memcmp(back.data(), medium().data() + FIRST * 512, 512), 0);
+    const std::vector<u8> d = pattern(2048, 8);
+    ASSERT_TRUE(put(e, 1024, d).ok());
+    EXPECT_TRUE(e.flush().ok());
+}
+
 TEST_F(ExtentTest, MediaErrorIsInvalidAndCounted)
 {
     sim.media_error_lba = FIRST + 9;
