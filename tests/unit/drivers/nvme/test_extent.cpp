@@ -491,6 +491,33 @@ TEST_F(ExtentTest, FailedResetIsRetriedByTheNextCall)
     EXPECT_TRUE(e.flush().ok());
 }
 
+// A reset that could not even disable the controller leaves the lost
+// command's pages possibly still in its hands: a write must not stage its data
+// in the bounce pages (a late DMA of the lost read would overwrite it, and the
+// write would then put that on the medium once the reset works).
+TEST_F(ExtentTest, NoBounceFillWhileTheControllerMayOwnThePages)
+{
+    up();
+    Extent e(*port, ns, FIRST, BLOCKS);
+    snap();
+    sim.drop = 1;
+    sim.stuck_ready = true;                          // CSTS.RDY never drops: the reset fails
+    std::vector<u8> back;
+    EXPECT_EQ(get(e, 0, 512, back).error(), Err::timeout);
+    EXPECT_TRUE(ctrl->needs_reset());
+    bool called = false;
+    EXPECT_EQ(e.write(0, 512, [&](u8 *, u64, u64) { return called = true; }).error(), Err::timeout);
+    EXPECT_FALSE(called);
+    EXPECT_EQ(port->resets, 2u);
+    EXPECT_EQ(medium(), snapshot);
+
+    sim.stuck_ready = false;
+    const std::vector<u8> d = pattern(1024, 14);
+    ASSERT_TRUE(put(e, 512, d).ok());
+    EXPECT_EQ(port->resets, 3u);
+    EXPECT_TRUE(only_changed((FIRST + 1) * 512, d));
+}
+
 TEST_F(ExtentTest, MediaErrorIsInvalidAndCounted)
 {
     sim.media_error_lba = FIRST + 9;
