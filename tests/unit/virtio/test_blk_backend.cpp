@@ -418,6 +418,28 @@ TEST(VirtioBlkBackend, WriteThroughFlushesEveryOutBeforeItsStatus)
     EXPECT_EQ(t.be.trace(), "wfwfrwfwww");
 }
 
+// Write-through covers every request that writes the medium: WRITE_ZEROES and
+// DISCARD (which Keel turns into zeroing) are flushed before their status too.
+TEST(VirtioBlkBackend, WriteThroughFlushesZeroedRanges)
+{
+    Rig t;
+    t.range(0, 4, 2, 0);
+    EXPECT_EQ(t.request(BLK_T_WRITE_ZEROES, 0, 16, false), 1u);
+    EXPECT_EQ(t.be.trace(), "z");                        // write-back: no flush
+    t.blk->config_write(32, 1, 0);
+    EXPECT_EQ(t.request(BLK_T_WRITE_ZEROES, 0, 16, false), 1u);
+    EXPECT_EQ(t.status(), BLK_S_OK);
+    ASSERT_EQ(t.be.trace(), "zzf");
+    EXPECT_EQ(t.be.calls[2].status_then, UNANSWERED);
+    EXPECT_EQ(t.request(BLK_T_DISCARD, 0, 16, false), 1u);
+    EXPECT_EQ(t.status(), BLK_S_OK);
+    EXPECT_EQ(t.be.trace(), "zzfzf");
+    t.be.fail_flush = true;
+    EXPECT_EQ(t.request(BLK_T_DISCARD, 0, 16, false), 1u);
+    EXPECT_EQ(t.status(), BLK_S_IOERR);
+    EXPECT_EQ(t.blk->stats().errors, 1u);
+}
+
 TEST(VirtioBlkBackend, BlockSize4096)
 {
     Rig t(1024 * 1024, 4096);
