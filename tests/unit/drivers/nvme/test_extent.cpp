@@ -579,6 +579,41 @@ TEST_F(ExtentTest, FourKiBBlocks)
     EXPECT_NE(medium(2)[110 * 4096], 0);             // the next block is the namespace's, untouched
 }
 
+// Blocks larger than a page: pieces stay page-sized, commands whole blocks.
+TEST_F(ExtentTest, EightKiBBlocks)
+{
+    sim.ns.clear();
+    sim.add_namespace(1, 512, 13);                   // 4 MiB of 8 KiB blocks
+    for (u64 i = 0; i < medium().size(); i++) medium()[i] = u8(i * 5 + (i >> 13));
+    sim.mdts = 2;                                    // 16 KiB: two blocks per command
+    up();
+    EXPECT_EQ(ns.block_size, 8192u);
+    Extent e(*port, ns, 7, 100);
+    snap();
+    const std::vector<u8> d = pattern(5 * 8192, 15);
+    const usize log0 = sim.log.size();
+    std::vector<Piece> pw, pr;
+    ASSERT_TRUE(put(e, 8192, d, &pw).ok());
+    expect_pieces(pw, d.size());
+    EXPECT_TRUE(only_changed(8 * 8192, d));
+    const std::vector<Sqe> w = io_commands(NVM_WRITE, log0);
+    ASSERT_EQ(w.size(), 3u);
+    EXPECT_EQ(lba_of(w[1]), 10u);
+    EXPECT_EQ(blocks_of(w[1]), 2u);
+    std::vector<u8> back;
+    ASSERT_TRUE(get(e, 8192, d.size(), back, &pr).ok());
+    expect_pieces(pr, d.size());
+    EXPECT_EQ(back, d);
+    EXPECT_EQ(get(e, 4096, 8192, back).error(), Err::range);
+    down();
+
+    sim.mdts = 1;                                    // 8 KiB per command: exactly one block
+    up();
+    Extent f(*port, ns, 7, 100);
+    ASSERT_TRUE(get(f, 0, 3 * 8192, back).ok());
+    EXPECT_EQ(std::memcmp(back.data(), medium().data() + 7 * 8192, 3 * 8192), 0);
+}
+
 TEST_F(ExtentTest, NoDmaPageLeaked)
 {
     const i64 start = dma.outstanding;
