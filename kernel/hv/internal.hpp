@@ -304,6 +304,8 @@ u32 host_pci_read(const HostFn &f, u32 off);
 void host_pci_write(const HostFn &f, u32 off, u32 v);
 u32 host_pci_scan(HostFn *out, u32 max);
 volatile u8 *host_pci_map_bar0(const HostFn &f, u64 max_map, const char *who);
+u32 host_pci_cap(const HostFn &f, u8 id);
+u32 host_pci_ext_cap(const HostFn &f, u16 id);
 
 // iommu.cpp: VT-d, default deny. init_iommu once at start (before Keel's drivers), then
 // Keel's own devices are attached to its DMA domain, which maps only the pages given to them.

@@ -18,8 +18,10 @@
 #include "kernel/firmware/dmar.hpp"
 #include "kernel/hv/internal.hpp"
 #include "kernel/lib/console.hpp"
+#include "kernel/lib/format.hpp"
 #include "kernel/lib/new.hpp"
 #include "kernel/mem/ptab.hpp"
+#include "kernel/security/iommu_groups.hpp"
 
 namespace hv {
 namespace {
@@ -113,6 +115,55 @@ bool invalidate_iotlb(u16 did)
     return ok;
 }
 
+// The host's IOMMU groups, from each function's PCIe port type and ACS
+// controls: logged at start (one line per group of several functions), what a
+// device assignment will be checked against.
+void log_groups()
+{
+    static HostFn fns[iommu::MAX_FUNCTIONS];
+    static iommu::Function topo[iommu::MAX_FUNCTIONS];
+    static u32 group[iommu::MAX_FUNCTIONS];
+    const u32 n = host_pci_scan(fns, iommu::MAX_FUNCTIONS);
+    for (u32 i = 0; i < n; i++) {
+        const HostFn &f = fns[i];
+        iommu::Function &t = topo[i];
+        t = iommu::Function{f.segment, f.bus, f.dev, f.fn, iommu::Kind::endpoint, 0, 0, 0};
+        const bool bridge = (host_pci_read(f, PCI_HEADER) >> 16 & 0x7f) == 1;
+        if (bridge) {
+            const u32 buses = host_pci_read(f, PCI_BUSES);
+            t.secondary = u8(buses >> 8);
+            t.subordinate = u8(buses >> 16);
+            t.kind = iommu::Kind::pci_bridge;
+        }
+        if (const u32 pcie = host_pci_cap(f, 0x10)) {
+            switch (host_pci_read(f, pcie) >> 20 & 0xf) {
+            case 4: t.kind = iommu::Kind::root_port; break;
+            case 5: t.kind = iommu::Kind::upstream_port; break;
+            case 6: t.kind = iommu::Kind::downstream_port; break;
+            case 7: t.kind = iommu::Kind::pcie_to_pci; break;
+            default: if (!bridge) t.kind = iommu::Kind::endpoint; break;
+            }
+        }
+        if (const u32 acs = host_pci_ext_cap(f, 0x000d)) t.acs = u16(host_pci_read(f, acs + 4) >> 16);
+    }
+    iommu::compute_groups(topo, n, group);
+    u32 groups = 0;
+    for (u32 i = 0; i < n; i++) {
+        if (group[i] != i) continue;
+        groups++;
+        u32 members = 0;
+        for (u32 k = i; k < n; k++) members += group[k] == i;
+        if (members < 2) continue;
+        char list[160];
+        usize at = 0;
+        for (u32 k = i; k < n && at + 16 < sizeof(list); k++)
+            if (group[k] == i)
+                at += format(list + at, sizeof(list) - at, " %02x:%02x.%u", fns[k].bus, fns[k].dev, fns[k].fn);
+        log_info("iommu: group of %u:%s (assigned whole or not at all)", members, list);
+    }
+    log_info("iommu: %u PCI functions in %u groups", n, groups);
+}
+
 } // namespace
 
 bool iommu_on() { return io_.on; }
@@ -191,6 +242,7 @@ void init_iommu(bool required)
     io_.on = true;
     log_info("iommu: on: DMA blocked for every device but Keel's own (invalidation %s)",
              io_.n && io_.units[0].unit->queued() ? "queued" : "by registers");
+    log_groups();
 }
 
 // Keel's own device: its requests translated through Keel's domain.
