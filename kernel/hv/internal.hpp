@@ -316,6 +316,7 @@ Status iommu_map_keel(PhysAddr pa);
 void iommu_unmap_keel(PhysAddr pa);
 void iommu_poll();
 u64 iommu_faults();
+void iommu_stats();     // "keel: stats iommu faults=N unlogged=N overflows=N"
 void iommu_selftest();
 
 // storage.cpp: Keel's NVMe drives. init_storage (once, before any guest is created, when

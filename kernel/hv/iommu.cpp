@@ -308,6 +308,11 @@ void iommu_poll()
 }
 
 u64 iommu_faults() { return io_.faults; }
+void iommu_stats()
+{
+    if (io_.on)
+        log_info("stats iommu faults=%lu unlogged=%lu overflows=%lu", io_.faults, io_.faults_unlogged, io_.overflows);
+}
 
 // "iommu_selftest" on Keel's command line, with QEMU's `edu` device (1234:11e8)
 // present: a device no one owns is told to DMA into a canary page of Keel's and

@@ -390,6 +390,8 @@ void storage_quiesce(bool power_off)
         Nvme &c = nvme_[i];
         if (!c.port) continue;
         Guard<Spinlock> g(c.port->lock());
+        log_info("stats %s media_errors=%lu failures=%lu resets=%lu", c.name, c.port->media_errors,
+                 c.port->failures, c.port->resets);
         bool ok = true;
         for (u32 k = 0; k < c.nns; k++) ok &= c.port->flush(c.ns[k].info).ok();
         if (!ok) log_error("%s: flush before %s failed", c.name, power_off ? "power-off" : "idling");
