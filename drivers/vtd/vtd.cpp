@@ -19,6 +19,14 @@ const char *reason_text(u8 r)
     case 0x0b: return "reserved bits in a context entry";
     case 0x0c: return "reserved bits in a page table entry";
     case 0x0d: return "translation type refused";
+    // Interrupt remapping (irte.hpp).
+    case 0x20: return "reserved bits in an interrupt request";
+    case 0x21: return "interrupt index beyond the table";
+    case 0x22: return "interrupt entry not present";
+    case 0x23: return "interrupt remapping table unreadable";
+    case 0x24: return "reserved bits in an interrupt entry";
+    case 0x25: return "compatibility-format interrupt blocked";
+    case 0x26: return "interrupt from a device the entry is not for";
     default: return "other";
     }
 }
