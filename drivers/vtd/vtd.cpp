@@ -113,6 +113,15 @@ Status Unit::submit(const u64 (*desc)[2], u32 n, const char *what)
         if (*status == value) return {};
         const u32 fsts = regs_.read32(FSTS);
         if (fsts & (FSTS_IQE | FSTS_ITE | FSTS_ICE)) {
+            if (fsts & FSTS_IQE) {
+                // The unit stopped at the bad descriptor (IQH) and resumes
+                // there once IQE is cleared (6.5.2.10): made a wait without a
+                // status write (a no-op), so this batch ends and later ones run.
+                const u32 bad = u32(regs_.read64(IQH) >> 4) % QI_ENTRIES;
+                slots[bad * 2] = QI_WAIT;
+                slots[bad * 2 + 1] = 0;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            }
             regs_.write32(FSTS, fsts & (FSTS_IQE | FSTS_ITE | FSTS_ICE));
             why_ = fsts & FSTS_IQE ? "invalidation queue error" : "invalidation time-out";
             return Err::invalid;

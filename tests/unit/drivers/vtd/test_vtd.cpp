@@ -303,6 +303,22 @@ TEST_F(VtdTest, AnInvalidDescriptorIsReported)
     EXPECT_STREQ(unit.why(), "invalidation queue error");
 }
 
+TEST_F(VtdTest, TheQueueGoesOnAfterAnInvalidDescriptor)
+{
+    // The unit stops at the bad descriptor (IQH stays on it) and resumes there
+    // once IQE is cleared: left in place, it would fail every later batch.
+    bring_up(true);
+    sim.refuse = {QI_IOTLB};
+    EXPECT_EQ(unit.invalidate_iotlb(1).error(), Err::invalid);
+    EXPECT_FALSE(sim.read32(FSTS) & FSTS_IQE);
+    ASSERT_TRUE(unit.invalidate_context().ok()) << unit.why();
+    EXPECT_EQ(sim.descs.back().lo, QI_WAIT | QI_WAIT_SW | u64(4) << 32);
+    EXPECT_EQ(status_dword(), 4u);
+    sim.refuse.clear();
+    ASSERT_TRUE(unit.invalidate_iotlb(1).ok()) << unit.why();
+    EXPECT_EQ(status_dword(), 5u);
+}
+
 // ---- write-buffer flush ----
 
 TEST_F(VtdTest, WriteBufferFlushedOnlyWithRwbf)
