@@ -135,6 +135,10 @@ Status Unit::submit(const u64 (*desc)[2], u32 n, const char *what)
 
 Status Unit::invalidate_interrupt_cache()
 {
+    if (!caps_.ir()) {
+        why_ = "no interrupt remapping on this unit";   // the descriptor type would be invalid (IQE)
+        return Err::unsupported;
+    }
     if (!queued()) {
         why_ = "interrupt entry cache invalidation needs the invalidation queue";
         return Err::unsupported;

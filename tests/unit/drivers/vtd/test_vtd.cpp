@@ -319,6 +319,18 @@ TEST_F(VtdTest, TheQueueGoesOnAfterAnInvalidDescriptor)
     EXPECT_EQ(status_dword(), 5u);
 }
 
+TEST_F(VtdTest, NoInterruptEntryCacheWithoutInterruptRemapping)
+{
+    // The descriptor type is invalid on a unit without ECAP.IR: refused before the queue.
+    sim.ir = false;
+    bring_up(true);
+    const size_t before = sim.descs.size();
+    EXPECT_EQ(unit.invalidate_interrupt_cache().error(), Err::unsupported);
+    EXPECT_STREQ(unit.why(), "no interrupt remapping on this unit");
+    EXPECT_EQ(sim.descs.size(), before);
+    EXPECT_FALSE(sim.read32(FSTS) & FSTS_IQE);
+}
+
 // ---- write-buffer flush ----
 
 TEST_F(VtdTest, WriteBufferFlushedOnlyWithRwbf)
