@@ -19,6 +19,14 @@ const char *reason_text(u8 r)
     case 0x0b: return "reserved bits in a context entry";
     case 0x0c: return "reserved bits in a page table entry";
     case 0x0d: return "translation type refused";
+    // Interrupt remapping (irte.hpp).
+    case 0x20: return "reserved bits in an interrupt request";
+    case 0x21: return "interrupt index beyond the table";
+    case 0x22: return "interrupt entry not present";
+    case 0x23: return "interrupt remapping table unreadable";
+    case 0x24: return "reserved bits in an interrupt entry";
+    case 0x25: return "compatibility-format interrupt blocked";
+    case 0x26: return "interrupt from a device the entry is not for";
     default: return "other";
     }
 }
@@ -105,6 +113,15 @@ Status Unit::submit(const u64 (*desc)[2], u32 n, const char *what)
         if (*status == value) return {};
         const u32 fsts = regs_.read32(FSTS);
         if (fsts & (FSTS_IQE | FSTS_ITE | FSTS_ICE)) {
+            if (fsts & FSTS_IQE) {
+                // The unit stopped at the bad descriptor (IQH) and resumes
+                // there once IQE is cleared (6.5.2.10): made a wait without a
+                // status write (a no-op), so this batch ends and later ones run.
+                const u32 bad = u32(regs_.read64(IQH) >> 4) % QI_ENTRIES;
+                slots[bad * 2] = QI_WAIT;
+                slots[bad * 2 + 1] = 0;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            }
             regs_.write32(FSTS, fsts & (FSTS_IQE | FSTS_ITE | FSTS_ICE));
             why_ = fsts & FSTS_IQE ? "invalidation queue error" : "invalidation time-out";
             return Err::invalid;
@@ -118,6 +135,10 @@ Status Unit::submit(const u64 (*desc)[2], u32 n, const char *what)
 
 Status Unit::invalidate_interrupt_cache()
 {
+    if (!caps_.ir()) {
+        why_ = "no interrupt remapping on this unit";   // the descriptor type would be invalid (IQE)
+        return Err::unsupported;
+    }
     if (!queued()) {
         why_ = "interrupt entry cache invalidation needs the invalidation queue";
         return Err::unsupported;

@@ -119,7 +119,7 @@ public:
     // and each is awaited, so the queue never fills.
     Status enable(PhysAddr root_table, Page queue = {}, Page status = {});
     bool queued() const { return q_.va != nullptr; }
-    // The interrupt entry cache (with interrupt remapping; QI only).
+    // The interrupt entry cache (QI only): Err::unsupported without the queue or ECAP.IR.
     Status invalidate_interrupt_cache();
     Status disable();
     // After a context entry changed from not present to present (or back).
