@@ -3,12 +3,19 @@
 // (kernel/guest/config.cpp: parse_config, log_config_error), so it refuses
 // exactly what Keel refuses at boot and says so with Keel's own line.
 //
-//   keel-config-check [--list] [--no-check] CONFIG
+//   keel-config-check [--list | --list-devices] [--no-check] CONFIG
 //
 // Exit 0 when Keel would accept CONFIG and every file it names (kernels,
 // initrds, modules, disk images; paths relative to CONFIG's folder) is there;
 // 1 when not, with one message per problem on stderr; 2 on bad usage.
 //   --list      print the files CONFIG names, as written, once each, one per line
+//               (the files scripts/mkimage packs; a disk with `device` is not one)
+//   --list-devices
+//               print each disk with `device`, in configuration order, one per line:
+//               DEVICE<TAB>FILE<TAB>LINE (FILE as written, empty when the disk has
+//               none; LINE its [[guest.disk]] header); its FILE is checked like a
+//               packed disk image's (there, a regular file, a non-zero multiple of
+//               512 bytes). This is what `scripts/mkimage --disk-out` provisions.
 //   --no-check  never refuse (for tests that boot a configuration Keel refuses on
 //               purpose): problems are reported as notes, --list prints only the
 //               files that exist (a disk image of the wrong size too), and nothing
@@ -35,23 +42,25 @@ struct File {
     u32 line;           // where it is named first
     std::string what;   // "guest \"web\": kernel", ...
     bool disk;
+    bool device = false;   // the file of a disk on a device: checked by --list-devices only
 };
 
 std::string str(StrView v) { return std::string(v.p ? v.p : "", v.n); }
 
-void add(std::vector<File> &files, StrView path, u32 line, const std::string &what, bool disk)
+void add(std::vector<File> &files, StrView path, u32 line, const std::string &what, bool disk,
+         bool device = false)
 {
     for (File &f : files)
-        if (f.path == str(path)) {
+        if (f.path == str(path) && f.device == device) {
             f.disk |= disk;   // a file named as a disk too must be a disk image
             return;
         }
-    files.push_back(File{str(path), line, what, disk});
+    files.push_back(File{str(path), line, what, disk, device});
 }
 
 int usage()
 {
-    std::fprintf(stderr, "usage: %s [--list] [--no-check] CONFIG\n", TOOL);
+    std::fprintf(stderr, "usage: %s [--list | --list-devices] [--no-check] CONFIG\n", TOOL);
     return 2;
 }
 
@@ -59,16 +68,17 @@ int usage()
 
 int main(int argc, char **argv)
 {
-    bool list = false, check = true;
+    bool list = false, list_devices = false, check = true;
     const char *conf = nullptr;
     for (int i = 1; i < argc; i++) {
         if (!std::strcmp(argv[i], "--list")) list = true;
+        else if (!std::strcmp(argv[i], "--list-devices")) list_devices = true;
         else if (!std::strcmp(argv[i], "--no-check")) check = false;
         else if (!std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--help")) return usage(), 0;
         else if (argv[i][0] == '-' || conf) return usage();
         else conf = argv[i];
     }
-    if (!conf) return usage();
+    if (!conf || (list && list_devices)) return usage();
 
     std::FILE *f = std::fopen(conf, "rb");
     if (!f) {
@@ -100,10 +110,15 @@ int main(int argc, char **argv)
         add(files, g.kernel, g.kernel_line, who + "kernel", false);
         if (!g.initrd.empty()) add(files, g.initrd, g.initrd_line, who + "initrd", false);
         for (u32 k = 0; k < g.module_count; k++) add(files, g.modules[k], g.modules_line, who + "module", false);
-        // A disk on a device is not packed (its file, if any, is what mkimage --disk-out provisions).
-        for (u32 k = 0; k < g.disk_count; k++)
-            if (g.disks[k].device.empty())
-                add(files, g.disks[k].file, g.disks[k].line, who + "disk " + std::to_string(k), true);
+        // A disk on a device is not packed (its file, if any, is what mkimage --disk-out
+        // provisions, and is checked only when asked to list them).
+        for (u32 k = 0; k < g.disk_count; k++) {
+            const DiskConfig &d = g.disks[k];
+            if (d.device.empty()) add(files, d.file, d.line, who + "disk " + std::to_string(k), true);
+            else if (list_devices && !d.file.empty())
+                add(files, d.file, d.line, who + "disk " + std::to_string(k) + " (" + str(d.device) + ")", true,
+                    true);
+        }
     }
 
     const std::string conf_s = conf;
@@ -118,7 +133,7 @@ int main(int argc, char **argv)
         char size_why[160];
         if (::stat(full.c_str(), &st) != 0) why = "no such file";
         else if (!S_ISREG(st.st_mode)) why = "not a regular file";
-        else present.push_back(&file);   // (packed by --no-check even when its size is wrong)
+        else if (!file.device) present.push_back(&file);   // (packed by --no-check even when its size is wrong)
         if (!why && file.disk && (st.st_size == 0 || st.st_size % 512)) {
             std::snprintf(size_why, sizeof(size_why),
                           "%lld bytes, not a non-zero multiple of 512 (pad it: truncate -s %%512 FILE)",
@@ -131,13 +146,22 @@ int main(int argc, char **argv)
                      file.what.c_str(), file.path.c_str(), full.c_str(), why);
     }
     // GRUB hands Keel every file as a boot module, and the configuration is one more.
-    if (files.size() + 1 > BootInfo::MAX_MODULES) {
+    usize packed = 0;
+    for (const File &file : files) packed += !file.device;
+    if (packed + 1 > BootInfo::MAX_MODULES) {
         problems++;
         std::fprintf(stderr, "%s: %s%s: %zu files and the configuration make %zu boot modules; Keel takes at most %zu\n",
-                     TOOL, note, conf, files.size(), files.size() + 1, usize(BootInfo::MAX_MODULES));
+                     TOOL, note, conf, packed, packed + 1, usize(BootInfo::MAX_MODULES));
     }
     if (problems && check) return 1;
     if (list)
         for (const File *file : present) std::printf("%s\n", file->path.c_str());
+    if (list_devices)
+        for (u32 i = 0; i < cfg->guest_count; i++)
+            for (u32 k = 0; k < cfg->guests[i].disk_count; k++) {
+                const DiskConfig &d = cfg->guests[i].disks[k];
+                if (!d.device.empty())
+                    std::printf("%s\t%s\t%u\n", str(d.device).c_str(), str(d.file).c_str(), d.line);
+            }
     return 0;
 }

@@ -48,7 +48,18 @@ bool prepare_disks(Guest &g, const BootModule *(*find)(StrView))
         GuestDisk &d = g.disks[i];
         d.guest = &g;
         d.index = i;
-        if (d.data) continue;   // an earlier start made it: keep what the guest wrote
+        if (d.data || d.backend) continue;   // an earlier start made it: keep what the guest wrote
+        if (!dc.device.empty()) {
+            nvme::Extent x;
+            if (!open_device_disk(c, i, x)) {
+                log_error("guest %s: keel.toml line %u: disk %u on device '%.*s' is not available (see above); not "
+                          "started", g.name, dc.line, i, int(dc.device.n), dc.device.p);
+                return false;
+            }
+            d.backend = new (d.backend_storage) NvmeBackend(x);
+            d.bytes = x.bytes();
+            continue;
+        }
         const BootModule *m = find(dc.file);
         if (!m) {
             log_error("guest %s: keel.toml line %u: disk '%.*s' is not in the image; not started", g.name, dc.line,
@@ -89,8 +100,9 @@ bool plug_disks(Guest &g)
     for (u32 i = 0; i < c.disk_count; i++) {
         GuestDisk &d = g.disks[i];
         d.reported = false;
-        d.blk = new (d.blk_storage) virtio::BlkDevice(d.data, d.bytes, c.disks[i].readonly,
-                                                    u16(min<u32>(c.cpus, virtio::PciTransport::MAX_QUEUES)));
+        const u16 queues = u16(min<u32>(c.cpus, virtio::PciTransport::MAX_QUEUES));
+        d.blk = d.backend ? new (d.blk_storage) virtio::BlkDevice(*d.backend, c.disks[i].readonly, queues)
+                          : new (d.blk_storage) virtio::BlkDevice(d.data, d.bytes, c.disks[i].readonly, queues);
         d.blk->set_clock(tsc_now);
         d.adapter = new (d.adapter_storage) virtio::BlkVirtio(*d.blk);
         d.fn = new (d.fn_storage) virtio::VirtioPciFunction(*d.adapter, g.mem, disk_report, &d);

@@ -91,6 +91,7 @@ bool started_;
         stats_next_ = x86::rdtsc() + stats_every_tsc_;
     }
 
+    if (storage_needed(config_)) init_storage(config_);
     create_networks();
     for (u32 i = 0; i < config_.guest_count; i++) {
         Guest &g = guests_[i];

@@ -18,6 +18,7 @@
 
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/virt.hpp"
+#include "drivers/nvme/extent.hpp"
 #include "kernel/firmware/acpi.hpp"
 #include "kernel/firmware/multiboot2.hpp"
 #include "kernel/guest/config.hpp"
@@ -107,13 +108,39 @@ private:
     Guest *g_ = nullptr;
 };
 
+// A disk on Keel's NVMe storage, as virtio-blk sees it: a range of a namespace
+// through its controller's port (drivers/nvme/extent).
+class NvmeBackend final : public virtio::BlkBackend {
+public:
+    explicit NvmeBackend(const nvme::Extent &x) : x_(x) {}
+    u64 bytes() const override { return x_.bytes(); }
+    u32 block_size() const override { return x_.block_size(); }
+    bool volatile_cache() const override { return x_.volatile_cache(); }
+    Status read(u64 off, u64 len, Copy &to) override
+    {
+        return x_.read(off, len, [&](const u8 *src, u64 n, u64 pos) { return to.piece(const_cast<u8 *>(src), n, pos); });
+    }
+    Status write(u64 off, u64 len, Copy &from) override
+    {
+        return x_.write(off, len, [&](u8 *dst, u64 n, u64 pos) { return from.piece(dst, n, pos); });
+    }
+    Status flush() override { return x_.flush(); }
+    Status zero(u64 off, u64 len) override;
+
+private:
+    nvme::Extent x_;
+};
+
 // One [[guest.disk]]: its backing (kept across the guest's starts) and its device models
 // (rebuilt at every start, placement-new in the storage).
 struct GuestDisk {
     Guest *guest;
     u32 index;                            // 0: /dev/vda, at PCI device 1
-    u8 *data;                             // the backing, host memory (nullptr: not made yet)
+    u8 *data;                             // a RAM disk's backing, host memory (nullptr: not made yet)
     u64 bytes;
+    // A disk on a device: its backend (nullptr: not opened yet, or a RAM disk).
+    alignas(NvmeBackend) u8 backend_storage[sizeof(NvmeBackend)];
+    NvmeBackend *backend;
     bool reported;                        // its DEVICE_NEEDS_RESET was printed (this start)
     alignas(virtio::BlkDevice) u8 blk_storage[sizeof(virtio::BlkDevice)];
     alignas(virtio::BlkVirtio) u8 adapter_storage[sizeof(virtio::BlkVirtio)];
@@ -262,6 +289,13 @@ bool build_platform(Guest &g, u64 &rsdp);
 // disk.cpp: prepare_disks makes each disk's backing once (false: logged at the disk's line, not
 // started); plug_disks puts its virtio-blk function on g.pci (after build_platform).
 bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
+// storage.cpp: Keel's NVMe drives. init_storage (once, before any guest is created, when
+// storage_needed) finds and brings up the controllers, reads their GPTs and resolves every
+// device disk of the configuration (errors logged at the disk's line); open_device_disk gives
+// guest `g`'s disk `disk` its range (false: it did not resolve).
+bool storage_needed(const KeelConfig &cfg);
+void init_storage(const KeelConfig &cfg);
+bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out);
 bool plug_disks(Guest &g);
 // On the guest's exits: the queues whose last batch ended at its budget, serviced once more.
 void service_disks(Guest &g);

@@ -1,4 +1,4 @@
-// virtio-blk requests over a RAM disk (virtio 1.2 section 5.2).
+// virtio-blk requests over a backend (virtio 1.2 section 5.2).
 #include "kernel/virtio/blk.hpp"
 
 #include "kernel/lib/bytes.hpp"
@@ -46,22 +46,88 @@ bool copy_in(GuestMemory &mem, const Chain &c, u64 off, const void *src, u64 len
     return each_piece(c, true, off, len, [&](GuestPhys g, u64 n, u64 pos) { return mem.write(g, s + pos, n).ok(); });
 }
 
+// The data of a request, between a backend's pieces and the chain's readable
+// (to the disk) or writable (from the disk) bytes starting at `base`. Backends
+// hand pieces in order, so a cursor walks the chain once; a piece elsewhere
+// seeks again from the start.
+class ChainCopy final : public BlkBackend::Copy {
+public:
+    ChainCopy(GuestMemory &mem, const Chain &c, bool to_guest, u64 base)
+        : mem_(mem), c_(c), to_guest_(to_guest), base_(base)
+    {
+        seek(0);
+    }
+
+    bool piece(u8 *host, u64 n, u64 pos) override
+    {
+        if (pos != pos_) seek(pos);
+        const usize end = to_guest_ ? c_.n : c_.n_readable;
+        for (u64 done = 0; done < n;) {
+            if (i_ >= end) return false;
+            const Segment &sg = c_.seg[i_];
+            if (off_ >= sg.len) {
+                i_++;
+                off_ = 0;
+                continue;
+            }
+            const u64 k = min<u64>(sg.len - off_, n - done);
+            const GuestPhys g(sg.gpa + off_);
+            if (!(to_guest_ ? mem_.write(g, host + done, k) : mem_.read(g, host + done, k)).ok()) return false;
+            off_ += k;
+            done += k;
+        }
+        pos_ = pos + n;
+        return true;
+    }
+
+private:
+    void seek(u64 pos)
+    {
+        i_ = to_guest_ ? c_.n_readable : 0;
+        off_ = base_ + pos;
+        pos_ = pos;
+        const usize end = to_guest_ ? c_.n : c_.n_readable;
+        while (i_ < end && off_ >= c_.seg[i_].len) off_ -= c_.seg[i_++].len;
+    }
+
+    GuestMemory &mem_;
+    const Chain &c_;
+    bool to_guest_;
+    u64 base_;
+    usize i_ = 0;
+    u64 off_ = 0;      // into seg[i_]
+    u64 pos_ = 0;      // the request's byte the cursor is at
+};
+
 } // namespace
 
 BlkDevice::BlkDevice(u8 *disk, u64 bytes, bool readonly, u16 queues)
-    : disk_(disk), sectors_(disk ? bytes / BLK_SECTOR : 0), ro_(readonly)
+    : ram_(disk, bytes), be_(&ram_), sectors_(ram_.bytes() / BLK_SECTOR), ro_(readonly)
 {
+    init(queues);
+}
+
+BlkDevice::BlkDevice(BlkBackend &backend, bool readonly, u16 queues)
+    : be_(&backend), sectors_(backend.bytes() / BLK_SECTOR), ro_(readonly)
+{
+    init(queues);
+}
+
+void BlkDevice::init(u16 queues)
+{
+    const u32 bs = be_->block_size();
     cfg_.capacity = sectors_;
     cfg_.seg_max = SEG_MAX;
-    cfg_.blk_size = BLK_SECTOR;
+    cfg_.blk_size = bs >= BLK_SECTOR && (bs & (bs - 1)) == 0 ? bs : u32(BLK_SECTOR);
     cfg_.num_queues = queues ? queues : 1;
     cfg_.max_discard_sectors = MAX_RANGE_SECTORS;
     cfg_.max_discard_seg = MAX_RANGES;
     cfg_.discard_sector_alignment = 1;
     cfg_.max_write_zeroes_sectors = MAX_RANGE_SECTORS;
     cfg_.max_write_zeroes_seg = MAX_RANGES;
-    // 5.2.6.3: set only if write zeroes can deallocate; a RAM disk never does.
+    // 5.2.6.3: set only if write zeroes can deallocate; Keel's backends zero.
     cfg_.write_zeroes_may_unmap = 0;
+    cfg_.writeback = 1;
     set_id("keel");
 }
 
@@ -75,6 +141,8 @@ void BlkDevice::set_id(const char *id)
 u64 BlkDevice::features() const
 {
     u64 f = F_VERSION_1 | F_INDIRECT_DESC | F_EVENT_IDX | BLK_F_SEG_MAX | BLK_F_BLK_SIZE | BLK_F_FLUSH | BLK_F_MQ;
+    // Write-through is a choice only where writes can sit in a cache.
+    if (be_->volatile_cache() && !ro_) f |= BLK_F_CONFIG_WCE;
     // A read-only disk neither discards nor zeroes: not offered rather than failed.
     return ro_ ? f | BLK_F_RO : f | BLK_F_DISCARD | BLK_F_WRITE_ZEROES;
 }
@@ -86,6 +154,7 @@ u64 BlkDevice::config_read(u32 off, u8 size) const
     store_le(b + 0, cfg_.capacity, 8);
     store_le(b + 12, cfg_.seg_max, 4);
     store_le(b + 20, cfg_.blk_size, 4);
+    b[32] = __atomic_load_n(&cfg_.writeback, __ATOMIC_RELAXED);
     store_le(b + 34, cfg_.num_queues, 2);
     store_le(b + 36, cfg_.max_discard_sectors, 4);
     store_le(b + 40, cfg_.max_discard_seg, 4);
@@ -94,6 +163,12 @@ u64 BlkDevice::config_read(u32 off, u8 size) const
     store_le(b + 52, cfg_.max_write_zeroes_seg, 4);
     b[56] = cfg_.write_zeroes_may_unmap;
     return config_window(b, BLK_CONFIG_SIZE, off, size);
+}
+
+void BlkDevice::config_write(u32 off, u8 size, u64 value)
+{
+    if (off == 32 && size == 1 && (features() & BLK_F_CONFIG_WCE))
+        __atomic_store_n(&cfg_.writeback, u8(value ? 1 : 0), __ATOMIC_RELAXED);
 }
 
 BlkStats BlkDevice::stats() const
@@ -111,23 +186,28 @@ BlkStats BlkDevice::stats() const
 
 u8 BlkDevice::data_in(GuestMemory &mem, const Chain &c, u64 sector, u64 len)
 {
-    if (len % BLK_SECTOR || !in_disk(sector, len / BLK_SECTOR)) return BLK_S_IOERR;
-    if (!copy_in(mem, c, 0, disk_ + sector * BLK_SECTOR, len)) return BLK_S_IOERR;
+    if (!aligned(sector, len)) return BLK_S_IOERR;
+    ChainCopy to(mem, c, true, 0);
+    if (len && !be_->read(sector * BLK_SECTOR, len, to)) return BLK_S_IOERR;
     count(stats_.bytes_read, len);
     return BLK_S_OK;
 }
 
+// Acknowledged only once the backend has the data; in write-through mode
+// (CONFIG_WCE, writeback = 0) only once it is on media.
 u8 BlkDevice::data_out(GuestMemory &mem, const Chain &c, u64 sector, u64 len)
 {
-    if (ro_ || len % BLK_SECTOR || !in_disk(sector, len / BLK_SECTOR)) return BLK_S_IOERR;
-    if (!copy_out(mem, c, HEADER_BYTES, disk_ + sector * BLK_SECTOR, len)) return BLK_S_IOERR;
+    if (ro_ || !aligned(sector, len)) return BLK_S_IOERR;
+    ChainCopy from(mem, c, false, HEADER_BYTES);
+    if (len && !be_->write(sector * BLK_SECTOR, len, from)) return BLK_S_IOERR;
+    if (!__atomic_load_n(&cfg_.writeback, __ATOMIC_RELAXED) && !be_->flush()) return BLK_S_IOERR;
     count(stats_.bytes_written, len);
     return BLK_S_OK;
 }
 
 // DISCARD and WRITE_ZEROES (5.2.6.2): every range is checked before any is
-// zeroed, so a bad one leaves the disk as it was. A RAM disk has nothing to
-// unmap: a discarded range reads back as zeroes.
+// zeroed, so a bad one leaves the disk as it was. Nothing is unmapped: a
+// discarded range reads back as zeroes.
 u8 BlkDevice::zero_ranges(GuestMemory &mem, const Chain &c, u64 len, bool discard)
 {
     if (ro_ || !len || len % RANGE_BYTES || len / RANGE_BYTES > MAX_RANGES) return BLK_S_IOERR;
@@ -139,11 +219,12 @@ u8 BlkDevice::zero_ranges(GuestMemory &mem, const Chain &c, u64 len, bool discar
         const u32 flags = load_u32(r + 12);
         if (discard ? flags != 0 : (flags & ~WRITE_ZEROES_F_UNMAP) != 0) return BLK_S_UNSUPP;
         const u32 sectors = load_u32(r + 8);
-        if (sectors > MAX_RANGE_SECTORS || !in_disk(load_u64(r), sectors)) return BLK_S_IOERR;
+        if (sectors > MAX_RANGE_SECTORS || !aligned(load_u64(r), u64(sectors) * BLK_SECTOR)) return BLK_S_IOERR;
     }
     for (usize i = 0; i < n; i++) {
         const u8 *r = raw + i * RANGE_BYTES;
-        __builtin_memset(disk_ + load_u64(r) * BLK_SECTOR, 0, u64(load_u32(r + 8)) * BLK_SECTOR);
+        const u64 bytes = u64(load_u32(r + 8)) * BLK_SECTOR;
+        if (bytes && !be_->zero(load_u64(r) * BLK_SECTOR, bytes)) return BLK_S_IOERR;
     }
     return BLK_S_OK;
 }
@@ -171,9 +252,9 @@ u32 BlkDevice::execute(GuestMemory &mem, const Chain &c)
             status = data_out(mem, c, sector, out_len);
             break;
         case BLK_T_FLUSH:
-            // Writes land in the RAM disk before their status: nothing is ever pending.
+            // Every write acknowledged before this one is in the backend; this puts it on media.
             count(stats_.flushes, 1);
-            status = BLK_S_OK;
+            status = be_->flush() ? BLK_S_OK : BLK_S_IOERR;
             break;
         case BLK_T_GET_ID: {
             const u64 n = min<u64>(in_len, BLK_ID_BYTES);

@@ -1,5 +1,6 @@
-// virtio-blk (virtio 1.2 section 5.2) over a RAM disk: the requests, the
-// configuration space and the features, independent of the transport.
+// virtio-blk (virtio 1.2 section 5.2) over a backend (a RAM disk, or Keel's
+// own storage): the requests, the configuration space and the features,
+// independent of the transport.
 //
 // A request is framed by bytes, not descriptors (2.6.4): its first 16
 // device-readable bytes are the header, the rest of the readable bytes the data
@@ -9,7 +10,13 @@
 // count as errors). A request that reaches past the disk, or writes a read-only
 // one, gets IOERR before a byte moves. Data moves only through GuestMemory.
 //
-// The disk is a host buffer that must not be part of the guest's RAM. Queues of
+// A request's status is written only after its backend call returned: a write
+// is acknowledged once the backend has it (for a device with a volatile cache,
+// once the device completed the write; FLUSH puts that cache on media). With
+// CONFIG_WCE (offered when the backend has a volatile cache) the driver may
+// choose write-through: each write is then flushed before its status.
+//
+// A RAM disk is a host buffer that must not be part of the guest's RAM. Queues of
 // one disk are serviced in parallel (each under its own lock); overlapping
 // requests in flight on two queues leave the overlap's contents unspecified, as
 // on real hardware, and nothing else. The stats are atomic for that reason.
@@ -25,6 +32,7 @@ inline constexpr u64 BLK_F_SEG_MAX = 1ull << 2;
 inline constexpr u64 BLK_F_RO = 1ull << 5;
 inline constexpr u64 BLK_F_BLK_SIZE = 1ull << 6;
 inline constexpr u64 BLK_F_FLUSH = 1ull << 9;
+inline constexpr u64 BLK_F_CONFIG_WCE = 1ull << 11;
 inline constexpr u64 BLK_F_MQ = 1ull << 12;
 inline constexpr u64 BLK_F_DISCARD = 1ull << 13;
 inline constexpr u64 BLK_F_WRITE_ZEROES = 1ull << 14;
@@ -55,6 +63,7 @@ struct BlkConfig {
     u32 max_write_zeroes_sectors = 0;
     u32 max_write_zeroes_seg = 0;
     u8  write_zeroes_may_unmap = 0;
+    u8  writeback = 1;                 // CONFIG_WCE: 1 write-back (the default), 0 write-through
 };
 // Bytes of the layout up to write_zeroes_may_unmap and its padding (no secure
 // erase, no zoned fields: those features are not offered).
@@ -70,6 +79,59 @@ struct BlkStats {
     u64 max_service_ticks = 0;
 };
 
+// Where a disk's bytes live. Offsets and lengths are bytes, multiples of
+// block_size(), inside bytes() (BlkDevice checks before it calls). Data moves
+// in pieces through a Copy, so a backend can stage it in its own buffers.
+class BlkBackend {
+public:
+    class Copy {
+    public:
+        // read: `host` holds the next n bytes for the guest; write: fill `host`
+        // with them. pos counts from the start of the request's data.
+        virtual bool piece(u8 *host, u64 n, u64 pos) = 0;
+
+    protected:
+        ~Copy() = default;
+    };
+
+    virtual u64 bytes() const = 0;
+    virtual u32 block_size() const = 0;
+    // Writes may sit in a volatile cache until flush().
+    virtual bool volatile_cache() const = 0;
+    virtual Status read(u64 off, u64 len, Copy &to_guest) = 0;
+    virtual Status write(u64 off, u64 len, Copy &from_guest) = 0;
+    virtual Status flush() = 0;
+    // The range reads back as zeroes afterwards (DISCARD and WRITE_ZEROES).
+    virtual Status zero(u64 off, u64 len) = 0;
+
+protected:
+    ~BlkBackend() = default;
+};
+
+// A disk in host memory: one piece per request, no cache.
+class RamBackend final : public BlkBackend {
+public:
+    RamBackend(u8 *disk, u64 bytes) : disk_(disk), bytes_(disk ? bytes / 512 * 512 : 0) {}
+    u64 bytes() const override { return bytes_; }
+    u32 block_size() const override { return 512; }
+    bool volatile_cache() const override { return false; }
+    Status read(u64 off, u64 len, Copy &to) override { return to.piece(disk_ + off, len, 0) ? Status() : Err::invalid; }
+    Status write(u64 off, u64 len, Copy &from) override
+    {
+        return from.piece(disk_ + off, len, 0) ? Status() : Err::invalid;
+    }
+    Status flush() override { return {}; }
+    Status zero(u64 off, u64 len) override
+    {
+        __builtin_memset(disk_ + off, 0, len);
+        return {};
+    }
+
+private:
+    u8 *disk_;
+    u64 bytes_;
+};
+
 class BlkDevice {
 public:
     // Data segments a request may have besides header and status: a chain holds
@@ -83,6 +145,10 @@ public:
     // A disk of `bytes` (rounded down to sectors) at host address `disk`;
     // `queues` request queues (1..65535, offered through MQ).
     BlkDevice(u8 *disk, u64 bytes, bool readonly, u16 queues = 1);
+    // A disk on `backend` (which must outlive the device).
+    BlkDevice(BlkBackend &backend, bool readonly, u16 queues = 1);
+    BlkDevice(const BlkDevice &) = delete;
+    BlkDevice &operator=(const BlkDevice &) = delete;
 
     // The serial GET_ID answers (up to 20 bytes, zero padded; default "keel").
     void set_id(const char *id);
@@ -94,6 +160,11 @@ public:
     // `size` bytes (1, 2, 4 or 8) of the configuration space at `off`,
     // little-endian; bytes past the layout read as 0.
     u64 config_read(u32 off, u8 size) const;
+    // The driver's configuration write: only `writeback` (CONFIG_WCE) is
+    // writable; anything else is ignored, as the field is read-only (5.2.4).
+    void config_write(u32 off, u8 size, u64 value);
+    // Device reset: the configuration back to its defaults (write-back).
+    void reset() { __atomic_store_n(&cfg_.writeback, u8(1), __ATOMIC_RELAXED); }
 
     // A notify of `vq`: take every available chain, execute it, return it.
     // `notify`: interrupt the driver. `again`: the batch ended at its budget
@@ -118,10 +189,18 @@ private:
     u8 data_out(GuestMemory &mem, const Chain &c, u64 sector, u64 len);
     u8 zero_ranges(GuestMemory &mem, const Chain &c, u64 len, bool discard);
     bool in_disk(u64 sector, u64 sectors) const { return sector <= sectors_ && sectors <= sectors_ - sector; }
+    // A byte range the backend can take: whole blocks inside the disk.
+    bool aligned(u64 sector, u64 len) const
+    {
+        return (sector * BLK_SECTOR | len) % cfg_.blk_size == 0 && len % BLK_SECTOR == 0 &&
+               in_disk(sector, len / BLK_SECTOR);
+    }
+    void init(u16 queues);
     void account(u64 ticks);
     void count(u64 &counter, u64 n) { __atomic_fetch_add(&counter, n, __ATOMIC_RELAXED); }
 
-    u8 *disk_;
+    RamBackend ram_{nullptr, 0};
+    BlkBackend *be_;
     u64 sectors_;
     bool ro_;
     BlkConfig cfg_;
@@ -144,11 +223,11 @@ public:
     u16 queue_max_size() const override { return QUEUE_SIZE; }
     u32 config_size() const override { return BLK_CONFIG_SIZE; }
     u64 config_read(u32 off, u8 size) const override { return blk_.config_read(off, size); }
-    // Only writeback (CONFIG_WCE, not offered) makes a field writable (5.2.4).
-    void config_write(u32, u8, u64) override {}
+    // Only writeback (CONFIG_WCE) is writable (5.2.4).
+    void config_write(u32 off, u8 size, u64 v) override { blk_.config_write(off, size, v); }
     Serviced service(u16, Virtqueue &vq) override { return blk_.service(vq); }
     // Nothing is in flight between notifies: a request completes inside service().
-    void reset() override {}
+    void reset() override { blk_.reset(); }
 
 private:
     BlkDevice &blk_;
