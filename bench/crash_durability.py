@@ -9,7 +9,9 @@ each written O_DIRECT and fsync'd (a virtio-blk FLUSH, which Keel must turn into
 Flush) before it prints `KEEL-REC N` (scripts/linux/init.sh keel.records). Once record
 TARGET has been printed (TARGET drawn in [--min, --max]) and a random delay more (0 to
 --delay seconds) has passed, QEMU is SIGKILLed: mid-write, mid-flush or between records.
-The last number printed, L, is read from the serial log. Then:
+The last number printed, L, is read from the serial log; QEMU's trace of the NVMe I/O
+commands it received (pci_nvme_io_cmd) must hold at least L+1 Writes and L+1 Flushes (each
+acknowledged record's write and flush reached the controller). Then:
   - the host reads the partition from the raw disk (tests/boot/gpt_check.py): records
     0..L must all be intact (the checksummed record, exactly as init.sh makes it);
   - Keel boots again on the same raw disk with keel.verify_records=vda:L+1: the guest reads
@@ -51,6 +53,7 @@ class Run:
         self.a, self.tmp = a, tmp
         self.raw = os.path.join(tmp, "nvme.raw")
         self.log = os.path.join(tmp, "serial.log")
+        self.trace = os.path.join(tmp, "nvme-trace.log")
         self.prefix = "" if a.bare else r"\[rec\] "
 
     def image(self, mode, provision):
@@ -80,9 +83,18 @@ class Run:
             if provision:   # what mkimage wrote: nothing outside the partitions may change
                 shutil.copyfile(self.raw, os.path.join(self.tmp, "nvme.pristine"))
             cmd = harness.qemu_command(image, self.tmp, self.log, 1, "1G", extra=[
-                "-drive", f"file={self.raw},if=none,format=raw,id=nvm0", "-device", "nvme,serial=keel-nvme0,drive=nvm0"])
+                "-drive", f"file={self.raw},if=none,format=raw,id=nvm0", "-device", "nvme,serial=keel-nvme0,drive=nvm0",
+                # Every NVMe I/O command QEMU's controller receives (opcode 0: Flush, 1: Write).
+                "-D", self.trace, "-trace", "pci_nvme_io_cmd"])
         _, text = harness.run(cmd, self.log, until, self.a.timeout, cwd=self.tmp)
         return text
+
+    def nvme_commands(self):
+        """(flushes, writes) the NVMe controller received, from QEMU's trace (QEMU writes it
+        line-buffered: a command received just before the kill may be missing)."""
+        with open(self.trace, errors="replace") as f:
+            opcodes = re.findall(r"pci_nvme_io_cmd .*opc 0x([0-9a-f]+)", f.read())
+        return opcodes.count("0"), opcodes.count("1")
 
     def partition(self):
         if self.a.bare:
@@ -162,6 +174,7 @@ def main():
         with tempfile.TemporaryDirectory(prefix="keel-crash-") as tmp:
             r = Run(a, tmp)
             last, finished = r.crash(target, delay)
+            flushes, writes = (None, None) if a.bare else r.nvme_commands()
             pristine = os.path.join(tmp, "nvme.pristine")
             acked = last + 1
             host = gpt_check.count_records(r.partition())
@@ -172,12 +185,20 @@ def main():
                 except gpt_check.GptError as e:
                     raise harness.Failure(f"run {i + 1}: {e}")
             lost = max(acked - host, acked - guest, 0)
+            nvme = ""
+            if flushes is not None:
+                # Each acknowledged record was written, then flushed: at least that many NVMe
+                # Writes and Flushes reached the controller before the kill.
+                nvme = f", NVMe commands before the kill: {writes} writes, {flushes} flushes"
+                if flushes < acked or writes < acked:
+                    nvme += f" (FEWER than the {acked} records acknowledged)"
+                    bad.append(i + 1)
             total_acked += acked
             total_lost += lost
             print(f"run {i + 1}: kill {delay} s after record {target}{' (writer had finished)' if finished else ''}: "
-                  f"last printed {last}, intact on the disk {host} (host), {guest} (guest), lost {lost}: {verdict}",
+                  f"last printed {last}, intact on the disk {host} (host), {guest} (guest), lost {lost}{nvme}: {verdict}",
                   flush=True)
-            if lost or guest < host or host < acked:
+            if (lost or guest < host or host < acked) and i + 1 not in bad:
                 bad.append(i + 1)
     print(f"crash durability: {a.runs} runs, seed {a.seed}: {total_acked} records acknowledged, {total_lost} lost"
           + (f" (runs {bad})" if bad else ""))
