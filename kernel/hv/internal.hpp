@@ -289,6 +289,22 @@ bool build_platform(Guest &g, u64 &rsdp);
 // disk.cpp: prepare_disks makes each disk's backing once (false: logged at the disk's line, not
 // started); plug_disks puts its virtio-blk function on g.pci (after build_platform).
 bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
+// host_pci.cpp: the host's PCI functions through the MCFG's ECAM (boot CPU, while Keel starts).
+struct HostFn {
+    u16 segment;
+    u8 bus, dev, fn;
+    u32 window;             // the ECAM window it was found through
+    u32 id;                 // vendor | device << 16
+    u32 class_code;         // class, subclass, programming interface
+    u16 sid() const { return u16(bus << 8 | dev << 3 | fn); }
+};
+inline constexpr u32 PCI_COMMAND = 0x04, PCI_CLASS = 0x08, PCI_HEADER = 0x0c, PCI_BAR0 = 0x10, PCI_BUSES = 0x18;
+inline constexpr u32 CMD_MEM = 1u << 1, CMD_MASTER = 1u << 2, CMD_INTX_OFF = 1u << 10;
+u32 host_pci_read(const HostFn &f, u32 off);
+void host_pci_write(const HostFn &f, u32 off, u32 v);
+u32 host_pci_scan(HostFn *out, u32 max);
+volatile u8 *host_pci_map_bar0(const HostFn &f, u64 max_map, const char *who);
+
 // storage.cpp: Keel's NVMe drives. init_storage (once, before any guest is created, when
 // storage_needed) finds and brings up the controllers, reads their GPTs and resolves every
 // device disk of the configuration (errors logged at the disk's line); open_device_disk gives
@@ -296,6 +312,8 @@ bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
 bool storage_needed(const KeelConfig &cfg);
 void init_storage(const KeelConfig &cfg);
 bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out);
+// When every guest has ended: the drives' caches flushed, and before power-off the controllers shut down.
+void storage_quiesce(bool power_off);
 bool plug_disks(Guest &g);
 // On the guest's exits: the queues whose last batch ended at its budget, serviced once more.
 void service_disks(Guest &g);

@@ -27,9 +27,11 @@ void all_guests_ended()
 {
     if (config_.on_idle == KeelConfig::OnIdle::poweroff) {
         log_info("all guests have ended: powering off");
+        storage_quiesce(true);
         power::off(boot_acpi());
     } else {
         log_info("all guests have ended: idle");
+        storage_quiesce(false);
     }
 }
 

@@ -27,47 +27,8 @@ namespace {
 
 constexpr u32 MAX_CONTROLLERS = 4;
 constexpr u32 MAX_NAMESPACES = 8;       // per controller
-constexpr u32 MAX_FUNCTIONS = 32;       // NVMe functions found before sorting
+constexpr u32 MAX_FUNCTIONS = 32;       // NVMe functions found
 constexpr u64 MAX_BAR_MAP = 64 * KiB;   // registers and the first doorbells
-
-// PCI configuration space through the ECAM windows of the MCFG.
-struct Ecam {
-    struct Window {
-        u64 base;
-        u16 segment;
-        u8 start, end;
-        u8 *bus[256];      // each bus's 1 MiB, mapped when first scanned
-    };
-    Window w[Mcfg::MAX];
-    u32 n = 0;
-
-    volatile u32 *at(u32 wi, u8 bus, u8 dev, u8 fn, u32 off)
-    {
-        Window &x = w[wi];
-        if (bus < x.start || bus > x.end) return nullptr;
-        if (!x.bus[bus]) {
-            const PhysAddr pa(x.base + (u64(bus) << 20));
-            x.bus[bus] = reinterpret_cast<u8 *>(mm::map_mmio(pa, MiB).raw());
-            if (!x.bus[bus]) return nullptr;
-        }
-        return reinterpret_cast<volatile u32 *>(x.bus[bus] + (u32(dev) << 15 | u32(fn) << 12 | (off & 0xffc)));
-    }
-    u32 read(u32 wi, u8 b, u8 d, u8 f, u32 off)
-    {
-        volatile u32 *p = at(wi, b, d, f, off);
-        return p ? *p : ~0u;
-    }
-    void write(u32 wi, u8 b, u8 d, u8 f, u32 off, u32 v)
-    {
-        if (volatile u32 *p = at(wi, b, d, f, off)) *p = v;
-    }
-};
-
-struct Function {
-    u32 window;
-    u16 segment;
-    u8 bus, dev, fn;
-};
 
 class MmioRegs final : public nvme::Regs {
 public:
@@ -107,7 +68,7 @@ struct Namespace {
 };
 
 struct Nvme {
-    Function pci;
+    HostFn pci;
     char name[8];                       // "nvme0"
     MmioRegs regs;
     alignas(nvme::Controller) u8 ctrl_storage[sizeof(nvme::Controller)];
@@ -126,91 +87,18 @@ struct Resolved {
     bool ok = false;
 };
 
-Ecam ecam_{};
 FrameDma dma_;
 TscClock clock_;
 Nvme nvme_[MAX_CONTROLLERS]{};
 u32 nnvme_;
 Resolved resolved_[KeelConfig::MAX_GUESTS][GuestConfig::MAX_DISKS];
 
-constexpr u32 PCI_COMMAND = 0x04, PCI_CLASS = 0x08, PCI_HEADER = 0x0c, PCI_BAR0 = 0x10, PCI_BUSES = 0x18;
-constexpr u32 CMD_MEM = 1u << 1, CMD_MASTER = 1u << 2, CMD_INTX_OFF = 1u << 10;
 constexpr u32 CLASS_NVME = 0x010802;
 
-// Depth-first from each window's first bus, through bridges' secondary buses.
-void scan(Function *out, u32 &n)
-{
-    for (u32 wi = 0; wi < ecam_.n; wi++) {
-        bool seen[256] = {};
-        u8 stack[256];
-        u32 sp = 0;
-        stack[sp++] = ecam_.w[wi].start;
-        while (sp) {
-            const u8 bus = stack[--sp];
-            if (seen[bus]) continue;
-            seen[bus] = true;
-            for (u8 dev = 0; dev < 32; dev++) {
-                for (u8 fn = 0; fn < 8; fn++) {
-                    const u32 id = ecam_.read(wi, bus, dev, fn, 0);
-                    if ((id & 0xffff) == 0xffff || id == 0) {
-                        if (fn == 0) break;
-                        continue;
-                    }
-                    const u32 hdr = ecam_.read(wi, bus, dev, fn, PCI_HEADER) >> 16 & 0xff;
-                    const u32 cls = ecam_.read(wi, bus, dev, fn, PCI_CLASS) >> 8;
-                    if ((hdr & 0x7f) == 1) {
-                        const u8 sec = u8(ecam_.read(wi, bus, dev, fn, PCI_BUSES) >> 8);
-                        if (sec > bus && !seen[sec] && sp < 256) stack[sp++] = sec;
-                    } else if (cls == CLASS_NVME && n < MAX_FUNCTIONS) {
-                        out[n++] = Function{wi, ecam_.w[wi].segment, bus, dev, fn};
-                    }
-                    if (fn == 0 && !(hdr & 0x80)) break;   // not multi-function
-                }
-            }
-        }
-    }
-    // PCI order: segment, bus, device, function (insertion sort: a handful).
-    auto key = [](const Function &f) { return u64(f.segment) << 16 | u64(f.bus) << 8 | f.dev << 3 | f.fn; };
-    for (u32 i = 1; i < n; i++)
-        for (u32 j = i; j > 0 && key(out[j]) < key(out[j - 1]); j--) {
-            const Function t = out[j];
-            out[j] = out[j - 1];
-            out[j - 1] = t;
-        }
-}
-
-// BAR0 (64-bit memory) sized with decoding off, then memory space and bus
-// mastering on, INTx off (Keel polls).
 bool map_bar0(Nvme &c)
 {
-    const Function &f = c.pci;
-    const u32 cmd = ecam_.read(f.window, f.bus, f.dev, f.fn, PCI_COMMAND) & 0xffff;
-    const u32 lo = ecam_.read(f.window, f.bus, f.dev, f.fn, PCI_BAR0);
-    if (lo & 1) {
-        log_error("%s: BAR0 is an I/O BAR: not an NVMe controller Keel can drive", c.name);
-        return false;
-    }
-    const bool wide = (lo >> 1 & 3) == 2;
-    const u32 hi = wide ? ecam_.read(f.window, f.bus, f.dev, f.fn, PCI_BAR0 + 4) : 0;
-    ecam_.write(f.window, f.bus, f.dev, f.fn, PCI_COMMAND, cmd & ~(CMD_MEM | CMD_MASTER));
-    ecam_.write(f.window, f.bus, f.dev, f.fn, PCI_BAR0, ~0u);
-    const u32 mask = ecam_.read(f.window, f.bus, f.dev, f.fn, PCI_BAR0) & ~0xfu;
-    ecam_.write(f.window, f.bus, f.dev, f.fn, PCI_BAR0, lo);
-    const u64 base = (u64(hi) << 32 | lo) & ~0xfull;
-    const u64 size = mask ? u64(~mask) + 1 : 0;
-    if (!base || size < 0x2000) {
-        log_error("%s: BAR0 %s (base %lx, %lu bytes): not usable", c.name, base ? "too small" : "not assigned", base,
-                  size);
-        ecam_.write(f.window, f.bus, f.dev, f.fn, PCI_COMMAND, cmd);
-        return false;
-    }
-    ecam_.write(f.window, f.bus, f.dev, f.fn, PCI_COMMAND, cmd | CMD_MEM | CMD_MASTER | CMD_INTX_OFF);
-    c.regs.base = reinterpret_cast<volatile u8 *>(mm::map_mmio(PhysAddr(base), min(size, MAX_BAR_MAP)).raw());
-    if (!c.regs.base) {
-        log_error("%s: cannot map BAR0 at %lx", c.name, base);
-        return false;
-    }
-    return true;
+    c.regs.base = host_pci_map_bar0(c.pci, MAX_BAR_MAP, c.name);
+    return c.regs.base != nullptr;
 }
 
 // A namespace's blocks for the GPT parser, through the controller's port.
@@ -280,7 +168,7 @@ void read_gpt(Nvme &c, Namespace &ns)
 
 void bring_up(Nvme &c)
 {
-    const Function &f = c.pci;
+    const HostFn &f = c.pci;
     if (!map_bar0(c)) return;
     c.ctrl = new (c.ctrl_storage) nvme::Controller(c.regs, dma_, clock_);
     nvme::Controller &ctl = *c.ctrl;
@@ -408,18 +296,12 @@ bool storage_needed(const KeelConfig &cfg)
 
 void init_storage(const KeelConfig &cfg)
 {
-    const Mcfg &m = boot_acpi().mcfg;
-    for (usize i = 0; i < m.count && ecam_.n < Mcfg::MAX; i++) {
-        Ecam::Window &w = ecam_.w[ecam_.n++];
-        w.base = m.entries[i].base;
-        w.segment = m.entries[i].segment;
-        w.start = m.entries[i].start_bus;
-        w.end = m.entries[i].end_bus;
-    }
-    if (!ecam_.n) log_error("storage: no PCI ECAM (ACPI MCFG): Keel cannot reach its NVMe drives");
-    Function fns[MAX_FUNCTIONS];
+    HostFn all[MAX_FUNCTIONS * 4];
+    const u32 na = host_pci_scan(all, MAX_FUNCTIONS * 4);
+    HostFn fns[MAX_FUNCTIONS];
     u32 nf = 0;
-    scan(fns, nf);
+    for (u32 i = 0; i < na; i++)
+        if (all[i].class_code == CLASS_NVME && nf < MAX_FUNCTIONS) fns[nf++] = all[i];
     if (nf > MAX_CONTROLLERS) log_warn("storage: %u NVMe controllers, Keel drives the first %u", nf, MAX_CONTROLLERS);
     nnvme_ = min(nf, MAX_CONTROLLERS);
     log_info("storage: %u NVMe controller%s", nnvme_, nnvme_ == 1 ? "" : "s");
@@ -462,6 +344,24 @@ void init_storage(const KeelConfig &cfg)
                          r.c->name, r.ns->info.nsid, r.first, r.first + r.blocks - 1,
                          (r.blocks << r.ns->info.block_shift) / MiB, dc.readonly ? " read-only" : "");
         }
+    }
+}
+
+// Every controller's volatile cache put on media; with `power_off`, each then
+// shut down as NVMe asks before power is removed (CC.SHN, 7.6.2).
+void storage_quiesce(bool power_off)
+{
+    for (u32 i = 0; i < nnvme_; i++) {
+        Nvme &c = nvme_[i];
+        if (!c.port) continue;
+        Guard<Spinlock> g(c.port->lock());
+        bool ok = true;
+        for (u32 k = 0; k < c.nns; k++) ok &= c.port->flush(c.ns[k].info).ok();
+        if (!ok) log_error("%s: flush before %s failed", c.name, power_off ? "power-off" : "idling");
+        if (!power_off) continue;
+        if (Status s = c.ctrl->shutdown(); !s) log_error("%s: shutdown: %s", c.name, c.ctrl->why());
+        else log_info("%s: shut down, write cache flushed", c.name);
+        c.port = nullptr;   // nothing uses it any more
     }
 }
 

@@ -17,9 +17,10 @@
 //                writes (IOERR), in-range writes and reads of the last 8 sectors (OK). What
 //                it leaves on the disk: its last 4 KiB all 0xa5, nothing else changed
 //                (tests/vm/nvme_vblk.toml checks that host-side); refused writes carry 0x5a.
-//   mode=bench   `count=N` sequential 4 KiB reads of disk 0 at queue depth `qd=Q`
-//                (1..32), as a driver would: Q requests offered, one notify, refilled
-//                as they complete (one notify per refill batch); prints
+//   mode=bench   `count=N` 4 KiB reads of disk 0 at queue depth `qd=Q` (1..32), as
+//                a driver would: Q requests offered, one notify, refilled as they
+//                complete (one notify per refill batch); sequential, or at random
+//                4 KiB-aligned offsets with `rand=1`; writes with `write=1`. Prints
 //                `vblk: bench qd=Q requests=N tsc=T` (bench/vblk_cost.py).
 // Checked lines as every checked guest (tests/guests/README.md); exit 0 or the first
 // failed check.
@@ -400,6 +401,7 @@ u32 run_bench(Disk& d)
     const u64 want = cmdline_u64("qd", 1);
     const u32 qd = want < 1 ? 1 : want > 32 ? 32 : u32(want);
     const u64 count = cmdline_u64("count", 4096);
+    const bool random = cmdline_u64("rand", 0) != 0, write = cmdline_u64("write", 0) != 0;
     if (!d.start(BENCH_QSIZE)) {
         printf("vblk: FAIL bench: device does not start (status %x)\n", d.status());
         return 1;
@@ -408,10 +410,11 @@ u32 run_bench(Disk& d)
     Desc* t = d.desc();
     for (u32 i = 0; i < qd; i++) {
         t[3 * i] = {BHDR + i * 16, 16, F_NEXT, u16(3 * i + 1)};
-        t[3 * i + 1] = {DATA + i * 4096, 4096, F_NEXT | F_WRITE, u16(3 * i + 2)};
+        t[3 * i + 1] = {DATA + i * 4096, 4096, u16(F_NEXT | (write ? 0 : F_WRITE)), u16(3 * i + 2)};
         t[3 * i + 2] = {BSTATUS + i, 1, F_WRITE, 0};
     }
     u64 next = 0, sector = 0, done = 0, errors = 0;
+    u64 lcg = 0x2545f4914f6cdd1dull;   // the same offsets every run
     u32 free[32], nfree = 0;
     for (u32 i = 0; i < qd; i++) free[nfree++] = i;
     u32 idle = 0;   // polls without progress: the device answers synchronously, so few
@@ -420,14 +423,19 @@ u32 run_bench(Disk& d)
         bool offered = false;
         while (nfree && next < count) {
             const u32 i = free[--nfree];
-            wr<u32>(BHDR + i * 16, T_IN);
+            wr<u32>(BHDR + i * 16, write ? T_OUT : T_IN);
             wr<u32>(BHDR + i * 16 + 4, 0);
             wr<u32>(BHDR + i * 16 + 8, u32(sector));
             wr<u32>(BHDR + i * 16 + 12, u32(sector >> 32));
             wr<u8>(BSTATUS + i, 0xff);
             wr<u16>(d.avail_ring() + 4 + (d.avail % BENCH_QSIZE) * 2, u16(3 * i));
             d.avail++;
-            sector = sector + 8 >= sectors ? 0 : sector + 8;
+            if (random) {
+                lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+                sector = ((lcg >> 33) % (sectors / 8)) * 8;
+            } else {
+                sector = sector + 8 >= sectors ? 0 : sector + 8;
+            }
             next++;
             offered = true;
         }
@@ -450,7 +458,7 @@ u32 run_bench(Disk& d)
     }
     const u64 t1 = rdtsc();
     printf("vblk: bench qd=%u requests=%llu errors=%llu tsc=%llu\n", qd, done, errors, t1 - t0);
-    checks.check(done == count && !errors, "bench reads", "%llu of %llu done, %llu errors, status %x", done, count,
+    checks.check(done == count && !errors, write ? "bench writes" : "bench reads", "%llu of %llu done, %llu errors, status %x", done, count,
                  errors, d.status());
     return 0;
 }

@@ -1,0 +1,151 @@
+// Intel VT-d DMA remapping: one unit's registers (VT-d 4.1, chapter 10-11).
+#include "drivers/vtd/vtd.hpp"
+
+namespace vtd {
+
+const char *reason_text(u8 r)
+{
+    switch (r) {
+    case 0x01: return "root entry not present";
+    case 0x02: return "context entry not present";
+    case 0x03: return "invalid context entry";
+    case 0x04: return "address beyond the domain's width";
+    case 0x05: return "write to a read-only page";
+    case 0x06: return "read of a write-only page";
+    case 0x07: return "page table entry unreadable";
+    case 0x08: return "root table unreadable";
+    case 0x09: return "context table unreadable";
+    case 0x0a: return "reserved bits in a root entry";
+    case 0x0b: return "reserved bits in a context entry";
+    case 0x0c: return "reserved bits in a page table entry";
+    case 0x0d: return "translation type refused";
+    default: return "other";
+    }
+}
+
+Status Unit::probe()
+{
+    ver_ = regs_.read32(VER);
+    caps_.cap = regs_.read64(CAP);
+    caps_.ecap = regs_.read64(ECAP);
+    if (caps_.cap == ~0ull || caps_.ecap == ~0ull) {
+        why_ = "registers read as all ones";
+        return Err::invalid;
+    }
+    if (!caps_.four_level()) {
+        why_ = "no 4-level (48-bit) second-level tables (SAGAW)";
+        return Err::unsupported;
+    }
+    return {};
+}
+
+// Global command and status (10.4.4): the state bits kept, one changed, its status awaited.
+Status Unit::command(u32 bit, u32 status_bit, bool on, const char *what)
+{
+    const u32 keep = regs_.read32(GSTS) & GSTS_STATES & ~(GCMD_SRTP | GCMD_WBF | GCMD_SIRTP);
+    regs_.write32(GCMD, on ? keep | bit : keep & ~bit);
+    const u64 start = clock_.now_us();
+    for (u64 polls = 0; polls < MAX_POLLS; polls++) {
+        if (bool(regs_.read32(GSTS) & status_bit) == on) return {};
+        if (clock_.now_us() - start > TIMEOUT_US) break;
+        clock_.pause();
+    }
+    why_ = what;
+    return Err::timeout;
+}
+
+Status Unit::wait64(u32 off, u64 bit, const char *what)
+{
+    const u64 start = clock_.now_us();
+    for (u64 polls = 0; polls < MAX_POLLS; polls++) {
+        if (!(regs_.read64(off) & bit)) return {};
+        if (clock_.now_us() - start > TIMEOUT_US) break;
+        clock_.pause();
+    }
+    why_ = what;
+    return Err::timeout;
+}
+
+Status Unit::flush_write_buffer()
+{
+    if (!caps_.rwbf()) return {};
+    // WBF is one-shot: set, and its status bit clears when done.
+    const u32 keep = regs_.read32(GSTS) & GSTS_STATES & ~(GCMD_SRTP | GCMD_WBF | GCMD_SIRTP);
+    regs_.write32(GCMD, keep | GCMD_WBF);
+    const u64 start = clock_.now_us();
+    for (u64 polls = 0; polls < MAX_POLLS; polls++) {
+        if (!(regs_.read32(GSTS) & GCMD_WBF)) return {};
+        if (clock_.now_us() - start > TIMEOUT_US) break;
+        clock_.pause();
+    }
+    why_ = "write buffer flush did not complete";
+    return Err::timeout;
+}
+
+Status Unit::invalidate_context()
+{
+    KEEL_TRY(flush_write_buffer());
+    regs_.write64(CCMD, CCMD_ICC | CCMD_GLOBAL);
+    return wait64(CCMD, CCMD_ICC, "context cache invalidation did not complete");
+}
+
+Status Unit::invalidate_iotlb(u16 did)
+{
+    KEEL_TRY(flush_write_buffer());
+    const u32 reg = caps_.iro() + 8;
+    regs_.write64(reg, IOTLB_IVT | IOTLB_DOMAIN | IOTLB_DR | IOTLB_DW | u64(did) << 32);
+    return wait64(reg, IOTLB_IVT, "IOTLB invalidation did not complete");
+}
+
+Status Unit::enable(PhysAddr root)
+{
+    // Faults are polled: the fault event interrupt stays masked.
+    regs_.write32(FECTL, FECTL_IM);
+    regs_.write64(RTADDR, root.raw() & ~0xfffull);   // TTM = 00: legacy root and context tables
+    // SRTP is one-shot; RTPS says the pointer was latched.
+    const u32 keep = regs_.read32(GSTS) & GSTS_STATES & ~(GCMD_SRTP | GCMD_WBF | GCMD_SIRTP);
+    regs_.write32(GCMD, keep | GCMD_SRTP);
+    const u64 start = clock_.now_us();
+    bool latched = false;
+    for (u64 polls = 0; polls < MAX_POLLS && !latched; polls++) {
+        latched = regs_.read32(GSTS) & GCMD_SRTP;   // RTPS is bit 30, like SRTP
+        if (!latched && clock_.now_us() - start > TIMEOUT_US) break;
+        if (!latched) clock_.pause();
+    }
+    if (!latched) {
+        why_ = "root table pointer not latched";
+        return Err::timeout;
+    }
+    KEEL_TRY(invalidate_context());
+    regs_.write64(caps_.iro() + 8, IOTLB_IVT | IOTLB_GLOBAL | IOTLB_DR | IOTLB_DW);
+    KEEL_TRY(wait64(caps_.iro() + 8, IOTLB_IVT, "global IOTLB invalidation did not complete"));
+    return command(GCMD_TE, GCMD_TE, true, "translation enable not acknowledged");
+}
+
+Status Unit::disable() { return command(GCMD_TE, GCMD_TE, false, "translation disable not acknowledged"); }
+
+bool Unit::next_fault(Fault &f, bool &overflowed)
+{
+    const u32 fsts = regs_.read32(FSTS);
+    overflowed = fsts & FSTS_PFO;
+    if (overflowed) regs_.write32(FSTS, FSTS_PFO);   // write 1 to clear
+    const u32 n = caps_.nfr();
+    for (u32 k = 0; k < n; k++) {
+        const u32 i = (next_fr_ + k) % n;
+        const u32 off = caps_.fro() + i * 16;
+        const u64 hi = regs_.read64(off + 8);
+        if (!(hi >> 63)) continue;
+        const u64 lo = regs_.read64(off);
+        f.sid = u16(hi);
+        f.reason = u8(hi >> 32);
+        f.read = hi >> 62 & 1;     // T: 1 read, 0 write (11.4.14; for legacy-mode requests)
+        f.addr = lo & ~0xfffull;
+        regs_.write32(off + 12, 1u << 31);   // F is write-1-to-clear
+        next_fr_ = (i + 1) % n;
+        return true;
+    }
+    if (fsts & FSTS_PPF) regs_.write32(FSTS, FSTS_PPF);
+    return false;
+}
+
+} // namespace vtd

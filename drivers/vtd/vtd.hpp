@@ -1,0 +1,131 @@
+// Intel VT-d DMA remapping (VT-d 4.1), portable: one remapping unit's
+// registers (chapter 11) and the root and context tables (9.1-9.4, legacy
+// mode) it walks, behind small interfaces like drivers/nvme's, so the host
+// unit tests drive it against a simulated unit.
+//
+// Keel's policy is default deny: a device has a present context entry only
+// when Keel gave it a domain (its own drives, later a guest's assigned
+// device); every other device's DMA fails the root or context lookup and is
+// recorded as a fault. Every wait on the unit is bounded.
+#pragma once
+
+#include "kernel/lib/result.hpp"
+#include "kernel/lib/types.hpp"
+
+namespace vtd {
+
+// Registers (11.4).
+inline constexpr u32 VER = 0x00, CAP = 0x08, ECAP = 0x10, GCMD = 0x18, GSTS = 0x1c, RTADDR = 0x20, CCMD = 0x28,
+                     FSTS = 0x34, FECTL = 0x38;
+inline constexpr u32 GCMD_TE = 1u << 31, GCMD_SRTP = 1u << 30, GCMD_WBF = 1u << 27, GCMD_QIE = 1u << 26,
+                     GCMD_IRE = 1u << 25, GCMD_SIRTP = 1u << 24, GCMD_CFI = 1u << 23;
+// GSTS bits that are states (kept when writing GCMD); the others are one-shot commands.
+inline constexpr u32 GSTS_STATES = 0x96ffffff;
+inline constexpr u64 CCMD_ICC = 1ull << 63, CCMD_GLOBAL = 1ull << 61;
+inline constexpr u64 IOTLB_IVT = 1ull << 63, IOTLB_GLOBAL = 1ull << 60, IOTLB_DOMAIN = 2ull << 60,
+                     IOTLB_DR = 1ull << 49, IOTLB_DW = 1ull << 48;
+inline constexpr u32 FSTS_PFO = 1u << 0, FSTS_PPF = 1u << 1;
+inline constexpr u32 FECTL_IM = 1u << 31;
+
+struct Caps {
+    u64 cap = 0, ecap = 0;
+    u32 domains() const { return 1u << (4 + 2 * (cap & 7)); }
+    bool rwbf() const { return cap >> 4 & 1; }           // write-buffer flush needed
+    bool caching_mode() const { return cap >> 7 & 1; }   // not-present entries may be cached
+    u32 sagaw() const { return u32(cap >> 8 & 0x1f); }
+    u32 mgaw() const { return u32(cap >> 16 & 0x3f) + 1; }
+    u32 fro() const { return u32(cap >> 24 & 0x3ff) * 16; }   // fault recording registers' offset
+    u32 nfr() const { return u32(cap >> 40 & 0xff) + 1; }     // and their number
+    bool coherent() const { return ecap & 1; }           // the unit snoops its table walks
+    bool qi() const { return ecap >> 1 & 1; }
+    bool ir() const { return ecap >> 3 & 1; }
+    bool pass_through() const { return ecap >> 6 & 1; }
+    u32 iro() const { return u32(ecap >> 8 & 0x3ff) * 16; }   // IOTLB registers' offset
+    bool four_level() const { return sagaw() & 4; }      // 48-bit, 4-level second-level tables
+};
+
+class Regs {
+public:
+    virtual u32 read32(u32 off) = 0;
+    virtual void write32(u32 off, u32 v) = 0;
+    virtual u64 read64(u32 off) = 0;
+    virtual void write64(u32 off, u64 v) = 0;
+
+protected:
+    ~Regs() = default;
+};
+
+class Clock {
+public:
+    virtual u64 now_us() = 0;
+    virtual void pause() = 0;
+
+protected:
+    ~Clock() = default;
+};
+
+// Root and context entries (9.1, 9.3), 128 bits as two u64s.
+struct Entry {
+    u64 lo = 0, hi = 0;
+};
+inline constexpr u32 ENTRIES = 256;               // per table page: buses, or device/function
+inline Entry root_entry(PhysAddr context_table) { return Entry{(context_table.raw() & ~0xfffull) | 1, 0}; }
+// A second-level translated context entry: domain `did`, 4-level tables at `slpt`.
+inline Entry context_entry(PhysAddr slpt, u16 did)
+{
+    return Entry{(slpt.raw() & ~0xfffull) | 1 /* P, FPD = 0, TT = 00 */, u64(did) << 8 | 2 /* AW: 48 bits */};
+}
+inline u8 devfn(u8 dev, u8 fn) { return u8(dev << 3 | fn); }
+
+// One fault record (11.4.14), decoded.
+struct Fault {
+    u16 sid = 0;              // requester: bus << 8 | devfn
+    u64 addr = 0;             // the page of the faulting request
+    bool read = false;        // a read (DMA from memory), else a write
+    u8 reason = 0;            // fault reason (appendix A)
+};
+// A short phrase for the fault reasons Keel expects ("root entry not present").
+const char *reason_text(u8 reason);
+
+class Unit {
+public:
+    Unit(Regs &regs, Clock &clock) : regs_(regs), clock_(clock) {}
+
+    // Read the capabilities. Err::unsupported without 4-level second-level tables.
+    Status probe();
+    const Caps &caps() const { return caps_; }
+    u32 version() const { return ver_; }
+
+    // Translation on with this root table (9.1): the root pointer set, the
+    // context cache and IOTLB invalidated globally, TE set; each step awaited
+    // (bounded: Err::timeout, why() says which).
+    Status enable(PhysAddr root_table);
+    Status disable();
+    // After a context entry changed from not present to present (or back).
+    Status invalidate_context();
+    // After a domain's mappings were removed or changed (a present entry).
+    Status invalidate_iotlb(u16 did);
+    // When the unit caches not-present entries (caching mode) or needs a write-buffer flush.
+    Status flush_write_buffer();
+
+    // Take the next recorded fault (clearing it), or false when none is left.
+    // `overflowed` says faults were lost since the last call (PFO).
+    bool next_fault(Fault &f, bool &overflowed);
+
+    const char *why() const { return why_; }
+
+private:
+    Status command(u32 bit, u32 status_bit, bool on, const char *what);
+    Status wait64(u32 off, u64 bit, const char *what);
+
+    Regs &regs_;
+    Clock &clock_;
+    Caps caps_;
+    u32 ver_ = 0;
+    u32 next_fr_ = 0;
+    const char *why_ = "";
+    static constexpr u64 TIMEOUT_US = 100'000;
+    static constexpr u64 MAX_POLLS = 1u << 24;
+};
+
+} // namespace vtd
