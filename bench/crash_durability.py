@@ -10,8 +10,8 @@ Flush) before it prints `KEEL-REC N` (scripts/linux/init.sh keel.records). Once 
 TARGET has been printed (TARGET drawn in [--min, --max]) and a random delay more (0 to
 --delay seconds) has passed, QEMU is SIGKILLed: mid-write, mid-flush or between records.
 The last number printed, L, is read from the serial log; QEMU's trace of the NVMe I/O
-commands it received (pci_nvme_io_cmd) must hold at least L+1 Writes and L+1 Flushes (each
-acknowledged record's write and flush reached the controller). Then:
+commands it received (pci_nvme_io_cmd), in order, must hold at least L+1 Writes each followed
+by a Flush (each acknowledged record's write, then its flush, reached the controller). Then:
   - the host reads the partition from the raw disk (tests/boot/gpt_check.py): records
     0..L must all be intact (the checksummed record, exactly as init.sh makes it);
   - Keel boots again on the same raw disk with keel.verify_records=vda:L+1: the guest reads
@@ -90,11 +90,17 @@ class Run:
         return text
 
     def nvme_commands(self):
-        """(flushes, writes) the NVMe controller received, from QEMU's trace (QEMU writes it
-        line-buffered: a command received just before the kill may be missing)."""
+        """(flushes, writes, write-then-flush pairs) the NVMe controller received, from QEMU's
+        trace, in order: a pair is a Write followed by a Flush before the next pair began."""
         with open(self.trace, errors="replace") as f:
             opcodes = re.findall(r"pci_nvme_io_cmd .*opc 0x([0-9a-f]+)", f.read())
-        return opcodes.count("0"), opcodes.count("1")
+        pairs, wrote = 0, False
+        for op in opcodes:
+            if op == "1":
+                wrote = True
+            elif op == "0" and wrote:
+                pairs, wrote = pairs + 1, False
+        return opcodes.count("0"), opcodes.count("1"), pairs
 
     def partition(self):
         if self.a.bare:
@@ -174,7 +180,7 @@ def main():
         with tempfile.TemporaryDirectory(prefix="keel-crash-") as tmp:
             r = Run(a, tmp)
             last, finished = r.crash(target, delay)
-            flushes, writes = (None, None) if a.bare else r.nvme_commands()
+            flushes, writes, pairs = (None, None, None) if a.bare else r.nvme_commands()
             pristine = os.path.join(tmp, "nvme.pristine")
             acked = last + 1
             host = gpt_check.count_records(r.partition())
@@ -189,8 +195,8 @@ def main():
             if flushes is not None:
                 # Each acknowledged record was written, then flushed: at least that many NVMe
                 # Writes and Flushes reached the controller before the kill.
-                nvme = f", NVMe commands before the kill: {writes} writes, {flushes} flushes"
-                if flushes < acked or writes < acked:
+                nvme = f", NVMe commands before the kill: {writes} writes, {flushes} flushes, {pairs} flushes after a write"
+                if pairs < acked:
                     nvme += f" (FEWER than the {acked} records acknowledged)"
                     bad.append(i + 1)
             total_acked += acked
