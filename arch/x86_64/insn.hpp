@@ -81,6 +81,7 @@ inline void cli() { asm volatile("cli" ::: "memory"); }
 inline void sti() { asm volatile("sti" ::: "memory"); }
 inline void sti_hlt() { asm volatile("sti; hlt" ::: "memory"); }
 inline void invlpg(u64 va) { asm volatile("invlpg (%0)" : : "r"(va) : "memory"); }
+inline void wbinvd() { asm volatile("wbinvd" ::: "memory"); }
 
 [[noreturn]] inline void halt_forever()
 {

@@ -42,9 +42,9 @@ Status Port::outcome(const CmdResult &r)
     case Outcome::timed_out:
     case Outcome::fatal:
         // The lost command may still name the bounce pages: they are reused
-        // only once the controller has been disabled, which reset() does first.
-        resets++;
-        (void)ctrl_.reset();
+        // only once the controller has been disabled, which recover() does
+        // first (and ready() retries before the next use if it failed).
+        (void)recover();
         return Err::timeout;
     case Outcome::refused:
         failures++;
@@ -53,33 +53,42 @@ Status Port::outcome(const CmdResult &r)
     return Err::invalid;
 }
 
+// Controller::reset() is not enough here: when its enable() fails after the
+// disable (the controller never comes ready), needs_reset() is already false
+// and the I/O queues are gone, so reset() would neither be asked for again nor
+// re-create them, and every later command would be refused for good.
+Status Port::recover()
+{
+    resets++;
+    Status s = ctrl_.enable();   // disables first: the controller forgets every command
+    if (s) s = ctrl_.create_io_queues();
+    down_ = !s;
+    return s ? Status() : Status(Err::timeout);
+}
+
+Status Port::ready()
+{
+    if (!down_ && !ctrl_.needs_reset()) return {};
+    return recover();
+}
+
 Status Port::transfer(const NamespaceInfo &ns, bool write, u64 lba, u32 blocks)
 {
     if (!chunk_ || (u64(blocks) << ns.block_shift) > chunk_) return Err::range;
-    if (ctrl_.needs_reset()) {
-        // An earlier reset failed: try once more before refusing.
-        resets++;
-        if (Status s = ctrl_.reset(); !s) return Err::timeout;
-    }
+    KEEL_TRY(ready());
     DataBuffer buf{pa_, n_, 0, u32(u64(blocks) << ns.block_shift)};
     return outcome(write ? ctrl_.write(ns, lba, blocks, buf) : ctrl_.read(ns, lba, blocks, buf));
 }
 
 Status Port::flush(const NamespaceInfo &ns)
 {
-    if (ctrl_.needs_reset()) {
-        resets++;
-        if (Status s = ctrl_.reset(); !s) return Err::timeout;
-    }
+    KEEL_TRY(ready());
     return outcome(ctrl_.flush(ns));
 }
 
 Status Port::zero(const NamespaceInfo &ns, u64 lba, u32 blocks)
 {
-    if (ctrl_.needs_reset()) {
-        resets++;
-        if (Status s = ctrl_.reset(); !s) return Err::timeout;
-    }
+    KEEL_TRY(ready());
     return outcome(ctrl_.write_zeroes(ns, lba, blocks));
 }
 

@@ -41,6 +41,11 @@ public:
     u32 chunk_bytes() const { return chunk_; }
     u8 *page(u32 i) { return bounce_[i].va; }
 
+    // A controller left broken by an earlier timeout (or a reset that failed)
+    // is reset again first (Err::timeout if that fails). Until that succeeds
+    // the controller may still own the bounce pages (a lost command's late
+    // DMA): a write stages its data in them only after this. Call with lock() held.
+    Status ready();
     // One read or write of `blocks` blocks at `lba` between the device and the
     // first bytes of the bounce pages. Call with lock() held. Resets the
     // controller after a timeout or fatal status.
@@ -55,6 +60,8 @@ public:
 
 private:
     Status outcome(const CmdResult &r);
+    // Disable, enable and the I/O queues again; down_ until that worked.
+    Status recover();
 
     Controller &ctrl_;
     Dma &dma_;
@@ -63,6 +70,7 @@ private:
     PhysAddr pa_[BOUNCE_PAGES];
     u32 n_ = 0;
     u32 chunk_ = 0;
+    bool down_ = false;
 };
 
 class Extent {
@@ -129,6 +137,7 @@ Status Extent::write(u64 off, u64 len, From from)
     Guard<Spinlock> g(p.lock());
     for (u64 done = 0; done < len;) {
         const u32 n = u32(min<u64>(len - done, step()));
+        if (Status s = p.ready(); !s) return s;
         for (u32 k = 0; k < n; k += MEM_PAGE)
             if (!from(p.page(k / MEM_PAGE), min<u64>(n - k, MEM_PAGE), done + k)) return Err::invalid;
         if (Status s = p.transfer(ns_, true, first_ + ((off + done) >> ns_.block_shift), n >> ns_.block_shift); !s)

@@ -19,6 +19,14 @@ const char *reason_text(u8 r)
     case 0x0b: return "reserved bits in a context entry";
     case 0x0c: return "reserved bits in a page table entry";
     case 0x0d: return "translation type refused";
+    // Interrupt remapping (irte.hpp).
+    case 0x20: return "reserved bits in an interrupt request";
+    case 0x21: return "interrupt index beyond the table";
+    case 0x22: return "interrupt entry not present";
+    case 0x23: return "interrupt remapping table unreadable";
+    case 0x24: return "reserved bits in an interrupt entry";
+    case 0x25: return "compatibility-format interrupt blocked";
+    case 0x26: return "interrupt from a device the entry is not for";
     default: return "other";
     }
 }
@@ -82,9 +90,70 @@ Status Unit::flush_write_buffer()
     return Err::timeout;
 }
 
+// Queued invalidation (6.5.2): the descriptors at the tail, then a wait
+// descriptor whose status write (a sequence number, to Keel's status page)
+// says the unit has processed everything before it.
+Status Unit::submit(const u64 (*desc)[2], u32 n, const char *what)
+{
+    auto *slots = reinterpret_cast<volatile u64 *>(q_.va);
+    volatile u32 *status = reinterpret_cast<volatile u32 *>(st_.va);
+    const u32 value = ++seq_ ? seq_ : ++seq_;
+    *status = 0;
+    auto put = [&](u64 lo, u64 hi) {
+        slots[tail_ * 2] = lo;
+        slots[tail_ * 2 + 1] = hi;
+        tail_ = (tail_ + 1) % QI_ENTRIES;
+    };
+    for (u32 i = 0; i < n; i++) put(desc[i][0], desc[i][1]);
+    put(QI_WAIT | QI_WAIT_SW | u64(value) << 32, st_.pa.raw());
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    regs_.write64(IQT, u64(tail_) << 4);
+    const u64 start = clock_.now_us();
+    for (u64 polls = 0; polls < MAX_POLLS; polls++) {
+        if (*status == value) return {};
+        const u32 fsts = regs_.read32(FSTS);
+        if (fsts & (FSTS_IQE | FSTS_ITE | FSTS_ICE)) {
+            if (fsts & FSTS_IQE) {
+                // The unit stopped at the bad descriptor (IQH) and resumes
+                // there once IQE is cleared (6.5.2.10): made a wait without a
+                // status write (a no-op), so this batch ends and later ones run.
+                const u32 bad = u32(regs_.read64(IQH) >> 4) % QI_ENTRIES;
+                slots[bad * 2] = QI_WAIT;
+                slots[bad * 2 + 1] = 0;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            }
+            regs_.write32(FSTS, fsts & (FSTS_IQE | FSTS_ITE | FSTS_ICE));
+            why_ = fsts & FSTS_IQE ? "invalidation queue error" : "invalidation time-out";
+            return Err::invalid;
+        }
+        if (clock_.now_us() - start > TIMEOUT_US) break;
+        clock_.pause();
+    }
+    why_ = what;
+    return Err::timeout;
+}
+
+Status Unit::invalidate_interrupt_cache()
+{
+    if (!caps_.ir()) {
+        why_ = "no interrupt remapping on this unit";   // the descriptor type would be invalid (IQE)
+        return Err::unsupported;
+    }
+    if (!queued()) {
+        why_ = "interrupt entry cache invalidation needs the invalidation queue";
+        return Err::unsupported;
+    }
+    const u64 d[1][2] = {{QI_IEC, 0}};   // global
+    return submit(d, 1, "interrupt entry cache invalidation did not complete");
+}
+
 Status Unit::invalidate_context()
 {
     KEEL_TRY(flush_write_buffer());
+    if (queued()) {
+        const u64 d[1][2] = {{QI_CONTEXT | QI_G_GLOBAL, 0}};
+        return submit(d, 1, "context cache invalidation did not complete");
+    }
     regs_.write64(CCMD, CCMD_ICC | CCMD_GLOBAL);
     return wait64(CCMD, CCMD_ICC, "context cache invalidation did not complete");
 }
@@ -92,12 +161,16 @@ Status Unit::invalidate_context()
 Status Unit::invalidate_iotlb(u16 did)
 {
     KEEL_TRY(flush_write_buffer());
+    if (queued()) {
+        const u64 d[1][2] = {{QI_IOTLB | QI_G_DOMAIN | QI_IOTLB_DR | QI_IOTLB_DW | u64(did) << 16, 0}};
+        return submit(d, 1, "IOTLB invalidation did not complete");
+    }
     const u32 reg = caps_.iro() + 8;
     regs_.write64(reg, IOTLB_IVT | IOTLB_DOMAIN | IOTLB_DR | IOTLB_DW | u64(did) << 32);
     return wait64(reg, IOTLB_IVT, "IOTLB invalidation did not complete");
 }
 
-Status Unit::enable(PhysAddr root)
+Status Unit::enable(PhysAddr root, Page queue, Page status)
 {
     // Faults are polled: the fault event interrupt stays masked.
     regs_.write32(FECTL, FECTL_IM);
@@ -116,9 +189,23 @@ Status Unit::enable(PhysAddr root)
         why_ = "root table pointer not latched";
         return Err::timeout;
     }
+    if (queue.va && status.va && caps_.qi()) {
+        // The queue at its base, one page of 128-bit descriptors (QS = 0, DW = 0), head and tail at 0.
+        regs_.write64(IQT, 0);
+        regs_.write64(IQA, queue.pa.raw() & ~0xfffull);
+        KEEL_TRY(command(GCMD_QIE, GCMD_QIE, true, "queued invalidation enable not acknowledged"));
+        q_ = queue;
+        st_ = status;
+        tail_ = 0;
+    }
     KEEL_TRY(invalidate_context());
-    regs_.write64(caps_.iro() + 8, IOTLB_IVT | IOTLB_GLOBAL | IOTLB_DR | IOTLB_DW);
-    KEEL_TRY(wait64(caps_.iro() + 8, IOTLB_IVT, "global IOTLB invalidation did not complete"));
+    if (queued()) {
+        const u64 d[1][2] = {{QI_IOTLB | QI_G_GLOBAL | QI_IOTLB_DR | QI_IOTLB_DW, 0}};
+        KEEL_TRY(submit(d, 1, "global IOTLB invalidation did not complete"));
+    } else {
+        regs_.write64(caps_.iro() + 8, IOTLB_IVT | IOTLB_GLOBAL | IOTLB_DR | IOTLB_DW);
+        KEEL_TRY(wait64(caps_.iro() + 8, IOTLB_IVT, "global IOTLB invalidation did not complete"));
+    }
     return command(GCMD_TE, GCMD_TE, true, "translation enable not acknowledged");
 }
 

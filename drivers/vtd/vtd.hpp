@@ -24,7 +24,14 @@ inline constexpr u32 GSTS_STATES = 0x96ffffff;
 inline constexpr u64 CCMD_ICC = 1ull << 63, CCMD_GLOBAL = 1ull << 61;
 inline constexpr u64 IOTLB_IVT = 1ull << 63, IOTLB_GLOBAL = 1ull << 60, IOTLB_DOMAIN = 2ull << 60,
                      IOTLB_DR = 1ull << 49, IOTLB_DW = 1ull << 48;
-inline constexpr u32 FSTS_PFO = 1u << 0, FSTS_PPF = 1u << 1;
+inline constexpr u32 FSTS_PFO = 1u << 0, FSTS_PPF = 1u << 1, FSTS_IQE = 1u << 4, FSTS_ICE = 1u << 5, FSTS_ITE = 1u << 6;
+inline constexpr u32 IQH = 0x80, IQT = 0x88, IQA = 0x90;
+// Queued invalidation descriptors (6.5.2), 128 bits.
+inline constexpr u64 QI_CONTEXT = 0x1, QI_IOTLB = 0x2, QI_IEC = 0x4, QI_WAIT = 0x5;
+inline constexpr u64 QI_G_GLOBAL = 1ull << 4, QI_G_DOMAIN = 2ull << 4;
+inline constexpr u64 QI_IOTLB_DW = 1ull << 6, QI_IOTLB_DR = 1ull << 7;
+inline constexpr u64 QI_WAIT_SW = 1ull << 5;
+inline constexpr u32 QI_ENTRIES = 256;   // one 4 KiB page of 16-byte descriptors
 inline constexpr u32 FECTL_IM = 1u << 31;
 
 struct Caps {
@@ -87,6 +94,12 @@ struct Fault {
 // A short phrase for the fault reasons Keel expects ("root entry not present").
 const char *reason_text(u8 reason);
 
+// Memory the unit reads or writes for Keel: a page, by host-physical address and pointer.
+struct Page {
+    PhysAddr pa;
+    u8 *va = nullptr;
+};
+
 class Unit {
 public:
     Unit(Regs &regs, Clock &clock) : regs_(regs), clock_(clock) {}
@@ -98,8 +111,16 @@ public:
 
     // Translation on with this root table (9.1): the root pointer set, the
     // context cache and IOTLB invalidated globally, TE set; each step awaited
-    // (bounded: Err::timeout, why() says which).
-    Status enable(PhysAddr root_table);
+    // (bounded: Err::timeout, why() says which). With `queue` and `status`
+    // (zeroed pages; the unit offers QI) invalidations go through the
+    // invalidation queue from then on (6.5.2), each batch followed by a wait
+    // descriptor whose status write to `status` Keel polls; without, through
+    // the registers (6.5.1). A batch never holds more than a few descriptors,
+    // and each is awaited, so the queue never fills.
+    Status enable(PhysAddr root_table, Page queue = {}, Page status = {});
+    bool queued() const { return q_.va != nullptr; }
+    // The interrupt entry cache (QI only): Err::unsupported without the queue or ECAP.IR.
+    Status invalidate_interrupt_cache();
     Status disable();
     // After a context entry changed from not present to present (or back).
     Status invalidate_context();
@@ -117,12 +138,18 @@ public:
 private:
     Status command(u32 bit, u32 status_bit, bool on, const char *what);
     Status wait64(u32 off, u64 bit, const char *what);
+    // Descriptors then a wait descriptor, and the wait for its status write.
+    Status submit(const u64 (*desc)[2], u32 n, const char *what);
 
     Regs &regs_;
     Clock &clock_;
     Caps caps_;
     u32 ver_ = 0;
     u32 next_fr_ = 0;
+    Page q_;                     // the invalidation queue, when on
+    Page st_;                    // where wait descriptors write their status
+    u32 tail_ = 0;               // next descriptor slot
+    u32 seq_ = 0;                // the last wait descriptor's status value
     const char *why_ = "";
     static constexpr u64 TIMEOUT_US = 100'000;
     static constexpr u64 MAX_POLLS = 1u << 24;

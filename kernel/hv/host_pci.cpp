@@ -110,6 +110,32 @@ u32 host_pci_scan(HostFn *out, u32 max)
     return n;
 }
 
+// A capability's offset in the list at 0x34 (0: none), at most 48 hops.
+u32 host_pci_cap(const HostFn &f, u8 id)
+{
+    if (!(host_pci_read(f, PCI_COMMAND) >> 16 & (1u << 4))) return 0;   // status: capability list
+    u32 off = host_pci_read(f, 0x34) & 0xfc;
+    for (u32 hops = 0; off >= 0x40 && hops < 48; hops++) {
+        const u32 v = host_pci_read(f, off);
+        if ((v & 0xff) == id) return off;
+        off = v >> 8 & 0xfc;
+    }
+    return 0;
+}
+
+// An extended capability's offset (PCIe, from 0x100; 0: none), at most 480 hops.
+u32 host_pci_ext_cap(const HostFn &f, u16 id)
+{
+    u32 off = 0x100;
+    for (u32 hops = 0; off >= 0x100 && off <= 0xffc && hops < 480; hops++) {
+        const u32 v = host_pci_read(f, off);
+        if (v == 0 || v == ~0u) return 0;
+        if ((v & 0xffff) == id) return off;
+        off = v >> 20 & 0xffc;
+    }
+    return 0;
+}
+
 // BAR0 (memory; 64-bit or 32-bit) sized with decoding off, then memory space
 // and bus mastering on, INTx off; at most `max_map` bytes of it mapped uncached.
 volatile u8 *host_pci_map_bar0(const HostFn &f, u64 max_map, const char *who)

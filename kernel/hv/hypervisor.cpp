@@ -91,6 +91,8 @@ bool started_;
         stats_next_ = x86::rdtsc() + stats_every_tsc_;
     }
 
+    init_iommu(storage_needed(config_));
+    if (cmdline.has("iommu_selftest")) iommu_selftest();
     if (storage_needed(config_)) init_storage(config_);
     create_networks();
     for (u32 i = 0; i < config_.guest_count; i++) {

@@ -304,6 +304,20 @@ u32 host_pci_read(const HostFn &f, u32 off);
 void host_pci_write(const HostFn &f, u32 off, u32 v);
 u32 host_pci_scan(HostFn *out, u32 max);
 volatile u8 *host_pci_map_bar0(const HostFn &f, u64 max_map, const char *who);
+u32 host_pci_cap(const HostFn &f, u8 id);
+u32 host_pci_ext_cap(const HostFn &f, u16 id);
+
+// iommu.cpp: VT-d, default deny. init_iommu once at start (before Keel's drivers), then
+// Keel's own devices are attached to its DMA domain, which maps only the pages given to them.
+void init_iommu(bool required);
+bool iommu_on();
+bool iommu_attach_keel(const HostFn &f, const char *who);
+Status iommu_map_keel(PhysAddr pa);
+void iommu_unmap_keel(PhysAddr pa);
+void iommu_poll();
+u64 iommu_faults();
+void iommu_stats();     // "keel: stats iommu faults=N unlogged=N overflows=N"
+void iommu_selftest();
 
 // storage.cpp: Keel's NVMe drives. init_storage (once, before any guest is created, when
 // storage_needed) finds and brings up the controllers, reads their GPTs and resolves every

@@ -27,6 +27,7 @@ void all_guests_ended()
 {
     if (config_.on_idle == KeelConfig::OnIdle::poweroff) {
         log_info("all guests have ended: powering off");
+        iommu_stats();
         storage_quiesce(true);
         power::off(boot_acpi());
     } else {

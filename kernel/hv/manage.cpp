@@ -196,6 +196,7 @@ void manage_poll()
         }
     }
     watchdogs();
+    iommu_poll();
 }
 
 } // namespace hv

@@ -44,15 +44,48 @@ public:
     }
 };
 
+// Pages the drives may reach: with the IOMMU on, each is mapped in Keel's DMA
+// domain while the driver holds it. Freed pages stay mapped in a small pool
+// for the next command (PRP lists come and go with every large transfer): they
+// are Keel's, never a guest's, and are zeroed again before reuse.
 class FrameDma final : public nvme::Dma {
 public:
     Result<nvme::DmaPage> alloc_page() override
     {
+        {
+            Guard<Spinlock> g(lock_);
+            if (n_) {
+                const PhysAddr pa = pool_[--n_];
+                __builtin_memset(mm::phys_ptr<u8>(pa), 0, PAGE_SIZE);
+                return nvme::DmaPage{pa, mm::phys_ptr<u8>(pa)};
+            }
+        }
         auto p = mm::alloc_zeroed(0);
         if (!p) return p.error();
+        if (Status s = iommu_map_keel(*p); !s) {
+            mm::free(*p, 0);
+            return s.error();
+        }
         return nvme::DmaPage{*p, mm::phys_ptr<u8>(*p)};
     }
-    void free_page(nvme::DmaPage p) override { mm::free(p.pa, 0); }
+    void free_page(nvme::DmaPage p) override
+    {
+        {
+            Guard<Spinlock> g(lock_);
+            if (n_ < POOL) {
+                pool_[n_++] = p.pa;
+                return;
+            }
+        }
+        iommu_unmap_keel(p.pa);
+        mm::free(p.pa, 0);
+    }
+
+private:
+    static constexpr u32 POOL = 64;
+    Spinlock lock_;
+    PhysAddr pool_[POOL];
+    u32 n_ = 0;
 };
 
 class TscClock final : public nvme::Clock {
@@ -87,7 +120,7 @@ struct Resolved {
     bool ok = false;
 };
 
-FrameDma dma_;
+FrameDma dma_{};
 TscClock clock_;
 Nvme nvme_[MAX_CONTROLLERS]{};
 u32 nnvme_;
@@ -97,6 +130,8 @@ constexpr u32 CLASS_NVME = 0x010802;
 
 bool map_bar0(Nvme &c)
 {
+    // In Keel's DMA domain before bus mastering is on.
+    if (!iommu_attach_keel(c.pci, c.name)) return false;
     c.regs.base = host_pci_map_bar0(c.pci, MAX_BAR_MAP, c.name);
     return c.regs.base != nullptr;
 }
@@ -355,6 +390,8 @@ void storage_quiesce(bool power_off)
         Nvme &c = nvme_[i];
         if (!c.port) continue;
         Guard<Spinlock> g(c.port->lock());
+        log_info("stats %s media_errors=%lu failures=%lu resets=%lu", c.name, c.port->media_errors,
+                 c.port->failures, c.port->resets);
         bool ok = true;
         for (u32 k = 0; k < c.nns; k++) ok &= c.port->flush(c.ns[k].info).ok();
         if (!ok) log_error("%s: flush before %s failed", c.name, power_off ? "power-off" : "idling");

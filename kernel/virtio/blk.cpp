@@ -207,7 +207,7 @@ u8 BlkDevice::data_out(GuestMemory &mem, const Chain &c, u64 sector, u64 len)
 
 // DISCARD and WRITE_ZEROES (5.2.6.2): every range is checked before any is
 // zeroed, so a bad one leaves the disk as it was. Nothing is unmapped: a
-// discarded range reads back as zeroes.
+// discarded range reads back as zeroes. Write-through flushes them as it does OUT.
 u8 BlkDevice::zero_ranges(GuestMemory &mem, const Chain &c, u64 len, bool discard)
 {
     if (ro_ || !len || len % RANGE_BYTES || len / RANGE_BYTES > MAX_RANGES) return BLK_S_IOERR;
@@ -226,6 +226,8 @@ u8 BlkDevice::zero_ranges(GuestMemory &mem, const Chain &c, u64 len, bool discar
         const u64 bytes = u64(load_u32(r + 8)) * BLK_SECTOR;
         if (bytes && !be_->zero(load_u64(r) * BLK_SECTOR, bytes)) return BLK_S_IOERR;
     }
+    // Zeroing writes the medium: in write-through mode it is on media before its status, as an OUT.
+    if (!__atomic_load_n(&cfg_.writeback, __ATOMIC_RELAXED) && !be_->flush()) return BLK_S_IOERR;
     return BLK_S_OK;
 }
 

@@ -14,7 +14,8 @@
 // is acknowledged once the backend has it (for a device with a volatile cache,
 // once the device completed the write; FLUSH puts that cache on media). With
 // CONFIG_WCE (offered when the backend has a volatile cache) the driver may
-// choose write-through: each write is then flushed before its status.
+// choose write-through: each write (OUT, and the zeroing of DISCARD and
+// WRITE_ZEROES) is then flushed before its status.
 //
 // A RAM disk is a host buffer that must not be part of the guest's RAM. Queues of
 // one disk are serviced in parallel (each under its own lock); overlapping

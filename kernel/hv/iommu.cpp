@@ -1,0 +1,391 @@
+// The IOMMU (Intel VT-d), enabled by Keel at start when the firmware's DMAR
+// table names remapping units: DMA from every device is blocked (default
+// deny: no root or context entry is present) but for the devices Keel gives a
+// domain. Today that is Keel's own drives (domain KEEL_DID), whose domain maps
+// exactly the pages Keel hands them for DMA (their queues, PRP lists and
+// bounce buffers), identity (IOVA = host-physical). Guests' memory is never
+// mapped there. Faults are drained on the boot CPU at its ticks and reported,
+// rate-limited, with the device, the address and the reason.
+//
+// One root table and its context tables serve every unit (each unit only sees
+// its own devices' requests). Invalidations are global for
+// context entries and per domain for the IOTLB, through the invalidation queue
+// where the unit has one (else its registers); each is bounded.
+#include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/mm.hpp"
+#include "arch/x86_64/time.hpp"
+#include "drivers/vtd/vtd.hpp"
+#include "kernel/firmware/dmar.hpp"
+#include "kernel/hv/internal.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/format.hpp"
+#include "kernel/lib/new.hpp"
+#include "kernel/mem/ptab.hpp"
+#include "kernel/security/iommu_groups.hpp"
+
+namespace hv {
+namespace {
+
+constexpr u16 KEEL_DID = 1;
+constexpr u32 MAX_LOGGED_PER_POLL = 4;
+
+class MmioRegs final : public vtd::Regs {
+public:
+    volatile u8 *base = nullptr;
+    u32 read32(u32 off) override { return *reinterpret_cast<volatile u32 *>(base + off); }
+    void write32(u32 off, u32 v) override { *reinterpret_cast<volatile u32 *>(base + off) = v; }
+    u64 read64(u32 off) override { return *reinterpret_cast<volatile u64 *>(base + off); }
+    void write64(u32 off, u64 v) override { *reinterpret_cast<volatile u64 *>(base + off) = v; }
+};
+
+class TscClock final : public vtd::Clock {
+public:
+    u64 now_us() override { return x86::rdtsc() / max<u64>(time::tsc_hz() / 1000000, 1); }
+    void pause() override { __builtin_ia32_pause(); }
+};
+
+struct UnitState {
+    MmioRegs regs;
+    alignas(vtd::Unit) u8 storage[sizeof(vtd::Unit)];
+    vtd::Unit *unit;
+    PhysAddr base;
+    u16 segment;
+};
+
+using DmaTable = PageTable<DmarFormat, mm::FrameTableMem>;
+
+struct Iommu {
+    dmar::Dmar dmar;
+    UnitState units[dmar::MAX_UNITS];
+    u32 n;
+    bool on;
+    bool coherent;
+    PhysAddr root;                       // root table: one entry per bus
+    PhysAddr context[256];               // context tables, made on demand
+    mm::FrameTableMem table_mem;
+    alignas(DmaTable) u8 keel_storage[sizeof(DmaTable)];
+    DmaTable *keel;                      // Keel's own devices' domain
+    Spinlock lock;
+    u64 faults, faults_unlogged, overflows;
+};
+Iommu io_{};
+TscClock clock_;
+
+// Tables the unit reads: written back from the caches when it does not snoop.
+void publish()
+{
+    if (!io_.coherent) x86::wbinvd();
+}
+
+bool set_context(u8 bus, u8 devfn, vtd::Entry e)
+{
+    if (!io_.context[bus].raw()) {
+        auto t = mm::alloc_zeroed(0);
+        if (!t) return false;
+        io_.context[bus] = *t;
+        vtd::Entry *root = mm::phys_ptr<vtd::Entry>(io_.root);
+        root[bus] = vtd::root_entry(*t);
+    }
+    vtd::Entry *ctx = mm::phys_ptr<vtd::Entry>(io_.context[bus]);
+    // The high half (domain, width) first: the unit looks at P in the low half.
+    ctx[devfn].hi = e.hi;
+    __atomic_store_n(&ctx[devfn].lo, e.lo, __ATOMIC_RELEASE);
+    return true;
+}
+
+bool invalidate_all_context()
+{
+    bool ok = true;
+    for (u32 i = 0; i < io_.n; i++)
+        if (Status s = io_.units[i].unit->invalidate_context(); !s) {
+            log_error("iommu %lx: %s", io_.units[i].base.raw(), io_.units[i].unit->why());
+            ok = false;
+        }
+    return ok;
+}
+
+bool invalidate_iotlb(u16 did)
+{
+    bool ok = true;
+    for (u32 i = 0; i < io_.n; i++)
+        if (Status s = io_.units[i].unit->invalidate_iotlb(did); !s) {
+            log_error("iommu %lx: %s", io_.units[i].base.raw(), io_.units[i].unit->why());
+            ok = false;
+        }
+    return ok;
+}
+
+// The host's IOMMU groups, from each function's PCIe port type and ACS
+// controls: logged at start (one line per group of several functions), what a
+// device assignment will be checked against.
+void log_groups()
+{
+    static HostFn fns[iommu::MAX_FUNCTIONS];
+    static iommu::Function topo[iommu::MAX_FUNCTIONS];
+    static u32 group[iommu::MAX_FUNCTIONS];
+    const u32 n = host_pci_scan(fns, iommu::MAX_FUNCTIONS);
+    for (u32 i = 0; i < n; i++) {
+        const HostFn &f = fns[i];
+        iommu::Function &t = topo[i];
+        t = iommu::Function{f.segment, f.bus, f.dev, f.fn, iommu::Kind::endpoint, 0, 0, 0};
+        const bool bridge = (host_pci_read(f, PCI_HEADER) >> 16 & 0x7f) == 1;
+        if (bridge) {
+            const u32 buses = host_pci_read(f, PCI_BUSES);
+            t.secondary = u8(buses >> 8);
+            t.subordinate = u8(buses >> 16);
+            t.kind = iommu::Kind::pci_bridge;
+        }
+        if (const u32 pcie = host_pci_cap(f, 0x10)) {
+            switch (host_pci_read(f, pcie) >> 20 & 0xf) {
+            case 4: t.kind = iommu::Kind::root_port; break;
+            case 5: t.kind = iommu::Kind::upstream_port; break;
+            case 6: t.kind = iommu::Kind::downstream_port; break;
+            case 7: t.kind = iommu::Kind::pcie_to_pci; break;
+            default: if (!bridge) t.kind = iommu::Kind::endpoint; break;
+            }
+        }
+        if (const u32 acs = host_pci_ext_cap(f, 0x000d)) t.acs = u16(host_pci_read(f, acs + 4) >> 16);
+    }
+    iommu::compute_groups(topo, n, group);
+    u32 groups = 0;
+    for (u32 i = 0; i < n; i++) {
+        if (group[i] != i) continue;
+        groups++;
+        u32 members = 0;
+        for (u32 k = i; k < n; k++) members += group[k] == i;
+        if (members < 2) continue;
+        char list[160];
+        usize at = 0;
+        for (u32 k = i; k < n && at + 16 < sizeof(list); k++)
+            if (group[k] == i)
+                at += format(list + at, sizeof(list) - at, " %02x:%02x.%u", fns[k].bus, fns[k].dev, fns[k].fn);
+        log_info("iommu: group of %u:%s (assigned whole or not at all)", members, list);
+    }
+    log_info("iommu: %u PCI functions in %u groups", n, groups);
+}
+
+} // namespace
+
+bool iommu_on() { return io_.on; }
+
+void init_iommu(bool required)
+{
+    const AcpiTable *t = boot_acpi().find("DMAR");
+    if (!t) {
+        if (required) log_warn("iommu: no DMAR table: no DMA remapping (devices can reach all memory)");
+        return;
+    }
+    const u8 *p = reinterpret_cast<const u8 *>(mm::map_firmware(t->pa, t->length).raw());
+    dmar::Report why{};
+    if (!p || !dmar::parse(p, t->length, io_.dmar, &why)) {
+        log_error("iommu: DMAR table refused: %s; no DMA remapping", p ? why.msg : "cannot map it");
+        return;
+    }
+    const dmar::Dmar &d = io_.dmar;
+    log_info("iommu: DMAR: %u remapping unit%s, %u RMRR%s, %u-bit DMA addresses%s", d.n_units,
+             d.n_units == 1 ? "" : "s", d.n_rmrrs, d.n_rmrrs == 1 ? "" : "s", d.host_address_width,
+             d.intr_remap ? ", interrupt remapping" : "");
+    for (u32 i = 0; i < d.n_rmrrs; i++)
+        log_warn("iommu: RMRR %lx..%lx (segment %u): firmware DMA to it is blocked; such devices are never assigned",
+                 d.rmrrs[i].base.raw(), d.rmrrs[i].limit, d.rmrrs[i].segment);
+
+    auto root = mm::alloc_zeroed(0);
+    if (!root) {
+        log_error("iommu: no memory for the root table; no DMA remapping");
+        return;
+    }
+    io_.root = *root;
+    io_.keel = new (io_.keel_storage) DmaTable(io_.table_mem, 1);   // 4 KiB pages only
+    if (!io_.keel->init()) {
+        log_error("iommu: no memory for Keel's DMA domain; no DMA remapping");
+        return;
+    }
+    io_.coherent = true;
+    for (u32 i = 0; i < d.n_units; i++) {
+        UnitState &u = io_.units[io_.n];
+        u.base = d.units[i].base;
+        u.segment = d.units[i].segment;
+        u.regs.base = reinterpret_cast<volatile u8 *>(mm::map_mmio(u.base, PAGE_SIZE << d.units[i].size).raw());
+        if (!u.regs.base) {
+            log_error("iommu %lx: cannot map its registers; no DMA remapping", u.base.raw());
+            return;
+        }
+        u.unit = new (u.storage) vtd::Unit(u.regs, clock_);
+        if (Status s = u.unit->probe(); !s) {
+            log_error("iommu %lx: %s; no DMA remapping", u.base.raw(), u.unit->why());
+            return;
+        }
+        const vtd::Caps &c = u.unit->caps();
+        io_.coherent &= c.coherent();
+        log_info("iommu %lx: VT-d %u.%u, %u domains, %u-bit, %u fault records%s%s%s%s", u.base.raw(),
+                 u.unit->version() >> 4 & 0xf, u.unit->version() & 0xf, c.domains(), c.mgaw(), c.nfr(),
+                 c.qi() ? ", queued invalidation" : "", c.ir() ? ", interrupt remapping" : "",
+                 c.caching_mode() ? ", caching mode" : "", c.coherent() ? "" : ", not coherent");
+        io_.n++;
+    }
+    publish();
+    for (u32 i = 0; i < io_.n; i++) {
+        UnitState &u = io_.units[i];
+        vtd::Page q, st;
+        if (u.unit->caps().qi()) {
+            auto qp = mm::alloc_zeroed(0), sp = mm::alloc_zeroed(0);
+            if (qp && sp) {
+                q = {*qp, mm::phys_ptr<u8>(*qp)};
+                st = {*sp, mm::phys_ptr<u8>(*sp)};
+            }
+        }
+        if (Status s = u.unit->enable(io_.root, q, st); !s) {
+            log_error("iommu %lx: %s; DMA remapping may be partial", u.base.raw(), u.unit->why());
+            continue;
+        }
+    }
+    io_.on = true;
+    log_info("iommu: on: DMA blocked for every device but Keel's own (invalidation %s)",
+             io_.n && io_.units[0].unit->queued() ? "queued" : "by registers");
+    log_groups();
+}
+
+// Keel's own device: its requests translated through Keel's domain.
+bool iommu_attach_keel(const HostFn &f, const char *who)
+{
+    if (!io_.on) return true;
+    Guard<Spinlock> g(io_.lock);
+    if (!set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(io_.keel->root(), KEEL_DID))) {
+        log_error("%s: no memory for its IOMMU context table", who);
+        return false;
+    }
+    publish();
+    if (!invalidate_all_context()) return false;
+    log_info("iommu: %s (%02x:%02x.%u) in Keel's DMA domain", who, f.bus, f.dev, f.fn);
+    return true;
+}
+
+Status iommu_map_keel(PhysAddr pa)
+{
+    if (!io_.on) return {};
+    Guard<Spinlock> g(io_.lock);
+    KEEL_TRY(io_.keel->map(pa.raw(), pa.raw(), PAGE_SIZE, Attr{Perm{true, true}, CacheType::wb}));
+    publish();
+    // Caching mode: the unit may have cached the page as not present.
+    for (u32 i = 0; i < io_.n; i++)
+        if (io_.units[i].unit->caps().caching_mode()) (void)io_.units[i].unit->invalidate_iotlb(KEEL_DID);
+    return {};
+}
+
+void iommu_unmap_keel(PhysAddr pa)
+{
+    if (!io_.on) return;
+    Guard<Spinlock> g(io_.lock);
+    auto r = io_.keel->unmap(pa.raw(), PAGE_SIZE);
+    publish();
+    if (r && *r) (void)invalidate_iotlb(KEEL_DID);
+}
+
+// At the boot CPU's ticks: every recorded fault taken, a few logged per tick.
+void iommu_poll()
+{
+    if (!io_.on) return;
+    u32 logged = 0;
+    for (u32 i = 0; i < io_.n; i++) {
+        UnitState &u = io_.units[i];
+        vtd::Fault f;
+        bool over = false;
+        for (u32 k = 0; k < 64 && u.unit->next_fault(f, over); k++) {
+            io_.faults++;
+            if (logged < MAX_LOGGED_PER_POLL) {
+                logged++;
+                log_warn("iommu: DMA blocked: %04x:%02x:%02x.%u %s %lx: %s (reason %u)", u.segment, f.sid >> 8,
+                         f.sid >> 3 & 31, f.sid & 7, f.read ? "read of" : "write to", f.addr,
+                         vtd::reason_text(f.reason), f.reason);
+            } else {
+                io_.faults_unlogged++;
+            }
+            if (over) io_.overflows++;
+            over = false;
+        }
+        if (over) io_.overflows++;
+    }
+}
+
+u64 iommu_faults() { return io_.faults; }
+void iommu_stats()
+{
+    if (io_.on)
+        log_info("stats iommu faults=%lu unlogged=%lu overflows=%lu", io_.faults, io_.faults_unlogged, io_.overflows);
+}
+
+// "iommu_selftest" on Keel's command line, with QEMU's `edu` device (1234:11e8)
+// present: a device no one owns is told to DMA into a canary page of Keel's and
+// to read from it. Both must be blocked, recorded as faults naming the device
+// and the page, and the canary must be intact. Prints one PASS or FAIL line.
+void iommu_selftest()
+{
+    HostFn fns[128];
+    const u32 n = host_pci_scan(fns, 128);
+    const HostFn *edu = nullptr;
+    for (u32 i = 0; i < n && !edu; i++)
+        if (fns[i].id == (0x11e8u << 16 | 0x1234)) edu = &fns[i];
+    if (!edu) {
+        log_error("iommu selftest: FAIL: no edu device (1234:11e8)");
+        return;
+    }
+    if (!io_.on) {
+        log_error("iommu selftest: FAIL: the IOMMU is not on");
+        return;
+    }
+    volatile u8 *bar = host_pci_map_bar0(*edu, PAGE_SIZE, "edu");
+    auto canary = mm::alloc_zeroed(0, u64(1) << 28);   // edu reaches 28 bits
+    if (!bar || !canary) {
+        log_error("iommu selftest: FAIL: cannot set it up");
+        return;
+    }
+    u8 *c = mm::phys_ptr<u8>(*canary);
+    __builtin_memset(c, 0x5a, PAGE_SIZE);
+    auto reg = [&](u32 off) -> volatile u64 & { return *reinterpret_cast<volatile u64 *>(bar + off); };
+    constexpr u32 SRC = 0x80, DST = 0x88, CNT = 0x90, CMD = 0x98;
+    constexpr u64 EDU_BUF = 0x40000, START = 1, TO_RAM = 2;
+    bool ok = true;
+    for (int dir = 0; dir < 2; dir++) {
+        const bool to_ram = dir == 0;
+        reg(SRC) = to_ram ? EDU_BUF : canary->raw();
+        reg(DST) = to_ram ? canary->raw() : EDU_BUF;
+        reg(CNT) = 64;
+        reg(CMD) = START | (to_ram ? TO_RAM : 0);
+        // edu runs its transfer on a 100 ms timer; bounded at 2 s.
+        const u64 end = x86::rdtsc() + 2 * time::tsc_hz();
+        while ((reg(CMD) & START) && x86::rdtsc() < end) x86::pause();
+        if (reg(CMD) & START) {
+            log_error("iommu selftest: edu's DMA did not finish");
+            ok = false;
+            break;
+        }
+        bool seen = false;
+        for (u32 i = 0; i < io_.n; i++) {
+            vtd::Fault f;
+            bool over = false;
+            while (io_.units[i].unit->next_fault(f, over)) {
+                io_.faults++;
+                log_info("iommu selftest: fault: %02x:%02x.%u %s %lx: %s", f.sid >> 8, f.sid >> 3 & 31, f.sid & 7,
+                         f.read ? "read of" : "write to", f.addr, vtd::reason_text(f.reason));
+                seen |= f.sid == edu->sid() && f.addr == canary->raw() && f.read == !to_ram;
+            }
+        }
+        if (!seen) {
+            log_error("iommu selftest: no fault recorded for edu's DMA %s the canary", to_ram ? "write to" : "read of");
+            ok = false;
+        }
+    }
+    for (u32 i = 0; i < PAGE_SIZE; i++)
+        if (c[i] != 0x5a) {
+            log_error("iommu selftest: canary byte %u changed to %02x", i, c[i]);
+            ok = false;
+            break;
+        }
+    host_pci_write(*edu, PCI_COMMAND, host_pci_read(*edu, PCI_COMMAND) & ~CMD_MASTER);
+    mm::free(*canary, 0);
+    if (ok) log_info("iommu selftest: PASS: edu %02x:%02x.%u blocked both ways, faults reported, canary intact",
+                     edu->bus, edu->dev, edu->fn);
+    else log_error("iommu selftest: FAIL");
+}
+
+} // namespace hv
