@@ -23,6 +23,26 @@
 # back and compares; from the second boot on (keel.boot > 1) it first checks that the
 # pattern an earlier boot wrote is still there. One line per disk:
 #   KEEL-INIT disk vda ok         or   KEEL-INIT disk vda fail <reason>
+#   keel.disk_tag=C               (one letter) each pattern line that starts with "0" starts
+#                                 with C instead ("a000000\n" ... "0999999\n" -> "a999999\n",
+#                                 then "1000000\n" ... unchanged): two guests write different
+#                                 data of the same size (tests/vm/linux_nvme.toml). A tag that
+#                                 is not one letter fails every writable disk (bad-keel.disk_tag).
+# Durability records (after the disk checks; tests/vm/linux_crash.toml, bench/crash_durability.py):
+#   keel.records=vda:MAX          writes records 0..MAX-1 to vda, record N in the 4 KiB block
+#                                 at 1 MiB + N * 4 KiB: "KEEL-REC N" padded with spaces to 63
+#                                 bytes and "\n", 3968 bytes of `seq (N+1000)*1000 ...` , then
+#                                 "md5 <md5 of the 4032 bytes before>" padded likewise (4096 in
+#                                 all). Each is written with dd oflag=direct conv=fsync (the
+#                                 write, then fsync: a virtio-blk FLUSH); only when dd has
+#                                 returned does /init print
+#                                   KEEL-REC N
+#                                 then, after the last, KEEL-REC done MAX (or KEEL-REC fail <reason>).
+#   keel.verify_records=vda:N     reads records from 0 on (O_DIRECT) and counts those intact
+#                                 before the first that is not (or the disk's end); N (a count)
+#                                 must be intact. One line:
+#                                   KEEL-REC verify vda ok intact=M want=N
+#                                 or  KEEL-REC verify vda fail intact=M want=N first_bad=<reason>
 # Networking (after the disks; only if one of these words is there). eth0 is the first
 # virtio-net device; /init loads failover, net_failover and virtio_net (after the virtio
 # modules) and waits for it. MACs are written aa:bb:cc:dd:ee:ff (any case; lines print
@@ -81,6 +101,7 @@ want_mem=
 boot=
 reboot_once=
 disks=
+disk_tag= records= verify_records=
 mac= peers= unreach= tcp= net_wait=120 net= stay= linger=
 read -r cmdline </proc/cmdline
 set -f
@@ -92,6 +113,10 @@ for word in $cmdline; do
         keel.reboot_once) reboot_once=1 ;;
         keel.disk=*) disks="$disks rw:${word#*=}" ;;
         keel.disk_ro=*) disks="$disks ro:${word#*=}" ;;
+        keel.disk_tag=*) disk_tag=${word#*=} bad_tag=1
+            case $disk_tag in [A-Za-z]) bad_tag= ;; esac ;;
+        keel.records=*) records=${word#*=} ;;
+        keel.verify_records=*) verify_records=${word#*=} ;;
         keel.mac=*) mac=${word#*=} net=1 ;;
         keel.peer=*) peers="$peers ${word#*=}" net=1 ;;
         keel.unreachable=*) unreach="$unreach ${word#*=}" net=1 ;;
@@ -134,9 +159,14 @@ load_virtio() {   # load_virtio LAST_MODULES...: the virtio ones, then these (de
     done
     echo ok
 }
-pattern() { [ -f /tmp/pattern ] || seq -w 0 1048575 >/tmp/pattern; }   # 8 MiB
-check_disk() {
-    mode=$1 d=$2 sectors=$3 want=$4
+pattern() {   # 8 MiB; keel.disk_tag=C: lines "0......" start with C instead
+    [ -f /tmp/pattern ] && return
+    if [ -n "$disk_tag" ]; then seq -w 0 1048575 | sed "s/^0/$disk_tag/" >/tmp/pattern
+    else seq -w 0 1048575 >/tmp/pattern
+    fi
+}
+blk_node() {   # blk_node NAME: waits for /sys/block/NAME (10 s), makes /dev/NAME; ok or the reason
+    d=$1
     n=0
     while [ ! -e /sys/block/$d/dev ]; do
         n=$((n + 1))
@@ -145,6 +175,12 @@ check_disk() {
     done
     IFS=: read -r major minor </sys/block/$d/dev
     [ -b /dev/$d ] || mknod /dev/$d b "$major" "$minor" || { echo "mknod"; return; }
+    echo ok
+}
+check_disk() {
+    mode=$1 d=$2 sectors=$3 want=$4
+    r=$(blk_node "$d")
+    [ "$r" = ok ] || { echo "$r"; return; }
     read -r size </sys/block/$d/size
     [ "$size" = "$sectors" ] || { echo "size-$size-not-$sectors"; return; }
     sig=$(dd if=/dev/$d bs=512 count=1 2>/dev/null | head -c ${#want})
@@ -157,6 +193,7 @@ check_disk() {
         return
     fi
     [ "$ro" = 0 ] || { echo "read-only"; return; }
+    [ -z "$bad_tag" ] || { echo "bad-keel.disk_tag=$disk_tag"; return; }
     pattern
     # A later start of the guest (a reboot) finds what the first one wrote: the disk outlives it.
     if [ -n "$boot" ] && [ "$boot" -gt 1 ]; then
@@ -180,6 +217,68 @@ if [ -n "$disks" ]; then
         [ "$r" = ok ] && r2=$(check_disk "$mode" "$d" "$sectors" "$want") || r2=$r
         if [ "$r2" = ok ]; then echo "KEEL-INIT disk $d ok"; else echo "KEEL-INIT disk $d fail $r2"; fi
     done
+fi
+
+# Durability records (see the header): keel.records=DISK:MAX, keel.verify_records=DISK:N.
+make_record() {   # make_record N: record N in /tmp/rec (4096 bytes)
+    { printf '%-63s\n' "KEEL-REC $1"
+      seq $(( ($1 + 1000) * 1000 )) $(( ($1 + 1000) * 1000 + 999 )) | head -c 3968; } >/tmp/rec.body
+    md5=$(md5sum </tmp/rec.body | cut -d' ' -f1)
+    { cat /tmp/rec.body; printf '%-63s\n' "md5 $md5"; } >/tmp/rec
+}
+REC_FIRST=256   # records start at 1 MiB (4 KiB blocks)
+rec_setup() {   # rec_setup DISK:COUNT (in $(...)): ok, or why the records cannot go on DISK
+    rec_disk=${1%%:*} rec_count=${1#*:}
+    case $rec_count in '' | *[!0-9]*) echo "bad-count-$rec_count"; return ;; esac
+    [ "$(load_virtio virtio_blk)" = ok ] || { echo "virtio-modules"; return; }
+    r=$(blk_node "$rec_disk")
+    [ "$r" = ok ] || { echo "$r"; return; }
+    read -r size </sys/block/$rec_disk/size
+    rec_slots=$(( size / 8 - REC_FIRST ))
+    [ "$rec_slots" -gt 0 ] || { echo "disk-too-small-$size-sectors"; return; }
+    echo ok
+}
+if [ -n "$records" ]; then
+    r=$(rec_setup "$records")
+    rec_disk=${records%%:*} rec_count=${records#*:}
+    if [ "$r" = ok ]; then
+        read -r size </sys/block/$rec_disk/size
+        rec_slots=$(( size / 8 - REC_FIRST ))
+        [ "$rec_count" -le "$rec_slots" ] || r="only-$rec_slots-records-fit"
+    fi
+    n=0
+    while [ "$r" = ok ] && [ "$n" -lt "$rec_count" ]; do
+        make_record $n
+        # O_DIRECT: the write goes to the device; fsync: then a FLUSH. Only then the line.
+        if dd if=/tmp/rec of=/dev/$rec_disk bs=4096 seek=$((REC_FIRST + n)) count=1 oflag=direct conv=notrunc,fsync 2>/tmp/dd.err; then
+            echo "KEEL-REC $n"
+        else
+            r="record-$n-$(head -c 200 /tmp/dd.err | tr '\n' ' ')"
+        fi
+        n=$((n + 1))
+    done
+    if [ "$r" = ok ]; then echo "KEEL-REC done $rec_count"; else echo "KEEL-REC fail $r"; fi
+fi
+if [ -n "$verify_records" ]; then
+    r=$(rec_setup "$verify_records")
+    rec_disk=${verify_records%%:*} want=${verify_records#*:}
+    intact=0 bad=
+    if [ "$r" = ok ]; then
+        read -r size </sys/block/$rec_disk/size
+        rec_slots=$(( size / 8 - REC_FIRST ))
+        while [ "$intact" -lt "$rec_slots" ]; do
+            make_record $intact
+            dd if=/dev/$rec_disk of=/tmp/got bs=4096 skip=$((REC_FIRST + intact)) count=1 iflag=direct 2>/dev/null || { bad="read-error-at-$intact"; break; }
+            cmp -s /tmp/rec /tmp/got || { bad="record-$intact-$(head -c 20 /tmp/got | tr -c 'A-Za-z0-9-' '.')"; break; }
+            intact=$((intact + 1))
+        done
+        [ -n "$bad" ] || bad="end-of-disk"
+    else
+        bad=$r
+    fi
+    if [ "$r" = ok ] && [ "$intact" -ge "$want" ]; then echo "KEEL-REC verify $rec_disk ok intact=$intact want=$want"
+    else echo "KEEL-REC verify $rec_disk fail intact=$intact want=$want first_bad=$bad"
+    fi
 fi
 
 # The network checks (see the header): one line per check, then "net done".

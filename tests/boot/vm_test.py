@@ -19,14 +19,24 @@ TCG (SVM) or Bochs (VMX), wait until Keel reports that every guest has ended
              --no-check (scripts/mkimage packs the configuration even though Keel refuses it)
              --expect-status N (QEMU: give it an isa-debug-exit device at 0xf4, tell Keel
                debug_exit=0xf4, run until QEMU leaves by itself and expect exit status N)
+             --nvme [--nvme-size SIZE] (QEMU: scripts/mkimage --disk-out provisions a raw disk
+               (--disk-size SIZE) with a GPT partition per `device = "gpt-name:NAME"` disk that
+               has a `file`; QEMU gets it as an NVMe controller (serial keel-nvme0) on q35's PCIe,
+               whose ECAM Keel finds by MCFG. After QEMU has gone: nothing outside the partitions
+               changed (gpt_check.check_outside), and each
+             --expect-partition NAME=SPEC holds (partition NAME, found by name in the GPT, is
+               byte for byte what mkimage wrote with SPEC's items laid over it: tests/boot/gpt_check.py;
+               @LINUX@ and @GUESTS@ in SPEC are replaced as in the configuration)
 """
 import argparse
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
 
+import gpt_check
 import harness
 
 sys.path.insert(0, os.path.join(harness.ROOT, "tests", "guests"))
@@ -73,15 +83,26 @@ def main():
                    help="QEMU only: an isa-debug-exit device at port 0xf4 (Keel: debug_exit=0xf4); the run "
                         "lasts until QEMU leaves by itself, whose exit status must be N (a code C written "
                         "to the device gives 2*C+1; ACPI power-off gives 0)")
+    p.add_argument("--nvme", action="store_true",
+                   help="QEMU: a raw disk provisioned by mkimage --disk-out, as an NVMe controller")
+    p.add_argument("--nvme-size", default=None, metavar="SIZE", help="mkimage --disk-size SIZE (implies --nvme)")
+    p.add_argument("--expect-partition", action="append", default=[], metavar="NAME=SPEC",
+                   help="after the run, GPT partition NAME of the NVMe disk is exactly SPEC (tests/boot/gpt_check.py)")
     a = p.parse_args()
     if a.expect_status is not None and a.emulator != "qemu":
         p.error("--expect-status needs --emulator qemu")
+    if a.nvme_size or a.expect_partition:
+        a.nvme = True
+    if a.nvme and a.emulator != "qemu":
+        p.error("--nvme needs --emulator qemu")
+
+    def subst(text):
+        text = text.replace("@GUESTS@", os.path.abspath(a.guests))
+        return text.replace("@LINUX@", os.path.abspath(a.linux)) if a.linux else text
 
     with tempfile.TemporaryDirectory(prefix="keel-vm-") as tmp:
         with open(a.config) as f:
-            text = f.read().replace("@GUESTS@", os.path.abspath(a.guests))
-            if a.linux:
-                text = text.replace("@LINUX@", os.path.abspath(a.linux))
+            text = subst(f.read())
             for kv in a.set:
                 key, value = kv.split("=", 1)
                 text = text.replace(f"@{key}@", value)
@@ -92,13 +113,27 @@ def main():
         cmdline = a.keel_cmdline
         if a.expect_status is not None:
             cmdline = (cmdline + " debug_exit=0xf4").strip()
+        nvme_raw = os.path.join(tmp, "nvme.raw")
+        nvme_args = []
+        if a.nvme:
+            nvme_args = ["--disk-out", nvme_raw] + (["--disk-size", a.nvme_size] if a.nvme_size else [])
         harness.run_mkimage([config, "--kernel", a.kernel, "--cmdline", cmdline, "-o", image]
-                            + (["--no-check"] if a.no_check else []))
+                            + (["--no-check"] if a.no_check else []) + nvme_args)
+        if a.nvme:
+            # What mkimage wrote, to compare with after the run.
+            pristine = os.path.join(tmp, "nvme.pristine")
+            shutil.copyfile(nvme_raw, pristine)
+            try:
+                print("\n".join(map(repr, gpt_check.read_gpt(pristine))))
+            except gpt_check.GptError as e:
+                raise harness.Failure(f"mkimage --disk-out wrote no sound GPT: {e}")
         log = os.path.join(tmp, "serial.log")
         if a.emulator == "qemu":
             extra = ["-icount", "shift=0"] if a.icount else []
             if a.expect_status is not None:
                 extra += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+            if a.nvme:
+                extra += nvme_qemu_args(nvme_raw)
             cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra)
         else:
             cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
@@ -121,6 +156,11 @@ def main():
             if a.reap or a.emulator == "bochs":   # script(1) gives Bochs its own session: kill it by PID
                 reap(tmp)
         print(text)
+        # The emulator has gone (harness.run killed it or it left): what the disk holds now is
+        # what Keel had written to the NVMe controller (QEMU's writes reach the file before it
+        # completes a command; the host's page cache outlives QEMU).
+        if a.nvme:
+            check_nvme(nvme_raw, pristine, a.expect_partition, subst)
 
     if harness.EXCEPTION.search(text):
         raise harness.Failure("Keel took an exception")
@@ -155,6 +195,21 @@ def main():
         check_share(text, spec)
     for spec in a.expect_interleaved:
         check_interleaved(text, spec)
+
+
+def nvme_qemu_args(raw):
+    """QEMU's NVMe controller on the raw disk (q35: PCIe with an MCFG-described ECAM)."""
+    return ["-drive", f"file={raw},if=none,format=raw,id=nvm0", "-device", "nvme,serial=keel-nvme0,drive=nvm0"]
+
+
+def check_nvme(raw, pristine, specs, subst):
+    try:
+        print(gpt_check.check_outside(raw, pristine))
+        for spec in specs:
+            name, what = spec.split("=", 1)
+            print(gpt_check.check_partition(raw, pristine, name, what, subst))
+    except gpt_check.GptError as e:
+        raise harness.Failure(f"NVMe disk: {e}")
 
 
 def reap(tmp):

@@ -8,6 +8,15 @@
 //                DEVICE_NEEDS_RESET (status 0x40), come back from a reset, and serve a
 //                good read again. With a second, read-only disk (device 2): a write to
 //                it answers VIRTIO_BLK_S_IOERR and does not change it.
+//   mode=range   requests at and past the end of disk 0 (sector = capacity, capacity-1 with
+//                2 sectors, huge sectors, sector * 512 wrapping to the disk's start or just
+//                before it): each write and read answers VIRTIO_BLK_S_IOERR, a refused write
+//                changes nothing, a refused read leaves its buffer alone; writes that end at
+//                the last sector are OK. Then `floods=N` (default 50) rounds that fill the
+//                queue (128 entries, 42 requests of 3 descriptors, one notify): out-of-range
+//                writes (IOERR), in-range writes and reads of the last 8 sectors (OK). What
+//                it leaves on the disk: its last 4 KiB all 0xa5, nothing else changed
+//                (tests/vm/nvme_vblk.toml checks that host-side); refused writes carry 0x5a.
 //   mode=bench   `count=N` 4 KiB reads of disk 0 at queue depth `qd=Q` (1..32), as
 //                a driver would: Q requests offered, one notify, refilled as they
 //                complete (one notify per refill batch); sequential, or at random
@@ -270,6 +279,119 @@ u32 run_hostile(Disk& d)
     return 0;
 }
 
+// ---- mode=range
+constexpr u8 EDGE = 0xa5, HOSTILE = 0x5a, UNTOUCHED = 0xee;
+constexpr u32 WBUF = 0x220000;   // 64 KiB of HOSTILE: what refused writes carry
+constexpr u32 EBUF = 0x230000;   // 4 KiB of EDGE: what in-range writes carry
+constexpr u32 RBUF = 0x240000;   // reads (64 KiB; per flood slot 512 bytes)
+
+void fill(u32 at, u8 v, u32 len) { for (u32 i = 0; i < len; i += 4) wr<u32>(at + i, u32(v) * 0x01010101u); }
+bool all(u32 at, u8 v, u32 len)
+{
+    for (u32 i = 0; i < len; i += 4)
+        if (rd<u32>(at + i) != u32(v) * 0x01010101u) return false;
+    return true;
+}
+
+u32 run_range(Disk& d)
+{
+    constexpr u16 RANGE_QSIZE = 128;
+    if (!d.start(RANGE_QSIZE)) {
+        printf("vblk: FAIL range: device does not start (status %x)\n", d.status());
+        return 1;
+    }
+    const u64 c = d.capacity;
+    printf("vblk: range: capacity %llu sectors\n", c);
+    fill(WBUF, HOSTILE, 0x10000);
+    fill(EBUF, EDGE, 0x1000);
+    // Sector 0 as it was (its signature): a wrapped write must not reach it.
+    fill(RBUF, 0, 512);
+    const u8 r0 = d.request(T_IN, 0, RBUF, 512);
+    u32 first[128];
+    for (u32 i = 0; i < 128; i++) first[i] = rd<u32>(RBUF + i * 4);
+    const u8 w8 = d.request(T_OUT, c - 8, EBUF, 4096), w1 = d.request(T_OUT, c - 1, EBUF, 512);
+    checks.check(r0 == 0 && w8 == 0 && w1 == 0, "in range up to the last sector: OK",
+                 "read of sector 0 %u, write of the last 8 sectors %u, of the last one %u", r0, w8, w1);
+
+    struct Bad { u64 sector; u32 len; };
+    const Bad bad[] = {
+        {c, 512}, {c, 4096}, {c - 1, 1024}, {c - 7, 8192}, {c - 1, 0x10000}, {c + 1, 512},
+        {c + 0x100000000ull, 512}, {0x100000000ull, 512}, {1ull << 63, 512},
+        {1ull << 55, 512},                 // * 512 = 2^64: wraps to byte 0
+        {(1ull << 55) - 1, 1024},          // bytes 2^64 - 512 .. 2^64 + 512: wraps across 0
+        {~0ull, 512},                      // * 512 = -512: the sector before the disk
+        {~0ull - 7, 4096},                 // * 512 = -4096
+        {~0ull / 512 - 1, 0x10000},        // the byte offset fits, offset + length does not
+    };
+    u32 n = 0;
+    for (const Bad& b : bad) {
+        n++;
+        const u8 w = d.request(T_OUT, b.sector, WBUF, b.len);
+        fill(RBUF, UNTOUCHED, b.len);
+        const u8 r = d.request(T_IN, b.sector, RBUF, b.len);
+        const bool kept = all(RBUF, UNTOUCHED, b.len);
+        checks.check(w == 1 && r == 1 && kept, "out of range: IOERR, read buffer untouched",
+                     "case %u: sector %llx, %u bytes: write status %u, read status %u, buffer %s", n, b.sector,
+                     b.len, w, r, kept ? "untouched" : "written");
+    }
+    fill(RBUF, 0, 4096);
+    const u8 re = d.request(T_IN, c - 8, RBUF, 4096);
+    checks.check(re == 0 && all(RBUF, EDGE, 4096), "the last 8 sectors kept what was written in range",
+                 "read status %u, first word %x", re, rd<u32>(RBUF));
+    fill(RBUF, 0, 512);
+    const u8 rz = d.request(T_IN, 0, RBUF, 512);
+    bool same = rz == 0;
+    for (u32 i = 0; i < 128; i++) same = same && rd<u32>(RBUF + i * 4) == first[i];
+    checks.check(same, "sector 0 unchanged", "read status %u, first word %x", rz, rd<u32>(RBUF));
+
+    // Floods: 42 requests (126 of 128 descriptors) at once, one notify, all answered.
+    constexpr u32 SLOTS = 42;
+    constexpr u32 FHDR = BUFS + 0x400, FSTATUS = BUFS + 0x800;
+    const u64 floods = cmdline_u64("floods", 50);
+    Desc* t = d.desc();
+    u32 wrong = 0, lost = 0, bad_data = 0;
+    for (u64 f = 0; f < floods; f++) {
+        for (u32 i = 0; i < SLOTS; i++) {
+            const u32 kind = i % 3;   // 0: out of range write, 1: in-range write, 2: in-range read
+            const u64 sector = kind == 0 ? (i % 2 ? c + i : ~0ull - i) : c - 1 - (i + f) % 8;
+            wr<u32>(FHDR + i * 16, kind == 2 ? T_IN : T_OUT);
+            wr<u32>(FHDR + i * 16 + 4, 0);
+            wr<u32>(FHDR + i * 16 + 8, u32(sector));
+            wr<u32>(FHDR + i * 16 + 12, u32(sector >> 32));
+            wr<u8>(FSTATUS + i, 0xff);
+            if (kind == 2) fill(RBUF + i * 512, 0, 512);
+            const u32 data = kind == 0 ? WBUF : kind == 1 ? EBUF : RBUF + i * 512;
+            t[3 * i] = {FHDR + i * 16, 16, F_NEXT, u16(3 * i + 1)};
+            t[3 * i + 1] = {data, 512, u16(F_NEXT | (kind == 2 ? F_WRITE : 0)), u16(3 * i + 2)};
+            t[3 * i + 2] = {FSTATUS + i, 1, F_WRITE, 0};
+            wr<u16>(d.avail_ring() + 4 + (d.avail % RANGE_QSIZE) * 2, u16(3 * i));
+            d.avail++;
+        }
+        asm volatile("" ::: "memory");
+        wr<u16>(d.avail_ring() + 2, d.avail);
+        d.kick();
+        u32 got = 0;
+        for (u32 spin = 0; spin < 1000000 && got < SLOTS; spin++) {
+            const u16 used_idx = rd<u16>(d.used_ring() + 2);
+            while (d.used != used_idx) {
+                d.used++;
+                got++;
+            }
+        }
+        lost += SLOTS - got;
+        for (u32 i = 0; i < SLOTS; i++) {
+            const u8 st = rd<u8>(FSTATUS + i);
+            if (st != (i % 3 == 0 ? 1 : 0)) wrong++;
+            if (i % 3 == 2 && st == 0 && !all(RBUF + i * 512, EDGE, 512)) bad_data++;
+        }
+        if (got < SLOTS) break;
+    }
+    checks.check(!wrong && !lost && !bad_data, "floods: every request answered, IOERR exactly out of range",
+                 "%llu floods of %u: %u unanswered, %u wrong statuses, %u reads with wrong data, status %x", floods,
+                 SLOTS, lost, wrong, bad_data, d.status());
+    return 0;
+}
+
 // Sequential 4 KiB reads at queue depth qd: slot i owns descriptors 3i..3i+2 (header,
 // data, status). Offers every free slot, notifies once, polls the used ring.
 u32 run_bench(Disk& d)
@@ -356,6 +478,8 @@ u32 guest_main()
         run_hostile(d);
     else if (n == 5 && !__builtin_memcmp(mode, "bench", 5))
         run_bench(d);
+    else if (n == 5 && !__builtin_memcmp(mode, "range", 5))
+        run_range(d);
     else
         run_io(d);
     return checks.finish();
