@@ -19,6 +19,8 @@ TCG (SVM) or Bochs (VMX), wait until Keel reports that every guest has ended
              --no-check (scripts/mkimage packs the configuration even though Keel refuses it)
              --expect-status N (QEMU: give it an isa-debug-exit device at 0xf4, tell Keel
                debug_exit=0xf4, run until QEMU leaves by itself and expect exit status N)
+             --qemu-arg ARG (QEMU: one more argument, repeated for each, e.g. a device: the
+               harness's own devices come first, so an intel-iommu given here is still found)
              --nvme [--nvme-size SIZE] (QEMU: scripts/mkimage --disk-out provisions a raw disk
                (--disk-size SIZE) with a GPT partition per `device = "gpt-name:NAME"` disk that
                has a `file`; QEMU gets it as an NVMe controller (serial keel-nvme0) on q35's PCIe,
@@ -83,6 +85,8 @@ def main():
                    help="QEMU only: an isa-debug-exit device at port 0xf4 (Keel: debug_exit=0xf4); the run "
                         "lasts until QEMU leaves by itself, whose exit status must be N (a code C written "
                         "to the device gives 2*C+1; ACPI power-off gives 0)")
+    p.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
+                   help="QEMU only: one more argument for QEMU (e.g. --qemu-arg=-device --qemu-arg=edu)")
     p.add_argument("--nvme", action="store_true",
                    help="QEMU: a raw disk provisioned by mkimage --disk-out, as an NVMe controller")
     p.add_argument("--nvme-size", default=None, metavar="SIZE", help="mkimage --disk-size SIZE (implies --nvme)")
@@ -134,7 +138,7 @@ def main():
                 extra += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
             if a.nvme:
                 extra += nvme_qemu_args(nvme_raw)
-            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra)
+            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra + a.qemu_arg)
         else:
             cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
 
