@@ -3,6 +3,7 @@
 #include "drivers/nvme/extent.hpp"
 
 #include "drivers/nvme/commands.hpp"
+#include "kernel/lib/console.hpp"
 
 namespace nvme {
 
@@ -38,14 +39,22 @@ Status Port::outcome(const CmdResult &r)
     case Outcome::failed:
         if (r.status.media_error()) media_errors++;
         else failures++;
+        // The first few are told (a failing drive must not flood Keel's console); all are counted.
+        if (media_errors + failures <= MAX_REPORTED)
+            log_warn("%s: command failed: %s (sct %u sc %02x)%s", name_, status_text(r.status), r.status.sct(),
+                     r.status.sc(), media_errors + failures == MAX_REPORTED ? "; further failures only counted" : "");
         return Err::invalid;
     case Outcome::timed_out:
-    case Outcome::fatal:
+    case Outcome::fatal: {
         // The lost command may still name the bounce pages: they are reused
         // only once the controller has been disabled, which recover() does
         // first (and ready() retries before the next use if it failed).
-        (void)recover();
+        const Status s = recover();
+        log_error("%s: %s: controller reset %s", name_,
+                  r.outcome == Outcome::timed_out ? "a command timed out" : "controller fatal status (CSTS.CFS)",
+                  s ? "and its queues re-created" : "failed: retried before the next command");
         return Err::timeout;
+    }
     case Outcome::refused:
         failures++;
         return r.why == Err::none ? Err::invalid : r.why;

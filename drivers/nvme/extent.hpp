@@ -28,6 +28,8 @@ public:
     static constexpr u32 BOUNCE_PAGES = 32;
 
     Port(Controller &ctrl, Dma &dma) : ctrl_(ctrl), dma_(dma) {}
+    // What its reports call it ("nvme0"); the string must outlive the port.
+    void set_name(const char *name) { name_ = name; }
     Port(const Port &) = delete;
     Port &operator=(const Port &) = delete;
 
@@ -63,8 +65,10 @@ private:
     // Disable, enable and the I/O queues again; down_ until that worked.
     Status recover();
 
+    static constexpr u64 MAX_REPORTED = 8;
     Controller &ctrl_;
     Dma &dma_;
+    const char *name_ = "nvme";
     Spinlock lock_;
     DmaPage bounce_[BOUNCE_PAGES];
     PhysAddr pa_[BOUNCE_PAGES];

@@ -216,6 +216,7 @@ void bring_up(Nvme &c)
         return;
     }
     nvme::Port *port = new (c.port_storage) nvme::Port(ctl, dma_);
+    port->set_name(c.name);
     if (!port->init()) {
         log_error("%s: no memory for its bounce buffers", c.name);
         return;
