@@ -5,6 +5,7 @@
 #include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "kernel/guest/vcpu_irq.hpp"
+#include "kernel/guest/vm_exits_impl.hpp"
 #include "kernel/lib/console.hpp"
 #include "kernel/lib/new.hpp"
 
@@ -128,8 +129,9 @@ public:
     void retire() override;
     void destroy() override;
 
-private:
     // ---- LoadedVcpu: only while this vCPU is loaded on this CPU ----
+    // (Public within this file for exits_detail::handle_exit_t<SvmVcpu>; outside it, only
+    // load() hands the interface out.)
     void run(Gprs &g, ExitInfo &e) override;
     bool can_inject() override
     {
@@ -236,7 +238,13 @@ private:
         auto r = x86::cpuid(leaf, sub);
         out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
     }
+    // The exit handlers instantiated for this final class: direct, inlined VMCB accesses.
+    ExitOutcome handle(const ExitInfo &e, Gprs &g, GuestPlatform &p, u32 vcpu_index) override
+    {
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
 
+private:
     Vmcb vmcb() { return Vmcb{mm::phys_ptr<u8>(vmcb_pa_)}; }
     static constexpr u64 V_IRQ = 1u << 8, V_PRIO = 0xfu << 16, V_IGN_TPR = 1u << 20, V_VECTOR = 0xffull << 32;
     // V_IRQ holds an interrupt for the guest that it has not taken yet (not a window request,

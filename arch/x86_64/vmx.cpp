@@ -6,6 +6,7 @@
 #include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "kernel/guest/vcpu_irq.hpp"
+#include "kernel/guest/vm_exits_impl.hpp"
 #include "kernel/lib/console.hpp"
 #include "kernel/lib/new.hpp"
 #include "kernel/lib/spinlock.hpp"
@@ -131,8 +132,9 @@ public:
         __atomic_store_n(&sipi_pending_, true, __ATOMIC_RELEASE);   // applied by load(), VMCS current
     }
 
-private:
     // ---- LoadedVcpu: only while this vCPU's VMCS is the current one ----
+    // (Public within this file for exits_detail::handle_exit_t<VmxVcpu>; outside it, only
+    // load() hands the interface out.)
     void run(Gprs &g, ExitInfo &e) override;
     bool can_inject() override
     {
@@ -228,7 +230,13 @@ private:
         auto r = x86::cpuid(leaf, sub);
         out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
     }
+    // The exit handlers instantiated for this final class: direct, inlined VMREAD/VMWRITEs.
+    ExitOutcome handle(const ExitInfo &e, Gprs &g, GuestPlatform &p, u32 vcpu_index) override
+    {
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
 
+private:
     void first_run();
     void apply_sipi();
     void reflect(ExitInfo &e, u64 info);

@@ -59,7 +59,7 @@ void run_slice(Vcpu &v)
         enter_guest(v.irq, *v.arch, cpu, v.gprs, e);
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
-        ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);
+        ExitOutcome out = cpu.handle(e, v.gprs, g.platform, v.index);
         if (v.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
         if (g.ndisks) service_disks(g);
         if (g.nnics) service_nics(g);
