@@ -165,9 +165,18 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p,
     const x86::CpuMode m = ops.mode();
     const u8 *bytes = fetch_insn(ops, p, m, copy, n);
     if (!bytes) return {ExitAction::stop, "cannot fetch the instruction accessing MMIO at", e.gpa};
-    auto r = x86::decode(bytes, n, m);
-    if (!r || !r->mem) return {ExitAction::stop, "cannot decode the instruction accessing MMIO at", e.gpa};
-    const x86::Insn &in = *r;
+    // The same instruction as this vCPU's last MMIO exit (all its bytes compared, same mode): its
+    // decoding again.
+    x86::DecodeMemo *memo = vcpu < GuestPlatform::MAX_VCPUS ? &p.mmio_memo[vcpu] : nullptr;
+    const x86::Insn *hit = memo ? memo->lookup(bytes, n, m) : nullptr;
+    Result<x86::Insn> r = Err::invalid;
+    if (!hit) {
+        r = x86::decode(bytes, n, m);
+        if (!r || !r->mem) return {ExitAction::stop, "cannot decode the instruction accessing MMIO at", e.gpa};
+        if (memo) memo->remember(bytes, n, m, *r);
+        hit = &*r;
+    }
+    const x86::Insn &in = *hit;
     using K = x86::Insn::Kind;
     // What the device sees must be one load or one store: read-modify-write (OR, AND, ADD...),
     // string and other instructions stop the guest, named as such (their mem_size says nothing).
@@ -177,8 +186,9 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p,
     const u8 size = in.mem_size;
     if (size != 1 && size != 2 && size != 4 && size != 8) return {ExitAction::stop, "bad MMIO access size at", e.gpa};
     const u64 mask = size == 8 ? ~0ull : (1ull << (size * 8)) - 1;
-    // RSP lives in the VMCB/VMCS, not in Gprs: work on a copy and write it back.
-    u64 rsp_copy = ops.rsp();
+    // RSP lives in the VMCB/VMCS, not in Gprs: work on a copy and write it back (read only when
+    // the instruction names it: a VMREAD on VMX).
+    u64 rsp_copy = in.kind != K::mov_store_imm && !in.high8 && in.reg == 4 ? ops.rsp() : 0;
     bool rsp_written = false;
     auto reg_ref = [&](u8 reg, bool high8) -> u64 & {
         if (!high8 && reg == 4) return rsp_copy;
