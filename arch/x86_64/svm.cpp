@@ -243,6 +243,12 @@ public:
     {
         return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
     }
+    ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
+    {
+        exit_by(by);
+        run(g, e);
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
 
 private:
     Vmcb vmcb() { return Vmcb{mm::phys_ptr<u8>(vmcb_pa_)}; }

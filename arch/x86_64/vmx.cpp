@@ -235,6 +235,12 @@ public:
     {
         return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
     }
+    ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
+    {
+        exit_by(by);
+        run(g, e);
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
 
 private:
     void first_run();
@@ -606,8 +612,7 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
         e.in = qual & 8;
         e.string = qual & 16;
         e.rep = qual & 32;
-        e.port = u16(qual >> 16);
-        e.addr_size = mode() == x86::CpuMode::long64 ? 8 : mode() == x86::CpuMode::prot32 ? 4 : 2;
+        e.port = u16(qual >> 16);   // addr_size: below, from the mode read once
         break;
     case 31: e.reason = ExitReason::rdmsr; break;
     case 32: e.reason = ExitReason::wrmsr; break;
@@ -630,6 +635,7 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
     const x86::CpuMode m = mode();
     if (m == x86::CpuMode::prot32) e.next_rip &= 0xffffffff;
     else if (m != x86::CpuMode::long64) e.next_rip &= 0xffff;
+    if (e.reason == ExitReason::io) e.addr_size = m == x86::CpuMode::long64 ? 8 : m == x86::CpuMode::prot32 ? 4 : 2;
 }
 
 bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)
