@@ -78,7 +78,8 @@ const u8 *fetch_insn(Ops &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&copy)[1
     const bool long64 = mode == x86::CpuMode::long64;
     const u64 lmask = long64 ? ~0ull : 0xffffffffull;
     const u64 linear = ((long64 ? 0 : ops.cs_base()) + ops.rip()) & lmask;
-    auto gpa = guest_translate(*p.mem, ps, linear);
+    // (Paging off: the linear address is the physical one, as guest_translate would say.)
+    Result<u64> gpa = ps.cr0 & (1ull << 31) ? guest_translate(*p.mem, ps, linear) : Result<u64>(linear);
     if (!gpa) {
         log_debug("instruction fetch at %lx failed (%s): cr0=%lx cr3=%lx cr4=%lx efer=%lx", linear,
                   err_name(gpa.error()), ps.cr0, ps.cr3, ps.cr4, ps.efer);
@@ -343,7 +344,11 @@ ExitOutcome handle_exit_t(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p
             bool ok = false;
             if (p.msr->rdmsr(vcpu_index, 0x1b, base, ok) && ok) apic_on = base & (1u << 11);
         }
-        if (p.profile) p.profile->cpuid(u32(g.rax), u32(g.rcx), vcpu_index, ops.cr4(), ops.xcr0(), r, apic_on);
+        // CR4 and XCR0 (an XGETBV, three VMREADs for CR4 on VMX) only for the leaves that show them.
+        const u32 leaf = u32(g.rax);
+        if (p.profile)
+            p.profile->cpuid(leaf, u32(g.rcx), vcpu_index, CpuProfile::cpuid_uses_cr4(leaf) ? ops.cr4() : 0,
+                             CpuProfile::cpuid_uses_xcr0(leaf) ? ops.xcr0() : 0, r, apic_on);
         g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
         retire_insn(ops, nrip);
         return {};
