@@ -299,7 +299,7 @@ u32 LapicModel::current_count(u64 now) const
     return n > fired_ ? 0 : u32((u128(fired_) + 1) * initial_ - t);
 }
 
-void LapicModel::update(u64 now)
+void LapicModel::update_timer(u64 now)
 {
     if (!enabled()) return;
     if (timer_mode() == MODE_DEADLINE) {
