@@ -170,12 +170,13 @@ ExitOutcome emulate_mmio(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p,
     // decoding again.
     x86::DecodeMemo *memo = vcpu < GuestPlatform::MAX_VCPUS ? &p.mmio_memo[vcpu] : nullptr;
     const x86::Insn *hit = memo ? memo->lookup(bytes, n, m) : nullptr;
-    Result<x86::Insn> r = Err::invalid;
+    x86::Insn decoded;   // (filled only on a miss: no stores for it on a hit)
     if (!hit) {
-        r = x86::decode(bytes, n, m);
+        auto r = x86::decode(bytes, n, m);
         if (!r || !r->mem) return {ExitAction::stop, "cannot decode the instruction accessing MMIO at", e.gpa};
-        if (memo) memo->remember(bytes, n, m, *r);
-        hit = &*r;
+        decoded = *r;
+        if (memo) memo->remember(bytes, n, m, decoded);
+        hit = &decoded;
     }
     const x86::Insn &in = *hit;
     using K = x86::Insn::Kind;
