@@ -132,7 +132,9 @@ public:
     // ---- LoadedVcpu: only while this vCPU is loaded on this CPU ----
     // (Public within this file for exits_detail::handle_exit_t<SvmVcpu>; outside it, only
     // load() hands the interface out.)
-    void run(Gprs &g, ExitInfo &e) override;
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e); }
+    // run(), inlined into enter() too: one frame per exit.
+    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e);
     bool can_inject() override
     {
         Vmcb v = vmcb();
@@ -246,7 +248,7 @@ public:
     ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
     {
         exit_by(by);
-        run(g, e);
+        run_inline(g, e);
         return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
     }
 
@@ -423,7 +425,7 @@ void SvmVcpu::reflect(ExitInfo &e, u8 vec, u32 error)
     inject_exception(vec, vec == 17 || vec == 8 || (vec >= 10 && vec <= 14), error);
 }
 
-void SvmVcpu::run(Gprs &g, ExitInfo &e)
+inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e)
 {
     Cpu *c = cpu();
     PerCpu &pc = percpu_[c->index];

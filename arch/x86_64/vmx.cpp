@@ -135,7 +135,9 @@ public:
     // ---- LoadedVcpu: only while this vCPU's VMCS is the current one ----
     // (Public within this file for exits_detail::handle_exit_t<VmxVcpu>; outside it, only
     // load() hands the interface out.)
-    void run(Gprs &g, ExitInfo &e) override;
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e); }
+    // run(), inlined into enter() too: one frame per exit.
+    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e);
     bool can_inject() override
     {
         return (vmread(F::guest_rflags) & (1u << 9)) && !(vmread(F::guest_interruptibility) & 3) &&
@@ -238,7 +240,7 @@ public:
     ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
     {
         exit_by(by);
-        run(g, e);
+        run_inline(g, e);
         return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
     }
 
@@ -500,7 +502,7 @@ void VmxVcpu::reflect(ExitInfo &e, u64 info)
     if (type >= 4) vmwrite(F::entry_len, vmread(F::exit_len));
 }
 
-void VmxVcpu::run(Gprs &g, ExitInfo &e)
+inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e)
 {
     Cpu *c = cpu();
     PerCpu &pc = percpu_[c->index];
