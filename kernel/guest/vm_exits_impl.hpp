@@ -329,7 +329,7 @@ ExitOutcome string_io(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u6
 }
 
 template <class Ops>
-ExitOutcome handle_exit_t(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u32 vcpu_index)
+[[gnu::always_inline]] inline ExitOutcome handle_exit_t(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u32 vcpu_index)
 {
     u64 nrip = 0;
     switch (e.reason) {
