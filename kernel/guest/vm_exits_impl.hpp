@@ -70,7 +70,7 @@ void port_out(GuestPlatform &p, u16 port, u8 size, u32 v);
 // Fetch up to 15 instruction bytes at CS:RIP through the guest's own paging.
 // Returns a pointer to them (in place when they sit in one extent) and their count.
 template <class Ops>
-const u8 *fetch_insn(Ops &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&copy)[15], usize &n)
+[[gnu::always_inline]] inline const u8 *fetch_insn(Ops &ops, GuestPlatform &p, x86::CpuMode mode, u8 (&copy)[15], usize &n)
 {
     GuestPagingState ps{ops.cr0(), 0, 0, 0};
     if (ps.cr0 & (1ull << 31)) ps.cr3 = ops.cr3(), ps.cr4 = ops.cr4(), ps.efer = ops.efer();
