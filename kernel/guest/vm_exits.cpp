@@ -115,26 +115,19 @@ bool profile_msr(GuestPlatform &p, u32 vcpu, u32 msr, bool write, Gprs &g, bool 
     return false;
 }
 
-
-// Port devices are shared by the guest's vCPUs: one at a time (the UART's line buffer, the
-// PIT's latches, ... are not safe against two CPUs at once).
-u32 port_in(GuestPlatform &p, u16 port, u8 size)
+u32 device_in(GuestPlatform &p, IoDevice &d, u16 port, u8 size)
 {
-    u32 v = ~0u;   // unclaimed ports float high
-    if (IoDevice *d = p.find_io(port)) {
-        Guard lk(p.io_lock);
-        d->io(port, size, true, v);
-    }
+    u32 v = ~0u;
+    Guard lk(p.io_lock);
+    d.io(port, size, true, v);
     return v & size_mask(size);
 }
 
-void port_out(GuestPlatform &p, u16 port, u8 size, u32 v)
+void device_out(GuestPlatform &p, IoDevice &d, u16 port, u8 size, u32 v)
 {
-    if (IoDevice *d = p.find_io(port)) {
-        Guard lk(p.io_lock);
-        v &= size_mask(size);   // only the bytes the access writes
-        d->io(port, size, false, v);
-    }
+    Guard lk(p.io_lock);
+    v &= size_mask(size);   // only the bytes the access writes
+    d.io(port, size, false, v);
 }
 
 } // namespace exits_detail

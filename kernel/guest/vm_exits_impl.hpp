@@ -31,7 +31,7 @@ public:
 // it, and with RFLAGS.TF the single-step (BS). B0-B3 not hit are cleared, as the CPU does for
 // any #DB. True if a #DB follows.
 template <class Ops>
-bool retire_insn(Ops &ops, u64 nrip, u64 hits = 0)
+[[gnu::always_inline]] inline bool retire_insn(Ops &ops, u64 nrip, u64 hits = 0)
 {
     hits |= ops.set_rip(nrip);
     if (ops.rflags() & (1u << 8)) hits |= DR6_BS;
@@ -63,8 +63,20 @@ bool msr_value_valid(u32 msr, u64 v, unsigned va_bits);
 bool xcr0_allowed(const GuestPlatform &p, u64 v);
 bool profile_msr(GuestPlatform &p, u32 vcpu, u32 msr, bool write, Gprs &g, bool &ok);
 inline u32 size_mask(u8 size) { return size >= 4 ? ~0u : (1u << (size * 8)) - 1; }
-u32 port_in(GuestPlatform &p, u16 port, u8 size);
-void port_out(GuestPlatform &p, u16 port, u8 size, u32 v);
+// Port devices are shared by the guest's vCPUs: one at a time (the UART's line buffer, the
+// PIT's latches, ... are not safe against two CPUs at once). The device's part out of line;
+// an unclaimed port (Linux's I/O delay at 0x80) is answered inline.
+u32 device_in(GuestPlatform &p, IoDevice &d, u16 port, u8 size);
+void device_out(GuestPlatform &p, IoDevice &d, u16 port, u8 size, u32 v);
+inline u32 port_in(GuestPlatform &p, u16 port, u8 size)
+{
+    if (IoDevice *d = p.find_io(port)) return device_in(p, *d, port, size);
+    return ~0u & size_mask(size);   // unclaimed ports float high
+}
+inline void port_out(GuestPlatform &p, u16 port, u8 size, u32 v)
+{
+    if (IoDevice *d = p.find_io(port)) device_out(p, *d, port, size, v);
+}
 
 
 // Fetch up to 15 instruction bytes at CS:RIP through the guest's own paging.

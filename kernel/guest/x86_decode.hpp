@@ -136,7 +136,7 @@ struct DecodeMemo {
     } e[N];
     unsigned next = 0;              // the entry remember() replaces
 
-    const Insn *lookup(const u8 *bytes, usize n, CpuMode m) const
+    [[gnu::always_inline]] const Insn *lookup(const u8 *bytes, usize n, CpuMode m) const
     {
         if (n < 15) return nullptr;
         u64 a, b;
