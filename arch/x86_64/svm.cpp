@@ -114,9 +114,11 @@ u16 vmcb_msr_offset(u32 msr)
     }
 }
 
-// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu):
+// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu). The
+// LoadedVcpu base comes first (the primary base): the per-exit call, enter(), needs no
+// this-adjusting thunk.
 // the VMCB's run-time state is reachable only through load().
-class SvmVcpu final : public virt::ArchVcpu, private LoadedVcpu {
+class SvmVcpu final : private LoadedVcpu, public virt::ArchVcpu {
 public:
     Status setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner) override;
     LoadedVcpu &load() override;

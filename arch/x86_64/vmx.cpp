@@ -117,9 +117,11 @@ void allow_msr(u8 *map, u32 msr, bool read, bool write)
     if (write) map[2048 + base + msr / 8] &= u8(~(1u << (msr % 8)));
 }
 
-// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu):
+// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu). The
+// LoadedVcpu base comes first (the primary base): the per-exit call, enter(), needs no
+// this-adjusting thunk.
 // every VMREAD/VMWRITE is behind load(), which makes this vCPU's VMCS the current one.
-class VmxVcpu final : public virt::ArchVcpu, private LoadedVcpu {
+class VmxVcpu final : private LoadedVcpu, public virt::ArchVcpu {
 public:
     Status setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner) override;
     LoadedVcpu &load() override;
