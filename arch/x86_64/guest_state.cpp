@@ -47,6 +47,9 @@ rsb_fill:
 )");
 
 namespace gstate {
+
+Mitigations mitigations_;   // decided once, on the boot CPU (init_cpu); read on every entry
+
 namespace {
 
 constexpr u64 XCR0_X87 = 1, XCR0_SSE = 2, XCR0_AVX = 4, XCR0_PKRU = 1u << 9;
@@ -64,7 +67,6 @@ u64 switched_;            // XCR0 components switched
 u32 area_size_;
 u64 next_id_ = 1;
 bool warned_unswitched_;   // a guest's XCR0 was found with components outside switched_ (said once)
-Mitigations mitigations_;
 
 void xsetbv(u64 v) { asm volatile("xsetbv" : : "c"(0), "a"(u32(v)), "d"(u32(v >> 32)) : "memory"); }
 u64 xgetbv()
@@ -145,7 +147,6 @@ Status init_cpu()
 
 bool has_xsave() { return xsave_; }
 u64 switched_xcr0() { return switched_; }
-const Mitigations &mitigations() { return mitigations_; }
 
 Status ExtState::init(u64 owner, unsigned live)
 {

@@ -18,7 +18,8 @@ bool has_xsave();
 // The XSAVE components Keel saves and restores for every vCPU (a guest may enable a subset).
 u64 switched_xcr0();
 // Host protection decisions, made once on the boot CPU (kernel/security/mitigations.hpp).
-const Mitigations &mitigations();
+extern Mitigations mitigations_;
+inline const Mitigations &mitigations() { return mitigations_; }   // (inline: read on every entry)
 
 class ExtState {
 public:

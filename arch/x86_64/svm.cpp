@@ -5,6 +5,7 @@
 #include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "kernel/guest/vcpu_irq.hpp"
+#include "kernel/guest/vm_exits_impl.hpp"
 #include "kernel/lib/console.hpp"
 #include "kernel/lib/new.hpp"
 
@@ -113,9 +114,11 @@ u16 vmcb_msr_offset(u32 msr)
     }
 }
 
-// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu):
+// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu). The
+// LoadedVcpu base comes first (the primary base): the per-exit call, enter(), needs no
+// this-adjusting thunk.
 // the VMCB's run-time state is reachable only through load().
-class SvmVcpu final : public virt::ArchVcpu, private LoadedVcpu {
+class SvmVcpu final : private LoadedVcpu, public virt::ArchVcpu {
 public:
     Status setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner) override;
     LoadedVcpu &load() override;
@@ -128,9 +131,12 @@ public:
     void retire() override;
     void destroy() override;
 
-private:
     // ---- LoadedVcpu: only while this vCPU is loaded on this CPU ----
-    void run(Gprs &g, ExitInfo &e) override;
+    // (Public within this file for exits_detail::handle_exit_t<SvmVcpu>; outside it, only
+    // load() hands the interface out.)
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e); }
+    // run(), inlined into enter() too: one frame per exit.
+    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e);
     bool can_inject() override
     {
         Vmcb v = vmcb();
@@ -236,7 +242,19 @@ private:
         auto r = x86::cpuid(leaf, sub);
         out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
     }
+    // The exit handlers instantiated for this final class: direct, inlined VMCB accesses.
+    ExitOutcome handle(const ExitInfo &e, Gprs &g, GuestPlatform &p, u32 vcpu_index) override
+    {
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
+    ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
+    {
+        exit_by(by);
+        run_inline(g, e);
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
 
+private:
     Vmcb vmcb() { return Vmcb{mm::phys_ptr<u8>(vmcb_pa_)}; }
     static constexpr u64 V_IRQ = 1u << 8, V_PRIO = 0xfu << 16, V_IGN_TPR = 1u << 20, V_VECTOR = 0xffull << 32;
     // V_IRQ holds an interrupt for the guest that it has not taken yet (not a window request,
@@ -409,7 +427,7 @@ void SvmVcpu::reflect(ExitInfo &e, u8 vec, u32 error)
     inject_exception(vec, vec == 17 || vec == 8 || (vec >= 10 && vec <= 14), error);
 }
 
-void SvmVcpu::run(Gprs &g, ExitInfo &e)
+inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e)
 {
     Cpu *c = cpu();
     PerCpu &pc = percpu_[c->index];

@@ -6,6 +6,7 @@
 #include "arch/x86_64/guest_state.hpp"
 #include "arch/x86_64/insn.hpp"
 #include "kernel/guest/vcpu_irq.hpp"
+#include "kernel/guest/vm_exits_impl.hpp"
 #include "kernel/lib/console.hpp"
 #include "kernel/lib/new.hpp"
 #include "kernel/lib/spinlock.hpp"
@@ -116,9 +117,11 @@ void allow_msr(u8 *map, u32 msr, bool read, bool write)
     if (write) map[2048 + base + msr / 8] &= u8(~(1u << (msr % 8)));
 }
 
-// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu):
+// The vCPU as its owner holds it (ArchVcpu) and, privately, as the loaded vCPU (LoadedVcpu). The
+// LoadedVcpu base comes first (the primary base): the per-exit call, enter(), needs no
+// this-adjusting thunk.
 // every VMREAD/VMWRITE is behind load(), which makes this vCPU's VMCS the current one.
-class VmxVcpu final : public virt::ArchVcpu, private LoadedVcpu {
+class VmxVcpu final : private LoadedVcpu, public virt::ArchVcpu {
 public:
     Status setup(const virt::NestedSpace &space, const virt::EntryState &entry, u64 owner) override;
     LoadedVcpu &load() override;
@@ -131,9 +134,12 @@ public:
         __atomic_store_n(&sipi_pending_, true, __ATOMIC_RELEASE);   // applied by load(), VMCS current
     }
 
-private:
     // ---- LoadedVcpu: only while this vCPU's VMCS is the current one ----
-    void run(Gprs &g, ExitInfo &e) override;
+    // (Public within this file for exits_detail::handle_exit_t<VmxVcpu>; outside it, only
+    // load() hands the interface out.)
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e); }
+    // run(), inlined into enter() too: one frame per exit.
+    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e);
     bool can_inject() override
     {
         return (vmread(F::guest_rflags) & (1u << 9)) && !(vmread(F::guest_interruptibility) & 3) &&
@@ -228,7 +234,19 @@ private:
         auto r = x86::cpuid(leaf, sub);
         out[0] = r.a, out[1] = r.b, out[2] = r.c, out[3] = r.d;
     }
+    // The exit handlers instantiated for this final class: direct, inlined VMREAD/VMWRITEs.
+    ExitOutcome handle(const ExitInfo &e, Gprs &g, GuestPlatform &p, u32 vcpu_index) override
+    {
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
+    ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
+    {
+        exit_by(by);
+        run_inline(g, e);
+        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+    }
 
+private:
     void first_run();
     void apply_sipi();
     void reflect(ExitInfo &e, u64 info);
@@ -486,7 +504,7 @@ void VmxVcpu::reflect(ExitInfo &e, u64 info)
     if (type >= 4) vmwrite(F::entry_len, vmread(F::exit_len));
 }
 
-void VmxVcpu::run(Gprs &g, ExitInfo &e)
+inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e)
 {
     Cpu *c = cpu();
     PerCpu &pc = percpu_[c->index];
@@ -598,8 +616,7 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
         e.in = qual & 8;
         e.string = qual & 16;
         e.rep = qual & 32;
-        e.port = u16(qual >> 16);
-        e.addr_size = mode() == x86::CpuMode::long64 ? 8 : mode() == x86::CpuMode::prot32 ? 4 : 2;
+        e.port = u16(qual >> 16);   // addr_size: below, from the mode read once
         break;
     case 31: e.reason = ExitReason::rdmsr; break;
     case 32: e.reason = ExitReason::wrmsr; break;
@@ -622,6 +639,7 @@ void VmxVcpu::run(Gprs &g, ExitInfo &e)
     const x86::CpuMode m = mode();
     if (m == x86::CpuMode::prot32) e.next_rip &= 0xffffffff;
     else if (m != x86::CpuMode::long64) e.next_rip &= 0xffff;
+    if (e.reason == ExitReason::io) e.addr_size = m == x86::CpuMode::long64 ? 8 : m == x86::CpuMode::prot32 ? 4 : 2;
 }
 
 bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)

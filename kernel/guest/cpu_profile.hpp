@@ -146,6 +146,10 @@ public:
     // ranges) read 0 (AMD's behaviour; Intel would repeat the highest basic leaf, which nothing
     // relies on).
     void cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32 out[4], bool apic_enabled = true) const;
+    // The leaves whose answer depends on CR4 (1: OSXSAVE, 7: OSPKE) and on XCR0 (0xD: sizes): for
+    // the others cpuid() ignores those arguments, and the exit handler need not read them.
+    static constexpr bool cpuid_uses_cr4(u32 leaf) { return leaf == 1 || leaf == 7; }
+    static constexpr bool cpuid_uses_xcr0(u32 leaf) { return leaf == 0xd; }
 
     CpuVendor vendor() const { return vendor_; }
     u32 max_std() const { return max_std_; }

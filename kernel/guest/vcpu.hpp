@@ -57,6 +57,20 @@ struct VcpuStats {
     u64 by_reason[u8(ExitReason::count)] = {};
 };
 
+enum class ExitAction : u8 {
+    resume,   // back into the guest
+    halt,     // the vCPU waits (HLT): give the CPU away
+    stop,     // the guest must end (see ExitOutcome::why)
+};
+
+struct ExitOutcome {
+    ExitAction action = ExitAction::resume;
+    const char *why = nullptr;   // for stop: a report for the console
+    u64 addr = 0;                // the address involved, if any
+};
+
+struct GuestPlatform;
+
 // What exit handlers may do to the vCPU; implemented by the SVM and VMX backends (and fakes in tests).
 class VcpuOps {
 public:
@@ -123,6 +137,18 @@ public:
     // Leave the guest by this host TSC at the latest (a timer of this CPU's vCPUs is due, or the
     // tick). VMX arms its preemption timer; SVM relies on the host's tick interrupt.
     virtual void exit_by(u64 host_tsc) = 0;
+    // Handle the exit run() returned (handle_exit, kernel/guest/vm_exits.hpp). The backends
+    // instantiate the handlers for their own final class, so the vCPU accessors the handlers
+    // use are direct calls; this default goes through VcpuOps (fakes in tests).
+    virtual ExitOutcome handle(const ExitInfo &e, Gprs &g, GuestPlatform &p, u32 vcpu_index);
+    // One round trip as the run loop makes it: exit_by(by), run(g, e), then handle(e, ...). The
+    // backends override it with direct calls: one indirect call per exit instead of three.
+    virtual ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index)
+    {
+        exit_by(by);
+        run(g, e);
+        return handle(e, g, p, vcpu_index);
+    }
 
 protected:
     ~LoadedVcpu() = default;

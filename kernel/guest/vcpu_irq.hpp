@@ -89,3 +89,13 @@ inline void enter_guest(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, Gprs &g
         deliver_interrupts(s, cpu, handle.guest_tsc());
     cpu.run(g, e);
 }
+
+// The same, then the exit handled (LoadedVcpu::enter: one call into the backend per exit), with
+// `by` the host TSC by which the guest must leave.
+inline ExitOutcome enter_and_handle(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, u64 by, Gprs &g, ExitInfo &e,
+                                    GuestPlatform &p, u32 vcpu_index)
+{
+    if (__atomic_load_n(&s.check, __ATOMIC_ACQUIRE) || __atomic_load_n(&s.deadline, __ATOMIC_RELAXED) != ~0ull)
+        deliver_interrupts(s, cpu, handle.guest_tsc());
+    return cpu.enter(by, g, e, p, vcpu_index);
+}

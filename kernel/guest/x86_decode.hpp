@@ -120,4 +120,44 @@ Result<Insn> decode(const u8 *bytes, usize avail, CpuMode mode);
 // compares that path against.
 Result<Insn> decode_general(const u8 *bytes, usize avail, CpuMode mode);
 
+// The last few instructions decoded at one place that decodes the same instructions again and
+// again (a vCPU's MMIO exits: the EOI write, the ICR write). A decoded instruction is a function
+// of its bytes and the CPU mode alone, so it is reused exactly when both are the same: the caller
+// still fetches the bytes (as the CPU would, through the guest's paging, every time), and lookup()
+// compares all `len` of them; the bytes after the instruction, the RIP and the address do not
+// matter. Lookups need 15 bytes at `bytes` (two 8-byte loads, at 0 and 7); with fewer, miss.
+struct DecodeMemo {
+    static constexpr unsigned N = 4;
+    struct Entry {
+        u64 w0 = 0, w1 = 0;         // bytes 0-7 and 7-14 of the instruction, masked to its length
+        u64 mask0 = 0, mask1 = 0;
+        u8 mode = 0xff;             // none remembered
+        Insn insn{};
+    } e[N];
+    unsigned next = 0;              // the entry remember() replaces
+
+    [[gnu::always_inline]] const Insn *lookup(const u8 *bytes, usize n, CpuMode m) const
+    {
+        if (n < 15) return nullptr;
+        u64 a, b;
+        __builtin_memcpy(&a, bytes, 8);
+        __builtin_memcpy(&b, bytes + 7, 8);
+        for (const Entry &x : e)
+            if (x.mode == u8(m) && (((a ^ x.w0) & x.mask0) | ((b ^ x.w1) & x.mask1)) == 0) return &x.insn;
+        return nullptr;
+    }
+    void remember(const u8 *bytes, usize n, CpuMode m, const Insn &in)
+    {
+        if (n < 15 || in.len < 1 || in.len > 15) return;
+        Entry &x = e[next++ % N];
+        __builtin_memcpy(&x.w0, bytes, 8);
+        __builtin_memcpy(&x.w1, bytes + 7, 8);
+        x.mask0 = in.len >= 8 ? ~0ull : (1ull << (8 * in.len)) - 1;
+        x.mask1 = in.len <= 7 ? 0 : in.len >= 15 ? ~0ull : (1ull << (8 * (in.len - 7))) - 1;
+        x.w0 &= x.mask0, x.w1 &= x.mask1;
+        x.insn = in;
+        x.mode = u8(m);
+    }
+};
+
 } // namespace x86

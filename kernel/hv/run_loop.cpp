@@ -39,6 +39,7 @@ void run_slice(Vcpu &v)
     // state, registers and MSRs are reachable only through `cpu`.
     LoadedVcpu &cpu = v.arch->load();
     ExitInfo e;
+    ExitOutcome out;
     u64 t0 = now;   // one TSC read per exit: each exit's end is the next one's start (and its `now`)
     // The guest leaves by the next tick at the latest: fixed per tick, not per entry, so a storm of
     // quick exits (a #DB loop) cannot keep pushing it out.
@@ -54,12 +55,10 @@ void run_slice(Vcpu &v)
             u64 by = min(next_tick, rq_[v.cpu].sleep_deadline);
             const u64 own = __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED);
             if (own != ~0ull) by = min(by, max(host_deadline(v, own), host_now));
-            cpu.exit_by(by);
+            out = enter_and_handle(v.irq, *v.arch, cpu, by, v.gprs, e, g.platform, v.index);
         }
-        enter_guest(v.irq, *v.arch, cpu, v.gprs, e);
         v.stats.exits++;
         v.stats.by_reason[u8(e.reason)]++;
-        ExitOutcome out = handle_exit(e, v.gprs, cpu, g.platform, v.index);
         if (v.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
         if (g.ndisks) service_disks(g);
         if (g.nnics) service_nics(g);

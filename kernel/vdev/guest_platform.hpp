@@ -4,6 +4,7 @@
 
 #include "kernel/guest/cpu_profile.hpp"
 #include "kernel/guest/guest_memory.hpp"
+#include "kernel/guest/x86_decode.hpp"
 #include "kernel/lib/spinlock.hpp"
 #include "kernel/lib/types.hpp"
 
@@ -110,6 +111,8 @@ struct GuestPlatform {
     struct SoftMsrs {
         u64 misc_enable = MISC_ENABLE_RESET;
     } soft_msrs[MAX_VCPUS];
+    // Each vCPU's last decoded MMIO instruction (only that vCPU's exits touch its entry).
+    x86::DecodeMemo mmio_memo[MAX_VCPUS];
 
     // Set by the debug-exit device or ACPI S5: the guest ends. By the reset register: it reboots.
     bool exit_requested = false;

@@ -29,8 +29,12 @@ void clr(u32 (&b)[8], u8 v) { b[v >> 5] &= ~(1u << (v & 31)); }
 
 int highest(const u32 (&b)[8])
 {
-    for (int i = 7; i >= 0; i--)
-        if (b[i]) return i * 32 + 31 - __builtin_clz(b[i]);
+    // 64 bits at a time (x86 is little-endian: b[2i] is the low half of word i).
+    for (int i = 3; i >= 0; i--) {
+        u64 w;
+        __builtin_memcpy(&w, &b[2 * i], 8);
+        if (w) return i * 64 + 63 - __builtin_clzll(w);
+    }
     return -1;
 }
 
@@ -299,7 +303,7 @@ u32 LapicModel::current_count(u64 now) const
     return n > fired_ ? 0 : u32((u128(fired_) + 1) * initial_ - t);
 }
 
-void LapicModel::update(u64 now)
+void LapicModel::update_timer(u64 now)
 {
     if (!enabled()) return;
     if (timer_mode() == MODE_DEADLINE) {

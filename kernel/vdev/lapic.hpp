@@ -82,7 +82,11 @@ public:
     void tsc_deadline_write(u64 v, u64 now);
 
     // Fire the timer if it has expired by `now` (missed periods coalesce).
-    void update(u64 now);
+    void update(u64 now)
+    {
+        // Inline: most calls find no timer running (the work, and its frame, out of line).
+        if (enabled() && (timer_mode() == MODE_DEADLINE ? deadline_ != 0 : armed_)) update_timer(now);
+    }
     // Guest TSC at which the timer fires next, ~0 if never. Valid until the
     // next call that changes the APIC; a masked timer still has events.
     u64  next_event() const;
@@ -137,6 +141,7 @@ private:
     u32  x2apic_ldr() const;
 
     u8   timer_mode() const { return (lvt_[LVT_TIMER] >> 17) & 3; }
+    void update_timer(u64 now);   // update() with a timer running
     u32  divisor() const;
     unsigned __int128 ticks(u64 now) const;
     u32  current_count(u64 now) const;

@@ -1086,6 +1086,66 @@ TEST(VmExitMmio, ReadModifyWriteStopsAsUnsupported)
     EXPECT_EQ(vm.ops.rip_, 0x1000u);
 }
 
+// A vCPU's MMIO instructions are decoded once and reused (x86::DecodeMemo) only while every byte
+// of the instruction and the CPU mode are the same: a guest that rewrites the instruction at the
+// same RIP, or runs the same bytes in another mode, gets the new instruction's effect.
+TEST(VmExitMmio, DecodeMemoFollowsTheBytesAndTheMode)
+{
+    struct Dev final : MmioDevice {
+        int reads = 0, writes = 0;
+        u64 last = 0;
+        bool covers(u64 gpa) const override { return (gpa & ~0xfffull) == 0xfee00000; }
+        void mmio(u32, u64, u8 size, bool write, u64 &v) override
+        {
+            if (write) writes++, last = v;
+            else reads++, v = 0x1234;
+        }
+    } dev;
+    Vm vm;
+    ASSERT_TRUE(vm.p.add_mmio(&dev));
+    ExitInfo e;
+    e.reason = ExitReason::npf;
+    e.gpa = 0xfee000b0;
+    vm.g.rax = 0xfee000b0;
+    vm.g.rbx = 0x77;
+    for (int i = 0; i < 3; i++) {   // the same store again and again (cached after the first)
+        vm.ops.rip_ = 0x1000;
+        vm.put(0x1000, {0x89, 0x18});   // mov %ebx, (%eax)
+        ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+        EXPECT_EQ(vm.ops.rip_, 0x1002u);
+    }
+    EXPECT_EQ(dev.writes, 3);
+    EXPECT_EQ(dev.last, 0x77u);
+    // Rewritten in place: a load now, into EBX.
+    vm.ops.rip_ = 0x1000;
+    vm.put(0x1000, {0x8b, 0x18});       // mov (%eax), %ebx
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(dev.reads, 1);
+    EXPECT_EQ(vm.g.rbx, 0x1234u);
+    // Only the last byte differs (the immediate of movl $imm32, disp32): the new value is written.
+    vm.ops.rip_ = 0x1000;
+    vm.put(0x1000, {0xc7, 0x05, 0xb0, 0x00, 0xe0, 0xfe, 0x11, 0x22, 0x33, 0x44});
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(dev.last, 0x44332211u);
+    EXPECT_EQ(vm.ops.rip_, 0x100au);
+    vm.ops.rip_ = 0x1000;
+    vm.put(0x1009, {0x55});
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(dev.last, 0x55332211u);
+    // The same bytes in 16-bit mode: 66 89 18 is mov %ebx, (%bx,%si) there, a 32-bit store in
+    // 32-bit mode with 66 is a 16-bit one. Decoded per mode.
+    vm.ops.rip_ = 0x1000;
+    vm.put(0x1000, {0x66, 0x89, 0x18});
+    vm.g.rbx = 0xabcdef01;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(dev.last, 0xef01u);       // 16-bit store
+    vm.ops.mode_ = x86::CpuMode::real16;
+    vm.ops.rip_ = 0x1000;
+    ASSERT_EQ(vm.run(e).action, ExitAction::resume);
+    EXPECT_EQ(dev.last, 0xabcdef01u);   // 32-bit store (66 in 16-bit code)
+    EXPECT_EQ(vm.ops.rip_, 0x1003u);
+}
+
 TEST(VmExitOther, ShutdownStops)
 {
     Vm vm;
