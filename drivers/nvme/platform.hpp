@@ -14,21 +14,14 @@
 //    a bounded wait (a PAUSE instruction in the kernel, time passing in the tests).
 #pragma once
 
+#include "kernel/lib/device_io.hpp"
 #include "kernel/lib/result.hpp"
 #include "kernel/lib/types.hpp"
 
 namespace nvme {
 
-class Regs {
-public:
-    virtual u32 read32(u32 off) = 0;
-    virtual void write32(u32 off, u32 v) = 0;
-    virtual u64 read64(u32 off) = 0;
-    virtual void write64(u32 off, u64 v) = 0;
-
-protected:
-    ~Regs() = default;
-};
+using Regs = dev::Regs;
+using Clock = dev::Clock;
 
 // One memory page (MEM_PAGE bytes) for the controller to read or write.
 struct DmaPage {
@@ -46,15 +39,6 @@ public:
 
 protected:
     ~Dma() = default;
-};
-
-class Clock {
-public:
-    virtual u64 now_us() = 0;
-    virtual void pause() = 0;
-
-protected:
-    ~Clock() = default;
 };
 
 } // namespace nvme

@@ -9,6 +9,7 @@
 // recorded as a fault. Every wait on the unit is bounded.
 #pragma once
 
+#include "kernel/lib/device_io.hpp"
 #include "kernel/lib/result.hpp"
 #include "kernel/lib/types.hpp"
 
@@ -51,25 +52,9 @@ struct Caps {
     bool four_level() const { return sagaw() & 4; }      // 48-bit, 4-level second-level tables
 };
 
-class Regs {
-public:
-    virtual u32 read32(u32 off) = 0;
-    virtual void write32(u32 off, u32 v) = 0;
-    virtual u64 read64(u32 off) = 0;
-    virtual void write64(u32 off, u64 v) = 0;
-
-protected:
-    ~Regs() = default;
-};
-
-class Clock {
-public:
-    virtual u64 now_us() = 0;
-    virtual void pause() = 0;
-
-protected:
-    ~Clock() = default;
-};
+// The unit's registers and the clock of its bounded waits (kernel/lib/device_io.hpp).
+using Regs = dev::Regs;
+using Clock = dev::Clock;
 
 // Root and context entries (9.1, 9.3), 128 bits as two u64s.
 struct Entry {

@@ -11,7 +11,7 @@
 // its own devices' requests). Invalidations are global for
 // context entries and per domain for the IOTLB, through the invalidation queue
 // where the unit has one (else its registers); each is bounded.
-#include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/device_io.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/time.hpp"
 #include "drivers/vtd/vtd.hpp"
@@ -29,23 +29,8 @@ namespace {
 constexpr u16 KEEL_DID = 1;
 constexpr u32 MAX_LOGGED_PER_POLL = 4;
 
-class MmioRegs final : public vtd::Regs {
-public:
-    volatile u8 *base = nullptr;
-    u32 read32(u32 off) override { return *reinterpret_cast<volatile u32 *>(base + off); }
-    void write32(u32 off, u32 v) override { *reinterpret_cast<volatile u32 *>(base + off) = v; }
-    u64 read64(u32 off) override { return *reinterpret_cast<volatile u64 *>(base + off); }
-    void write64(u32 off, u64 v) override { *reinterpret_cast<volatile u64 *>(base + off) = v; }
-};
-
-class TscClock final : public vtd::Clock {
-public:
-    u64 now_us() override { return x86::rdtsc() / max<u64>(time::tsc_hz() / 1000000, 1); }
-    void pause() override { __builtin_ia32_pause(); }
-};
-
 struct UnitState {
-    MmioRegs regs;
+    x86::MmioRegs regs;
     alignas(vtd::Unit) u8 storage[sizeof(vtd::Unit)];
     vtd::Unit *unit;
     PhysAddr base;
@@ -69,7 +54,7 @@ struct Iommu {
     u64 faults, faults_unlogged, overflows;
 };
 Iommu io_{};
-TscClock clock_;
+x86::TscClock clock_;
 
 // Tables the unit reads: written back from the caches when it does not snoop.
 void publish()

@@ -12,9 +12,8 @@
 // is writable stops the guest that names the later one. Partitions a boot
 // loader lives on (EFI system, BIOS boot), and whole namespaces holding one,
 // are refused as writable disks: that is where Keel boots from.
-#include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/device_io.hpp"
 #include "arch/x86_64/mm.hpp"
-#include "arch/x86_64/time.hpp"
 #include "drivers/nvme/extent.hpp"
 #include "kernel/hv/internal.hpp"
 #include "kernel/lib/console.hpp"
@@ -29,20 +28,6 @@ constexpr u32 MAX_CONTROLLERS = 4;
 constexpr u32 MAX_NAMESPACES = 8;       // per controller
 constexpr u32 MAX_FUNCTIONS = 32;       // NVMe functions found
 constexpr u64 MAX_BAR_MAP = 64 * KiB;   // registers and the first doorbells
-
-class MmioRegs final : public nvme::Regs {
-public:
-    volatile u8 *base = nullptr;
-    u32 read32(u32 off) override { return *reinterpret_cast<volatile u32 *>(base + off); }
-    void write32(u32 off, u32 v) override { *reinterpret_cast<volatile u32 *>(base + off) = v; }
-    // Two dword accesses, low first (NVMe 1.4, 3.1).
-    u64 read64(u32 off) override { return u64(read32(off)) | u64(read32(off + 4)) << 32; }
-    void write64(u32 off, u64 v) override
-    {
-        write32(off, u32(v));
-        write32(off + 4, u32(v >> 32));
-    }
-};
 
 // Pages the drives may reach: with the IOMMU on, each is mapped in Keel's DMA
 // domain while the driver holds it. Freed pages stay mapped in a small pool
@@ -88,12 +73,6 @@ private:
     u32 n_ = 0;
 };
 
-class TscClock final : public nvme::Clock {
-public:
-    u64 now_us() override { return x86::rdtsc() / max<u64>(time::tsc_hz() / 1000000, 1); }
-    void pause() override { __builtin_ia32_pause(); }
-};
-
 struct Namespace {
     nvme::NamespaceInfo info;
     gpt::Table *table = nullptr;        // nullptr: no valid GPT
@@ -103,7 +82,7 @@ struct Namespace {
 struct Nvme {
     HostFn pci;
     char name[8];                       // "nvme0"
-    MmioRegs regs;
+    x86::MmioRegs regs;            // split64: NVMe controllers may take only dwords
     alignas(nvme::Controller) u8 ctrl_storage[sizeof(nvme::Controller)];
     alignas(nvme::Port) u8 port_storage[sizeof(nvme::Port)];
     nvme::Controller *ctrl = nullptr;
@@ -121,7 +100,7 @@ struct Resolved {
 };
 
 FrameDma dma_{};
-TscClock clock_;
+x86::TscClock clock_;
 Nvme nvme_[MAX_CONTROLLERS]{};
 u32 nnvme_;
 Resolved resolved_[KeelConfig::MAX_GUESTS][GuestConfig::MAX_DISKS];
@@ -132,6 +111,7 @@ bool map_bar0(Nvme &c)
 {
     // In Keel's DMA domain before bus mastering is on.
     if (!iommu_attach_keel(c.pci, c.name)) return false;
+    c.regs.split64 = true;
     c.regs.base = host_pci_map_bar0(c.pci, MAX_BAR_MAP, c.name);
     return c.regs.base != nullptr;
 }
@@ -262,7 +242,7 @@ Namespace *find_ns(u32 ctl, u32 nsid, Nvme *&c)
 }
 
 // One disk's device to a block range, or why not (logged by the caller).
-const char *resolve(const GuestConfig &g, const DiskConfig &dc, Resolved &r)
+const char *resolve(const DiskConfig &dc, Resolved &r)
 {
     const DeviceName &d = dc.dev;
     if (d.kind == DeviceKind::nvme_namespace || d.kind == DeviceKind::nvme_partition) {
@@ -305,7 +285,6 @@ const char *resolve(const GuestConfig &g, const DiskConfig &dc, Resolved &r)
     if (boot_type(found->type) && !dc.readonly) return "a boot loader's partition: only read-only";
     r.first = found->first_lba;
     r.blocks = found->blocks();
-    (void)g;
     return nullptr;
 }
 
@@ -354,7 +333,7 @@ void init_storage(const KeelConfig &cfg)
             const DiskConfig &dc = g.disks[k];
             if (dc.device.empty()) continue;
             Resolved &r = resolved_[gi][k];
-            if (const char *why = resolve(g, dc, r)) {
+            if (const char *why = resolve(dc, r)) {
                 log_error("guest %.*s: keel.toml line %u: device \"%.*s\": %s", int(g.name.n), g.name.p, dc.line,
                           int(dc.device.n), dc.device.p, why);
                 continue;

@@ -16,6 +16,7 @@
 
 #include "drivers/nvme/platform.hpp"
 #include "drivers/nvme/spec.hpp"
+#include "tests/unit/drivers/fake_clock.hpp"
 
 namespace nvme::sim {
 
@@ -71,19 +72,7 @@ private:
     u64 next_ = 0;
 };
 
-// Time passes only when the driver pauses.
-class FakeClock : public Clock {
-public:
-    u64 now_us() override { return t; }
-    void pause() override
-    {
-        t += step;
-        pauses++;
-    }
-    u64 t = 1'000'000;
-    u64 step = 100;
-    u64 pauses = 0;
-};
+using FakeClock = FakeClockT<1'000'000, 100>;
 
 struct Namespace {
     u32 nsid = 1;

@@ -21,6 +21,7 @@
 
 #include "drivers/vtd/irte.hpp"
 #include "drivers/vtd/vtd.hpp"
+#include "tests/unit/drivers/fake_clock.hpp"
 
 namespace vtd::sim {
 
@@ -86,19 +87,7 @@ private:
     std::vector<bool> used_;
 };
 
-// Time passes only when the driver pauses.
-class FakeClock : public Clock {
-public:
-    u64 now_us() override { return t; }
-    void pause() override
-    {
-        t += step;
-        pauses++;
-    }
-    u64 t = 5'000'000;
-    u64 step = 10;
-    u64 pauses = 0;
-};
+using FakeClock = FakeClockT<5'000'000, 10>;
 
 // Fault reasons (VT-d 4.1, appendix A).
 inline constexpr u8 FR_ROOT_NOT_PRESENT = 0x1, FR_CONTEXT_NOT_PRESENT = 0x2, FR_INVALID_CONTEXT = 0x3,
