@@ -4,11 +4,17 @@ serial output and exit code: a sanity check of the guest itself.
 
   qemu_bare.py --kernel hello.elf [--append "code=5"] [--mem 128M] [--cpu max] [--smp 2]
                (--expect-exit 0x2a | --expect-spin N | --any-exit) [--expect-line REGEX]...
-               [--count-chars a:N,b:N]
+               [--count-chars a:N,b:N] [--scratch-file PATH:SIZE]... [--qemu-arg=ARG]...
 
 QEMU's -kernel loads Multiboot v1 ELF32 kernels; isa-debug-exit at 0xf4 makes
 QEMU exit with status ((code << 1) | 1) & 0xff, so only the low 7 bits of the
 guest's exit code are checked. Every run has a hard timeout.
+
+--qemu-arg=ARG adds one argument to QEMU's command line (repeatable; write it with '='
+when ARG starts with '-'), e.g. an NVMe controller on a raw file that --scratch-file
+PATH:SIZE creates before each run (zero-filled, SIZE in bytes with an optional K/M suffix):
+    --scratch-file nvme.img:16M --qemu-arg=-drive --qemu-arg=file=nvme.img,if=none,format=raw,id=nvm0
+    --qemu-arg=-device --qemu-arg=nvme,serial=keel0,drive=nvm0
 """
 import argparse
 import os
@@ -37,7 +43,18 @@ def main():
     p.add_argument("--expect-line", action="append", default=[])
     p.add_argument("--count-chars", default="", metavar="C:N,C:N",
                    help="exact counts of those characters, not counting the guest's report lines ('word: ...')")
+    p.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
+                   help="one more QEMU argument (repeatable; --qemu-arg=-device when it starts with '-')")
+    p.add_argument("--scratch-file", action="append", default=[], metavar="PATH:SIZE",
+                   help="(re)create PATH as SIZE zero bytes (K/M suffix) before the run")
     a = p.parse_args()
+
+    for item in a.scratch_file:
+        path, size = item.rsplit(":", 1)
+        mult = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:].upper(), 1)
+        nbytes = int(size[:-1] if mult > 1 else size, 0) * mult
+        with open(path, "wb") as f:
+            f.truncate(nbytes)
 
     cmd = [a.qemu, "-accel", "tcg", "-m", a.mem, "-nodefaults", "-display", "none", "-monitor", "none",
            "-serial", "stdio", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
@@ -46,6 +63,7 @@ def main():
         cmd += ["-cpu", a.cpu]
     if a.smp > 1:
         cmd += ["-smp", str(a.smp)]
+    cmd += a.qemu_arg
     if a.append:
         cmd += ["-append", a.append]
     print(" ".join(cmd))
