@@ -78,6 +78,10 @@ struct Fault {
     u64 addr = 0;             // the page of the faulting request
     bool read = false;        // a read (DMA from memory), else a write
     u8 reason = 0;            // fault reason (appendix A)
+    // An interrupt request's fault (reasons 0x20-0x2f): `addr` holds its
+    // interrupt index in bits 63:48 (11.4.14, FI), `read` means nothing.
+    bool interrupt() const { return reason >= 0x20 && reason < 0x30; }
+    u16 index() const { return u16(addr >> 48); }
 };
 // A short phrase for the fault reasons Keel expects ("root entry not present").
 const char *reason_text(u8 reason);
