@@ -4,7 +4,9 @@
 
 #include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/irq.hpp"
+#include "arch/x86_64/lapic.hpp"
 #include "kernel/lib/console.hpp"
+#include "kernel/lib/spinlock.hpp"
 #include "kernel/mem/ptab_formats.hpp"
 
 extern "C" char trap_stubs[];
@@ -26,6 +28,41 @@ struct [[gnu::packed]] DescPtr {
 };
 
 IrqHandler handlers[256];
+
+// Device vectors: the handler and its context, and how many CPUs are inside
+// it (so irq_vector_free can wait them out). Allocated round robin, so a
+// freed vector is not handed out again at once.
+struct DeviceVector {
+    DeviceIrqHandler handler;   // atomic; null: free
+    void *ctx;
+    u32 active;                 // atomic
+    bool taken;                 // under device_lock
+};
+DeviceVector device_vectors[vec::DEVICE_LAST - vec::DEVICE_FIRST + 1];
+Spinlock device_lock;
+u32 device_next;
+u64 strays;                     // atomic
+u8 last_stray;                  // atomic
+
+// An external interrupt on a device vector (or one nobody handles): handler, EOI.
+void device_interrupt(u8 v)
+{
+    if (v >= vec::DEVICE_FIRST && v <= vec::DEVICE_LAST) {
+        DeviceVector &d = device_vectors[v - vec::DEVICE_FIRST];
+        // Announce before looking: irq_vector_free clears the handler, then waits for active == 0.
+        __atomic_add_fetch(&d.active, 1, __ATOMIC_SEQ_CST);
+        if (DeviceIrqHandler h = __atomic_load_n(&d.handler, __ATOMIC_SEQ_CST)) {
+            h(__atomic_load_n(&d.ctx, __ATOMIC_ACQUIRE));
+            __atomic_sub_fetch(&d.active, 1, __ATOMIC_RELEASE);
+            lapic::eoi();
+            return;
+        }
+        __atomic_sub_fetch(&d.active, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_add_fetch(&strays, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&last_stray, v, __ATOMIC_RELAXED);
+    lapic::eoi();
+}
 
 const char *const exception_names[32] = {
     "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow", "#BR bound range",
@@ -67,6 +104,43 @@ void set_gate(unsigned v, unsigned ist)
 
 void register_irq(u8 vector, IrqHandler h) { handlers[vector] = h; }
 
+Result<u8> irq_vector_alloc(DeviceIrqHandler h, void *ctx)
+{
+    if (!h) return Err::invalid;
+    constexpr u32 N = vec::DEVICE_LAST - vec::DEVICE_FIRST + 1;
+    Guard<Spinlock> g(device_lock);
+    for (u32 k = 0; k < N; k++) {
+        const u32 i = (device_next + k) % N;
+        DeviceVector &d = device_vectors[i];
+        if (d.taken) continue;
+        d.taken = true;
+        __atomic_store_n(&d.ctx, ctx, __ATOMIC_RELEASE);
+        __atomic_store_n(&d.handler, h, __ATOMIC_SEQ_CST);
+        device_next = (i + 1) % N;
+        return u8(vec::DEVICE_FIRST + i);
+    }
+    return Err::busy;
+}
+
+void irq_vector_free(u8 v)
+{
+    if (v < vec::DEVICE_FIRST || v > vec::DEVICE_LAST) return;
+    DeviceVector &d = device_vectors[v - vec::DEVICE_FIRST];
+    Guard<Spinlock> g(device_lock);
+    if (!d.taken) return;
+    __atomic_store_n(&d.handler, nullptr, __ATOMIC_SEQ_CST);
+    // A CPU that announced itself before the store may still be inside the handler.
+    while (__atomic_load_n(&d.active, __ATOMIC_SEQ_CST)) x86::pause();
+    d.ctx = nullptr;
+    d.taken = false;
+}
+
+u64 irq_take_strays(u8 &last_vector)
+{
+    last_vector = __atomic_load_n(&last_stray, __ATOMIC_RELAXED);
+    return __atomic_exchange_n(&strays, 0, __ATOMIC_RELAXED);
+}
+
 extern "C" char msr_read_insn[], msr_write_insn[], msr_fault[];
 
 extern "C" void trap(Frame *f)
@@ -81,6 +155,10 @@ extern "C" void trap(Frame *f)
         return;
     }
     if (f->vector == vec::SPURIOUS) return;
+    if (f->vector >= 32 && f->vector < vec::SPURIOUS) {
+        device_interrupt(u8(f->vector));   // a device's, or a stray one: acknowledged, never fatal
+        return;
+    }
     if (f->vector == 2) {
         // An NMI is an interrupt, not a fault of Keel's (it may have arrived while a guest ran): note it, go on.
         log_warn("NMI on cpu %u", cpu()->index);

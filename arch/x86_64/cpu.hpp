@@ -62,5 +62,7 @@ extern "C" void trap(Frame *f);
 // Interrupt vectors Keel uses.
 namespace vec {
 inline constexpr u8 TIMER = 0x20;
+// Allocated to devices' interrupts (irq.hpp): below them the timer, above them room for IPIs.
+inline constexpr u8 DEVICE_FIRST = 0x30, DEVICE_LAST = 0xdf;
 inline constexpr u8 SPURIOUS = 0xff;
 }

@@ -33,4 +33,59 @@ MsiMessage remapped_msi(u16 handle, bool subhandle_valid)
     return m;
 }
 
+Status IrteTable::init(Entry *table, u32 entries, bool x2apic)
+{
+    if (!table || entries < 2 || entries > MAX_ENTRIES || (entries & (entries - 1))) return Err::invalid;
+    t_ = table;
+    n_ = entries;
+    x2_ = x2apic;
+    used_count_ = 0;
+    for (u64 &w : used_) w = 0;
+    return {};
+}
+
+Result<u16> IrteTable::alloc(Remap r)
+{
+    r.x2apic = x2_;
+    auto e = irte(r);
+    if (!e) return e.error();
+    for (u32 i = 0; i < n_; i++) {
+        if (used(u16(i))) continue;
+        used_[i / 64] |= 1ull << (i % 64);
+        used_count_++;
+        remaps_[i] = r;
+        // The requester first; P, in the low half, last.
+        t_[i].hi = e->hi;
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        t_[i].lo = e->lo;
+        return u16(i);
+    }
+    return Err::busy;
+}
+
+Status IrteTable::retarget(u16 handle, u32 dest, u8 vector)
+{
+    if (!used(handle)) return Err::not_found;
+    Remap r = remaps_[handle];
+    r.dest = dest;
+    r.vector = vector;
+    auto e = irte(r);
+    if (!e) return e.error();
+    remaps_[handle] = r;
+    t_[handle].lo = e->lo;   // the high half (requester) is unchanged: one 64-bit store
+    return {};
+}
+
+Status IrteTable::free(u16 handle)
+{
+    if (!used(handle)) return Err::not_found;
+    t_[handle].lo = 0;       // not present first
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    t_[handle].hi = 0;
+    used_[handle / 64] &= ~(1ull << (handle % 64));
+    used_count_--;
+    remaps_[handle] = Remap{};
+    return {};
+}
+
 } // namespace vtd

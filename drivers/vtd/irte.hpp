@@ -60,4 +60,43 @@ struct MsiMessage {
 inline constexpr u32 MSI_ADDR_BASE = 0xfee00000, MSI_ADDR_REMAPPABLE = 1u << 4, MSI_ADDR_SHV = 1u << 3;
 MsiMessage remapped_msi(u16 handle, bool subhandle_valid = false);
 
+// Keel's interrupt remapping table: which entries are in use, and each
+// entry's writes in the order the unit may read them (the unit reads an
+// entry whenever an interrupt names it). A new entry's high half (its
+// requester) is written before the low half that makes it present; a
+// retarget changes only the low half, in one 64-bit store; a freed entry
+// is made not present first. Not locked: the caller serialises, and
+// invalidates the unit's interrupt entry cache for the handle after each
+// change (Unit::invalidate_interrupt_entry).
+class IrteTable {
+public:
+    static constexpr u32 MAX_ENTRIES = 1024;
+
+    // `table`: `entries` zeroed entries (a power of two, 2..MAX_ENTRIES) that
+    // the unit reads; x2APIC destinations or xAPIC ones (8 bits), as IRTA says.
+    Status init(Entry *table, u32 entries, bool x2apic);
+    u32 entries() const { return n_; }
+    bool x2apic() const { return x2_; }
+    u32 in_use() const { return used_count_; }
+
+    // A present entry for `r` (its x2apic field is the table's), at the
+    // lowest free handle: Err::busy when the table is full, Err::invalid for
+    // what irte() refuses.
+    Result<u16> alloc(Remap r);
+    // The same entry, another destination and vector (Err::not_found: not allocated).
+    Status retarget(u16 handle, u32 dest, u8 vector);
+    // Not present again, the handle free (Err::not_found: not allocated).
+    Status free(u16 handle);
+    bool used(u16 handle) const { return handle < n_ && (used_[handle / 64] >> (handle % 64) & 1); }
+    const Remap &remap(u16 handle) const { return remaps_[handle]; }
+
+private:
+    volatile Entry *t_ = nullptr;
+    u32 n_ = 0;
+    bool x2_ = false;
+    u32 used_count_ = 0;
+    u64 used_[MAX_ENTRIES / 64] = {};
+    Remap remaps_[MAX_ENTRIES] = {};
+};
+
 } // namespace vtd

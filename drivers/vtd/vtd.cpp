@@ -1,6 +1,8 @@
 // Intel VT-d DMA remapping: one unit's registers (VT-d 4.1, chapter 10-11).
 #include "drivers/vtd/vtd.hpp"
 
+#include "drivers/vtd/irte.hpp"
+
 namespace vtd {
 
 const char *reason_text(u8 r)
@@ -145,6 +147,69 @@ Status Unit::invalidate_interrupt_cache()
     }
     const u64 d[1][2] = {{QI_IEC, 0}};   // global
     return submit(d, 1, "interrupt entry cache invalidation did not complete");
+}
+
+Status Unit::invalidate_interrupt_entry(u16 index)
+{
+    if (!caps_.ir() || !queued()) {
+        why_ = !caps_.ir() ? "no interrupt remapping on this unit" : "interrupt entry invalidation needs the queue";
+        return Err::unsupported;
+    }
+    const u64 d[1][2] = {{QI_IEC | QI_IEC_INDEX | u64(index) << 32 /* IM = 0: this entry only */, 0}};
+    return submit(d, 1, "interrupt entry invalidation did not complete");
+}
+
+Status Unit::enable_interrupt_remapping(PhysAddr table, u32 entries, bool x2apic)
+{
+    if (!caps_.ir() || !queued()) {
+        why_ = !caps_.ir() ? "no interrupt remapping on this unit"
+                           : "interrupt remapping needs the invalidation queue";
+        return Err::unsupported;
+    }
+    if (x2apic && !caps_.eim()) {
+        why_ = "no x2APIC interrupt destinations on this unit (ECAP.EIM)";   // EIME is reserved then
+        return Err::unsupported;
+    }
+    auto v = irta(table, entries, x2apic);
+    if (!v) {
+        why_ = "interrupt remapping table misaligned or of a bad size";
+        return v.error();
+    }
+    // Firmware may have left remapping on with its own table: off first, so
+    // nothing is remapped through a table that is being replaced.
+    if (regs_.read32(GSTS) & GSTS_IRES)
+        KEEL_TRY(command(GCMD_IRE, GSTS_IRES, false, "interrupt remapping disable not acknowledged"));
+    ir_on_ = false;
+    regs_.write64(IRTA, *v);
+    // SIRTP is one-shot; IRTPS clears when it is written and is set once the pointer is latched.
+    const u32 keep = regs_.read32(GSTS) & GSTS_STATES & ~(GCMD_SRTP | GCMD_WBF | GCMD_SIRTP);
+    regs_.write32(GCMD, keep | GCMD_SIRTP);
+    const u64 start = clock_.now_us();
+    bool latched = false;
+    for (u64 polls = 0; polls < MAX_POLLS && !latched; polls++) {
+        latched = regs_.read32(GSTS) & GSTS_IRTPS;
+        if (!latched && clock_.now_us() - start > TIMEOUT_US) break;
+        if (!latched) clock_.pause();
+    }
+    if (!latched) {
+        why_ = "interrupt remapping table pointer not latched";
+        return Err::timeout;
+    }
+    // 10.4.4: a new table pointer is followed by a global interrupt entry cache invalidation.
+    KEEL_TRY(invalidate_interrupt_cache());
+    // Compatibility-format interrupts bypass the table: blocked (CFIS clear) unless firmware allowed them.
+    if (regs_.read32(GSTS) & GCMD_CFI)
+        KEEL_TRY(command(GCMD_CFI, GCMD_CFI, false, "compatibility-format interrupts not blocked"));
+    KEEL_TRY(command(GCMD_IRE, GSTS_IRES, true, "interrupt remapping enable not acknowledged"));
+    ir_on_ = true;
+    return {};
+}
+
+Status Unit::disable_interrupt_remapping()
+{
+    KEEL_TRY(command(GCMD_IRE, GSTS_IRES, false, "interrupt remapping disable not acknowledged"));
+    ir_on_ = false;
+    return {};
 }
 
 Status Unit::invalidate_context()

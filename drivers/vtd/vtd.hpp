@@ -32,6 +32,8 @@ inline constexpr u64 QI_CONTEXT = 0x1, QI_IOTLB = 0x2, QI_IEC = 0x4, QI_WAIT = 0
 inline constexpr u64 QI_G_GLOBAL = 1ull << 4, QI_G_DOMAIN = 2ull << 4;
 inline constexpr u64 QI_IOTLB_DW = 1ull << 6, QI_IOTLB_DR = 1ull << 7;
 inline constexpr u64 QI_WAIT_SW = 1ull << 5;
+// Interrupt entry cache invalidation (6.5.2.7): G (bit 4) 0 global, 1 index-selective; IM 31:27; IIDX 47:32.
+inline constexpr u64 QI_IEC_INDEX = 1ull << 4;
 inline constexpr u32 QI_ENTRIES = 256;   // one 4 KiB page of 16-byte descriptors
 inline constexpr u32 FECTL_IM = 1u << 31;
 
@@ -47,6 +49,7 @@ struct Caps {
     bool coherent() const { return ecap & 1; }           // the unit snoops its table walks
     bool qi() const { return ecap >> 1 & 1; }
     bool ir() const { return ecap >> 3 & 1; }
+    bool eim() const { return ecap >> 4 & 1; }           // x2APIC (32-bit) interrupt destinations
     bool pass_through() const { return ecap >> 6 & 1; }
     u32 iro() const { return u32(ecap >> 8 & 0x3ff) * 16; }   // IOTLB registers' offset
     bool four_level() const { return sagaw() & 4; }      // 48-bit, 4-level second-level tables
@@ -75,6 +78,10 @@ struct Fault {
     u64 addr = 0;             // the page of the faulting request
     bool read = false;        // a read (DMA from memory), else a write
     u8 reason = 0;            // fault reason (appendix A)
+    // An interrupt request's fault (reasons 0x20-0x2f): `addr` holds its
+    // interrupt index in bits 63:48 (11.4.14, FI), `read` means nothing.
+    bool interrupt() const { return reason >= 0x20 && reason < 0x30; }
+    u16 index() const { return u16(addr >> 48); }
 };
 // A short phrase for the fault reasons Keel expects ("root entry not present").
 const char *reason_text(u8 reason);
@@ -107,6 +114,19 @@ public:
     // The interrupt entry cache (QI only): Err::unsupported without the queue or ECAP.IR.
     Status invalidate_interrupt_cache();
     Status disable();
+    // Interrupt remapping on (5.1, 10.4.4; needs ECAP.IR and the queue, so
+    // after enable() with one): IRTA set to the table at `table` (4 KiB
+    // aligned, `entries` a power of two, zeroed: every entry not present) in
+    // x2APIC mode (EIME, which needs ECAP.EIM) or xAPIC mode; SIRTP and its
+    // IRTPS awaited; the interrupt entry cache invalidated globally;
+    // compatibility-format interrupts left blocked (CFI cleared if firmware
+    // set it); IRE set and IRES awaited. Each wait bounded (Err::timeout,
+    // why() says which); Err::unsupported without IR, the queue or EIM.
+    Status enable_interrupt_remapping(PhysAddr table, u32 entries, bool x2apic);
+    Status disable_interrupt_remapping();
+    bool remapping_interrupts() const { return ir_on_; }
+    // After one interrupt remapping table entry changed (index-selective, 6.5.2.7).
+    Status invalidate_interrupt_entry(u16 index);
     // After a context entry changed from not present to present (or back).
     Status invalidate_context();
     // After a domain's mappings were removed or changed (a present entry).
@@ -135,6 +155,7 @@ private:
     Page st_;                    // where wait descriptors write their status
     u32 tail_ = 0;               // next descriptor slot
     u32 seq_ = 0;                // the last wait descriptor's status value
+    bool ir_on_ = false;         // interrupt remapping enabled by Keel
     const char *why_ = "";
     static constexpr u64 TIMEOUT_US = 100'000;
     static constexpr u64 MAX_POLLS = 1u << 24;

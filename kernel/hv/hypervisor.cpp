@@ -93,6 +93,10 @@ bool started_;
 
     init_iommu(storage_needed(config_));
     if (cmdline.has("iommu_selftest")) iommu_selftest();
+    if (cmdline.has("iommu_irq_selftest")) {
+        StrView v;
+        iommu_irq_selftest(cmdline.get("iommu_irq_selftest", v) && v.eq("qemu"));
+    }
     if (storage_needed(config_)) init_storage(config_);
     create_networks();
     for (u32 i = 0; i < config_.guest_count; i++) {

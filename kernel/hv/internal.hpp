@@ -19,6 +19,7 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/virt.hpp"
 #include "drivers/nvme/extent.hpp"
+#include "drivers/vtd/irte.hpp"
 #include "kernel/firmware/acpi.hpp"
 #include "kernel/firmware/multiboot2.hpp"
 #include "kernel/guest/config.hpp"
@@ -318,6 +319,32 @@ void iommu_poll();
 u64 iommu_faults();
 void iommu_stats();     // "keel: stats iommu faults=N unlogged=N overflows=N"
 void iommu_selftest();
+// iommu.cpp, for iommu_irq.cpp: the units Keel turned on (none while the IOMMU is off), the
+// lock every submission to their queues takes, the tables' write-back where the units do not
+// snoop, each recorded fault taken (and counted), a fault logged.
+u32 iommu_units();
+vtd::Unit &iommu_unit(u32 i);
+PhysAddr iommu_unit_base(u32 i);
+u16 iommu_unit_segment(u32 i);
+Spinlock &iommu_lock();
+void iommu_publish();
+bool iommu_firmware_remaps_interrupts();   // the DMAR's INTR_REMAP flag
+void iommu_take_faults(void (*fn)(void *ctx, u16 segment, const vtd::Fault &f), void *ctx);
+void iommu_log_fault(const char *prefix, u16 segment, const vtd::Fault &f);
+
+// iommu_irq.cpp: interrupt remapping, turned on by init_iommu when every unit has it: a device's
+// MSI/MSI-X messages name an entry Keel made for it (its source-id checked by the unit),
+// which sends a fixed, edge, physical-destination interrupt to `dest_apic_id` on `vector`
+// (a Keel vector: irq_vector_alloc, arch/x86_64/irq.hpp). Without it (false), MSI devices
+// are not assigned. alloc: Err::unsupported (no remapping), Err::busy (table full),
+// Err::invalid (a vector below 16, or a destination wider than the table's mode).
+void init_interrupt_remapping();
+bool iommu_irq_remapping();
+Result<u16> iommu_irte_alloc(u16 sid, u32 dest_apic_id, u8 vector);
+Status iommu_irte_retarget(u16 handle, u32 dest_apic_id, u8 vector);
+void iommu_irte_free(u16 handle);
+vtd::MsiMessage iommu_irte_msi(u16 handle);   // what the device's MSI capability or MSI-X entry gets
+void iommu_irq_selftest(bool qemu_deviations);
 
 // storage.cpp: Keel's NVMe drives. init_storage (once, before any guest is created, when
 // storage_needed) finds and brings up the controllers, reads their GPTs and resolves every

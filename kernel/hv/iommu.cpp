@@ -62,6 +62,22 @@ void publish()
     if (!io_.coherent) x86::wbinvd();
 }
 
+} // namespace
+
+// One recorded fault, logged: a DMA request's page, or an interrupt request's index.
+void iommu_log_fault(const char *prefix, u16 segment, const vtd::Fault &f)
+{
+    if (f.interrupt())
+        log_warn("%sinterrupt blocked: %04x:%02x:%02x.%u entry %u: %s (reason 0x%02x)", prefix, segment, f.sid >> 8,
+                 f.sid >> 3 & 31, f.sid & 7, f.index(), vtd::reason_text(f.reason), f.reason);
+    else
+        log_warn("%sDMA blocked: %04x:%02x:%02x.%u %s %lx: %s (reason %u)", prefix, segment, f.sid >> 8,
+                 f.sid >> 3 & 31, f.sid & 7, f.read ? "read of" : "write to", f.addr, vtd::reason_text(f.reason),
+                 f.reason);
+}
+
+namespace {
+
 bool set_context(u8 bus, u8 devfn, vtd::Entry e)
 {
     if (!io_.context[bus].raw()) {
@@ -227,6 +243,7 @@ void init_iommu(bool required)
     io_.on = true;
     log_info("iommu: on: DMA blocked for every device but Keel's own (invalidation %s)",
              io_.n && io_.units[0].unit->queued() ? "queued" : "by registers");
+    init_interrupt_remapping();
     log_groups();
 }
 
@@ -279,9 +296,7 @@ void iommu_poll()
             io_.faults++;
             if (logged < MAX_LOGGED_PER_POLL) {
                 logged++;
-                log_warn("iommu: DMA blocked: %04x:%02x:%02x.%u %s %lx: %s (reason %u)", u.segment, f.sid >> 8,
-                         f.sid >> 3 & 31, f.sid & 7, f.read ? "read of" : "write to", f.addr,
-                         vtd::reason_text(f.reason), f.reason);
+                iommu_log_fault("iommu: ", u.segment, f);
             } else {
                 io_.faults_unlogged++;
             }
@@ -371,6 +386,27 @@ void iommu_selftest()
     if (ok) log_info("iommu selftest: PASS: edu %02x:%02x.%u blocked both ways, faults reported, canary intact",
                      edu->bus, edu->dev, edu->fn);
     else log_error("iommu selftest: FAIL");
+}
+
+// ---- For iommu_irq.cpp (interrupt remapping): the units Keel turned on ----
+
+u32 iommu_units() { return io_.on ? io_.n : 0; }
+vtd::Unit &iommu_unit(u32 i) { return *io_.units[i].unit; }
+PhysAddr iommu_unit_base(u32 i) { return io_.units[i].base; }
+u16 iommu_unit_segment(u32 i) { return io_.units[i].segment; }
+Spinlock &iommu_lock() { return io_.lock; }
+void iommu_publish() { publish(); }
+bool iommu_firmware_remaps_interrupts() { return io_.dmar.intr_remap; }
+void iommu_take_faults(void (*fn)(void *ctx, u16 segment, const vtd::Fault &f), void *ctx)
+{
+    for (u32 i = 0; i < iommu_units(); i++) {
+        vtd::Fault f;
+        bool over = false;
+        while (io_.units[i].unit->next_fault(f, over)) {
+            io_.faults++;
+            fn(ctx, io_.units[i].segment, f);
+        }
+    }
 }
 
 } // namespace hv

@@ -7,6 +7,7 @@
 // interleave with guests' lines. The language is kernel/mgmt/command.hpp;
 // docs/OPERATING.md is the operator's side.
 #include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/irq.hpp"
 #include "arch/x86_64/time.hpp"
 #include "kernel/hv/internal.hpp"
 #include "kernel/lib/console.hpp"
@@ -197,6 +198,10 @@ void manage_poll()
     }
     watchdogs();
     iommu_poll();
+    u8 stray_vector;
+    if (const u64 strays = irq_take_strays(stray_vector))
+        log_warn("%lu stray interrupt%s (last on vector 0x%02x): no handler, acknowledged", strays,
+                 strays == 1 ? "" : "s", stray_vector);
 }
 
 } // namespace hv

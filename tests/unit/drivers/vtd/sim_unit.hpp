@@ -119,7 +119,7 @@ public:
 
     // Commands that never complete.
     bool stuck_srtp = false, stuck_te = false, stuck_qie = false, stuck_wbf = false, stuck_ccmd = false,
-         stuck_iotlb = false, stuck_queue = false;
+         stuck_iotlb = false, stuck_queue = false, stuck_sirtp = false, stuck_ire = false;
     std::set<u64> refuse;          // descriptor types the queue treats as invalid (IQE)
 
     // --- what happened ---
@@ -132,11 +132,14 @@ public:
     std::vector<Entry> descs;             // every descriptor the queue processed
     u32 ccmd_invalidations = 0, iotlb_invalidations = 0, wbf_flushes = 0, wait_interrupts = 0;
     u32 fault_events = 0;                 // fault interrupts (not masked)
+    u32 iec_global = 0, iec_index = 0;    // interrupt entry cache invalidations processed
     bool protocol_error = false;          // the driver broke a rule the sim checks
     std::string protocol_what;
 
     Arena &mem;
     explicit SimUnit(Arena &m) : mem(m) {}
+    // Firmware left compatibility-format interrupts allowed (CFIS set) before Keel.
+    void firmware_set_cfi() { gsts_ |= GCMD_CFI; }
 
     u64 cap() const
     {
@@ -290,13 +293,17 @@ public:
 
     // An MSI write (address, data) from requester `sid`, through interrupt
     // remapping (9.10, 5.1.4): the remappable format's handle, the IRTE at
-    // it, its source validation. Compatibility format is blocked (CFI off).
+    // it, its source validation. Compatibility format is blocked unless CFIS.
     Interrupt msi(u16 sid, u64 addr, u32 data)
     {
         Interrupt out;
         if (!(gsts_ & GCMD_IRE)) return irq_fault(out, sid, 0, 0);   // not remapping: reason 0 = passed on
         if ((addr >> 20) != 0xfee) return irq_fault(out, sid, 0, FR_IR_RESERVED);
-        if (!(addr & 1u << 4)) return irq_fault(out, sid, 0, FR_IR_COMPAT);
+        if (!(addr & 1u << 4)) {
+            // Compatibility format (5.1.4): passed on only with CFIS set and EIME clear.
+            if ((gsts_ & GCMD_CFI) && !(irta_latched_ & IRTA_EIME)) return irq_fault(out, sid, 0, 0);
+            return irq_fault(out, sid, 0, FR_IR_COMPAT);
+        }
         u32 index = u32(addr >> 5 & 0x7fff) | u32(addr >> 2 & 1) << 15;
         if (addr & 1u << 3) index += data & 0xffff;   // SHV: the subhandle added
         else if (data) return irq_fault(out, sid, index, 0x20);
@@ -304,8 +311,14 @@ public:
         const u32 entries = 2u << (irta_latched_ & 0xf);
         if (index >= entries) return irq_fault(out, sid, index, FR_IR_INDEX);
         u64 lo, hi;
-        const u64 at = (irta_latched_ & ~0xfffull) + u64(index) * 16;
-        if (!mem.read64(at, lo) || !mem.read64(at + 8, hi)) return irq_fault(out, sid, index, FR_IR_ACCESS);
+        if (auto it = iec_.find(index); it != iec_.end()) {
+            lo = it->second.lo;
+            hi = it->second.hi;
+        } else {
+            const u64 at = (irta_latched_ & ~0xfffull) + u64(index) * 16;
+            if (!mem.read64(at, lo) || !mem.read64(at + 8, hi)) return irq_fault(out, sid, index, FR_IR_ACCESS);
+            if (lo & 1) iec_[index] = Entry{lo, hi};   // present entries are cached (9.10)
+        }
         if (!(lo & 1)) return irq_fault(out, sid, index, FR_IR_NOT_PRESENT);
         const bool x2 = irta_latched_ & IRTA_EIME;
         u64 reserved_lo = 0x7000ull | 0xff000000ull | 1ull << 15 /* IM: posted, unsupported here */;
@@ -334,6 +347,8 @@ public:
     // Cached translations (for tests of invalidation).
     size_t cached_contexts() const { return ctx_cache_.size(); }
     size_t cached_translations() const { return iotlb_.size(); }
+    size_t cached_interrupt_entries() const { return iec_.size(); }
+    u64 irta_latched() const { return irta_latched_; }
 
 private:
     struct Record {
@@ -362,6 +377,7 @@ private:
     u32 ccmd_reads_ = 0, iotlb_reads_ = 0;
     std::map<u16, Entry> ctx_cache_;                       // by SID: cached context entries
     std::map<std::pair<u16, u64>, Tlb> iotlb_;              // by (DID, page)
+    std::map<u32, Entry> iec_;                              // interrupt entry cache, by index
 
     void fail(const char *what, u32 off)
     {
@@ -423,6 +439,9 @@ private:
         if (shots == GCMD_WBF && !rwbf) fail("WBF without CAP.RWBF", GCMD);
         if ((changed & GCMD_TE) && (v & GCMD_TE) && !(gsts_ & GCMD_SRTP)) fail("TE before a root table", GCMD);
         if ((changed & GCMD_QIE) && (v & GCMD_QIE) && !qi) fail("QIE without ECAP.QI", GCMD);
+        if ((changed & GCMD_IRE) && (v & GCMD_IRE) && !ir) fail("IRE without ECAP.IR", GCMD);
+        if ((changed & GCMD_IRE) && (v & GCMD_IRE) && !(gsts_ & GCMD_SIRTP)) fail("IRE before a table pointer", GCMD);
+        if (shots == GCMD_SIRTP && (irta_ & IRTA_EIME) && !eim) fail("IRTA.EIME without ECAP.EIM", GCMD);
         want_gsts_ = (gsts_ & STATES & ~changed) | (v & changed);
         shot_ = shots;
         if (shots == GCMD_SRTP) gsts_ &= ~GCMD_SRTP;    // RTPS clears until the pointer is latched
@@ -435,12 +454,14 @@ private:
         gsts_reads_ = 0;
     }
     u32 shot_ = 0;
+    bool ir_pointer_fresh_ = false;
 
     void complete_gcmd()
     {
         const u32 changed = (want_gsts_ ^ gsts_) & (GCMD_TE | GCMD_QIE | GCMD_IRE | GCMD_CFI);
         if ((shot_ == GCMD_SRTP && stuck_srtp) || (shot_ == GCMD_WBF && stuck_wbf) ||
-            ((changed & GCMD_TE) && stuck_te) || ((changed & GCMD_QIE) && stuck_qie))
+            ((changed & GCMD_TE) && stuck_te) || ((changed & GCMD_QIE) && stuck_qie) ||
+            (shot_ == GCMD_SIRTP && stuck_sirtp) || ((changed & GCMD_IRE) && stuck_ire))
             return;
         gsts_pending_ = false;
         if (shot_ == GCMD_SRTP) {
@@ -449,6 +470,7 @@ private:
         } else if (shot_ == GCMD_SIRTP) {
             irta_latched_ = irta_;
             gsts_ |= GCMD_SIRTP;
+            ir_pointer_fresh_ = true;   // to be followed by a global IEC invalidation (10.4.4)
         } else if (shot_ == GCMD_WBF) {
             gsts_ &= ~GCMD_WBF;
         }
@@ -459,6 +481,8 @@ private:
                 fail("QIE cleared with descriptors pending", GCMD);
             }
         }
+        if ((changed & GCMD_IRE) && (want_gsts_ & GCMD_IRE) && ir_pointer_fresh_)
+            fail("IRE with no global interrupt entry cache invalidation after SIRTP", GCMD);
         gsts_ = (gsts_ & ~(GCMD_TE | GCMD_QIE | GCMD_IRE | GCMD_CFI)) | want_gsts_;
         shot_ = 0;
     }
@@ -538,8 +562,20 @@ private:
             invalidate_tlb(g, u16(lo >> 16), hi & ~0xfffull);
             return true;
         }
-        case QI_IEC:
-            return ir;   // no interrupt remapping: the descriptor type is invalid
+        case QI_IEC: {
+            if (!ir) return false;   // no interrupt remapping: the descriptor type is invalid
+            if (lo >> 4 & 1) {
+                const u32 idx = u32(lo >> 32 & 0xffff), mask = u32(lo >> 27 & 0x1f);
+                const u32 first = idx & ~((1u << mask) - 1), count = 1u << mask;
+                for (u32 i = first; i < first + count; i++) iec_.erase(i);
+                iec_index++;
+            } else {
+                iec_.clear();
+                iec_global++;
+                ir_pointer_fresh_ = false;
+            }
+            return true;
+        }
         case QI_WAIT:
             if (lo >> 4 & 1) wait_interrupts++;
             if (lo & QI_WAIT_SW) {
