@@ -8,6 +8,10 @@
 // Exit 0 when Keel would accept CONFIG and every file it names (kernels,
 // initrds, modules, disk images; paths relative to CONFIG's folder) is there;
 // 1 when not, with one message per problem on stderr; 2 on bad usage.
+// A host PCI function that Keel will not give a guest (find_pci_conflicts: it is
+// the management_nic, or named twice) is a warning on stderr naming both lines,
+// not a refusal: Keel is to refuse only that guest at boot and start the others. The
+// warnings are not repeated by --list-devices (scripts/mkimage runs --list first).
 //   --list      print the files CONFIG names, as written, once each, one per line
 //               (the files scripts/mkimage packs; a disk with `device` is not one)
 //   --list-devices
@@ -101,6 +105,35 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "%s: %s%s: Keel refuses this configuration at boot with the line above\n", TOOL,
                      note, conf);
         return check ? 1 : 0;
+    }
+
+    // Passed-through functions Keel will not give: warned about, the exit status unchanged.
+    if (!list_devices) {
+        PciConflict conflicts[MAX_PCI_CONFLICTS];
+        const u32 n = find_pci_conflicts(*cfg, conflicts, MAX_PCI_CONFLICTS);
+        for (u32 i = 0; i < n && i < MAX_PCI_CONFLICTS; i++) {
+            const PciConflict &x = conflicts[i];
+            const GuestConfig &g = cfg->guests[x.guest];
+            const PciConfig &p = g.pci[x.pci];
+            char dev[PciConfig::TEXT_SIZE];
+            format_pci_address(dev, p);
+            std::string why;
+            switch (x.kind) {
+            case PciConflict::Kind::management_nic:
+                why = "is Keel's management_nic (line " + std::to_string(x.other_line) + ")";
+                break;
+            case PciConflict::Kind::same_guest:
+                why = "is named twice by guest \"" + str(g.name) + "\" (also at line " +
+                      std::to_string(x.other_line) + ")";
+                break;
+            case PciConflict::Kind::other_guest:
+                why = "is already given to guest \"" + str(cfg->guests[x.other_guest].name) + "\" (line " +
+                      std::to_string(x.other_line) + ")";
+                break;
+            }
+            std::fprintf(stderr, "%s: %s line %u: warning: device %s %s; Keel will refuse guest \"%s\"\n", TOOL, conf,
+                         p.line, dev, why.c_str(), str(g.name).c_str());
+        }
     }
 
     std::vector<File> files;

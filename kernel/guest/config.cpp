@@ -47,13 +47,14 @@ bool same(StrView a, StrView b)
 // Length for "%.*s" in messages, capped so that the message stays readable.
 int shown(StrView s) { return int(min<usize>(s.n, 32)); }
 
-enum class Table : u8 { none, keel, guest, disk, nic, network };
+enum class Table : u8 { none, keel, guest, disk, nic, pci, network };
 enum class Key : u8 {
-    on_idle, time_slice, loglevel,
+    on_idle, time_slice, loglevel, management_nic,
     name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access,
     watchdog, max_restarts, restart_window,
     file, readonly, device,
     nic_network, mac,
+    pci_device,
     net_name, kind, mtu,
 };
 
@@ -64,6 +65,7 @@ struct KeyDef {
 
 constexpr KeyDef KEYS[] = {
     {"on_idle", Table::keel}, {"time_slice", Table::keel}, {"loglevel", Table::keel},
+    {"management_nic", Table::keel},
     {"name", Table::guest}, {"kernel", Table::guest}, {"modules", Table::guest},
     {"cmdline", Table::guest}, {"initrd", Table::guest}, {"memory", Table::guest},
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
@@ -71,9 +73,11 @@ constexpr KeyDef KEYS[] = {
     {"restart_window", Table::guest},
     {"file", Table::disk}, {"readonly", Table::disk}, {"device", Table::disk},
     {"network", Table::nic}, {"mac", Table::nic},
+    {"device", Table::pci},
     {"name", Table::network}, {"kind", Table::network}, {"mtu", Table::network},
 };
 constexpr unsigned NKEYS = sizeof(KEYS) / sizeof(KEYS[0]);
+static_assert(NKEYS == unsigned(Key::mtu) + 1, "KEYS follows Key");
 static_assert(NKEYS <= 32);
 
 constexpr u32 bit(Key k) { return 1u << unsigned(k); }
@@ -120,6 +124,7 @@ private:
     GuestConfig *g_ = nullptr;      // the current [[guest]], or the last one
     DiskConfig *d_ = nullptr;       // the current [[guest.disk]]
     NicConfig *nic_ = nullptr;      // the current [[guest.nic]]
+    PciConfig *pci_ = nullptr;      // the current [[guest.pci]]
     NetworkConfig *net_ = nullptr;  // the current [[network]]
     const char *key_ = nullptr;     // prefixes messages about a value
 
@@ -199,8 +204,8 @@ private:
         StrView name = bare_key();
         if (name.empty()) return fail("expected a table name");
         skip_ws();
-        // The dotted names are guest.disk and guest.nic (TOML allows spaces around the dot).
-        bool disk = false, nic = false;
+        // The dotted names are guest.disk, guest.nic and guest.pci (TOML allows spaces around the dot).
+        bool disk = false, nic = false, pci = false;
         if (peek('.')) {
             i_++;
             skip_ws();
@@ -209,7 +214,10 @@ private:
             skip_ws();
             disk = name.eq("guest") && sub.eq("disk") && !peek('.');
             nic = name.eq("guest") && sub.eq("nic") && !peek('.');
-            if (!disk && !nic) return fail("dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported");
+            pci = name.eq("guest") && sub.eq("pci") && !peek('.');
+            if (!disk && !nic && !pci)
+                return fail("dotted table names other than [[guest.disk]], [[guest.nic]] and [[guest.pci]] are not "
+                            "supported");
         }
         if (!peek(']')) return fail(arr ? "expected ']]'" : "expected ']'");
         i_++;
@@ -223,6 +231,7 @@ private:
         seen_ = 0;
         if (disk) return disk_header(arr);
         if (nic) return nic_header(arr);
+        if (pci) return pci_header(arr);
         if (name.eq("network")) {
             if (!arr) return fail("network is an array of tables: write [[network]]");
             if (c_.network_count == KeelConfig::MAX_NETWORKS)
@@ -254,8 +263,8 @@ private:
             table_ = Table::guest;
             return true;
         }
-        return fail("unknown table [%.*s] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]] or [[network]])",
-                    shown(name), name.p);
+        return fail("unknown table [%.*s] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]], [[guest.pci]] "
+                    "or [[network]])", shown(name), name.p);
     }
 
     // [[guest.disk]] belongs to the most recent [[guest]], even across a [keel]
@@ -267,12 +276,35 @@ private:
         if (g_->disk_count == GuestConfig::MAX_DISKS)
             return fail("guest \"%.*s\": too many disks (at most %u)", shown(g_->name), g_->name.p,
                         GuestConfig::MAX_DISKS);
-        if (g_->disk_count + g_->nic_count == GuestConfig::MAX_PCI)
-            return fail("guest \"%.*s\": too many PCI devices (disks and nics: at most %u)", shown(g_->name),
-                        g_->name.p, GuestConfig::MAX_PCI);
+        if (!pci_slot()) return false;
         d_ = &g_->disks[g_->disk_count++];
         d_->line = line_;
         table_ = Table::disk;
+        return true;
+    }
+
+    // Disks, NICs and passed-through functions share the guest's PCI devices 1..MAX_PCI.
+    bool pci_slot()
+    {
+        if (g_->disk_count + g_->nic_count + g_->pci_count < GuestConfig::MAX_PCI) return true;
+        return fail("guest \"%.*s\": too many PCI devices (disks, nics and pci together: at most %u)",
+                    shown(g_->name), g_->name.p, GuestConfig::MAX_PCI);
+    }
+
+    // [[guest.pci]], like [[guest.disk]], belongs to the most recent [[guest]]. Whether
+    // its function is free (not Keel's, not another guest's) is not the parser's to
+    // refuse: Keel refuses only that guest at boot (find_pci_conflicts).
+    bool pci_header(bool arr)
+    {
+        if (!arr) return fail("pci is an array of tables: write [[guest.pci]]");
+        if (!g_) return fail("[[guest.pci]] before any [[guest]]");
+        if (g_->pci_count == GuestConfig::MAX_PASSTHROUGH)
+            return fail("guest \"%.*s\": too many pci devices (at most %u)", shown(g_->name), g_->name.p,
+                        GuestConfig::MAX_PASSTHROUGH);
+        if (!pci_slot()) return false;
+        pci_ = &g_->pci[g_->pci_count++];
+        pci_->line = line_;
+        table_ = Table::pci;
         return true;
     }
 
@@ -284,9 +316,7 @@ private:
         if (g_->nic_count == GuestConfig::MAX_NICS)
             return fail("guest \"%.*s\": too many nics (at most %u)", shown(g_->name), g_->name.p,
                         GuestConfig::MAX_NICS);
-        if (g_->disk_count + g_->nic_count == GuestConfig::MAX_PCI)
-            return fail("guest \"%.*s\": too many PCI devices (disks and nics: at most %u)", shown(g_->name),
-                        g_->name.p, GuestConfig::MAX_PCI);
+        if (!pci_slot()) return false;
         nic_ = &g_->nics[g_->nic_count++];
         nic_->line = line_;
         table_ = Table::nic;
@@ -302,6 +332,7 @@ private:
         if (t == Table::guest) return end_guest();
         if (t == Table::disk) return end_disk();
         if (t == Table::nic) return end_nic();
+        if (t == Table::pci) return end_pci();
         if (t == Table::network) return end_network();
         return true;
     }
@@ -310,6 +341,13 @@ private:
     {
         if (!(seen_ & bit(Key::nic_network)))
             return fail_at(nic_->line, "[[guest.nic]]: missing required key \"network\"");
+        return true;
+    }
+
+    bool end_pci()
+    {
+        if (!(seen_ & bit(Key::pci_device)))
+            return fail_at(pci_->line, "[[guest.pci]]: missing required key \"device\"");
         return true;
     }
 
@@ -430,6 +468,7 @@ private:
                          : table_ == Table::guest ? "[[guest]]"
                          : table_ == Table::disk  ? "[[guest.disk]]"
                          : table_ == Table::nic   ? "[[guest.nic]]"
+                         : table_ == Table::pci   ? "[[guest.pci]]"
                                                   : "[[network]]";
         unsigned idx = 0;
         while (idx < NKEYS && !(KEYS[idx].table == table_ && k.eq(KEYS[idx].name))) idx++;
@@ -470,6 +509,11 @@ private:
             if (!console::parse_level(s.p, s.n, c_.loglevel))
                 return fail("expected \"error\", \"warn\", \"info\" or \"debug\"");
             c_.has_loglevel = true;
+            return true;
+        case Key::management_nic:
+            if (!pci_address(c_.management_nic)) return false;
+            c_.management_nic.line = line_;
+            c_.has_management_nic = true;
             return true;
         case Key::name:
             if (!str(s, "expected a string") || !name(s)) return false;
@@ -570,6 +614,8 @@ private:
             nic_->mac_set = true;
             return true;
         }
+        case Key::pci_device:
+            return pci_address(*pci_);
         case Key::net_name:
             if (!str(s, "expected a string") || !ident(s)) return false;
             net_->name = s;
@@ -775,6 +821,15 @@ private:
 
     // ---- checks of particular values ----
 
+    // A host PCI function (line untouched).
+    bool pci_address(PciConfig &out)
+    {
+        StrView s;
+        if (!str(s, "expected a PCI address such as \"0000:00:04.0\"")) return false;
+        if (const char *why = parse_pci_address(s.p, s.n, out)) return fail("\"%.*s\": %s", shown(s), s.p, why);
+        return true;
+    }
+
     // A guest's or a network's name.
     bool ident(StrView s)
     {
@@ -872,6 +927,90 @@ private:
 };
 
 } // namespace
+
+const char *parse_pci_address(const char *s, usize n, PciConfig &out)
+{
+    if (n == 0) return "empty (expected SSSS:BB:DD.F or BB:DD.F in hex, such as \"0000:00:04.0\")";
+    // Fields of hex digits between the separators, the last after the '.'.
+    constexpr usize MAXF = 4;
+    u32 val[MAXF] = {};
+    usize len[MAXF] = {};
+    char sep[MAXF] = {};         // sep[k]: the separator after field k
+    usize f = 0;
+    for (usize i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == ':' || c == '.') {
+            if (f + 1 == MAXF) return "expected SSSS:BB:DD.F or BB:DD.F";
+            sep[f++] = c;
+            continue;
+        }
+        int x = hexval(c);
+        if (x < 0) return "only hex digits, ':' and '.' are allowed (SSSS:BB:DD.F or BB:DD.F)";
+        if (len[f] < 8) val[f] = val[f] * 16 + u32(x);
+        len[f]++;
+    }
+    // "BB:DD.F" (three fields) or "SSSS:BB:DD.F" (four).
+    const bool longf = f == 3;
+    if (!(f == 2 && sep[0] == ':' && sep[1] == '.') && !(longf && sep[0] == ':' && sep[1] == ':' && sep[2] == '.'))
+        return "expected SSSS:BB:DD.F or BB:DD.F";
+    const usize b = longf ? 1 : 0;
+    if (longf && len[0] != 4) return "the segment needs 4 hex digits (SSSS:BB:DD.F)";
+    if (len[b] != 2) return "the bus needs 2 hex digits (SSSS:BB:DD.F or BB:DD.F)";
+    if (len[b + 1] != 2) return "the device needs 2 hex digits (SSSS:BB:DD.F or BB:DD.F)";
+    if (len[b + 2] != 1) return "the function needs 1 hex digit (SSSS:BB:DD.F or BB:DD.F)";
+    if (val[b + 1] > 0x1f) return "device number above 1f";
+    if (val[b + 2] > 7) return "function number above 7";
+    out.segment = longf ? u16(val[0]) : 0;
+    out.bus = u8(val[b]);
+    out.dev = u8(val[b + 1]);
+    out.fn = u8(val[b + 2]);
+    return nullptr;
+}
+
+void format_pci_address(char (&out)[PciConfig::TEXT_SIZE], const PciConfig &p)
+{
+    format(out, sizeof(out), "%04x:%02x:%02x.%x", unsigned(p.segment), unsigned(p.bus), unsigned(p.dev),
+           unsigned(p.fn));
+}
+
+u32 find_pci_conflicts(const KeelConfig &c, PciConflict *out, u32 cap)
+{
+    u32 count = 0;
+    bool refused[KeelConfig::MAX_GUESTS] = {};
+    auto add = [&](PciConflict x) {
+        if (count < cap) out[count] = x;
+        count++;
+    };
+    for (u32 gi = 0; gi < c.guest_count && gi < KeelConfig::MAX_GUESTS; gi++) {
+        const GuestConfig &g = c.guests[gi];
+        for (u32 k = 0; k < g.pci_count && k < GuestConfig::MAX_PASSTHROUGH; k++) {
+            const PciConfig &p = g.pci[k];
+            const auto conflict = [&]() -> bool {
+                if (c.has_management_nic && p.same_function(c.management_nic)) {
+                    add(PciConflict{PciConflict::Kind::management_nic, gi, k, gi, c.management_nic.line});
+                    return true;
+                }
+                for (u32 j = 0; j < k; j++)
+                    if (p.same_function(g.pci[j])) {
+                        add(PciConflict{PciConflict::Kind::same_guest, gi, k, gi, g.pci[j].line});
+                        return true;
+                    }
+                for (u32 oi = 0; oi < gi; oi++) {
+                    if (refused[oi]) continue;
+                    const GuestConfig &o = c.guests[oi];
+                    for (u32 j = 0; j < o.pci_count && j < GuestConfig::MAX_PASSTHROUGH; j++)
+                        if (p.same_function(o.pci[j])) {
+                            add(PciConflict{PciConflict::Kind::other_guest, gi, k, oi, o.pci[j].line});
+                            return true;
+                        }
+                }
+                return false;
+            }();
+            if (conflict) refused[gi] = true;
+        }
+    }
+    return count;
+}
 
 Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &err)
 {

@@ -39,6 +39,29 @@ struct NicConfig {
     u32      line;                      // line of its [[guest.nic]] header (for messages)
 };
 
+// A host PCI function, as `[[guest.pci]] device` and `[keel] management_nic` name it:
+// "SSSS:BB:DD.F" (segment, bus, device, function in hex: 4, 2, 2 and 1 digits, either
+// case) or "BB:DD.F" (segment 0). Device 0..1f, function 0..7.
+struct PciConfig {
+    static constexpr usize TEXT_SIZE = 13;      // "0000:00:04.0" and its NUL
+
+    u16 segment;
+    u8  bus, dev, fn;
+    u32 line;                           // line of its [[guest.pci]] header, or of the management_nic key
+
+    bool same_function(const PciConfig &o) const
+    {
+        return segment == o.segment && bus == o.bus && dev == o.dev && fn == o.fn;
+    }
+};
+
+// Parses `s` (exactly `n` bytes) into out's segment, bus, dev and fn (line untouched).
+// Returns nullptr, or why not, e.g. "device number above 1f".
+const char *parse_pci_address(const char *s, usize n, PciConfig &out);
+
+// "0000:00:04.0" (always the long form, lower case) into `out`.
+void format_pci_address(char (&out)[PciConfig::TEXT_SIZE], const PciConfig &p);
+
 // One [[network]] table: an isolated L2 network, one switch inside Keel.
 struct NetworkConfig {
     static constexpr u32 DEFAULT_MTU = 1500;
@@ -56,7 +79,8 @@ struct GuestConfig {
     static constexpr u32   MAX_MODULES = 8;
     static constexpr u32   MAX_DISKS   = 7;   // PCI devices 1..7 (0 is the host bridge)
     static constexpr u32   MAX_NICS    = 4;
-    static constexpr u32   MAX_PCI     = 7;   // disks and NICs together
+    static constexpr u32   MAX_PASSTHROUGH = 4;   // [[guest.pci]] tables
+    static constexpr u32   MAX_PCI     = 7;   // disks, NICs and passed-through functions together
     static constexpr u32   MAX_CPUS    = 64;
     static constexpr u32   MAX_PIN     = 64;
     static constexpr u32   MAX_PCPU    = 255;   // largest value in pin
@@ -98,9 +122,11 @@ struct GuestConfig {
     u32     disk_count;
     NicConfig nics[MAX_NICS];           // in file order: nics[0] is the guest's eth0
     u32     nic_count;
+    PciConfig pci[MAX_PASSTHROUGH];     // host functions passed through, in file order
+    u32     pci_count;
 };
 
-// About 16 KiB: keep it static, not on a kernel stack.
+// About 26 KiB: keep it static, not on a kernel stack.
 struct KeelConfig {
     static constexpr u32   MAX_GUESTS       = 16;
     static constexpr u32   MAX_NETWORKS     = 8;
@@ -115,6 +141,8 @@ struct KeelConfig {
     u64         time_slice_ns;
     bool        has_loglevel;           // loglevel is only meaningful if set
     Level       loglevel;
+    bool        has_management_nic;     // management_nic is only meaningful if set
+    PciConfig   management_nic;         // Keel's own NIC, never given to a guest (line: its key's)
     GuestConfig guests[MAX_GUESTS];
     u32         guest_count;            // 0..MAX_GUESTS (an empty file is valid)
     NetworkConfig networks[MAX_NETWORKS];
@@ -128,6 +156,26 @@ struct KeelConfig {
 // fills `err` and leaves `out` unspecified. `text` must outlive `out`, and
 // `out` must not be copied (its views may point into its own pool).
 Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &err);
+
+// A [[guest.pci]] that cannot be honoured, though parse_config accepts the file: its
+// function is Keel's management_nic, or named earlier by the same guest, or held by an
+// earlier guest (one that is not itself refused). The contract: Keel is to refuse that
+// guest at boot and start the others (passthrough is being built: Keel's boot does not
+// act on [[guest.pci]] yet); keel-config-check warns about each one. Found in file order:
+// a refused guest holds none of its functions, so a later guest may be given them.
+struct PciConflict {
+    enum class Kind : u8 { management_nic, same_guest, other_guest };
+    Kind kind;
+    u32  guest;                 // index of the guest Keel refuses
+    u32  pci;                   // index into its pci[]
+    u32  other_guest;           // the guest that holds it (other_guest; same_guest: == guest)
+    u32  other_line;            // line of the earlier [[guest.pci]], or of management_nic
+};
+
+// At most one conflict per [[guest.pci]] (the first of: management_nic, the same guest,
+// an earlier guest). Writes up to `cap` into `out` and returns how many there are.
+static constexpr u32 MAX_PCI_CONFLICTS = KeelConfig::MAX_GUESTS * GuestConfig::MAX_PASSTHROUGH;
+u32 find_pci_conflicts(const KeelConfig &c, PciConflict *out, u32 cap);
 
 // The line Keel prints at boot when parse_config refuses its keel.toml
 // ("keel: keel.toml line N: REASON; no guests started"), through Keel's log. The

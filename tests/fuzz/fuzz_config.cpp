@@ -61,6 +61,8 @@ void invariants(const char *text, size_t len, const KeelConfig &c)
     check(c.time_slice_ns >= KeelConfig::MIN_TIME_SLICE && c.time_slice_ns <= KeelConfig::MAX_TIME_SLICE);
     check(static_cast<unsigned>(c.loglevel) <= static_cast<unsigned>(Level::debug));
     check(c.guest_count <= KeelConfig::MAX_GUESTS);
+    check(!c.has_management_nic || (c.management_nic.dev < 32 && c.management_nic.fn < 8 && c.management_nic.line >= 1));
+    u32 functions = 0;
     for (u32 i = 0; i < c.guest_count; i++) {
         const GuestConfig &g = c.guests[i];
         check(g.name.n >= 1 && g.name.n <= GuestConfig::MAX_NAME);
@@ -95,6 +97,31 @@ void invariants(const char *text, size_t len, const KeelConfig &c)
                     check(!same(d.file, e.file) || (d.readonly && e.readonly));
                 }
         }
+        // Passed-through functions: valid addresses, in file order inside the guest, and
+        // they share the guest's PCI devices with the disks and NICs.
+        check(g.pci_count <= GuestConfig::MAX_PASSTHROUGH);
+        check(g.disk_count + g.nic_count + g.pci_count <= GuestConfig::MAX_PCI);
+        for (u32 k = 0; k < g.pci_count; k++) {
+            const PciConfig &p = g.pci[k];
+            check(p.dev < 32 && p.fn < 8);
+            check(p.line > (k ? g.pci[k - 1].line : g.line));
+            if (i + 1 < c.guest_count) check(p.line < c.guests[i + 1].line);
+            char t[PciConfig::TEXT_SIZE];
+            format_pci_address(t, p);
+            PciConfig back{};
+            check(parse_pci_address(t, 12, back) == nullptr && back.same_function(p));
+        }
+        functions += g.pci_count;
+    }
+    // At most one conflict per function, each naming a real one; the guest refused
+    // is the later one (or the same).
+    PciConflict conflicts[MAX_PCI_CONFLICTS];
+    const u32 n = find_pci_conflicts(c, conflicts, MAX_PCI_CONFLICTS);
+    check(n <= functions);
+    for (u32 k = 0; k < n; k++) {
+        const PciConflict &x = conflicts[k];
+        check(x.guest < c.guest_count && x.pci < c.guests[x.guest].pci_count && x.other_guest <= x.guest);
+        check(x.kind != PciConflict::Kind::management_nic || c.has_management_nic);
     }
 }
 
@@ -116,6 +143,11 @@ std::string emit(const KeelConfig &c)
     o += c.on_idle == KeelConfig::OnIdle::poweroff ? "\"poweroff\"" : "\"halt\"";
     o += "\ntime_slice = \"" + std::to_string(c.time_slice_ns / 1000) + "us\"\n";
     if (c.has_loglevel) o += std::string("loglevel = \"") + levels[static_cast<unsigned>(c.loglevel)] + "\"\n";
+    char t[PciConfig::TEXT_SIZE];
+    if (c.has_management_nic) {
+        format_pci_address(t, c.management_nic);
+        o += std::string("management_nic = \"") + t + "\"\n";
+    }
     for (u32 i = 0; i < c.guest_count; i++) {
         const GuestConfig &g = c.guests[i];
         o += "[[guest]]\nname = ";
@@ -136,6 +168,10 @@ std::string emit(const KeelConfig &c)
             quoted(o, g.disks[k].file);
             o += g.disks[k].readonly ? "\nreadonly = true\n" : "\n";
         }
+        for (u32 k = 0; k < g.pci_count; k++) {
+            format_pci_address(t, g.pci[k]);
+            o += std::string("[[guest.pci]]\ndevice = \"") + t + "\"\n";
+        }
     }
     return o;
 }
@@ -144,6 +180,8 @@ void equal(const KeelConfig &a, const KeelConfig &b)
 {
     check(a.on_idle == b.on_idle && a.time_slice_ns == b.time_slice_ns && a.has_loglevel == b.has_loglevel);
     check(!a.has_loglevel || a.loglevel == b.loglevel);
+    check(a.has_management_nic == b.has_management_nic);
+    check(!a.has_management_nic || a.management_nic.same_function(b.management_nic));
     check(a.guest_count == b.guest_count);
     for (u32 i = 0; i < a.guest_count; i++) {
         const GuestConfig &x = a.guests[i], &y = b.guests[i];
@@ -156,6 +194,8 @@ void equal(const KeelConfig &a, const KeelConfig &b)
         check(x.disk_count == y.disk_count);
         for (u32 k = 0; k < x.disk_count; k++)
             check(same(x.disks[k].file, y.disks[k].file) && x.disks[k].readonly == y.disks[k].readonly);
+        check(x.pci_count == y.pci_count);
+        for (u32 k = 0; k < x.pci_count; k++) check(x.pci[k].same_function(y.pci[k]));
     }
 }
 

@@ -3,6 +3,8 @@
 packing it: a good one makes an image; a syntax error, a bad value and a missing or badly
 sized file each stop it with a non-zero status and a message naming the line, and so do more
 files than Keel takes as boot modules; no image is written; --no-check packs a refused one anyway.
+A host PCI function passed through twice, or Keel's management_nic given to a guest, is a warning
+naming both lines (Keel refuses only that guest at boot), not a refusal: the image is made.
 --disk-out writes a disk with a GPT of one partition per gpt-name disk, checked here with a GPT
 reader of the test's own; its refusals write neither the disk nor the image.
 
@@ -36,6 +38,43 @@ memory = "8M"
 file = "disk.img"
 """
 
+# [[guest.pci]]: b asks for a's function (in its short form), c for Keel's management NIC.
+PCI = """\
+[keel]
+on_idle = "poweroff"
+management_nic = "0000:00:03.0"
+
+[[guest]]
+name = "a"
+kernel = "guest.elf"
+memory = "8M"
+
+[[guest.pci]]
+device = "0000:00:04.0"
+
+[[guest]]
+name = "b"
+kernel = "guest.elf"
+memory = "8M"
+
+[[guest.pci]]
+device = "00:04.0"
+
+[[guest]]
+name = "c"
+kernel = "guest.elf"
+memory = "8M"
+
+[[guest.pci]]
+device = "00:03.0"
+"""
+PCI_WARNINGS = [
+    r'^keel-config-check: \S+ line 18: warning: device 0000:00:04\.0 is already given to guest "a" \(line 10\); '
+    r'Keel will refuse guest "b"$',
+    r"^keel-config-check: \S+ line 26: warning: device 0000:00:03\.0 is Keel's management_nic \(line 3\); "
+    r'Keel will refuse guest "c"$',
+]
+
 # (name, configuration, the line that must be on stderr)
 REFUSED = [
     ("syntax error", GOOD.replace('name = "a"', "name = a"),
@@ -50,6 +89,8 @@ REFUSED = [
      r'^keel-config-check: \S+ line 11: guest "a": disk 0 "nodisk\.img" \(\S+\): no such file$'),
     ("badly sized disk", GOOD.replace('file = "disk.img"', 'file = "odd.img"'),
      r'^keel-config-check: \S+ line 11: guest "a": disk 0 "odd\.img" \(\S+\): 1000 bytes, not a non-zero multiple of 512'),
+    ("bad pci address", PCI.replace('device = "00:04.0"', 'device = "00:20.0"'),
+     r'^keel: keel\.toml line 19: device: "00:20\.0": device number above 1f; no guests started$'),
 ]
 
 
@@ -241,6 +282,34 @@ def main():
                 raise Failure(f"{what}: no line matching {message!r} in mkimage's messages")
             if os.path.exists(image):
                 raise Failure(f"{what}: mkimage wrote {image} all the same")
+
+        # PCI passthrough conflicts: warnings with both lines, status 0, the image made.
+        pcicfg = config("pci", PCI)
+        r = run([a.checker, "--list", pcicfg], env)
+        if r.returncode != 0 or r.stdout.split() != ["guest.elf"]:
+            raise Failure(f"keel-config-check --list with pci conflicts: status {r.returncode}, output {r.stdout!r}")
+        for message in PCI_WARNINGS:
+            if not re.search(message, r.stderr, re.M):
+                raise Failure(f"keel-config-check with pci conflicts: no line matching {message!r}")
+        if len(r.stderr.splitlines()) != len(PCI_WARNINGS):
+            raise Failure(f"keel-config-check with pci conflicts: other messages: {r.stderr!r}")
+        image = os.path.join(tmp, "pci.iso")
+        r = run([MKIMAGE, pcicfg, "--kernel", a.kernel, "-o", image], env)
+        if r.returncode != 0 or not os.path.getsize(image):
+            raise Failure(f"mkimage refused a configuration with pci conflicts (status {r.returncode})")
+        for message in PCI_WARNINGS:
+            if not re.search(message, r.stderr, re.M):
+                raise Failure(f"mkimage with pci conflicts: no line matching {message!r}")
+        # --list-devices (which mkimage --disk-out runs after --list) does not repeat them.
+        r = run([a.checker, "--list-devices", pcicfg], env)
+        if r.returncode != 0 or r.stdout or r.stderr:
+            raise Failure(f"keel-config-check --list-devices with pci conflicts: status {r.returncode}, "
+                          f"output {r.stdout!r}, messages {r.stderr!r}")
+        # Without conflicts, no warning.
+        r = run([a.checker, config("pcigood", PCI.replace('"00:04.0"', '"00:04.1"').replace('"00:03.0"', '"00:05.0"'))],
+                env)
+        if r.returncode != 0 or r.stderr:
+            raise Failure(f"keel-config-check without pci conflicts: status {r.returncode}, messages {r.stderr!r}")
 
         # More files than GRUB can hand Keel as boot modules (64, the configuration one of them):
         # 8 guests of a kernel and 8 modules each, all different, are 72 files.

@@ -207,12 +207,12 @@ TEST(Config, SyntaxErrors)
         {"[[guest] ]\n", "line 1: expected ']]'"},
         {"[]\n", "line 1: expected a table name"},
         {"[\"keel\"]\n", "line 1: quoted table names are not supported"},
-        {"[keel.sub]\n", "line 1: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
+        {"[keel.sub]\n", "line 1: dotted table names other than [[guest.disk]], [[guest.nic]] and [[guest.pci]] are not supported"},
         {"[keel] x\n", "line 1: unexpected text after the table header"},
         {"[keel]\n[keel]\n", "line 2: duplicate [keel] table (first at line 1)"},
         {"[[keel]]\n", "line 1: keel is a single table: write [keel]"},
         {"[guest]\n", "line 1: guest is an array of tables: write [[guest]]"},
-        {"\n[guests]\n", "line 2: unknown table [guests] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]] or [[network]])"},
+        {"\n[guests]\n", "line 2: unknown table [guests] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]], [[guest.pci]] or [[network]])"},
         // Keys.
         {"[keel]\nfoo = 1\n", "line 2: unknown key \"foo\" in [keel]"},
         {"[keel]\nname = \"x\"\n", "line 2: unknown key \"name\" in [keel]"},
@@ -486,11 +486,11 @@ TEST(Config, DiskErrors)
         {"[[guest.disk]]\nfile = \"a.img\"\n", "line 1: [[guest.disk]] before any [[guest]]"},
         {"[keel]\n[[guest.disk]]\n", "line 2: [[guest.disk]] before any [[guest]]"},
         {guest("a") + "[guest.disk]\n", "line 5: disk is an array of tables: write [[guest.disk]]"},
-        {guest("a") + "[[guest.disks]]\n", "line 5: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
-        {guest("a") + "[[guest.disk.x]]\n", "line 5: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
+        {guest("a") + "[[guest.disks]]\n", "line 5: dotted table names other than [[guest.disk]], [[guest.nic]] and [[guest.pci]] are not supported"},
+        {guest("a") + "[[guest.disk.x]]\n", "line 5: dotted table names other than [[guest.disk]], [[guest.nic]] and [[guest.pci]] are not supported"},
         {guest("a") + "[[guest.\"disk\"]]\n", "line 5: quoted table names are not supported"},
         {guest("a") + "[[guest.disk]\n", "line 5: expected ']]'"},
-        {guest("a") + "[[guest.]]\n", "line 5: dotted table names other than [[guest.disk]] and [[guest.nic]] are not supported"},
+        {guest("a") + "[[guest.]]\n", "line 5: dotted table names other than [[guest.disk]], [[guest.nic]] and [[guest.pci]] are not supported"},
         // The guest's own table must be complete before its first disk.
         {"[[guest]]\nname = \"a\"\n" + disk("a.img"), "line 1: guest \"a\": missing required key \"kernel\""},
         // Keys.
@@ -710,7 +710,7 @@ TEST(Config, LongLines)
     Parsed p("[" + big + "]\n");
     EXPECT_FALSE(p.ok);
     EXPECT_LT(strlen(p.err.msg), sizeof(p.err.msg));
-    EXPECT_EQ(p.error(), "line 1: unknown table [" + std::string(32, 'x') + "] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]] or [[network]])");
+    EXPECT_EQ(p.error(), "line 1: unknown table [" + std::string(32, 'x') + "] (expected [keel], [[guest]], [[guest.disk]], [[guest.nic]], [[guest.pci]] or [[network]])");
 }
 
 TEST(Config, ManyLines)
@@ -868,8 +868,8 @@ TEST(Config, NetworkErrors)
     for (int i = 0; i < 4; i++) mix += disk("d" + std::to_string(i) + ".img");
     for (int i = 0; i < 3; i++) mix += nic("n");
     EXPECT_EQ(error_of(mix), "ok");
-    EXPECT_EQ(error_of(mix + nic("n")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
-    EXPECT_EQ(error_of(mix + disk("x.img")), "line 21: guest \"a\": too many PCI devices (disks and nics: at most 7)");
+    EXPECT_EQ(error_of(mix + nic("n")), "line 21: guest \"a\": too many PCI devices (disks, nics and pci together: at most 7)");
+    EXPECT_EQ(error_of(mix + disk("x.img")), "line 21: guest \"a\": too many PCI devices (disks, nics and pci together: at most 7)");
 }
 
 namespace {
