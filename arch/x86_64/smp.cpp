@@ -105,6 +105,8 @@ bool start_one(Cpu &c)
 
 Cpu &boot_cpu() { return cpus_[0]; }
 
+u32 apic_id(unsigned index) { return cpus_[index < MAX_CPUS ? index : 0].apic_id; }
+
 [[noreturn]] void idle()
 {
     for (;;) {

@@ -12,6 +12,8 @@ Status setup_cpu(Cpu &c);
 unsigned start_aps(const Madt &madt);
 unsigned online();
 Cpu &boot_cpu();
+// The local APIC ID of CPU `index` (0: the boot CPU).
+u32 apic_id(unsigned index);
 [[noreturn]] void ap_main(Cpu *c);
 
 // What every CPU does once it has nothing else to do: halt until an interrupt,

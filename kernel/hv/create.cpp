@@ -31,6 +31,7 @@ const BootModule *find_module(StrView path)
 
 void release(Guest &g)
 {
+    unplug_passthrough(g);   // its devices' DMA blocked before their memory goes
     unplug_nics(g);   // no other guest's frame lands in this RAM from here on
     for (u32 i = 0; i < g.nvcpus; i++)
         if (g.vcpus[i].arch) g.vcpus[i].arch->destroy();
@@ -59,7 +60,7 @@ Status build_memory(Guest &g, bool zero)
             if (g.nblocks == MAX_BLOCKS) return Err::range;
             auto b = zero ? mm::alloc_zeroed(order) : mm::alloc(order);
             if (!b) return Err::no_memory;
-            g.blocks[g.nblocks++] = {*b, u8(order)};
+            g.blocks[g.nblocks++] = {*b, u8(order), at, true};
             const u64 size = PAGE_SIZE << order;
             KEEL_TRY(g.mem.add(GuestPhys(at), size, mm::phys_ptr<u8>(*b)));
             KEEL_TRY(g.space.map(GuestPhys(at), *b, size));
@@ -181,6 +182,8 @@ bool create(Guest &g, bool memory_ready)
         mods[i] = {mm::phys_ptr<const u8>(m->start), m->end - m->start, c.modules[i].p, c.modules[i].n};
     }
 
+    if (g.pci_refused) return false;   // a [[guest.pci]] was refused at start (logged at its line)
+
     // The disks' backing before any RAM: made at the first start, kept by the later ones.
     g.ndisks = 0;
     if (!prepare_disks(g, find_module)) return false;
@@ -232,7 +235,7 @@ bool create(Guest &g, bool memory_ready)
     Gprs boot_regs{};
     char what[80];
     u64 rsdp = 0;
-    if (!build_platform(g, rsdp) || !plug_disks(g) || !plug_nics(g)) {
+    if (!build_platform(g, rsdp) || !plug_disks(g) || !plug_nics(g) || !plug_passthrough(g)) {
         release(g);
         return false;
     }
@@ -291,6 +294,10 @@ bool create(Guest &g, bool memory_ready)
         }
         v.cpu = cpu;
         __atomic_fetch_add(&rq_[cpu].placed, 1, __ATOMIC_RELAXED);
+    }
+    if (!route_passthrough_irqs(g)) {
+        release(g);
+        return false;
     }
     g.vcpus[0].gprs = boot_regs;
     // Application processors wait for INIT and a start-up IPI from the guest.

@@ -91,13 +91,15 @@ bool started_;
         stats_next_ = x86::rdtsc() + stats_every_tsc_;
     }
 
-    init_iommu(storage_needed(config_));
+    init_iommu(storage_needed(config_) || passthrough_needed(config_));
     if (cmdline.has("iommu_selftest")) iommu_selftest();
     if (cmdline.has("iommu_irq_selftest")) {
         StrView v;
         iommu_irq_selftest(cmdline.get("iommu_irq_selftest", v) && v.eq("qemu"));
     }
     if (storage_needed(config_)) init_storage(config_);
+    claim_passthrough(config_);
+    if (cmdline.has("dma_canary")) dma_canary_arm();
     create_networks();
     for (u32 i = 0; i < config_.guest_count; i++) {
         Guest &g = guests_[i];

@@ -28,6 +28,7 @@
 #include "kernel/guest/vcpu.hpp"
 #include "kernel/guest/vcpu_irq.hpp"
 #include "kernel/lib/spinlock.hpp"
+#include "kernel/pci/passthrough.hpp"
 #include "kernel/pci/pci.hpp"
 #include "kernel/vdev/guest_platform.hpp"
 #include "kernel/vdev/heartbeat.hpp"
@@ -162,6 +163,58 @@ struct GuestNic {
     virtio::VirtioPciFunction *fn;
 };
 
+// A host PCI function as host_pci.cpp finds it.
+struct HostFn {
+    u16 segment;
+    u8 bus, dev, fn;
+    u32 window;             // the ECAM window it was found through
+    u32 id;                 // vendor | device << 16
+    u32 class_code;         // class, subclass, programming interface
+    u16 sid() const { return u16(bus << 8 | dev << 3 | fn); }
+};
+
+// A DMA domain of the IOMMU (iommu.cpp): a guest's RAM as its devices see it (IOVA = guest-physical).
+using DmaTable = PageTable<DmarFormat, mm::FrameTableMem>;
+struct DmaDomain {
+    mm::FrameTableMem mem;
+    alignas(DmaTable) u8 storage[sizeof(DmaTable)];
+    DmaTable *table;                      // nullptr: not built
+    u16 did;
+};
+
+// A host PCI function given to the guest ([[guest.pci]], passthrough.cpp): the real device behind
+// its PassthroughFunction, reached through ECAM and its BARs mapped in Keel's MMIO window.
+struct GuestPci final : HostPort {
+    struct Bar {
+        u64 base = 0, size = 0;
+        volatile u8 *map = nullptr;                 // Keel's uncached mapping (nullptr: not a memory BAR)
+    };
+    Guest *guest = nullptr;
+    u32 index = 0;                        // in the guest's [[guest.pci]] order
+    HostFn host{};
+    Bar bars[PciFunction::BARS]{};
+    u32 saved_bars[PciFunction::BARS]{}; // the BAR registers as the firmware set them, restored after a reset
+    HostFunctionInfo info{};
+    u32 pcie = 0;                         // its PCI Express capability (0: none)
+    u32 msix = 0;                         // its MSI-X capability (0: none)
+    bool flr = false;                     // it has Function Level Reset
+    // Its MSI-X vectors as the host routes them: the device's entry n raises IRTE `irte`, which
+    // interrupts Keel on `host` (on the CPU of the guest's vCPU 0); the handler raises the
+    // guest's vector n through its emulated MSI-X table (masks and PBA as the guest set them).
+    struct Vector {
+        GuestPci *p = nullptr;
+        u16 n = 0, irte = 0;
+        u8 host = 0;                        // 0: not routed
+    } vectors[PciFunction::MAX_MSIX]{};
+    u64 interrupts = 0;                    // taken from the device (this start)
+    alignas(PassthroughFunction) u8 fn_storage[sizeof(PassthroughFunction)]{};
+    PassthroughFunction *fn = nullptr;           // this start's (nullptr: not plugged)
+
+    u64 bar_read(u32 bar, u64 offset, u8 size) override;
+    void bar_write(u32 bar, u64 offset, u8 size, u64 value) override;
+    void set_bus_master(bool on) override;
+};
+
 struct Guest {
     enum class State : u8 { free, running, stopping, ended };
 
@@ -170,7 +223,7 @@ struct Guest {
     State state;
     Spinlock lock;
     GuestMemory mem;
-    struct Block { PhysAddr pa; u8 order; } blocks[MAX_BLOCKS];
+    struct Block { PhysAddr pa; u8 order; u64 gpa = 0; bool ram = false; } blocks[MAX_BLOCKS];   // ram: at gpa, DMA-able by its devices
     usize nblocks;
     virt::NestedSpace space;
     GuestPlatform platform;
@@ -191,6 +244,10 @@ struct Guest {
     u32 ndisks;                           // plugged this start
     GuestNic nics[GuestConfig::MAX_NICS];
     u32 nnics;                            // plugged (on their switches) this start
+    GuestPci pcis[GuestConfig::MAX_PASSTHROUGH];
+    u32 npcis;                            // claimed at start (their host functions found and checked)
+    bool pci_refused;                     // a [[guest.pci]] was refused: never started
+    DmaDomain dma;                        // its passed-through devices' domain (this start)
     bool linux;                           // booted by the Linux boot protocol
     bool reboot;                          // it asked for a reset: start it again whatever on_exit says
     Vcpu vcpus[MAX_VCPUS];
@@ -290,15 +347,7 @@ bool build_platform(Guest &g, u64 &rsdp);
 // disk.cpp: prepare_disks makes each disk's backing once (false: logged at the disk's line, not
 // started); plug_disks puts its virtio-blk function on g.pci (after build_platform).
 bool prepare_disks(Guest &g, const BootModule *(*find)(StrView));
-// host_pci.cpp: the host's PCI functions through the MCFG's ECAM (boot CPU, while Keel starts).
-struct HostFn {
-    u16 segment;
-    u8 bus, dev, fn;
-    u32 window;             // the ECAM window it was found through
-    u32 id;                 // vendor | device << 16
-    u32 class_code;         // class, subclass, programming interface
-    u16 sid() const { return u16(bus << 8 | dev << 3 | fn); }
-};
+// host_pci.cpp: the host's PCI functions (HostFn, above) through the MCFG's ECAM (boot CPU, while Keel starts).
 inline constexpr u32 PCI_COMMAND = 0x04, PCI_CLASS = 0x08, PCI_HEADER = 0x0c, PCI_BAR0 = 0x10, PCI_BUSES = 0x18;
 inline constexpr u32 CMD_MEM = 1u << 1, CMD_MASTER = 1u << 2, CMD_INTX_OFF = 1u << 10;
 u32 host_pci_read(const HostFn &f, u32 off);
@@ -315,6 +364,16 @@ bool iommu_on();
 bool iommu_attach_keel(const HostFn &f, const char *who);
 Status iommu_map_keel(PhysAddr pa);
 void iommu_unmap_keel(PhysAddr pa);
+// A guest's domain: built over its RAM blocks (DID `did`), devices attached and detached (their
+// context entries, invalidated), destroyed once none is attached.
+Status iommu_domain_build(DmaDomain &d, u16 did, const Guest &g);
+bool iommu_attach(const HostFn &f, DmaDomain &d, const char *who);
+void iommu_detach(const HostFn &f, DmaDomain &d);
+void iommu_domain_destroy(DmaDomain &d);
+// The function is named by a firmware RMRR (its DMA to reserved memory must keep working).
+bool iommu_rmrr_device(const HostFn &f);
+// The host's PCI functions with their IOMMU groups (group[i]: index of its group's first member).
+u32 iommu_host_groups(HostFn *fns, u32 *group, u32 max);
 void iommu_poll();
 u64 iommu_faults();
 void iommu_stats();     // "keel: stats iommu faults=N unlogged=N overflows=N"
@@ -353,6 +412,10 @@ void iommu_irq_selftest(bool qemu_deviations);
 bool storage_needed(const KeelConfig &cfg);
 void init_storage(const KeelConfig &cfg);
 bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out);
+// The host function is one of Keel's drives (never given to a guest).
+bool storage_owns(const HostFn &f);
+// A drive Keel brought up but no disk is on, now given to a guest: shut down and left alone.
+void storage_release(const HostFn &f);
 // When every guest has ended: the drives' caches flushed, and before power-off the controllers shut down.
 void storage_quiesce(bool power_off);
 bool plug_disks(Guest &g);
@@ -367,6 +430,23 @@ bool plug_nics(Guest &g);
 void unplug_nics(Guest &g);
 void service_nics(Guest &g);
 void print_nic_stats(Guest &g, bool asked);
+
+// passthrough.cpp: claim_passthrough (once, before any guest is created) finds and checks
+// every [[guest.pci]] of every guest, in file order (a refused one: logged at its line, that
+// guest never starts); plug_passthrough (each start, after the NICs) resets each device, builds
+// the guest's DMA domain and puts its functions on g.pci; unplug_passthrough (before the
+// guest's memory goes) detaches them from the IOMMU and resets them.
+bool passthrough_needed(const KeelConfig &cfg);
+void claim_passthrough(const KeelConfig &cfg);
+bool plug_passthrough(Guest &g);
+void unplug_passthrough(Guest &g);
+// Once its vCPUs are placed: each device's MSI-X vectors routed through interrupt remapping to
+// the CPU of the guest's vCPU 0 (false: logged, not started).
+bool route_passthrough_irqs(Guest &g);
+// "dma_canary" on Keel's command line (tests): 2 MiB of Keel's memory, 2 MiB aligned above 64 MiB,
+// filled with a pattern at start and checked when every guest has ended.
+void dma_canary_arm();
+void dma_canary_check();
 
 // lifecycle.cpp
 void launch(Guest &g);

@@ -37,8 +37,6 @@ struct UnitState {
     u16 segment;
 };
 
-using DmaTable = PageTable<DmarFormat, mm::FrameTableMem>;
-
 struct Iommu {
     dmar::Dmar dmar;
     UnitState units[dmar::MAX_UNITS];
@@ -116,15 +114,38 @@ bool invalidate_iotlb(u16 did)
     return ok;
 }
 
-// The host's IOMMU groups, from each function's PCIe port type and ACS
-// controls: logged at start (one line per group of several functions), what a
-// device assignment will be checked against.
+// The host's IOMMU groups, logged at start (one line per group of several
+// functions): what a device assignment is checked against.
 void log_groups()
 {
     static HostFn fns[iommu::MAX_FUNCTIONS];
-    static iommu::Function topo[iommu::MAX_FUNCTIONS];
     static u32 group[iommu::MAX_FUNCTIONS];
-    const u32 n = host_pci_scan(fns, iommu::MAX_FUNCTIONS);
+    const u32 n = iommu_host_groups(fns, group, iommu::MAX_FUNCTIONS);
+    u32 groups = 0;
+    for (u32 i = 0; i < n; i++) {
+        if (group[i] != i) continue;
+        groups++;
+        u32 members = 0;
+        for (u32 k = i; k < n; k++) members += group[k] == i;
+        if (members < 2) continue;
+        char list[160];
+        usize at = 0;
+        for (u32 k = i; k < n && at + 16 < sizeof(list); k++)
+            if (group[k] == i)
+                at += format(list + at, sizeof(list) - at, " %02x:%02x.%u", fns[k].bus, fns[k].dev, fns[k].fn);
+        log_info("iommu: group of %u:%s (assigned whole or not at all)", members, list);
+    }
+    log_info("iommu: %u PCI functions in %u groups", n, groups);
+}
+
+} // namespace
+
+// The host's IOMMU groups, from each function's PCIe port type and ACS controls.
+u32 iommu_host_groups(HostFn *fns, u32 *group, u32 max)
+{
+    static iommu::Function topo[iommu::MAX_FUNCTIONS];
+    if (max > iommu::MAX_FUNCTIONS) max = iommu::MAX_FUNCTIONS;
+    const u32 n = host_pci_scan(fns, max);
     for (u32 i = 0; i < n; i++) {
         const HostFn &f = fns[i];
         iommu::Function &t = topo[i];
@@ -148,24 +169,8 @@ void log_groups()
         if (const u32 acs = host_pci_ext_cap(f, 0x000d)) t.acs = u16(host_pci_read(f, acs + 4) >> 16);
     }
     iommu::compute_groups(topo, n, group);
-    u32 groups = 0;
-    for (u32 i = 0; i < n; i++) {
-        if (group[i] != i) continue;
-        groups++;
-        u32 members = 0;
-        for (u32 k = i; k < n; k++) members += group[k] == i;
-        if (members < 2) continue;
-        char list[160];
-        usize at = 0;
-        for (u32 k = i; k < n && at + 16 < sizeof(list); k++)
-            if (group[k] == i)
-                at += format(list + at, sizeof(list) - at, " %02x:%02x.%u", fns[k].bus, fns[k].dev, fns[k].fn);
-        log_info("iommu: group of %u:%s (assigned whole or not at all)", members, list);
-    }
-    log_info("iommu: %u PCI functions in %u groups", n, groups);
+    return n;
 }
-
-} // namespace
 
 bool iommu_on() { return io_.on; }
 
@@ -281,6 +286,83 @@ void iommu_unmap_keel(PhysAddr pa)
     auto r = io_.keel->unmap(pa.raw(), PAGE_SIZE);
     publish();
     if (r && *r) (void)invalidate_iotlb(KEEL_DID);
+}
+
+bool iommu_rmrr_device(const HostFn &f)
+{
+    const dmar::Dmar &d = io_.dmar;
+    for (u32 r = 0; r < d.n_rmrrs; r++) {
+        if (d.rmrrs[r].segment != f.segment) continue;
+        for (u32 k = 0; k < d.rmrrs[r].n_scopes; k++) {
+            const dmar::Scope &sc = d.scopes[d.rmrrs[r].first_scope + k];
+            auto bdf = dmar::resolve(sc, [&](u8 bus, u8 dev, u8 fn) {
+                const HostFn b{f.segment, bus, dev, fn, f.window, 0, 0};
+                const u32 id = host_pci_read(b, 0);
+                if ((id & 0xffff) == 0xffff || (host_pci_read(b, PCI_HEADER) >> 16 & 0x7f) != 1) return -1;
+                return int(host_pci_read(b, PCI_BUSES) >> 8 & 0xff);
+            });
+            if (bdf && bdf->bus == f.bus && bdf->dev == f.dev && bdf->fn == f.fn) return true;
+        }
+    }
+    return false;
+}
+
+// A guest's domain: each RAM block at its guest-physical address (IOVA), read/write, 4 KiB
+// pages; the legacy area and everything else (other guests, Keel, MMIO) absent.
+Status iommu_domain_build(DmaDomain &d, u16 did, const Guest &g)
+{
+    if (!io_.on) return Err::unsupported;
+    d.did = did;
+    d.mem = mm::FrameTableMem{};
+    d.table = new (d.storage) DmaTable(d.mem, 1);
+    if (Status s = d.table->init(); !s) {
+        d.table = nullptr;
+        return s;
+    }
+    for (usize i = 0; i < g.nblocks; i++) {
+        const Guest::Block &b = g.blocks[i];
+        if (!b.ram) continue;
+        if (Status s = d.table->map(b.gpa, b.pa.raw(), PAGE_SIZE << b.order, Attr{Perm{true, true}, CacheType::wb});
+            !s) {
+            iommu_domain_destroy(d);
+            return s;
+        }
+    }
+    Guard<Spinlock> lk(io_.lock);
+    publish();
+    return {};
+}
+
+bool iommu_attach(const HostFn &f, DmaDomain &d, const char *who)
+{
+    if (!io_.on || !d.table) return false;
+    Guard<Spinlock> lk(io_.lock);
+    if (!set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(d.table->root(), d.did))) {
+        log_error("%s: no memory for its IOMMU context table", who);
+        return false;
+    }
+    publish();
+    return invalidate_all_context() && invalidate_iotlb(d.did);
+}
+
+// Its context entry not present again (default deny), then nothing of the domain stays cached.
+void iommu_detach(const HostFn &f, DmaDomain &d)
+{
+    if (!io_.on || !io_.context[f.bus].raw()) return;
+    Guard<Spinlock> lk(io_.lock);
+    vtd::Entry *ctx = mm::phys_ptr<vtd::Entry>(io_.context[f.bus]);
+    __atomic_store_n(&ctx[vtd::devfn(f.dev, f.fn)].lo, 0, __ATOMIC_RELEASE);
+    ctx[vtd::devfn(f.dev, f.fn)].hi = 0;
+    publish();
+    (void)invalidate_all_context();
+    (void)invalidate_iotlb(d.did);
+}
+
+void iommu_domain_destroy(DmaDomain &d)
+{
+    if (!d.table) return;
+    d.table->destroy();
+    d.table = nullptr;
 }
 
 // At the boot CPU's ticks: every recorded fault taken, a few logged per tick.

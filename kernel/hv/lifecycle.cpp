@@ -25,6 +25,7 @@ void launch(Guest &g)
 
 void all_guests_ended()
 {
+    dma_canary_check();
     if (config_.on_idle == KeelConfig::OnIdle::poweroff) {
         log_info("all guests have ended: powering off");
         iommu_stats();

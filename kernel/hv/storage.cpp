@@ -382,6 +382,31 @@ void storage_quiesce(bool power_off)
     }
 }
 
+bool storage_owns(const HostFn &f)
+{
+    for (u32 gi = 0; gi < KeelConfig::MAX_GUESTS; gi++)
+        for (u32 k = 0; k < GuestConfig::MAX_DISKS; k++) {
+            const Resolved &r = resolved_[gi][k];
+            if (r.ok && r.c->pci.segment == f.segment && r.c->pci.sid() == f.sid()) return true;
+        }
+    return false;
+}
+
+// A drive no guest's disk is on, given to a guest: shut down, and Keel never touches it again.
+void storage_release(const HostFn &f)
+{
+    for (u32 i = 0; i < nnvme_; i++) {
+        Nvme &c = nvme_[i];
+        if (c.pci.segment != f.segment || c.pci.sid() != f.sid() || !c.port) continue;
+        {
+            Guard<Spinlock> g(c.port->lock());
+            if (Status s = c.ctrl->shutdown(); !s) log_warn("%s: shutdown: %s", c.name, c.ctrl->why());
+            c.port = nullptr;
+        }
+        log_info("%s: given to a guest: Keel no longer drives it", c.name);
+    }
+}
+
 bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out)
 {
     const usize gi = usize(&g - config_.guests);

@@ -138,7 +138,10 @@ void PciFunction::config_write(u32 reg, u8 size, u32 value)
         const u8 b = u8(value >> 8 * i);
         cfg_[r] = u8((cfg_[r] & ~wmask_[r]) | (b & wmask_[r]));
     }
-    if (command() != old_command) update_intx();
+    if (command() != old_command) {
+        update_intx();
+        command_written(old_command);
+    }
     if (msix_control() != old_control) {
         update_intx();          // MSI-X enabled: INTx is off
         deliver_pending();      // enabled or function unmasked: what was pending goes now

@@ -87,6 +87,10 @@ protected:
     // PBA at pba_offset in pba_bar (8-byte aligned, inside the BARs).
     bool add_msix(u16 vectors, u8 table_bar, u32 table_offset, u8 pba_bar, u32 pba_offset);
 
+    // After a configuration write changed the Command register (under the bus lock): a
+    // passed-through function forwards Bus Master to the real device.
+    virtual void command_written(u16 old_command) { (void)old_command; }
+
 private:
     friend class PciBus;
 

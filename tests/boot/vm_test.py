@@ -90,12 +90,14 @@ def main():
     p.add_argument("--nvme", action="store_true",
                    help="QEMU: a raw disk provisioned by mkimage --disk-out, as an NVMe controller")
     p.add_argument("--nvme-size", default=None, metavar="SIZE", help="mkimage --disk-size SIZE (implies --nvme)")
+    p.add_argument("--nvme-addr", default=None, metavar="SLOT",
+                   help="the NVMe controller at this device number of q35's root bus, e.g. 0x4 (implies --nvme)")
     p.add_argument("--expect-partition", action="append", default=[], metavar="NAME=SPEC",
                    help="after the run, GPT partition NAME of the NVMe disk is exactly SPEC (tests/boot/gpt_check.py)")
     a = p.parse_args()
     if a.expect_status is not None and a.emulator != "qemu":
         p.error("--expect-status needs --emulator qemu")
-    if a.nvme_size or a.expect_partition:
+    if a.nvme_size or a.expect_partition or a.nvme_addr:
         a.nvme = True
     if a.nvme and a.emulator != "qemu":
         p.error("--nvme needs --emulator qemu")
@@ -137,7 +139,7 @@ def main():
             if a.expect_status is not None:
                 extra += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
             if a.nvme:
-                extra += nvme_qemu_args(nvme_raw)
+                extra += nvme_qemu_args(nvme_raw, a.nvme_addr)
             cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra + a.qemu_arg)
         else:
             cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
@@ -201,9 +203,10 @@ def main():
         check_interleaved(text, spec)
 
 
-def nvme_qemu_args(raw):
+def nvme_qemu_args(raw, addr=None):
     """QEMU's NVMe controller on the raw disk (q35: PCIe with an MCFG-described ECAM)."""
-    return ["-drive", f"file={raw},if=none,format=raw,id=nvm0", "-device", "nvme,serial=keel-nvme0,drive=nvm0"]
+    dev = "nvme,serial=keel-nvme0,drive=nvm0" + (f",addr={addr}" if addr else "")
+    return ["-drive", f"file={raw},if=none,format=raw,id=nvm0", "-device", dev]
 
 
 def check_nvme(raw, pristine, specs, subst):

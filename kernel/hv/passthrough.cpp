@@ -1,0 +1,436 @@
+// Host PCI functions given to guests ([[guest.pci]], issue 13).
+//
+// At start (claim_passthrough, boot CPU, after the IOMMU and Keel's drives
+// are up, before any guest is created) every [[guest.pci]] of every guest is
+// checked in file order, and a refusal is logged at its line and keeps that
+// guest from starting (the others start): the IOMMU must be on; the function
+// must exist, be an endpoint (not a bridge), not be Keel's (its management NIC,
+// a drive holding a guest's disk), not be given to anyone else already, not be
+// named by a firmware RMRR, and every other endpoint of its IOMMU group must be
+// given to the same guest. Its BARs are sized and mapped in Keel's MMIO window,
+// its MSI-X layout and PCI Express capability read.
+//
+// At each start (plug_passthrough, after the NICs): the device is reset (FLR)
+// and its BARs restored; the guest's DMA domain is built over its RAM (IOVA =
+// guest-physical, DID 2 + the guest's index) and the device attached to it;
+// its PassthroughFunction (kernel/pci/passthrough) goes on the guest's bus
+// after the disks and NICs, BARs at addresses Keel picks in the upper half of
+// the guest's 32-bit PCI window. Bus Master follows the guest's Command
+// register. BAR accesses are trapped and forwarded (the MSI-X table and PBA
+// filtered); mapping them directly into the nested tables comes later.
+//
+// When the start ends (unplug_passthrough, before the RAM is freed): Bus Master
+// off, the context entry removed (DMA blocked again) and invalidated, the
+// device reset, the domain destroyed.
+#include "arch/x86_64/irq.hpp"
+#include "arch/x86_64/mm.hpp"
+#include "arch/x86_64/smp.hpp"
+#include "arch/x86_64/time.hpp"
+#include "kernel/hv/internal.hpp"
+#include "kernel/lib/console.hpp"
+#include "kernel/lib/format.hpp"
+#include "kernel/security/iommu_groups.hpp"
+#include "kernel/lib/new.hpp"
+
+namespace hv {
+namespace {
+
+constexpr u16 GUEST_DID_BASE = 2;                    // Keel's own domain is 1
+constexpr u64 WINDOW_BASE = PCI_MMIO32_BASE + PCI_MMIO32_SIZE / 2, WINDOW_END = PCI_MMIO32_BASE + PCI_MMIO32_SIZE;
+constexpr u64 MAX_BAR_MAP = 256 * MiB;               // larger BARs are refused (Keel maps each whole)
+constexpr u8 CAP_PCIE = 0x10, CAP_MSIX = 0x11;
+constexpr u32 DEVCAP_FLR = 1u << 28;
+constexpr u16 DEVCTL_FLR = 1u << 15, DEVSTA_TRANSACTIONS = 1u << 5;
+constexpr u32 MSIX_ENABLE = 1u << 31, MSIX_MASK_ALL = 1u << 30;   // in the capability's first dword
+
+struct Claim {
+    HostFn fn;
+    u32 guest, line;
+};
+Claim claims_[KeelConfig::MAX_GUESTS * GuestConfig::MAX_PASSTHROUGH];
+u32 nclaims_;
+
+bool same(const HostFn &f, const PciConfig &p)
+{
+    return f.segment == p.segment && f.bus == p.bus && f.dev == p.dev && f.fn == p.fn;
+}
+
+bool is_bridge(const HostFn &f) { return (host_pci_read(f, PCI_HEADER) >> 16 & 0x7f) != 0 || f.class_code >> 16 == 0x06; }
+
+// BARs sized with decoding off (then as they were), mapped uncached; the MSI-X layout and
+// the PCI Express capability read. nullptr, or why the function cannot be passed through.
+const char *describe(GuestPci &p)
+{
+    const HostFn &f = p.host;
+    HostFunctionInfo &h = p.info;
+    h = HostFunctionInfo{};
+    const u32 sub = host_pci_read(f, 0x2c);
+    h.ids = {u16(f.id), u16(f.id >> 16), f.class_code, u8(host_pci_read(f, PCI_CLASS)), u16(sub), u16(sub >> 16)};
+    const u32 cmd = host_pci_read(f, PCI_COMMAND) & 0xffff;
+    for (u32 b = 0; b < PciFunction::BARS; b++) p.saved_bars[b] = host_pci_read(f, PCI_BAR0 + 4 * b);
+    host_pci_write(f, PCI_COMMAND, cmd & ~(CMD_MEM | CMD_MASTER | 1u));
+    const char *why = nullptr;
+    for (u32 b = 0; b < PciFunction::BARS && !why; b++) {
+        GuestPci::Bar &bar = p.bars[b];
+        bar = GuestPci::Bar{};
+        const u32 at = PCI_BAR0 + 4 * b;
+        const u32 lo = host_pci_read(f, at);
+        if (lo & 1) continue;                         // I/O space: not passed through
+        const bool wide = (lo >> 1 & 3) == 2;
+        if (wide && b == PciFunction::BARS - 1) break;
+        const u32 hi = wide ? host_pci_read(f, at + 4) : 0;
+        host_pci_write(f, at, ~0u);
+        u64 mask = host_pci_read(f, at) & ~0xfu;
+        host_pci_write(f, at, lo);
+        if (wide) {
+            host_pci_write(f, at + 4, ~0u);
+            mask |= u64(host_pci_read(f, at + 4)) << 32;
+            host_pci_write(f, at + 4, hi);
+            p.bars[b + 1] = GuestPci::Bar{};
+        }
+        if (!mask) {
+            if (wide) b++;
+            continue;                                 // not implemented
+        }
+        if (!wide) mask |= 0xffffffff00000000ull;
+        const u64 size = ~mask + 1;
+        bar.base = (u64(hi) << 32 | lo) & ~0xfull;
+        bar.size = size;
+        if (!bar.base) why = "a memory BAR the firmware did not assign";
+        else if (size > MAX_BAR_MAP) why = "a BAR larger than 256 MiB";
+        else if (size < 16) why = "a BAR smaller than 16 bytes";
+        else {
+            bar.map = reinterpret_cast<volatile u8 *>(mm::map_mmio(PhysAddr(bar.base), size).raw());
+            if (!bar.map) why = "a BAR Keel cannot map";
+            h.bars[b] = {wide ? PciFunction::BarType::mem64 : PciFunction::BarType::mem32, size, bool(lo & 8)};
+        }
+        if (wide) b++;
+    }
+    host_pci_write(f, PCI_COMMAND, cmd);
+    if (why) return why;
+    if (const u32 m = host_pci_cap(f, CAP_MSIX)) {
+        const u32 table = host_pci_read(f, m + 4), pba = host_pci_read(f, m + 8);
+        h.msix_vectors = u16((host_pci_read(f, m) >> 16 & 0x7ff) + 1);
+        h.msix_table_bar = u8(table & 7);
+        h.msix_table_offset = table & ~7u;
+        h.msix_pba_bar = u8(pba & 7);
+        h.msix_pba_offset = pba & ~7u;
+    }
+    p.msix = host_pci_cap(f, CAP_MSIX);
+    p.pcie = host_pci_cap(f, CAP_PCIE);
+    p.flr = p.pcie && (host_pci_read(f, p.pcie + 4) & DEVCAP_FLR);
+    return nullptr;
+}
+
+// The host's MSI-X table entry n.
+volatile u32 *msix_entry(GuestPci &p, u32 n)
+{
+    return reinterpret_cast<volatile u32 *>(p.bars[p.info.msix_table_bar].map + p.info.msix_table_offset + 16 * n);
+}
+
+void device_irq(void *ctx)
+{
+    GuestPci::Vector &v = *static_cast<GuestPci::Vector *>(ctx);
+    __atomic_fetch_add(&v.p->interrupts, 1, __ATOMIC_RELAXED);
+    if (PassthroughFunction *fn = __atomic_load_n(&v.p->fn, __ATOMIC_ACQUIRE)) (void)fn->signal_msix(v.n);
+}
+
+// MSI-X off at the device, its entries masked, then the routes taken down (the handlers are
+// gone when irq_vector_free returns).
+void unroute(GuestPci &p)
+{
+    if (p.msix) host_pci_write(p.host, p.msix, (host_pci_read(p.host, p.msix) | MSIX_MASK_ALL) & ~MSIX_ENABLE);
+    for (u32 n = 0; n < PciFunction::MAX_MSIX; n++) {
+        GuestPci::Vector &v = p.vectors[n];
+        if (!v.host) continue;
+        msix_entry(p, n)[3] = 1;
+        iommu_irte_free(v.irte);
+        irq_vector_free(v.host);
+        v.host = 0;
+    }
+}
+
+// Function Level Reset (PCIe 6.6.2): pending transactions drained (bounded), FLR, 100 ms, then
+// its BARs as Keel found them and decoding on, INTx and Bus Master off.
+void reset(GuestPci &p)
+{
+    const HostFn &f = p.host;
+    host_pci_write(f, PCI_COMMAND, (host_pci_read(f, PCI_COMMAND) & 0xffff & ~CMD_MASTER) | CMD_INTX_OFF);
+    if (p.flr) {
+        for (u32 i = 0; i < 100 && (host_pci_read(f, p.pcie + 8) >> 16 & DEVSTA_TRANSACTIONS); i++) time::delay_us(1000);
+        const u32 ctl = host_pci_read(f, p.pcie + 8) & 0xffff;
+        host_pci_write(f, p.pcie + 8, ctl | DEVCTL_FLR);
+        time::delay_us(100'000);
+    }
+    for (u32 b = 0; b < PciFunction::BARS; b++) host_pci_write(f, PCI_BAR0 + 4 * b, p.saved_bars[b]);
+    host_pci_write(f, PCI_COMMAND, CMD_MEM | CMD_INTX_OFF);
+}
+
+// Why guest gi's k-th [[guest.pci]] cannot be had, or nullptr (p filled in).
+const char *check(const KeelConfig &cfg, u32 gi, u32 k, const HostFn *fns, const u32 *group, u32 n, GuestPci &p,
+                  char *buf, usize len)
+{
+    const GuestConfig &c = cfg.guests[gi];
+    const PciConfig &pc = c.pci[k];
+    if (!iommu_on()) return "no IOMMU is on: a device is given to a guest only behind DMA remapping";
+    u32 at = n;
+    for (u32 i = 0; i < n; i++)
+        if (same(fns[i], pc)) at = i;
+    if (at == n) return "no such PCI function on this machine";
+    const HostFn &f = fns[at];
+    if (is_bridge(f)) return "a bridge or host bridge: only endpoints are given to guests";
+    if (cfg.has_management_nic && same(f, cfg.management_nic)) {
+        format(buf, len, "Keel's management NIC ([keel] management_nic, line %u)", cfg.management_nic.line);
+        return buf;
+    }
+    if (storage_owns(f)) return "one of Keel's drives, holding a guest's disk";
+    for (u32 i = 0; i < nclaims_; i++)
+        if (claims_[i].fn.sid() == f.sid() && claims_[i].fn.segment == f.segment) {
+            const StrView other = cfg.guests[claims_[i].guest].name;
+            format(buf, len, "already given to guest \"%.*s\" (line %u)", int(other.n), other.p, claims_[i].line);
+            return buf;
+        }
+    if (iommu_rmrr_device(f)) return "the firmware keeps memory DMA-reachable for it (an RMRR)";
+    for (u32 i = 0; i < n; i++) {
+        if (i == at || group[i] != group[at] || is_bridge(fns[i])) continue;
+        bool mine = false;
+        for (u32 j = 0; j < c.pci_count; j++) mine |= same(fns[i], c.pci[j]);
+        if (!mine) {
+            format(buf, len, "its IOMMU group also holds %04x:%02x:%02x.%u, which is not given to this guest (a group "
+                   "goes whole to one guest)", fns[i].segment, fns[i].bus, fns[i].dev, fns[i].fn);
+            return buf;
+        }
+    }
+    p.host = f;
+    if (const char *why = describe(p)) return why;
+    return nullptr;
+}
+
+} // namespace
+
+bool passthrough_needed(const KeelConfig &cfg)
+{
+    for (u32 i = 0; i < cfg.guest_count; i++)
+        if (cfg.guests[i].pci_count) return true;
+    return false;
+}
+
+void claim_passthrough(const KeelConfig &cfg)
+{
+    if (!passthrough_needed(cfg)) return;
+    static HostFn fns[iommu::MAX_FUNCTIONS];
+    static u32 group[iommu::MAX_FUNCTIONS];
+    const u32 n = iommu_host_groups(fns, group, iommu::MAX_FUNCTIONS);
+    for (u32 gi = 0; gi < cfg.guest_count; gi++) {
+        const GuestConfig &c = cfg.guests[gi];
+        Guest &g = guests_[gi];
+        g.npcis = 0;
+        g.pci_refused = false;
+        const u32 first = nclaims_;
+        for (u32 k = 0; k < c.pci_count; k++) {
+            const PciConfig &pc = c.pci[k];
+            GuestPci &p = g.pcis[k];
+            p = GuestPci{};
+            p.guest = &g;
+            p.index = k;
+            char buf[160];
+            const char *why = check(cfg, gi, k, fns, group, n, p, buf, sizeof(buf));
+            if (!why) {
+                PassthroughFunction probe(p.info, p);
+                if (!probe.ok()) why = probe.why();
+            }
+            if (why) {
+                log_error("guest %.*s: keel.toml line %u: device %04x:%02x:%02x.%u: %s; not started", int(c.name.n),
+                          c.name.p, pc.line, pc.segment, pc.bus, pc.dev, pc.fn, why);
+                g.pci_refused = true;
+                continue;
+            }
+            claims_[nclaims_++] = {p.host, gi, pc.line};   // (a second naming in this guest is refused)
+        }
+        if (g.pci_refused) {
+            nclaims_ = first;                              // a refused guest holds nothing
+            continue;
+        }
+        g.npcis = c.pci_count;
+        for (u32 k = 0; k < g.npcis; k++) {
+            const GuestPci &p = g.pcis[k];
+            storage_release(p.host);
+            log_info("guest %.*s: device %04x:%02x:%02x.%u (%04x:%04x class %06x) given to it%s", int(c.name.n),
+                     c.name.p, p.host.segment, p.host.bus, p.host.dev, p.host.fn, p.host.id & 0xffff, p.host.id >> 16,
+                     p.host.class_code, p.flr ? "" : "; it has no FLR: not reset between starts");
+        }
+    }
+}
+
+bool plug_passthrough(Guest &g)
+{
+    if (g.pci_refused) return false;
+    if (!g.npcis) return true;
+    const GuestConfig &c = *g.cfg;
+    const u16 did = u16(GUEST_DID_BASE + (&g - guests_));
+    if (Status s = iommu_domain_build(g.dma, did, g); !s) {
+        log_error("guest %s: cannot build its DMA domain (%s); not started", g.name, err_name(s.error()));
+        return false;
+    }
+    u64 next = WINDOW_BASE;
+    for (u32 k = 0; k < g.npcis; k++) {
+        GuestPci &p = g.pcis[k];
+        const PciConfig &pc = c.pci[k];
+        reset(p);
+        p.fn = new (p.fn_storage) PassthroughFunction(p.info, p);
+        char who[48];
+        format(who, sizeof(who), "guest %s device %02x:%02x.%u", g.name, pc.bus, pc.dev, pc.fn);
+        const u32 slot = 1 + c.disk_count + c.nic_count + k;
+        if (!p.fn->ok() || !p.fn->place_bars(next, WINDOW_END) || !iommu_attach(p.host, g.dma, who) ||
+            !g.pci->plug(slot, *p.fn)) {
+            log_error("guest %s: keel.toml line %u: device %04x:%02x:%02x.%u cannot be plugged at PCI device %u; not "
+                      "started", g.name, pc.line, pc.segment, pc.bus, pc.dev, pc.fn, slot);
+            return false;   // release() unplugs what was plugged
+        }
+    }
+    return true;
+}
+
+bool route_passthrough_irqs(Guest &g)
+{
+    const u32 dest = smp::apic_id(g.vcpus[0].cpu);
+    for (u32 k = 0; k < g.npcis; k++) {
+        GuestPci &p = g.pcis[k];
+        const PciConfig &pc = g.cfg->pci[k];
+        p.interrupts = 0;
+        if (!p.fn || !p.fn->vectors()) continue;
+        if (!iommu_irq_remapping()) {
+            log_error("guest %s: keel.toml line %u: device %04x:%02x:%02x.%u: its MSI-X interrupts need interrupt "
+                      "remapping, which is not on; not started", g.name, pc.line, pc.segment, pc.bus, pc.dev, pc.fn);
+            return false;
+        }
+        // Masked while the entries are written, then enabled and unmasked: what the device
+        // raises is only ever an entry Keel made, for this device's source-id.
+        host_pci_write(p.host, p.msix, host_pci_read(p.host, p.msix) | MSIX_MASK_ALL | MSIX_ENABLE);
+        for (u32 n = 0; n < p.info.msix_vectors; n++) msix_entry(p, n)[3] = 1;
+        for (u16 n = 0; n < p.fn->vectors(); n++) {
+            GuestPci::Vector &v = p.vectors[n];
+            v.p = &p;
+            v.n = n;
+            auto host = irq_vector_alloc(device_irq, &v);
+            if (!host) {
+                log_error("guest %s: keel.toml line %u: no host interrupt vector left for its device; not started",
+                          g.name, pc.line);
+                return false;   // release() takes down what was routed
+            }
+            auto irte = iommu_irte_alloc(p.host.sid(), dest, *host);
+            if (!irte) {
+                irq_vector_free(*host);
+                log_error("guest %s: keel.toml line %u: no interrupt remapping entry left for its device (%s); not "
+                          "started", g.name, pc.line, err_name(irte.error()));
+                return false;
+            }
+            v.host = *host;
+            v.irte = *irte;
+            const vtd::MsiMessage m = iommu_irte_msi(v.irte);
+            volatile u32 *e = msix_entry(p, n);
+            e[0] = m.addr_lo;
+            e[1] = m.addr_hi;
+            e[2] = m.data;
+            e[3] = 0;
+        }
+        host_pci_write(p.host, p.msix, (host_pci_read(p.host, p.msix) | MSIX_ENABLE) & ~MSIX_MASK_ALL);
+    }
+    return true;
+}
+
+void unplug_passthrough(Guest &g)
+{
+    for (u32 k = 0; k < g.npcis; k++) {
+        GuestPci &p = g.pcis[k];
+        if (!p.fn) continue;
+        unroute(p);
+        host_pci_write(p.host, PCI_COMMAND, (host_pci_read(p.host, PCI_COMMAND) & 0xffff & ~CMD_MASTER) | CMD_INTX_OFF);
+        iommu_detach(p.host, g.dma);
+        reset(p);
+        p.fn = nullptr;
+    }
+    iommu_domain_destroy(g.dma);
+}
+
+// ------------------------------------------------------------ Keel's DMA canary (tests)
+
+namespace {
+PhysAddr canary_;
+bool canary_on_;
+constexpr unsigned CANARY_ORDER = 9;                 // 2 MiB, 2 MiB aligned: what a DMA sweep by 2 MiB hits
+constexpr u64 CANARY_MIN = 64 * MiB;                 // above any small guest's own RAM addresses
+u64 canary_word(u64 i) { return (i + 1) * 0x9e3779b97f4a7c15ull ^ 0x4b45454c43414e41ull; }
+} // namespace
+
+void dma_canary_arm()
+{
+    PhysAddr rejects[64];
+    u32 n = 0;
+    for (;;) {
+        auto b = mm::alloc(CANARY_ORDER);
+        if (!b) break;
+        if (b->raw() >= CANARY_MIN) {
+            canary_ = *b;
+            canary_on_ = true;
+            break;
+        }
+        if (n == 64) {
+            mm::free(*b, CANARY_ORDER);
+            break;
+        }
+        rejects[n++] = *b;
+    }
+    for (u32 i = 0; i < n; i++) mm::free(rejects[i], CANARY_ORDER);
+    if (!canary_on_) {
+        log_error("dma canary: no 2 MiB block above %lu MiB", CANARY_MIN / MiB);
+        return;
+    }
+    u64 *w = mm::phys_ptr<u64>(canary_);
+    for (u64 i = 0; i < (PAGE_SIZE << CANARY_ORDER) / 8; i++) w[i] = canary_word(i);
+    log_info("dma canary: 2 MiB of Keel's memory at host %lx", canary_.raw());
+}
+
+void dma_canary_check()
+{
+    if (!canary_on_) return;
+    const u64 *w = mm::phys_ptr<const u64>(canary_);
+    for (u64 i = 0; i < (PAGE_SIZE << CANARY_ORDER) / 8; i++)
+        if (w[i] != canary_word(i)) {
+            log_error("dma canary: CORRUPTED at host %lx", canary_.raw() + 8 * i);
+            return;
+        }
+    log_info("dma canary: intact at host %lx", canary_.raw());
+}
+
+// ------------------------------------------------------------ the real device (HostPort)
+
+u64 GuestPci::bar_read(u32 bar, u64 offset, u8 size)
+{
+    volatile u8 *at = bars[bar].map + offset;
+    switch (size) {
+    case 1: return *at;
+    case 2: return *reinterpret_cast<volatile u16 *>(at);
+    case 4: return *reinterpret_cast<volatile u32 *>(at);
+    default: return *reinterpret_cast<volatile u64 *>(at);
+    }
+}
+
+void GuestPci::bar_write(u32 bar, u64 offset, u8 size, u64 value)
+{
+    volatile u8 *at = bars[bar].map + offset;
+    switch (size) {
+    case 1: *at = u8(value); break;
+    case 2: *reinterpret_cast<volatile u16 *>(at) = u16(value); break;
+    case 4: *reinterpret_cast<volatile u32 *>(at) = u32(value); break;
+    default: *reinterpret_cast<volatile u64 *>(at) = value; break;
+    }
+}
+
+void GuestPci::set_bus_master(bool on)
+{
+    const u32 cmd = host_pci_read(host, PCI_COMMAND) & 0xffff;
+    host_pci_write(host, PCI_COMMAND, (on ? cmd | CMD_MASTER : cmd & ~CMD_MASTER) | CMD_MEM | CMD_INTX_OFF);
+}
+
+} // namespace hv

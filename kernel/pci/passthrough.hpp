@@ -1,0 +1,89 @@
+// A host PCI function given to a guest (issue 13): what the guest sees of it
+// on its virtual bus, and the filter between the guest and the real device.
+//
+// The guest sees an emulated configuration space built from the host
+// function's: its IDs and class, its memory BARs with their real sizes and
+// types (at addresses Keel chose in the guest's PCI window; the guest may move
+// them), INTx absent, and an MSI-X capability with the host's table layout
+// (at most MAX_MSIX vectors). Nothing else of the host's configuration space
+// (PCIe, power management, SR-IOV, vendor capabilities, extended space) is
+// shown or reachable: the filter is "only what is emulated here".
+//
+// BAR accesses reach the device through HostPort, except the host's MSI-X
+// table and PBA: the guest's MSI-X table is the emulated one of PciFunction
+// (its vectors are raised by signal_msix when the host's interrupt for that
+// vector arrives), and the host's own table, which Keel programs, is never
+// readable or writable by the guest. The guest's Bus Master bit is forwarded:
+// the device masters DMA only while the guest lets it (and the IOMMU confines
+// it to the guest's RAM whatever it does).
+//
+// Portable: no hardware, no globals. The kernel side (kernel/hv/passthrough)
+// implements HostPort over ECAM and the mapped BARs.
+#pragma once
+
+#include "kernel/pci/pci.hpp"
+
+// The real function, as the passed-through function reaches it.
+class HostPort {
+public:
+    // An access inside host BAR `bar` (already checked against its size).
+    virtual u64 bar_read(u32 bar, u64 offset, u8 size) = 0;
+    virtual void bar_write(u32 bar, u64 offset, u8 size, u64 value) = 0;
+    // The device may master DMA (the guest set Bus Master) or not.
+    virtual void set_bus_master(bool on) = 0;
+
+protected:
+    ~HostPort() = default;
+};
+
+// What the host function is, read by the kernel from its configuration space
+// (BARs sized with decoding off).
+struct HostFunctionInfo {
+    struct Bar {
+        PciFunction::BarType type = PciFunction::BarType::none;   // I/O BARs: none (not passed through)
+        u64 size = 0;
+        bool prefetchable = false;
+    };
+    PciFunction::Ids ids{};
+    Bar bars[PciFunction::BARS];
+    u16 msix_vectors = 0;            // the host's table size (0: no MSI-X)
+    u8 msix_table_bar = 0, msix_pba_bar = 0;
+    u32 msix_table_offset = 0, msix_pba_offset = 0;
+};
+
+class PassthroughFunction final : public PciFunction {
+public:
+    // The guest sees the host's BARs (place them with place_bars) and MSI-X.
+    // ok() false: the description is inconsistent (a BAR not a power of two,
+    // the MSI-X table or PBA outside its BAR...): the device is not assigned.
+    PassthroughFunction(const HostFunctionInfo &info, HostPort &port);
+    bool ok() const { return ok_; }
+    const char *why() const { return why_; }
+
+    // Give every BAR a guest-physical address in [base, limit), naturally
+    // aligned, from `next` on (updated); false if they do not fit.
+    bool place_bars(u64 &next, u64 limit);
+
+    // The vectors the guest's MSI-X table has (min(host's, MAX_MSIX)).
+    u16 vectors() const { return vectors_; }
+
+    u64 bar_read(u32 bar, u64 offset, u8 size) override;
+    void bar_write(u32 bar, u64 offset, u8 size, u64 value) override;
+
+    // Accesses the filter refused (the host's MSI-X structures, outside a BAR).
+    u64 refused() const { return __atomic_load_n(&refused_, __ATOMIC_RELAXED); }
+
+protected:
+    void command_written(u16 old_command) override;
+
+private:
+    // (bar, offset, size) touches the host's MSI-X table or PBA, or leaves the BAR.
+    bool filtered(u32 bar, u64 offset, u8 size) const;
+
+    HostFunctionInfo info_;
+    HostPort &port_;
+    u16 vectors_ = 0;
+    bool ok_ = false;
+    const char *why_ = "";
+    u64 refused_ = 0;
+};
