@@ -206,7 +206,8 @@ struct GuestPci final : HostPort {
         u16 n = 0, irte = 0;
         u8 host = 0;                        // 0: not routed
     } vectors[PciFunction::MAX_MSIX]{};
-    u64 interrupts = 0;                    // taken from the device (this start)
+    u64 interrupts = 0;
+    u64 faults = 0;                       // DMA and interrupt faults it caused (all starts)                    // taken from the device (this start)
     alignas(PassthroughFunction) u8 fn_storage[sizeof(PassthroughFunction)]{};
     PassthroughFunction *fn = nullptr;           // this start's (nullptr: not plugged)
 
@@ -443,6 +444,11 @@ void unplug_passthrough(Guest &g);
 // Once its vCPUs are placed: each device's MSI-X vectors routed through interrupt remapping to
 // the CPU of the guest's vCPU 0 (false: logged, not started).
 bool route_passthrough_irqs(Guest &g);
+// A DMA or interrupt fault by this requester (boot CPU, from iommu_poll): counted for the device
+// and its guest, if it is a passed-through one.
+void passthrough_fault(u16 segment, u16 sid);
+// "stats NAME pci=K device=SSSS:BB:DD.F interrupts=N dma_faults=N filtered=N" for each device.
+void print_passthrough_stats(Guest &g, bool asked);
 // "dma_canary" on Keel's command line (tests): 2 MiB of Keel's memory, 2 MiB aligned above 64 MiB,
 // filled with a pattern at start and checked when every guest has ended.
 void dma_canary_arm();

@@ -12,6 +12,7 @@
 // context entries and per domain for the IOTLB, through the invalidation queue
 // where the unit has one (else its registers); each is bounded.
 #include "arch/x86_64/device_io.hpp"
+#include "arch/x86_64/insn.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/time.hpp"
 #include "drivers/vtd/vtd.hpp"
@@ -27,7 +28,8 @@ namespace hv {
 namespace {
 
 constexpr u16 KEEL_DID = 1;
-constexpr u32 MAX_LOGGED_PER_POLL = 4;
+constexpr u32 FAULT_BURST = 16;        // fault lines logged at once
+constexpr u64 FAULT_EVERY_MS = 100;    // then one per this, at most
 
 struct UnitState {
     x86::MmioRegs regs;
@@ -50,6 +52,7 @@ struct Iommu {
     DmaTable *keel;                      // Keel's own devices' domain
     Spinlock lock;
     u64 faults, faults_unlogged, overflows;
+    u64 tokens, refill_tsc, quiet_unlogged;   // the fault log's rate limit
 };
 Iommu io_{};
 x86::TscClock clock_;
@@ -246,6 +249,7 @@ void init_iommu(bool required)
         }
     }
     io_.on = true;
+    io_.tokens = FAULT_BURST;
     log_info("iommu: on: DMA blocked for every device but Keel's own (invalidation %s)",
              io_.n && io_.units[0].unit->queued() ? "queued" : "by registers");
     init_interrupt_remapping();
@@ -366,21 +370,34 @@ void iommu_domain_destroy(DmaDomain &d)
 }
 
 // At the boot CPU's ticks: every recorded fault taken, a few logged per tick.
+// At the boot CPU's ticks: every recorded fault taken and counted (for the guest whose device
+// made it, too); the first FAULT_BURST logged, then at most one per FAULT_EVERY_MS, the rest
+// counted and summed up in one line once the storm has passed. Draining is bounded per tick.
 void iommu_poll()
 {
     if (!io_.on) return;
-    u32 logged = 0;
+    const u64 now = x86::rdtsc(), every = time::tsc_hz() / 1000 * FAULT_EVERY_MS;
+    if (now - io_.refill_tsc >= every) {
+        io_.refill_tsc = now;
+        if (io_.tokens < FAULT_BURST) io_.tokens++;
+        if (io_.tokens == FAULT_BURST && io_.quiet_unlogged) {
+            log_warn("iommu: %lu more DMA faults were not logged (rate limit); see the stats", io_.quiet_unlogged);
+            io_.quiet_unlogged = 0;
+        }
+    }
     for (u32 i = 0; i < io_.n; i++) {
         UnitState &u = io_.units[i];
         vtd::Fault f;
         bool over = false;
         for (u32 k = 0; k < 64 && u.unit->next_fault(f, over); k++) {
             io_.faults++;
-            if (logged < MAX_LOGGED_PER_POLL) {
-                logged++;
+            passthrough_fault(u.segment, f.sid);
+            if (io_.tokens) {
+                io_.tokens--;
                 iommu_log_fault("iommu: ", u.segment, f);
             } else {
                 io_.faults_unlogged++;
+                io_.quiet_unlogged++;
             }
             if (over) io_.overflows++;
             over = false;

@@ -353,6 +353,29 @@ void unplug_passthrough(Guest &g)
     iommu_domain_destroy(g.dma);
 }
 
+void passthrough_fault(u16 segment, u16 sid)
+{
+    for (u32 i = 0; i < nclaims_; i++) {
+        const Claim &c = claims_[i];
+        if (c.fn.segment != segment || c.fn.sid() != sid) continue;
+        Guest &g = guests_[c.guest];
+        for (u32 k = 0; k < g.npcis; k++)
+            if (g.pcis[k].host.sid() == sid && g.pcis[k].host.segment == segment)
+                __atomic_fetch_add(&g.pcis[k].faults, 1, __ATOMIC_RELAXED);
+    }
+}
+
+void print_passthrough_stats(Guest &g, bool asked)
+{
+    for (u32 k = 0; k < g.npcis; k++) {
+        const GuestPci &p = g.pcis[k];
+        console::report(asked, Level::info, "stats %s pci=%u device=%04x:%02x:%02x.%u interrupts=%lu dma_faults=%lu "
+                        "filtered=%lu", g.name, k, p.host.segment, p.host.bus, p.host.dev, p.host.fn,
+                        __atomic_load_n(&p.interrupts, __ATOMIC_RELAXED), __atomic_load_n(&p.faults, __ATOMIC_RELAXED),
+                        p.fn ? p.fn->refused() : 0);
+    }
+}
+
 // ------------------------------------------------------------ Keel's DMA canary (tests)
 
 namespace {

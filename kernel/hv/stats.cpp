@@ -52,6 +52,7 @@ void print_stats(Guest &g, bool asked)
                  tsc_to_us(d.max_service_ticks));
     }
     print_nic_stats(g, asked);
+    print_passthrough_stats(g, asked);
 }
 
 } // namespace hv

@@ -90,6 +90,9 @@ def main():
     p.add_argument("--nvme", action="store_true",
                    help="QEMU: a raw disk provisioned by mkimage --disk-out, as an NVMe controller")
     p.add_argument("--nvme-size", default=None, metavar="SIZE", help="mkimage --disk-size SIZE (implies --nvme)")
+    p.add_argument("--nvme-guest-owned", action="store_true",
+                   help="the NVMe controller is passed through to a guest: its disk is the guest's, not checked "
+                        "after the run (implies --nvme)")
     p.add_argument("--nvme-addr", default=None, metavar="SLOT",
                    help="the NVMe controller at this device number of q35's root bus, e.g. 0x4 (implies --nvme)")
     p.add_argument("--expect-partition", action="append", default=[], metavar="NAME=SPEC",
@@ -97,7 +100,7 @@ def main():
     a = p.parse_args()
     if a.expect_status is not None and a.emulator != "qemu":
         p.error("--expect-status needs --emulator qemu")
-    if a.nvme_size or a.expect_partition or a.nvme_addr:
+    if a.nvme_size or a.expect_partition or a.nvme_addr or a.nvme_guest_owned:
         a.nvme = True
     if a.nvme and a.emulator != "qemu":
         p.error("--nvme needs --emulator qemu")
@@ -165,7 +168,7 @@ def main():
         # The emulator has gone (harness.run killed it or it left): what the disk holds now is
         # what Keel had written to the NVMe controller (QEMU's writes reach the file before it
         # completes a command; the host's page cache outlives QEMU).
-        if a.nvme:
+        if a.nvme and not a.nvme_guest_owned:
             check_nvme(nvme_raw, pristine, a.expect_partition, subst)
 
     if harness.EXCEPTION.search(text):
