@@ -28,6 +28,17 @@
 #                                 then "1000000\n" ... unchanged): two guests write different
 #                                 data of the same size (tests/vm/linux_nvme.toml). A tag that
 #                                 is not one letter fails every writable disk (bad-keel.disk_tag).
+# A passed-through NVMe controller (Keel's [[guest.pci]], issue 13), after the disks:
+#   keel.nvme=NAME:SECTOR:SIG     /init loads Linux's own NVMe driver (crct10dif_common ...
+#                                 t10-pi, nvme-core, nvme), waits for /sys/block/NAME, checks
+#                                 that sector SECTOR starts with SIG, writes the 8 MiB pattern
+#                                 at 1 MiB (fsync: an NVMe Flush), drops the page cache, reads
+#                                 it back and compares; then sums the interrupts of the
+#                                 controller's queues (the nvme0qN lines of /proc/interrupts),
+#                                 which must have arrived (more than 0).
+#                                   KEEL-INIT nvme NAME ok interrupts=N msi=M
+#                                 (M: queues whose line says PCI-MSI, Linux 6.1's name for
+#                                 MSI and MSI-X alike), or  ... fail <reason>
 # Durability records (after the disk checks; tests/vm/linux_crash.toml, bench/crash_durability.py):
 #   keel.records=vda:MAX          writes records 0..MAX-1 to vda, record N in the 4 KiB block
 #                                 at 1 MiB + N * 4 KiB: "KEEL-REC N" padded with spaces to 63
@@ -101,7 +112,7 @@ want_mem=
 boot=
 reboot_once=
 disks=
-disk_tag= records= verify_records=
+disk_tag= records= verify_records= nvme=
 mac= peers= unreach= tcp= net_wait=120 net= stay= linger=
 read -r cmdline </proc/cmdline
 set -f
@@ -116,6 +127,7 @@ for word in $cmdline; do
         keel.disk_tag=*) disk_tag=${word#*=} bad_tag=1
             case $disk_tag in [A-Za-z]) bad_tag= ;; esac ;;
         keel.records=*) records=${word#*=} ;;
+        keel.nvme=*) nvme=${word#*=} ;;
         keel.verify_records=*) verify_records=${word#*=} ;;
         keel.mac=*) mac=${word#*=} net=1 ;;
         keel.peer=*) peers="$peers ${word#*=}" net=1 ;;
@@ -217,6 +229,40 @@ if [ -n "$disks" ]; then
         [ "$r" = ok ] && r2=$(check_disk "$mode" "$d" "$sectors" "$want") || r2=$r
         if [ "$r2" = ok ]; then echo "KEEL-INIT disk $d ok"; else echo "KEEL-INIT disk $d fail $r2"; fi
     done
+fi
+
+# A passed-through NVMe controller (see the header): keel.nvme=NAME:SECTOR:SIG.
+check_nvme() {
+    d=$1 sector=$2 want=$3
+    for m in crct10dif_common crct10dif_generic crc-t10dif crc64 crc64_rocksoft_generic crc64-rocksoft t10-pi \
+             nvme-core nvme; do
+        [ -d /sys/module/$(echo $m | tr - _) ] || insmod /lib/modules/$m.ko 2>/tmp/insmod.err ||
+            { echo "insmod-$m-$(head -c 120 /tmp/insmod.err | tr ' \n' '__')"; return; }
+    done
+    r=$(blk_node "$d")
+    [ "$r" = ok ] || { echo "$r"; return; }
+    sig=$(dd if=/dev/$d bs=512 skip="$sector" count=1 2>/dev/null | head -c ${#want})
+    [ "$sig" = "$want" ] || { echo "signature-'$sig'"; return; }
+    pattern
+    dd if=/tmp/pattern of=/dev/$d bs=1M seek=1 conv=fsync 2>/dev/null || { echo "write"; return; }
+    blockdev --flushbufs /dev/$d || { echo "flushbufs"; return; }
+    dd if=/dev/$d of=/tmp/back bs=1M skip=1 count=8 2>/dev/null || { echo "read-back"; return; }
+    cmp -s /tmp/pattern /tmp/back || { echo "pattern-mismatch"; return; }
+    rm -f /tmp/back
+    # The queues' interrupts: every CPU column of each nvme0qN line, summed.
+    ctl=${d%n[0-9]*}
+    set -- $(awk -v q="${ctl}q" '$NF ~ "^" q { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i; else break;
+                                             lines++; if ($0 ~ /PCI-MSI/) msi++ }
+                                  END { print n + 0, lines + 0, msi + 0 }' /proc/interrupts)
+    [ "$2" -gt 0 ] || { echo "no-${ctl}q-in-/proc/interrupts"; return; }
+    [ "$1" -gt 0 ] || { echo "no-interrupts"; return; }
+    echo "ok interrupts=$1 msi=$3"
+}
+if [ -n "$nvme" ]; then
+    d=${nvme%%:*} rest=${nvme#*:}
+    sector=${rest%%:*} want=${rest#*:}
+    r=$(check_nvme "$d" "$sector" "$want")
+    case $r in ok*) echo "KEEL-INIT nvme $d $r" ;; *) echo "KEEL-INIT nvme $d fail $r" ;; esac
 fi
 
 # Durability records (see the header): keel.records=DISK:MAX, keel.verify_records=DISK:N.
