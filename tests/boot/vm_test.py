@@ -67,6 +67,8 @@ def main():
     p.add_argument("--expect-stats", action="append", default=[])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="replace @KEY@ in the configuration by VALUE")
+    p.add_argument("--expect-count", action="append", default=[], metavar="N:REGEX",
+                   help="exactly N console lines match REGEX")
     p.add_argument("--count-chars", action="append", default=[], metavar="NAME=C:N,C:N")
     p.add_argument("--expect-share", action="append", default=[], metavar="NAME=FRACTION")
     p.add_argument("--expect-interleaved", action="append", default=[], metavar="NAME1,NAME2,REGEX")
@@ -189,6 +191,11 @@ def main():
     for pattern in a.expect_line:
         if not re.search(pattern, text, re.M):
             raise harness.Failure(f"no console line matches {pattern!r}")
+    for spec in a.expect_count:
+        want, _, pattern = spec.partition(":")
+        got = len(re.findall(pattern, text, re.M))
+        if got != int(want):
+            raise harness.Failure(f"{got} console lines match {pattern!r}, expected {want}")
     for pattern in a.forbid_line:
         m = re.search(pattern, text, re.M)
         if m:
