@@ -2,12 +2,17 @@
 // a guest's sequence of accesses (ECAM, 0xCF8-0xCFF at every width, BARs
 // wherever the guest put them, MSI-X signals and INTx from the device), with a
 // virtio-blk function (kernel/virtio/virtio_pci.cpp) at device 2 whose BAR the
-// guest pokes too. It must never crash or trip ASan/UBSan, and what is
+// guest pokes too, and a passed-through function (kernel/pci/passthrough.cpp)
+// at device 3 shaped like QEMU's NVMe (its MSI-X table of 65 entries at 0x2000
+// of BAR0, the PBA at 0x3000). It must never crash or trip ASan/UBSan, and what is
 // read-only stays so: the IDs, the BARs' size and type bits, the capability
-// list, the MSI-X capability's table size and locations.
+// list, the MSI-X capability's table size and locations. The passed-through
+// function's device never sees an access outside its BAR or into its own
+// MSI-X table or PBA, and its Bus Master follows the guest's Command register.
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernel/pci/passthrough.hpp"
 #include "kernel/pci/pci.hpp"
 #include "kernel/virtio/blk.hpp"
 #include "kernel/virtio/virtio_pci.hpp"
@@ -46,6 +51,39 @@ public:
     }
 };
 
+// The real device behind the passed-through function.
+struct HostNvme final : HostPort {
+    bool master = false;
+    void touch(u32 bar, u64 offset, u8 size)
+    {
+        check(bar == 0 && offset + size <= 0x4000 && (size == 1 || size == 2 || size == 4 || size == 8));
+        check(offset + size <= 0x2000 || offset >= 0x2000 + 65 * 16);   // the host's MSI-X table
+        check(offset + size <= 0x3000 || offset >= 0x3010);             // its PBA
+    }
+    u64 bar_read(u32 bar, u64 offset, u8 size) override
+    {
+        touch(bar, offset, size);
+        return ~0ull;
+    }
+    void bar_write(u32 bar, u64 offset, u8 size, u64) override { touch(bar, offset, size); }
+    void set_bus_master(bool on) override
+    {
+        check(on != master);
+        master = on;
+    }
+};
+
+HostFunctionInfo nvme_info()
+{
+    HostFunctionInfo h;
+    h.ids = {0x1b36, 0x0010, 0x010802, 2, 0x1af4, 0x1100};
+    h.bars[0] = {PciFunction::BarType::mem64, 0x4000, false};
+    h.msix_vectors = 65;
+    h.msix_table_offset = 0x2000;
+    h.msix_pba_offset = 0x3000;
+    return h;
+}
+
 struct Input {
     const uint8_t *p;
     size_t n;
@@ -74,6 +112,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     virtio::BlkVirtio blkv(blk);
     virtio::VirtioPciFunction vfn(blkv, mem);
     check(vfn.ok() && bus.plug(2, vfn));
+    HostNvme host;
+    PassthroughFunction pt(nvme_info(), host);
+    u64 next = 0xd0000000;
+    check(pt.ok() && pt.place_bars(next, 0xe0000000) && bus.plug(3, pt));
     Input in{data, size};
     const u8 sizes[] = {1, 2, 4, 8};
     while (in.n) {
@@ -94,13 +136,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 4: case 5: {           // near where the guest put the BARs
-            const u64 base = op & 1 ? vfn.bar_base(0) : op & 0x80 ? dev.bar_base(0) : dev.bar_base(2);
+            const u64 base = op & 1 ? (op & 0x80 ? vfn.bar_base(0) : pt.bar_base(0))
+                                    : op & 0x80 ? dev.bar_base(0) : dev.bar_base(2);
             const u64 gpa = base + (in.take(2) & 0x7fff) - 0x100;
             if (bus.covers(gpa)) bus.mmio(0, gpa, sz, write, value);
             break;
         }
         case 6:
             dev.signal_msix(u16(in.take(1) & 63));
+            pt.signal_msix(u16(in.take(1) & 63));
             vfn.transport().run_pending();
             break;
         default:
@@ -120,6 +164,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(bus.config_read(1, 0, msix + 4, 4) == 2 && bus.config_read(1, 0, msix + 8, 4) == 0x1002);
     check(bus.config_read(2, 0, 0, 4) == 0x10421af4u);
     check((bus.config_read(2, 0, 0x10, 4) & 0x7fff) == 0x4);
-    check(bus.config_read(3, 0, 0, 4) == ~0u);
+    check(bus.config_read(3, 0, 0, 4) == 0x00101b36u);
+    check((bus.config_read(3, 0, 0x10, 4) & 0x3fff) == 0x4);
+    check(host.master == bool(bus.config_read(3, 0, 0x04, 2) & 4));
+    check(bus.config_read(4, 0, 0, 4) == ~0u);
     return 0;
 }
