@@ -64,10 +64,18 @@ Status NestedSpace::init()
     return (new (storage_) Ept(mem_, levels))->init();
 }
 
-Status NestedSpace::map(GuestPhys gpa, PhysAddr hpa, u64 size, bool exec)
+Status NestedSpace::map(GuestPhys gpa, PhysAddr hpa, u64 size, bool exec, CacheType cache)
 {
-    Attr a{Perm{.r = true, .w = true, .x = exec}, CacheType::wb};
+    // NPT: the cache type as the host PAT index in PWT/PCD/PAT of the nested leaf (HOST_PAT_VALUE,
+    // which the nested walk uses); EPT: the memory type in bits 5:3 (UC = 0), IPAT clear. Either
+    // way combined with the guest's own PAT, and UC stays UC whatever the guest says.
+    Attr a{Perm{.r = true, .w = true, .x = exec}, cache};
     return kind_ == Vendor::svm ? npt()->map(gpa.raw(), hpa.raw(), size, a) : ept()->map(gpa.raw(), hpa.raw(), size, a);
+}
+
+Result<bool> NestedSpace::unmap(GuestPhys gpa, u64 size)
+{
+    return kind_ == Vendor::svm ? npt()->unmap(gpa.raw(), size, false) : ept()->unmap(gpa.raw(), size, false);
 }
 
 void NestedSpace::destroy()

@@ -36,7 +36,14 @@ struct EntryState {
 class NestedSpace {
 public:
     Status init();
-    Status map(GuestPhys gpa, PhysAddr hpa, u64 size, bool exec = true);
+    // RAM is mapped write-back; a device's registers (a passed-through BAR) with CacheType::uc.
+    // Err::exists if anything in the range is mapped already (nothing changed then).
+    Status map(GuestPhys gpa, PhysAddr hpa, u64 size, bool exec = true, CacheType cache = CacheType::wb);
+    // Take [gpa, gpa+size) out while guests may run on it: the tables stay (freed by destroy()),
+    // so no walker can hold a freed one. Returns whether anything was mapped; then the caller
+    // must flush_all_guest_tlbs(), and the old translation is gone only once every CPU that
+    // runs this space has entered the guest again (each flushes before its next entry).
+    Result<bool> unmap(GuestPhys gpa, u64 size);
     void destroy();
     PhysAddr root() const;
     u64 table_pages() const { return mem_.pages; }

@@ -57,6 +57,12 @@ constexpr u64 LEGACY_AREA_BYTES = 0x60000;   // 0xA0000-0xFFFFF, backed for ever
 constexpr u64 PCI_MMIO32_BASE = LOWMEM_TOP, PCI_MMIO32_SIZE = 0x20000000;   // 0xC0000000-0xDFFFFFFF
 constexpr u64 PCI_ECAM_BASE = 0xe0000000;
 constexpr u64 PCI_MMIO64_SIZE = 16 * GiB;
+// The 64-bit window's base for a guest of `memory` bytes: the first 1 GiB boundary above its RAM.
+constexpr u64 pci_mmio64_base(u64 memory)
+{
+    const u64 high_end = memory > LOWMEM_TOP ? 4 * GiB + (memory - LOWMEM_TOP) : 4 * GiB;
+    return (high_end + GiB - 1) & ~(GiB - 1);
+}
 constexpr u32 PCI_INTX_GSI = 16;          // INTA-INTD swizzle onto IOAPIC pins 16-19
 static_assert(PCI_MMIO32_BASE + PCI_MMIO32_SIZE <= PCI_ECAM_BASE);
 
@@ -214,6 +220,10 @@ struct GuestPci final : HostPort {
     u64 bar_read(u32 bar, u64 offset, u8 size) override;
     void bar_write(u32 bar, u64 offset, u8 size, u64 value) override;
     void set_bus_master(bool on) override;
+    // Its BARs' pages straight in the guest's nested tables (uncached, not executable).
+    bool map_bar(u32 bar, const BarMapping &m) override;
+    void unmap_bar(u32 bar, const BarMapping &m) override;
+    u64 bar_maps = 0;                     // times a BAR was mapped directly (this start)
 };
 
 struct Guest {

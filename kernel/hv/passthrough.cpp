@@ -16,8 +16,11 @@
 // its PassthroughFunction (kernel/pci/passthrough) goes on the guest's bus
 // after the disks and NICs, BARs at addresses Keel picks in the upper half of
 // the guest's 32-bit PCI window. Bus Master follows the guest's Command
-// register. BAR accesses are trapped and forwarded (the MSI-X table and PBA
-// filtered); mapping them directly into the nested tables comes later.
+// register. BAR pages are mapped straight into the guest's nested tables
+// (uncached) while it decodes memory and the BAR sits in one of its PCI
+// windows, but for the pages of the host's MSI-X table and PBA, which trap
+// (PassthroughFunction decides what; GuestPci::map_bar/unmap_bar do it); what
+// traps is forwarded (the MSI-X table and PBA filtered).
 //
 // When the start ends (unplug_passthrough, before the RAM is freed): Bus Master
 // off, the context entry removed (DMA blocked again) and invalidated, the
@@ -278,6 +281,11 @@ bool plug_passthrough(Guest &g)
         const PciConfig &pc = c.pci[k];
         reset(p);
         p.fn = new (p.fn_storage) PassthroughFunction(p.info, p);
+        p.bar_maps = 0;
+        const PassthroughFunction::Window windows[] = {
+            {PCI_MMIO32_BASE, PCI_MMIO32_BASE + PCI_MMIO32_SIZE},
+            {pci_mmio64_base(c.memory), pci_mmio64_base(c.memory) + PCI_MMIO64_SIZE}};
+        p.fn->set_map_windows(windows, 2);
         char who[48];
         format(who, sizeof(who), "guest %s device %02x:%02x.%u", g.name, pc.bus, pc.dev, pc.fn);
         const u32 slot = 1 + c.disk_count + c.nic_count + k;
@@ -370,9 +378,9 @@ void print_passthrough_stats(Guest &g, bool asked)
     for (u32 k = 0; k < g.npcis; k++) {
         const GuestPci &p = g.pcis[k];
         console::report(asked, Level::info, "stats %s pci=%u device=%04x:%02x:%02x.%u interrupts=%lu dma_faults=%lu "
-                        "filtered=%lu", g.name, k, p.host.segment, p.host.bus, p.host.dev, p.host.fn,
+                        "filtered=%lu bar_maps=%lu", g.name, k, p.host.segment, p.host.bus, p.host.dev, p.host.fn,
                         __atomic_load_n(&p.interrupts, __ATOMIC_RELAXED), __atomic_load_n(&p.faults, __ATOMIC_RELAXED),
-                        p.fn ? p.fn->refused() : 0);
+                        p.fn ? p.fn->refused() : 0, __atomic_load_n(&p.bar_maps, __ATOMIC_RELAXED));
     }
 }
 
@@ -454,6 +462,38 @@ void GuestPci::set_bus_master(bool on)
 {
     const u32 cmd = host_pci_read(host, PCI_COMMAND) & 0xffff;
     host_pci_write(host, PCI_COMMAND, (on ? cmd | CMD_MASTER : cmd & ~CMD_MASTER) | CMD_MEM | CMD_INTX_OFF);
+}
+
+// Under the guest's bus lock, the only place its nested tables change while it runs.
+bool GuestPci::map_bar(u32 bar, const BarMapping &m)
+{
+    for (u32 i = 0; i < m.count; i++) {
+        const BarMapping::Range &r = m.ranges[i];
+        if (!guest->space.map(GuestPhys(r.guest), PhysAddr(bars[bar].base + r.offset), r.size, false, CacheType::uc)) {
+            BarMapping done = m;
+            done.count = i;
+            unmap_bar(bar, done);
+            return false;   // overlaps another mapped BAR (the guest's doing), or no memory: it traps
+        }
+    }
+    __atomic_fetch_add(&bar_maps, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+// The translations may live on in a CPU running one of the guest's vCPUs until its next entry;
+// they reach only this BAR (never the MSI-X pages), which stays the guest's until release(), and
+// no table is freed before destroy().
+void GuestPci::unmap_bar(u32 bar, const BarMapping &m)
+{
+    bool flush = false;
+    for (u32 i = 0; i < m.count; i++) {
+        const BarMapping::Range &r = m.ranges[i];
+        auto changed = guest->space.unmap(GuestPhys(r.guest), r.size);
+        if (!changed) log_error("guest %s: BAR%u's mapping at %lx not taken out (%s)", guest->name, bar, r.guest,
+                                err_name(changed.error()));
+        else flush |= *changed;
+    }
+    if (flush) virt::flush_all_guest_tlbs();
 }
 
 } // namespace hv

@@ -62,11 +62,10 @@ bool build_platform(Guest &g, u64 &rsdp)
     ac.com1 = true;
     // PCI: ECAM below the IOAPIC, a 32-bit window above low RAM and a 64-bit one above all RAM
     // (1 GiB aligned): BARs go where no RAM is, and never into the nested tables.
-    const u64 high_end = g.cfg->memory > LOWMEM_TOP ? 4 * GiB + (g.cfg->memory - LOWMEM_TOP) : 4 * GiB;
     ac.pci.ecam_base = PCI_ECAM_BASE;
     ac.pci.mmio32_base = u32(PCI_MMIO32_BASE);
     ac.pci.mmio32_size = u32(PCI_MMIO32_SIZE);
-    ac.pci.mmio64_base = (high_end + GiB - 1) & ~(GiB - 1);
+    ac.pci.mmio64_base = pci_mmio64_base(g.cfg->memory);
     ac.pci.mmio64_size = PCI_MMIO64_SIZE;
     ac.pci.devices = PciBus::MAX_DEVICES;
     ac.pci.intx_gsi_base = PCI_INTX_GSI;

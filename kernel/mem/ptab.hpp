@@ -108,9 +108,11 @@ public:
     // Unmap [va, va+size). A superpage only partly covered is split first:
     // a fully pre-filled table replaces it in one atomic step. Holes are fine.
     // Returns whether a present entry changed (the caller must flush the TLB).
-    Result<bool> unmap(u64 va, u64 size)
+    // reclaim false: tables left empty stay in place (freed by destroy()), for a
+    // live address space whose walkers may still hold them until that flush.
+    Result<bool> unmap(u64 va, u64 size, bool reclaim = true)
     {
-        Change c{false, {}, true, false};
+        Change c{false, {}, reclaim, false};
         KEEL_TRY(apply(va, size, c));
         return c.flush;
     }

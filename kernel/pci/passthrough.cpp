@@ -3,7 +3,8 @@
 
 namespace {
 
-constexpr u16 CMD_MASTER = 1u << 2;
+constexpr u16 CMD_MEM = 1u << 1, CMD_MASTER = 1u << 2;
+constexpr u64 PAGE = BarMapping::PAGE;
 
 bool power_of_two(u64 v) { return v && !(v & (v - 1)); }
 
@@ -91,4 +92,69 @@ void PassthroughFunction::bar_write(u32 bar, u64 offset, u8 size, u64 value)
 void PassthroughFunction::command_written(u16 old_command)
 {
     if ((command() ^ old_command) & CMD_MASTER) port_.set_bus_master(command() & CMD_MASTER);
+    if ((command() ^ old_command) & CMD_MEM)
+        for (u32 b = 0; b < BARS; b++) update_mapping(b);
+}
+
+void PassthroughFunction::bar_written(u32 bar) { update_mapping(bar); }
+
+void PassthroughFunction::set_map_windows(const Window *w, u32 n)
+{
+    nwindows_ = 0;
+    for (u32 i = 0; i < n && nwindows_ < MAX_WINDOWS; i++)
+        if (w[i].base < w[i].end) windows_[nwindows_++] = w[i];
+}
+
+bool PassthroughFunction::mapping_for(u32 bar, u64 base, BarMapping &m) const
+{
+    m = BarMapping{};
+    if (bar >= BARS || info_.bars[bar].type == BarType::none) return false;
+    const u64 size = info_.bars[bar].size;
+    if (size < PAGE || base % PAGE) return false;       // a sub-page BAR's page reaches beyond it
+    bool inside = false;
+    for (u32 i = 0; i < nwindows_; i++)
+        inside |= base >= windows_[i].base && base < windows_[i].end && windows_[i].end - base >= size;
+    if (!inside) return false;
+    // The pages holding the host's whole MSI-X table and PBA (all its entries, not only the
+    // guest's MAX_MSIX) stay out: [start, end) in the BAR, rounded out to pages.
+    struct Hole {
+        u64 start, end;
+    } holes[2];
+    u32 nholes = 0;
+    if (const u16 n = info_.msix_vectors) {
+        auto hole = [&](u32 in_bar, u64 offset, u64 bytes) {
+            if (in_bar != bar) return;
+            holes[nholes++] = {offset & ~(PAGE - 1), (offset + bytes + PAGE - 1) & ~(PAGE - 1)};
+        };
+        hole(info_.msix_table_bar, info_.msix_table_offset, 16ull * n);
+        hole(info_.msix_pba_bar, info_.msix_pba_offset, 8ull * ((n + 63) / 64));
+        if (nholes == 2 && holes[1].start < holes[0].start) {
+            const Hole t = holes[0];
+            holes[0] = holes[1];
+            holes[1] = t;
+        }
+    }
+    m.base = base;
+    u64 at = 0;
+    for (u32 i = 0; i <= nholes; i++) {
+        const u64 end = i < nholes ? holes[i].start : size;
+        if (end > at) m.ranges[m.count++] = {base + at, at, end - at};
+        if (i < nholes && holes[i].end > at) at = holes[i].end;
+    }
+    return m.count != 0;
+}
+
+void PassthroughFunction::update_mapping(u32 bar)
+{
+    if (bar >= BARS || info_.bars[bar].type == BarType::none) return;
+    BarMapping want;
+    const bool on = (command() & CMD_MEM) && mapping_for(bar, bar_base(bar), want);
+    if (mapped_[bar] && (!on || want.base != mapping_[bar].base)) {
+        port_.unmap_bar(bar, mapping_[bar]);
+        mapped_[bar] = false;
+    }
+    if (on && !mapped_[bar] && port_.map_bar(bar, want)) {
+        mapping_[bar] = want;
+        mapped_[bar] = true;
+    }
 }

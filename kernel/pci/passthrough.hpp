@@ -17,11 +17,37 @@
 // the device masters DMA only while the guest lets it (and the IOMMU confines
 // it to the guest's RAM whatever it does).
 //
+// Direct mapping (issue 13): while the guest decodes memory (its Command
+// register) and a BAR sits at a page-aligned address inside one of the windows
+// set by set_map_windows, its pages are handed to HostPort::map_bar to be mapped
+// straight into the guest's nested page tables (uncached): the guest reaches
+// the device without an exit. Never mapped: the 4 KiB pages holding any part
+// of the host's MSI-X table or PBA (their accesses keep trapping into the
+// emulated table and the filter), and BARs smaller than a page (their page
+// would reach beyond the BAR, into whatever the host put next to it). A BAR
+// write that moves it, or Memory Space turned off, unmaps it first
+// (HostPort::unmap_bar with what was mapped), then it is mapped at its new
+// place if that qualifies. All of this runs under the guest's bus lock.
+//
 // Portable: no hardware, no globals. The kernel side (kernel/hv/passthrough)
-// implements HostPort over ECAM and the mapped BARs.
+// implements HostPort over ECAM, the mapped BARs and the guest's nested tables.
 #pragma once
 
 #include "kernel/pci/pci.hpp"
+
+// What of one BAR is mapped directly: page-granular ranges, guest-physical
+// address and offset in the BAR (both 4 KiB aligned), at most three (the BAR
+// around the MSI-X table's pages and the PBA's).
+struct BarMapping {
+    static constexpr u64 PAGE = 4096;
+    static constexpr u32 MAX_RANGES = 3;
+    struct Range {
+        u64 guest, offset, size;
+    };
+    u64 base = 0;                 // the BAR's guest-physical address
+    u32 count = 0;
+    Range ranges[MAX_RANGES]{};
+};
 
 // The real function, as the passed-through function reaches it.
 class HostPort {
@@ -31,6 +57,11 @@ public:
     virtual void bar_write(u32 bar, u64 offset, u8 size, u64 value) = 0;
     // The device may master DMA (the guest set Bus Master) or not.
     virtual void set_bus_master(bool on) = 0;
+    // Map every range of m (guest page -> host BAR `bar` + offset, uncached) into the guest's
+    // nested tables: all of them or, returning false, none (the BAR keeps trapping).
+    virtual bool map_bar(u32 bar, const BarMapping &m) = 0;
+    // Take out what map_bar(bar, m) mapped; the guest's TLBs are flushed before it next runs.
+    virtual void unmap_bar(u32 bar, const BarMapping &m) = 0;
 
 protected:
     ~HostPort() = default;
@@ -64,6 +95,21 @@ public:
     // aligned, from `next` on (updated); false if they do not fit.
     bool place_bars(u64 &next, u64 limit);
 
+    // Guest-physical windows [base, end) a BAR may be mapped directly in (the guest's PCI
+    // windows: no RAM, no other device of Keel's there). None (the default): nothing is.
+    // Before the function is plugged.
+    static constexpr u32 MAX_WINDOWS = 2;
+    struct Window {
+        u64 base, end;
+    };
+    void set_map_windows(const Window *w, u32 n);
+
+    // What of BAR `bar` would be mapped directly at guest address `base` (false: nothing:
+    // sub-page BAR, unaligned or outside the windows, or every page holds MSI-X structures).
+    bool mapping_for(u32 bar, u64 base, BarMapping &m) const;
+    // What is mapped now (nullptr: BAR `bar` traps).
+    const BarMapping *mapped(u32 bar) const { return bar < BARS && mapped_[bar] ? &mapping_[bar] : nullptr; }
+
     // The vectors the guest's MSI-X table has (min(host's, MAX_MSIX)).
     u16 vectors() const { return vectors_; }
 
@@ -75,8 +121,11 @@ public:
 
 protected:
     void command_written(u16 old_command) override;
+    void bar_written(u32 bar) override;
 
 private:
+    // Bring BAR `bar`'s direct mapping in line with its address and the Command register.
+    void update_mapping(u32 bar);
     // (bar, offset, size) touches the host's MSI-X table or PBA, or leaves the BAR.
     bool filtered(u32 bar, u64 offset, u8 size) const;
 
@@ -86,4 +135,8 @@ private:
     bool ok_ = false;
     const char *why_ = "";
     u64 refused_ = 0;
+    Window windows_[MAX_WINDOWS]{};
+    u32 nwindows_ = 0;
+    BarMapping mapping_[BARS]{};
+    bool mapped_[BARS]{};
 };

@@ -132,6 +132,8 @@ void PciFunction::config_write(u32 reg, u8 size, u32 value)
 {
     const u16 old_control = msix_control();
     const u16 old_command = command();
+    u32 old_bars[BARS];
+    __builtin_memcpy(old_bars, cfg_ + BAR0, sizeof(old_bars));
     for (u32 i = 0; i < size && i < 4; i++) {
         const u32 r = reg + i;
         if (r >= CONFIG_SIZE) break;
@@ -145,6 +147,13 @@ void PciFunction::config_write(u32 reg, u8 size, u32 value)
     if (msix_control() != old_control) {
         update_intx();          // MSI-X enabled: INTx is off
         deliver_pending();      // enabled or function unmasked: what was pending goes now
+    }
+    if (reg < BAR0 + 4 * BARS && reg + size > BAR0) {
+        for (u32 b = 0; b < BARS; b++) {
+            if (__builtin_memcmp(&old_bars[b], cfg_ + BAR0 + 4 * b, 4) == 0) continue;
+            const u32 low = bars_[b].upper ? b - 1 : b;
+            if (bars_[low].type != BarType::none) bar_written(low);
+        }
     }
 }
 

@@ -90,6 +90,10 @@ protected:
     // After a configuration write changed the Command register (under the bus lock): a
     // passed-through function forwards Bus Master to the real device.
     virtual void command_written(u16 old_command) { (void)old_command; }
+    // After a configuration write changed the address of memory BAR `bar` (the low BAR of a
+    // mem64 pair, whichever half was written), under the bus lock: a passed-through function
+    // moves its direct mapping. Called after command_written when one write did both.
+    virtual void bar_written(u32 bar) { (void)bar; }
 
 private:
     friend class PciBus;

@@ -192,6 +192,39 @@ TEST(PtabFormat, HostPatIndexMatchesPatValue)
     EXPECT_EQ(H::demote(huge, 3), H::make_leaf(PhysAddr(0x4000'0000), Attr{RX.perm, CacheType::wp}, 2));
 }
 
+// A live nested space's device mapping (a passed-through BAR, uncached): unmap() without
+// reclaim keeps the tables a walker may still hold until the flush; they serve the next map()
+// and go with destroy().
+TEST(Ptab, UnmapWithoutReclaimKeepsTables)
+{
+    FakeMem mem;
+    PageTable<NptFormat, FakeMem> npt(mem, 3);
+    ASSERT_TRUE(npt.init());
+    const Attr uc{RW.perm, CacheType::uc};
+    ASSERT_TRUE(npt.map(0xd000'0000, 0xfebf'0000, 2 * K4, uc));
+    EXPECT_EQ(npt.lookup(0xd000'1008)->pa, 0xfebf'1008u);
+    EXPECT_EQ(npt.lookup(0xd000'1008)->attr, uc);
+    EXPECT_EQ(mem.live(), 4u);
+    auto f = npt.unmap(0xd000'0000, 2 * K4, false);
+    ASSERT_TRUE(f);
+    EXPECT_TRUE(*f);
+    EXPECT_EQ(npt.lookup(0xd000'0000).error(), Err::not_found);
+    EXPECT_EQ(mem.live(), 4u);                                     // nothing freed
+    ASSERT_TRUE(npt.map(0xd000'0000, 0xfebf'0000, K4, uc));       // the same tables again
+    EXPECT_EQ(mem.live(), 4u);
+    npt.destroy();
+    EXPECT_EQ(mem.allocs(), mem.frees());
+
+    EptPT ept(mem, 3);
+    ASSERT_TRUE(ept.init());
+    ASSERT_TRUE(ept.map(0xd000'0000, 0xfebf'0000, K4, uc));
+    EXPECT_EQ(ept.lookup(0xd000'0000)->attr, uc);                  // memory type 0 (UC)
+    ASSERT_TRUE(ept.unmap(0xd000'0000, K4, false));
+    EXPECT_EQ(ept.lookup(0xd000'0000).error(), Err::not_found);
+    ept.destroy();
+    EXPECT_EQ(mem.allocs(), mem.frees());
+}
+
 TEST(PtabFormat, NptBits)
 {
     using N = NptFormat;

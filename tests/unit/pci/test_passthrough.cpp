@@ -5,6 +5,7 @@
 // a BAR) and the Bus Master bit forwarded to the device.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <vector>
 
 #include "kernel/pci/passthrough.hpp"
@@ -28,7 +29,49 @@ struct FakePort final : HostPort {
     }
     void bar_write(u32 bar, u64 offset, u8 size, u64 value) override { log.push_back({bar, offset, size, value, true}); }
     void set_bus_master(bool on) override { master.push_back(on); }
+
+    // The guest's nested tables as far as BARs go: guest page -> (bar, offset in it).
+    std::map<u64, std::pair<u32, u64>> pages;
+    u32 maps = 0, unmaps = 0;
+    bool refuse = false;              // map_bar fails (an overlap in the real tables)
+    bool map_bar(u32 bar, const BarMapping &m) override
+    {
+        if (refuse) return false;
+        maps++;
+        for (u32 i = 0; i < m.count; i++) {
+            const BarMapping::Range &r = m.ranges[i];
+            EXPECT_EQ(r.guest % 4096, 0u);
+            EXPECT_EQ(r.offset % 4096, 0u);
+            EXPECT_EQ(r.size % 4096, 0u);
+            EXPECT_EQ(r.guest - r.offset, m.base);
+            for (u64 o = 0; o < r.size; o += 4096) {
+                EXPECT_FALSE(pages.count(r.guest + o));
+                pages[r.guest + o] = {bar, r.offset + o};
+            }
+        }
+        return true;
+    }
+    void unmap_bar(u32 bar, const BarMapping &m) override
+    {
+        unmaps++;
+        for (u32 i = 0; i < m.count; i++)
+            for (u64 o = 0; o < m.ranges[i].size; o += 4096) {
+                auto it = pages.find(m.ranges[i].guest + o);
+                ASSERT_NE(it, pages.end());
+                EXPECT_EQ(it->second.first, bar);
+                pages.erase(it);
+            }
+    }
+    // The mapped guest pages, in order.
+    std::vector<u64> mapped() const
+    {
+        std::vector<u64> v;
+        for (auto &[gpa, where] : pages) v.push_back(gpa);
+        return v;
+    }
 };
+
+const PassthroughFunction::Window WINDOWS[] = {{0xc0000000, 0xe0000000}, {0x400000000, 0x800000000}};
 
 // QEMU's NVMe as Keel's kernel reads it: BAR0 64-bit 16 KiB with the MSI-X table at 0x2000
 // (65 vectors) and the PBA at 0x3000.
@@ -137,6 +180,204 @@ TEST(Passthrough, InconsistentHostDescriptionRefused)
     h = nvme_like();
     h.bars[0].size = 0x3000;                                       // not a power of two
     EXPECT_FALSE(PassthroughFunction(h, port).ok());
+}
+
+// ---- direct mapping (BAR pages in the guest's nested tables)
+
+TEST(PassthroughDirect, NvmeBarMappedButItsMsixTableAndPbaPages)
+{
+    FakePort port;
+    PassthroughFunction f(nvme_like(), port);
+    f.set_map_windows(WINDOWS, 2);
+    u64 next = 0xd0000000;
+    ASSERT_TRUE(f.place_bars(next, 0xe0000000));
+    EXPECT_TRUE(port.pages.empty());                               // memory decode is off
+    f.config_write(0x04, 2, 0x0006);
+    EXPECT_EQ(port.mapped(), (std::vector<u64>{0xd0000000, 0xd0001000}));   // registers and doorbells
+    EXPECT_EQ(port.pages[0xd0001000], (std::pair<u32, u64>{0, 0x1000}));
+    ASSERT_NE(f.mapped(0), nullptr);
+    EXPECT_EQ(f.mapped(0)->count, 1u);
+    EXPECT_EQ(f.mapped(1), nullptr);
+    // The table's and PBA's pages still trap into the emulated table and the filter.
+    EXPECT_EQ(f.bar_read(0, 0x2000, 4), 0u);
+    EXPECT_EQ(f.refused(), 1u);
+    f.config_write(0x04, 2, 0x0006);                               // unchanged: nothing happens
+    EXPECT_EQ(port.maps, 1u);
+    EXPECT_EQ(port.unmaps, 0u);
+}
+
+TEST(PassthroughDirect, HolesForTheTableAndPbaWhereverTheyAre)
+{
+    FakePort port;
+    BarMapping m;
+    // 64 KiB with the table (64 vectors: 1 KiB) at 0x8400 and the PBA at 0xe000: three ranges.
+    HostFunctionInfo h = nvme_like(64);
+    h.bars[0].size = 0x10000;
+    h.msix_table_offset = 0x8400;
+    h.msix_pba_offset = 0xe000;
+    {
+        PassthroughFunction f(h, port);
+        f.set_map_windows(WINDOWS, 2);
+        ASSERT_TRUE(f.mapping_for(0, 0xd0010000, m));
+        ASSERT_EQ(m.count, 3u);
+        EXPECT_EQ(m.base, 0xd0010000u);
+        EXPECT_EQ(m.ranges[0].offset, 0u);
+        EXPECT_EQ(m.ranges[0].size, 0x8000u);
+        EXPECT_EQ(m.ranges[1].offset, 0x9000u);
+        EXPECT_EQ(m.ranges[1].size, 0x5000u);
+        EXPECT_EQ(m.ranges[1].guest, 0xd0019000u);
+        EXPECT_EQ(m.ranges[2].offset, 0xf000u);
+        EXPECT_EQ(m.ranges[2].size, 0x1000u);
+    }
+    // The PBA in the last page: no third range.
+    h.msix_pba_offset = 0xf000;
+    {
+        PassthroughFunction f(h, port);
+        f.set_map_windows(WINDOWS, 2);
+        ASSERT_TRUE(f.mapping_for(0, 0xd0010000, m));
+        ASSERT_EQ(m.count, 2u);
+        EXPECT_EQ(m.ranges[1].size, 0x6000u);
+    }
+    // The PBA before the table, both in one page (a table of 65 entries crosses into a second one).
+    h.msix_vectors = 65;
+    h.msix_table_offset = 0x4c00;
+    h.msix_pba_offset = 0x4000;
+    {
+        PassthroughFunction f(h, port);
+        f.set_map_windows(WINDOWS, 2);
+        ASSERT_TRUE(f.mapping_for(0, 0xd0010000, m));
+        ASSERT_EQ(m.count, 2u);
+        EXPECT_EQ(m.ranges[0].offset, 0u);
+        EXPECT_EQ(m.ranges[0].size, 0x4000u);
+        EXPECT_EQ(m.ranges[1].offset, 0x6000u);                    // 0x4c00 + 65 * 16 ends in page 0x5000
+        EXPECT_EQ(m.ranges[1].size, 0xa000u);
+    }
+    // The PBA in another BAR: each BAR loses only its own structure's page.
+    h = nvme_like(16);
+    h.bars[2] = {PciFunction::BarType::mem32, 0x2000, false};
+    h.msix_pba_bar = 2;
+    h.msix_pba_offset = 0x1000;
+    {
+        PassthroughFunction f(h, port);
+        f.set_map_windows(WINDOWS, 2);
+        ASSERT_TRUE(f.mapping_for(2, 0xd0020000, m));
+        ASSERT_EQ(m.count, 1u);
+        EXPECT_EQ(m.ranges[0].size, 0x1000u);
+        ASSERT_TRUE(f.mapping_for(0, 0xd0010000, m));
+        ASSERT_EQ(m.count, 2u);                                    // around the table's page 0x2000
+        EXPECT_EQ(m.ranges[1].offset, 0x3000u);
+    }
+    // A BAR that is only its MSI-X table: nothing to map.
+    h = nvme_like(16);
+    h.bars[0].size = 0x1000;
+    h.msix_table_offset = 0;
+    h.msix_pba_offset = 0x800;
+    {
+        PassthroughFunction f(h, port);
+        f.set_map_windows(WINDOWS, 2);
+        EXPECT_FALSE(f.mapping_for(0, 0xd0000000, m));
+    }
+}
+
+TEST(PassthroughDirect, OnlyInsideTheWindowsAndPageAligned)
+{
+    FakePort port;
+    PassthroughFunction f(nvme_like(), port);
+    BarMapping m;
+    EXPECT_FALSE(f.mapping_for(0, 0xd0000000, m));                 // no windows: nothing ever
+    f.set_map_windows(WINDOWS, 2);
+    EXPECT_TRUE(f.mapping_for(0, 0xd0000000, m));
+    EXPECT_TRUE(f.mapping_for(0, 0xdfffc000, m));                  // the window's last 16 KiB
+    EXPECT_FALSE(f.mapping_for(0, 0xdfffe000, m));                 // leaves it
+    EXPECT_FALSE(f.mapping_for(0, 0xe0000000, m));                 // ECAM
+    EXPECT_FALSE(f.mapping_for(0, 0xbfffc000, m));                 // RAM
+    EXPECT_FALSE(f.mapping_for(0, 0, m));                          // unassigned
+    EXPECT_FALSE(f.mapping_for(0, 0xd0000800, m));
+    EXPECT_TRUE(f.mapping_for(0, 0x400000000, m));                 // the 64-bit window
+    EXPECT_FALSE(f.mapping_for(0, 0x3ffffc000, m));
+    EXPECT_FALSE(f.mapping_for(1, 0xd0000000, m));                 // the upper half is no BAR
+}
+
+TEST(PassthroughDirect, MovedBarUnmappedThenMappedAtItsNewPlace)
+{
+    FakePort port;
+    PassthroughFunction f(nvme_like(), port);
+    f.set_map_windows(WINDOWS, 2);
+    u64 next = 0xd0000000;
+    ASSERT_TRUE(f.place_bars(next, 0xe0000000));
+    f.config_write(0x04, 2, 0x0002);
+    ASSERT_EQ(port.mapped(), (std::vector<u64>{0xd0000000, 0xd0001000}));
+    // Moved inside the 32-bit window by one write.
+    f.config_write(0x10, 4, 0xd0100004);
+    EXPECT_EQ(port.mapped(), (std::vector<u64>{0xd0100000, 0xd0101000}));
+    EXPECT_EQ(port.unmaps, 1u);
+    // Above 4 GiB: the lower half first (0: unassigned, unmapped), then the upper
+    // (0x4_00000000: the 64-bit window, mapped there).
+    f.config_write(0x10, 4, 0x00000004);
+    EXPECT_TRUE(port.pages.empty());
+    f.config_write(0x14, 4, 0x4);
+    EXPECT_EQ(port.mapped(), (std::vector<u64>{0x400000000, 0x400001000}));
+    EXPECT_EQ(f.mapped(0)->base, 0x400000000u);
+    // Sizing with decode on: all ones is outside every window; restoring maps it again.
+    f.config_write(0x10, 4, ~0u);
+    f.config_write(0x14, 4, ~0u);
+    EXPECT_TRUE(port.pages.empty());
+    f.config_write(0x10, 4, 0xd0000004);
+    f.config_write(0x14, 4, 0);
+    EXPECT_EQ(port.mapped(), (std::vector<u64>{0xd0000000, 0xd0001000}));
+    // A write that leaves the address as it was changes nothing.
+    const u32 maps = port.maps;
+    f.config_write(0x10, 4, 0xd0000004);
+    f.config_write(0x10, 1, 0xff);                                 // read-only low bits only
+    EXPECT_EQ(port.maps, maps);
+}
+
+TEST(PassthroughDirect, DecodeOffUnmapsAndOnMapsAgain)
+{
+    FakePort port;
+    PassthroughFunction f(nvme_like(), port);
+    f.set_map_windows(WINDOWS, 2);
+    u64 next = 0xd0000000;
+    ASSERT_TRUE(f.place_bars(next, 0xe0000000));
+    f.config_write(0x04, 2, 0x0006);
+    EXPECT_EQ(port.pages.size(), 2u);
+    f.config_write(0x04, 2, 0x0004);                               // memory off, bus master stays
+    EXPECT_TRUE(port.pages.empty());
+    EXPECT_EQ(f.mapped(0), nullptr);
+    f.config_write(0x10, 4, 0xd0200000);                           // moved while off: nothing mapped
+    EXPECT_TRUE(port.pages.empty());
+    f.config_write(0x04, 2, 0x0006);
+    EXPECT_EQ(port.mapped(), (std::vector<u64>{0xd0200000, 0xd0201000}));
+    // A refused mapping (an overlap in the real tables) leaves the BAR trapping, and is tried
+    // again at the next change.
+    f.config_write(0x04, 2, 0x0004);
+    port.refuse = true;
+    f.config_write(0x04, 2, 0x0006);
+    EXPECT_EQ(f.mapped(0), nullptr);
+    EXPECT_EQ(f.bar_read(0, 0x1000, 4), 0xabcd1000u);              // forwarded, as before
+    port.refuse = false;
+    f.config_write(0x04, 2, 0x0004);
+    f.config_write(0x04, 2, 0x0006);
+    EXPECT_NE(f.mapped(0), nullptr);
+}
+
+TEST(PassthroughDirect, SubPageBarsKeepTrapping)
+{
+    FakePort port;
+    HostFunctionInfo h = nvme_like(0);
+    h.bars[2] = {PciFunction::BarType::mem32, 0x800, false};
+    h.bars[3] = {PciFunction::BarType::mem32, 0x1000, false};
+    PassthroughFunction f(h, port);
+    ASSERT_TRUE(f.ok());
+    f.set_map_windows(WINDOWS, 2);
+    u64 next = 0xd0000000;
+    ASSERT_TRUE(f.place_bars(next, 0xe0000000));
+    f.config_write(0x04, 2, 0x0002);
+    EXPECT_EQ(f.mapped(2), nullptr);                               // its page would reach past it
+    ASSERT_NE(f.mapped(3), nullptr);                               // exactly one page: mapped
+    ASSERT_NE(f.mapped(0), nullptr);                               // no MSI-X: all four pages
+    EXPECT_EQ(port.pages.size(), 5u);
+    EXPECT_EQ(f.bar_read(2, 0x10, 4), 0xabcd0010u);                // still forwarded
 }
 
 } // namespace
