@@ -36,6 +36,40 @@ Sqe identify(u8 cns, u32 nsid, u64 prp1)
     return s;
 }
 
+Sqe identify_secondary_list(u16 first, u64 prp1)
+{
+    Sqe s = identify(CNS_SECONDARY_CTRL_LIST, 0, prp1);
+    s.cdw10 |= u32(first) << 16;
+    return s;
+}
+
+Result<Sqe> virt_mgmt(u8 act, u8 rt, u16 cntlid, u32 nr)
+{
+    if (act > 0xf || rt > 7) return Err::invalid;
+    Sqe s = make(ADMIN_VIRT_MGMT, 0);
+    s.cdw10 = act | u32(rt) << 8 | u32(cntlid) << 16;
+    s.cdw11 = nr;
+    return s;
+}
+
+Result<Sqe> namespace_attachment(u32 nsid, bool detach, PhysAddr list_page)
+{
+    if (nsid == 0 || nsid == 0xffffffff || !list_page.aligned(MEM_PAGE)) return Err::invalid;
+    Sqe s = make(ADMIN_NS_ATTACHMENT, nsid);
+    s.prp1 = list_page.raw();
+    s.cdw10 = detach ? NS_DETACH : NS_ATTACH;
+    return s;
+}
+
+Status controller_list(u8 *page, const u16 *ids, u32 n)
+{
+    if (n < 1 || n > CONTROLLER_LIST_MAX) return Err::invalid;
+    for (u32 i = 0; i < MEM_PAGE; i++) page[i] = 0;
+    store_le(page, n, 2);
+    for (u32 i = 0; i < n; i++) store_le(page + 2 + 2 * i, ids[i], 2);
+    return {};
+}
+
 Sqe set_number_of_queues(u16 sqs, u16 cqs)
 {
     Sqe s = make(ADMIN_SET_FEATURES, 0);

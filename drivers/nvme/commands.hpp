@@ -15,6 +15,19 @@ inline constexpr u32 MAX_BLOCKS_PER_CMD = 65536;
 namespace cmd {
 
 Sqe identify(u8 cns, u32 nsid, u64 prp1);
+// Identify Secondary Controller List (CNS 15h) from controller id `first` on.
+Sqe identify_secondary_list(u16 first, u64 prp1);
+// Virtualization Management (2.0, 5.29): action `act` (4 bits), resource type
+// `rt` (3 bits), controller `cntlid`, `nr` resources. Err::invalid when act or
+// rt do not fit their fields.
+Result<Sqe> virt_mgmt(u8 act, u8 rt, u16 cntlid, u32 nr);
+// Namespace Attachment (1.4, 5.20): attach (or detach) `nsid` to the
+// controllers listed in the page at `list_page` (written by controller_list()).
+// Err::invalid for nsid 0 or broadcast, or an unaligned page.
+Result<Sqe> namespace_attachment(u32 nsid, bool detach, PhysAddr list_page);
+// A controller list page: `n` (1..CONTROLLER_LIST_MAX) ids, the rest zeroed.
+// Err::invalid for a count out of range.
+Status controller_list(u8 *page, const u16 *ids, u32 n);
 // Set Features, Number of Queues (5.21.1.7): sq/cq counts, 1-based here.
 Sqe set_number_of_queues(u16 sqs, u16 cqs);
 // Create I/O Completion / Submission Queue (5.3, 5.4), physically contiguous

@@ -197,6 +197,156 @@ Status Controller::identify_namespace(u32 nsid, NamespaceInfo &out)
     return {};
 }
 
+Result<PrimaryCaps> Controller::identify_primary_caps()
+{
+    KEEL_TRY(admin(cmd::identify(CNS_PRIMARY_CTRL_CAPS, 0, scratch_.pa.raw()), "identify primary controller capabilities"));
+    PrimaryCaps caps;
+    if (!parse_primary_caps(scratch_.va, caps))
+        return WhyMsg(&why_, Err::invalid)
+            .s("primary controller capabilities: allocated beyond the totals (VQ ").d(caps.vqfrt).s(" total, ")
+            .d(caps.vqrfap).s("+").d(caps.vqrfa).s("; VI ").d(caps.vifrt).s(" total, ").d(caps.virfap).s("+")
+            .d(caps.virfa).s(")");
+    return caps;
+}
+
+Result<u32> Controller::secondary_list(SecondaryController *out, u32 max, u16 first)
+{
+    KEEL_TRY(admin(cmd::identify_secondary_list(first, scratch_.pa.raw()), "identify secondary controller list"));
+    auto n = parse_secondary_list(scratch_.va, out, max);
+    if (!n)
+        return WhyMsg(&why_, n.error())
+            .s("secondary controller list: ").d(scratch_.va[0]).s(" entries (a page holds ").d(SECONDARY_LIST_MAX).s(")");
+    return n;
+}
+
+Result<SecondaryController> Controller::find_secondary(u16 vfn)
+{
+    if (!vfn) return WhyMsg(&why_, Err::invalid).s("VF 0: VF numbers start at 1");
+    u32 first = 0, listed = 0;
+    // Each page lists up to 127 controllers from `first` on; a full page may
+    // have a successor. Controller ids are 16 bits: 517 pages cover them all.
+    for (u32 pages = 0; pages <= 0x10000 / SECONDARY_LIST_MAX; pages++) {
+        auto n = secondary_list(nullptr, 0, u16(first));
+        if (!n) return n.error();
+        u32 next = first;
+        for (u32 i = 0; i < *n; i++) {
+            const SecondaryController e = parse_secondary_entry(scratch_.va, i);
+            if (e.vfn == vfn) return e;
+            if (e.scid < first)
+                return WhyMsg(&why_, Err::invalid)
+                    .s("secondary controller list from id ").d(first).s(" lists controller ").d(e.scid);
+            if (e.scid + 1u > next) next = e.scid + 1u;
+        }
+        listed += *n;
+        if (*n < SECONDARY_LIST_MAX || next > 0xffff || next == first) break;
+        first = next;
+    }
+    return WhyMsg(&why_, Err::not_found)
+        .s("VF ").d(vfn).s(": no secondary controller has that VF number (").d(listed).s(" listed)");
+}
+
+Result<u32> Controller::virt_mgmt(u8 act, u8 rt, u16 cntlid, u32 nr)
+{
+    auto c = cmd::virt_mgmt(act, rt, cntlid, nr);
+    if (!c) return WhyMsg(&why_, Err::invalid).s("virtualization management: action ").x(act).s(" type ").x(rt);
+    struct {
+        char msg[64];
+    } what;
+    WhyMsg<decltype(what)> w(&what, Err::none);
+    switch (act) {
+    case VM_ACT_PRIMARY_FLEXIBLE: w.s("primary flexible allocation"); break;
+    case VM_ACT_SECONDARY_OFFLINE: w.s("secondary offline"); break;
+    case VM_ACT_SECONDARY_ASSIGN: w.s("secondary assign"); break;
+    case VM_ACT_SECONDARY_ONLINE: w.s("secondary online"); break;
+    default: w.s("action ").x(act);
+    }
+    if (act == VM_ACT_PRIMARY_FLEXIBLE || act == VM_ACT_SECONDARY_ASSIGN)
+        w.s(" of ").d(nr).s(rt == VM_RT_VQ ? " VQ" : rt == VM_RT_VI ? " VI" : " ?");
+    w.s(" (controller ").d(cntlid).s(")");
+    KEEL_TRY(admin(*c, what.msg));
+    return last_.dw0;
+}
+
+Status Controller::ns_attachment(u32 nsid, u16 cntlid, bool detach)
+{
+    const char *what = detach ? "namespace detach" : "namespace attach";
+    auto c = cmd::namespace_attachment(nsid, detach, scratch_.pa);
+    if (!c) return WhyMsg(&why_, Err::invalid).s(what).s(": namespace id ").x(nsid);
+    (void)cmd::controller_list(scratch_.va, &cntlid, 1);
+    return admin(*c, what);
+}
+
+Status Controller::attach_namespace(u32 nsid, u16 cntlid) { return ns_attachment(nsid, cntlid, false); }
+Status Controller::detach_namespace(u32 nsid, u16 cntlid) { return ns_attachment(nsid, cntlid, true); }
+
+Status Controller::vf_why(u16 vfn, Err e)
+{
+    Why inner = why_;
+    return WhyMsg(&why_, e).s("VF ").d(vfn).s(": ").s(inner.msg);
+}
+
+Status Controller::bring_vf_online(u16 vfn, u16 nvq, u16 nvi, u32 nsid)
+{
+    if (nsid == 0xffffffff) return WhyMsg(&why_, Err::invalid).s("VF ").d(vfn).s(": namespace id ").x(nsid);
+    auto caps = identify_primary_caps();
+    if (!caps) return vf_why(vfn, caps.error());
+    auto found = find_secondary(vfn);
+    if (!found) return found.error();   // why() names the VF already
+    const SecondaryController sc = *found;
+    const bool vq = caps->crt & CRT_VQ, vi = caps->crt & CRT_VI;
+
+    // Checked before anything changes: a refusal halfway would leave the VF offline.
+    struct Want {
+        bool offered;
+        const char *name;
+        u16 want, min, max;     // max: VQFRSM / VIFRSM
+        u32 free, own;          // free in the pool, and what the VF holds already
+    };
+    const Want wants[] = {
+        {vq, "VQ", nvq, 2, caps->vqfrsm, caps->vq_free(), sc.nvq},
+        {vi, "VI", nvi, 1, caps->vifrsm, caps->vi_free(), sc.nvi},
+    };
+    for (const Want &r : wants) {
+        if (!r.offered) continue;
+        if (r.want < r.min)
+            return WhyMsg(&why_, Err::invalid)
+                .s("VF ").d(vfn).s(": ").d(r.want).s(" ").s(r.name).s(" resources asked, a secondary needs at least ").d(r.min);
+        if (r.want > r.max)
+            return WhyMsg(&why_, Err::range)
+                .s("VF ").d(vfn).s(": ").d(r.want).s(" ").s(r.name).s(" resources asked, at most ").d(r.max)
+                .s(" per secondary");
+        if (r.want > u64(r.free) + r.own)
+            return WhyMsg(&why_, Err::no_memory)
+                .s("VF ").d(vfn).s(": ").d(r.want).s(" ").s(r.name).s(" resources asked, ").d(r.free)
+                .s(" free and ").d(r.own).s(" its own");
+    }
+
+    if (sc.online) {
+        auto r = virt_mgmt(VM_ACT_SECONDARY_OFFLINE, VM_RT_VQ, sc.scid, 0);
+        if (!r) return vf_why(vfn, r.error());
+    }
+    for (const Want &r : wants) {
+        if (!r.offered) continue;
+        const u8 rt = &r == &wants[0] ? VM_RT_VQ : VM_RT_VI;
+        auto got = virt_mgmt(VM_ACT_SECONDARY_ASSIGN, rt, sc.scid, r.want);
+        if (!got) return vf_why(vfn, got.error());
+        if (*got != r.want)
+            return WhyMsg(&why_, Err::no_memory)
+                .s("VF ").d(vfn).s(": ").d(r.want).s(" ").s(r.name).s(" resources asked, ").d(*got).s(" assigned");
+    }
+    // RT must be valid even here: QEMU checks it before the action.
+    auto on = virt_mgmt(VM_ACT_SECONDARY_ONLINE, VM_RT_VQ, sc.scid, 0);
+    if (!on) return vf_why(vfn, on.error());
+
+    if (!nsid) return {};
+    Status s = attach_namespace(nsid, sc.scid);
+    if (!s && last_.outcome == Outcome::failed && last_.status.sct() == SCT_COMMAND_SPECIFIC &&
+        last_.status.sc() == SC_NS_ALREADY_ATTACHED)
+        return {};
+    if (!s) return vf_why(vfn, s.error());
+    return {};
+}
+
 CmdResult Controller::check_range(const NamespaceInfo &ns, u64 lba, u32 blocks)
 {
     if (!io_.live()) return CmdResult::refuse(Err::invalid);

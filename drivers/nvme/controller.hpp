@@ -75,6 +75,39 @@ public:
     Result<u32> active_namespaces(u32 *out, u32 max);
     Status identify_namespace(u32 nsid, NamespaceInfo &out);
 
+    // SR-IOV, the physical function's side (NVMe 2.0, 8.26 and 5.29). None of
+    // these is gated on OACS bit 7 (Virtualization Management): QEMU 7.2
+    // supports the command without announcing it. The controller's refusal is
+    // an error like any admin failure (last() has its status).
+    //
+    // Identify Primary Controller Capabilities (CNS 14h); Err::invalid when its
+    // allocations exceed its totals.
+    Result<PrimaryCaps> identify_primary_caps();
+    // Identify Secondary Controller List (CNS 15h) from controller id `first`
+    // on: at most `max` entries into `out`; returns how many the page holds
+    // (<= SECONDARY_LIST_MAX). Err::invalid for a count the page cannot hold.
+    Result<u32> secondary_list(SecondaryController *out, u32 max, u16 first = 0);
+    // The secondary controller of VF `vfn` (1-based), read through as many
+    // list pages as the controller has. Err::not_found when none lists it.
+    Result<SecondaryController> find_secondary(u16 vfn);
+    // Virtualization Management: action `act` (VM_ACT_*), resource type `rt`
+    // (VM_RT_*), controller `cntlid`, `nr` resources. Returns completion DW0
+    // (for an assignment: the resources assigned).
+    Result<u32> virt_mgmt(u8 act, u8 rt, u16 cntlid, u32 nr);
+    // Namespace Attachment of `nsid` to (from) the one controller `cntlid`.
+    Status attach_namespace(u32 nsid, u16 cntlid);
+    Status detach_namespace(u32 nsid, u16 cntlid);
+    // Make VF `vfn` a usable controller: its secondary controller found, taken
+    // offline if online (whatever uses the VF loses it), given `nvq` flexible
+    // queue resources (>= 2: its admin queue and one I/O queue) and `nvi`
+    // interrupt resources (>= 1), of each type the primary's CRT offers, put
+    // online, then namespace `nsid` attached to it (0: none; already attached
+    // is fine). The counts are checked against VQFRSM/VIFRSM and what is free
+    // before anything is changed: Err::invalid (below the minimum), Err::range
+    // (above the per-secondary maximum), Err::no_memory (not free). why() names
+    // the VF and the step.
+    Status bring_vf_online(u16 vfn, u16 nvq, u16 nvi, u32 nsid);
+
     // I/O on namespace `ns`, synchronous. Refused (never submitted): the
     // namespace not usable (Err::unsupported), blocks outside it (Err::range),
     // a buffer whose length is not blocks * block size (Err::invalid), a
@@ -96,11 +129,14 @@ public:
 
 private:
     struct Why {
-        char msg[96];
+        char msg[160];
     };
 
     Status wait_ready(bool ready, bool cfs_fatal, const char *what);
     Status admin(Sqe cmd, const char *what);
+    Status ns_attachment(u32 nsid, u16 cntlid, bool detach);
+    // why() prefixed with "VF n: ", keeping the error.
+    Status vf_why(u16 vfn, Err e);
     CmdResult io(const NamespaceInfo &ns, u8 opcode, u64 lba, u32 blocks, const DataBuffer &buf);
     CmdResult check_range(const NamespaceInfo &ns, u64 lba, u32 blocks);
 

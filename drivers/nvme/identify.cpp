@@ -88,4 +88,49 @@ Result<u32> parse_namespace_list(const u8 *page, u32 *out, u32 max)
     return n;
 }
 
+Status parse_primary_caps(const u8 *page, PrimaryCaps &out)
+{
+    out = PrimaryCaps{};
+    out.cntlid = load_u16(page + 0);
+    out.crt = load_u16(page + 4);
+    out.vqfrt = load_u32(page + 32);
+    out.vqrfa = load_u32(page + 36);
+    out.vqrfap = load_u16(page + 40);
+    out.vqprt = load_u16(page + 42);
+    out.vqfrsm = load_u16(page + 44);
+    out.vqgran = load_u16(page + 46);
+    out.vifrt = load_u32(page + 64);
+    out.virfa = load_u32(page + 68);
+    out.virfap = load_u16(page + 72);
+    out.viprt = load_u16(page + 74);
+    out.vifrsm = load_u16(page + 76);
+    out.vigran = load_u16(page + 78);
+    // In u64: the sum of two u32s may not fit a u32.
+    if (u64(out.vqrfa) + out.vqrfap > out.vqfrt || u64(out.virfa) + out.virfap > out.vifrt) return Err::invalid;
+    return {};
+}
+
+Result<u32> parse_secondary_list(const u8 *page, SecondaryController *out, u32 max)
+{
+    const u32 n = page[0];
+    if (n > SECONDARY_LIST_MAX) return Err::invalid;
+    static_assert(SECONDARY_ENTRY_OFFSET + SECONDARY_LIST_MAX * SECONDARY_ENTRY_BYTES <= MEM_PAGE);
+    for (u32 i = 0; i < n && i < max; i++) out[i] = parse_secondary_entry(page, i);
+    return n;
+}
+
+SecondaryController parse_secondary_entry(const u8 *page, u32 i)
+{
+    SecondaryController s;
+    if (i >= SECONDARY_LIST_MAX) return s;
+    const u8 *e = page + SECONDARY_ENTRY_OFFSET + SECONDARY_ENTRY_BYTES * i;
+    s.scid = load_u16(e + 0);
+    s.pcid = load_u16(e + 2);
+    s.online = e[4] & 1;
+    s.vfn = load_u16(e + 8);
+    s.nvq = load_u16(e + 10);
+    s.nvi = load_u16(e + 12);
+    return s;
+}
+
 } // namespace nvme

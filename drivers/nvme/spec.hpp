@@ -101,11 +101,41 @@ inline constexpr u8 ADMIN_IDENTIFY = 0x06;
 inline constexpr u8 ADMIN_ABORT = 0x08;
 inline constexpr u8 ADMIN_SET_FEATURES = 0x09;
 inline constexpr u8 ADMIN_GET_FEATURES = 0x0a;
+inline constexpr u8 ADMIN_NS_ATTACHMENT = 0x15;    // Namespace Attachment (1.4 5.20)
+inline constexpr u8 ADMIN_VIRT_MGMT = 0x1c;        // Virtualization Management (1.4 5.22, 2.0 5.29)
 
 // Identify CNS values (5.15).
 inline constexpr u8 CNS_NAMESPACE = 0x00;
 inline constexpr u8 CNS_CONTROLLER = 0x01;
 inline constexpr u8 CNS_ACTIVE_NS_LIST = 0x02;
+inline constexpr u8 CNS_PRIMARY_CTRL_CAPS = 0x14;     // Primary Controller Capabilities
+inline constexpr u8 CNS_SECONDARY_CTRL_LIST = 0x15;   // Secondary Controller List (CDW10 31:16: lowest SCID)
+
+// Primary Controller Capabilities (2.0, figure 312) CRT: which flexible
+// resources the primary controller hands to its secondaries.
+inline constexpr u16 CRT_VQ = 1u << 0;    // VQ resources (queues)
+inline constexpr u16 CRT_VI = 1u << 1;    // VI resources (interrupts)
+
+// Secondary Controller List (2.0, figures 313-314): a count byte, then up to
+// 127 entries of 32 bytes from byte 32.
+inline constexpr u32 SECONDARY_LIST_MAX = 127;
+inline constexpr u32 SECONDARY_ENTRY_OFFSET = 32;
+inline constexpr u32 SECONDARY_ENTRY_BYTES = 32;
+
+// Virtualization Management (2.0, 5.29) CDW10: ACT 3:0, RT 10:8, CNTLID 31:16;
+// CDW11: NR. Completion DW0 of an assignment: the resources assigned.
+inline constexpr u8 VM_ACT_PRIMARY_FLEXIBLE = 0x1;
+inline constexpr u8 VM_ACT_SECONDARY_OFFLINE = 0x7;
+inline constexpr u8 VM_ACT_SECONDARY_ASSIGN = 0x8;
+inline constexpr u8 VM_ACT_SECONDARY_ONLINE = 0x9;
+inline constexpr u8 VM_RT_VQ = 0;
+inline constexpr u8 VM_RT_VI = 1;
+
+// Namespace Attachment (1.4, 5.20) CDW10 SEL; PRP1 names a 4 KiB controller
+// list (u16 count, then that many u16 controller ids, at most 2047).
+inline constexpr u8 NS_ATTACH = 0;
+inline constexpr u8 NS_DETACH = 1;
+inline constexpr u32 CONTROLLER_LIST_MAX = 2047;
 
 // Feature identifiers (5.21.1).
 inline constexpr u8 FEAT_VOLATILE_WRITE_CACHE = 0x06;
@@ -147,6 +177,15 @@ inline constexpr u8 SC_ABORT_REQUESTED = 0x07;
 inline constexpr u8 SC_INVALID_NAMESPACE = 0x0b;
 inline constexpr u8 SC_LBA_OUT_OF_RANGE = 0x80;
 inline constexpr u8 SC_WRITE_FAULT = 0x80;              // SCT_MEDIA
+// SCT_COMMAND_SPECIFIC, of Namespace Attachment and Virtualization Management.
+inline constexpr u8 SC_NS_ALREADY_ATTACHED = 0x18;
+inline constexpr u8 SC_NS_IS_PRIVATE = 0x19;
+inline constexpr u8 SC_NS_NOT_ATTACHED = 0x1a;
+inline constexpr u8 SC_CONTROLLER_LIST_INVALID = 0x1c;
+inline constexpr u8 SC_INVALID_CONTROLLER_ID = 0x1f;
+inline constexpr u8 SC_INVALID_SECONDARY_STATE = 0x20;
+inline constexpr u8 SC_INVALID_NUM_RESOURCES = 0x21;
+inline constexpr u8 SC_INVALID_RESOURCE_ID = 0x22;
 inline constexpr u8 SC_UNRECOVERED_READ_ERROR = 0x81;   // SCT_MEDIA
 
 } // namespace nvme

@@ -34,6 +34,14 @@ const char *command_specific_text(u8 sc)
     case 0x01: return "invalid queue identifier";
     case 0x02: return "invalid queue size";
     case 0x08: return "invalid interrupt vector";
+    case 0x18: return "namespace already attached";
+    case 0x19: return "namespace is private";
+    case 0x1a: return "namespace not attached";
+    case 0x1c: return "controller list invalid";
+    case 0x1f: return "invalid controller identifier";
+    case 0x20: return "invalid secondary controller state";
+    case 0x21: return "invalid number of controller resources";
+    case 0x22: return "invalid resource identifier";
     case 0x80: return "conflicting attributes";
     case 0x82: return "attempted write to read only range";
     }

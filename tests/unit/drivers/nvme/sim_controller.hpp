@@ -5,10 +5,16 @@
 // the submission queue at once (unless held), writing completions with the
 // right phase. Knobs make it misbehave: never ready, a dropped command, fatal
 // status, media errors, no volatile write cache, ONCS and MDTS of choice.
+//
+// SR-IOV (NVMe 2.0, modelled on QEMU 7.2's nvme): the controller is a primary
+// (controller id 1) with secondary controllers (add_secondaries: ids 2.., VF
+// numbers 1..), flexible VQ/VI resources, Identify CNS 14h/15h, Virtualization
+// Management and Namespace Attachment with the status codes QEMU returns.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -80,6 +86,16 @@ struct Namespace {
     u8 shift = 9;
     u16 metadata = 0;
     std::vector<u8> data;
+    bool shared = false;                 // NMIC: may be attached to more than one controller
+    std::vector<u16> attached = {1};     // controller ids (1: the primary)
+};
+
+// A secondary controller of the primary (SR-IOV).
+struct Secondary {
+    u16 scid = 0;
+    u16 vfn = 0;
+    bool online = false;
+    u16 nvq = 0, nvi = 0;
 };
 
 class SimController : public Regs {
@@ -101,6 +117,16 @@ public:
     u8 mdts = 5;                    // 2^5 pages = 128 KiB
     u32 nn = 2;
     u16 sqes = 0x66, cqes = 0x44;
+    // SR-IOV: the primary's capabilities (CNS 14h); VQRFA/VIRFA are the sums of
+    // what the secondaries hold.
+    static constexpr u16 PRIMARY_ID = 1;
+    u16 crt = CRT_VQ | CRT_VI;
+    u32 vqfrt = 0, vifrt = 0;
+    u16 vqrfap = 0, virfap = 0;
+    u16 vqfrsm = 0, vifrsm = 0;
+    u16 vfs_enabled = 0;             // VFs the PCI side enabled: only their controllers can be attached to
+    int secondary_list_count = -1;   // >= 0: the list page's count byte, whatever the list holds
+    std::vector<Secondary> secondaries;
 
     // --- what happened ---
     u32 flushes = 0;
@@ -115,6 +141,45 @@ public:
     std::vector<Namespace> ns;
 
     explicit SimController(FakeDma &m) : mem(m) {}
+
+    // What QEMU 7.2 shows at power-on with sriov_max_vfs=N, sriov_vq_flexible=2N,
+    // sriov_vi_flexible=N: every secondary offline and empty.
+    void qemu_sriov(u16 vfs = 2)
+    {
+        crt = CRT_VQ | CRT_VI;
+        vqfrt = 2u * vfs;
+        vifrt = vfs;
+        vqrfap = virfap = 0;
+        vqfrsm = 2;
+        vifrsm = 1;
+        add_secondaries(vfs);
+    }
+
+    void add_secondaries(u16 n)
+    {
+        secondaries.clear();
+        for (u16 i = 0; i < n; i++) secondaries.push_back(Secondary{u16(PRIMARY_ID + 1 + i), u16(i + 1)});
+    }
+
+    Secondary *secondary(u16 scid)
+    {
+        for (auto &c : secondaries)
+            if (c.scid == scid) return &c;
+        return nullptr;
+    }
+
+    u32 vqrfa() const
+    {
+        u32 n = 0;
+        for (auto &c : secondaries) n += c.nvq;
+        return n;
+    }
+    u32 virfa() const
+    {
+        u32 n = 0;
+        for (auto &c : secondaries) n += c.nvi;
+        return n;
+    }
 
     Namespace &add_namespace(u32 nsid, u64 blocks, u8 shift = 9, u16 metadata = 0)
     {
@@ -404,6 +469,35 @@ private:
                     std::memcpy(page + 128, &f0, 4);
                     std::memcpy(page + 132, &f1, 4);
                 }
+            } else if (cns == CNS_PRIMARY_CTRL_CAPS) {
+                auto put = [&](u32 off, u64 v, u32 n) { std::memcpy(page + off, &v, n); };
+                put(0, PRIMARY_ID, 2);
+                put(4, crt, 2);
+                put(32, vqfrt, 4);
+                put(36, vqrfa(), 4);
+                put(40, vqrfap, 2);
+                put(44, vqfrsm, 2);
+                put(46, 1, 2);
+                put(64, vifrt, 4);
+                put(68, virfa(), 4);
+                put(72, virfap, 2);
+                put(76, vifrsm, 2);
+                put(78, 1, 2);
+            } else if (cns == CNS_SECONDARY_CTRL_LIST) {
+                const u16 first = u16(e.cdw10 >> 16);
+                u32 k = 0;
+                for (auto &c : secondaries) {
+                    if (c.scid < first || k == SECONDARY_LIST_MAX) continue;
+                    u8 *en = page + SECONDARY_ENTRY_OFFSET + SECONDARY_ENTRY_BYTES * k++;
+                    const u16 pcid = PRIMARY_ID;
+                    std::memcpy(en + 0, &c.scid, 2);
+                    std::memcpy(en + 2, &pcid, 2);
+                    en[4] = c.online ? 1 : 0;
+                    std::memcpy(en + 8, &c.vfn, 2);
+                    std::memcpy(en + 10, &c.nvq, 2);
+                    std::memcpy(en + 12, &c.nvi, 2);
+                }
+                page[0] = u8(secondary_list_count >= 0 ? secondary_list_count : int(k));
             } else if (cns == CNS_ACTIVE_NS_LIST) {
                 u32 k = 0;
                 for (auto &n : ns)
@@ -447,8 +541,86 @@ private:
         case ADMIN_DELETE_CQ:
             if (!cqs_.erase(u16(e.cdw10))) return sf(SCT_COMMAND_SPECIFIC, 0x01);
             return 0;
+        case ADMIN_VIRT_MGMT: return virt_mgmt(e, dw0);
+        case ADMIN_NS_ATTACHMENT: return ns_attachment(e);
         }
         return sf(SCT_GENERIC, SC_INVALID_OPCODE);
+    }
+
+    // As QEMU 7.2's nvme_virt_mgmt: the resource type is checked before the action.
+    u16 virt_mgmt(const Sqe &e, u32 &dw0)
+    {
+        const u8 act = e.cdw10 & 0xf, rt = u8(e.cdw10 >> 8 & 7);
+        const u16 cntlid = u16(e.cdw10 >> 16);
+        const u32 nr = e.cdw11;
+        if (rt != VM_RT_VQ && rt != VM_RT_VI) return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_RESOURCE_ID);
+        const bool q = rt == VM_RT_VQ;
+        const u32 total = q ? vqfrt : vifrt, primary = q ? vqrfap : virfap, assigned = q ? vqrfa() : virfa();
+        if (act == VM_ACT_PRIMARY_FLEXIBLE) {
+            if (cntlid != PRIMARY_ID) return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_CONTROLLER_ID);
+            if (nr > total - assigned) return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_NUM_RESOURCES);
+            (q ? vqrfap : virfap) = u16(nr);   // QEMU: at the next reset; at once here
+            dw0 = nr;
+            return 0;
+        }
+        if (act != VM_ACT_SECONDARY_OFFLINE && act != VM_ACT_SECONDARY_ASSIGN && act != VM_ACT_SECONDARY_ONLINE)
+            return sf(SCT_GENERIC, SC_INVALID_FIELD);
+        Secondary *c = secondary(cntlid);
+        if (!c) return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_CONTROLLER_ID);
+        if (act == VM_ACT_SECONDARY_OFFLINE) {
+            c->online = false;
+            return 0;
+        }
+        if (act == VM_ACT_SECONDARY_ONLINE) {
+            if (((crt & CRT_VQ) && c->nvq < 2) || ((crt & CRT_VI) && c->nvi < 1))
+                return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_SECONDARY_STATE);
+            c->online = true;
+            return 0;
+        }
+        if (c->online) return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_SECONDARY_STATE);
+        if (!(crt & (q ? CRT_VQ : CRT_VI))) return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_RESOURCE_ID);
+        u16 &own = q ? c->nvq : c->nvi;
+        if ((q && nr == 1) || nr > (q ? vqfrsm : vifrsm) || nr > total - primary - assigned + own)
+            return sf(SCT_COMMAND_SPECIFIC, SC_INVALID_NUM_RESOURCES);
+        own = u16(nr);
+        dw0 = nr;
+        return 0;
+    }
+
+    bool controller_exists(u16 id)
+    {
+        if (id == PRIMARY_ID) return true;
+        Secondary *c = secondary(id);
+        return c && c->vfn <= vfs_enabled;
+    }
+
+    u16 ns_attachment(const Sqe &e)
+    {
+        const u8 sel = e.cdw10 & 0xf;
+        if (sel != NS_ATTACH && sel != NS_DETACH) return sf(SCT_GENERIC, SC_INVALID_FIELD);
+        Namespace *n = find_ns(e.nsid);
+        if (!n) return sf(SCT_GENERIC, SC_INVALID_FIELD);
+        const u8 *list = mem.at(e.prp1, MEM_PAGE);
+        if (!list || e.prp1 % MEM_PAGE) return sf(SCT_GENERIC, SC_DATA_TRANSFER_ERROR);
+        u16 count;
+        std::memcpy(&count, list, 2);
+        if (count == 0 || count > CONTROLLER_LIST_MAX)
+            return sf(SCT_COMMAND_SPECIFIC, SC_CONTROLLER_LIST_INVALID);
+        for (u32 i = 0; i < count; i++) {
+            u16 id;
+            std::memcpy(&id, list + 2 + 2 * i, 2);
+            if (!controller_exists(id)) return sf(SCT_COMMAND_SPECIFIC, SC_CONTROLLER_LIST_INVALID);
+            auto at = std::find(n->attached.begin(), n->attached.end(), id);
+            if (sel == NS_ATTACH) {
+                if (at != n->attached.end()) return sf(SCT_COMMAND_SPECIFIC, SC_NS_ALREADY_ATTACHED);
+                if (!n->shared && !n->attached.empty()) return sf(SCT_COMMAND_SPECIFIC, SC_NS_IS_PRIVATE);
+                n->attached.push_back(id);
+            } else {
+                if (at == n->attached.end()) return sf(SCT_COMMAND_SPECIFIC, SC_NS_NOT_ATTACHED);
+                n->attached.erase(at);
+            }
+        }
+        return 0;
     }
 
     u16 io(const Sqe &e)
