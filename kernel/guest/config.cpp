@@ -49,7 +49,7 @@ int shown(StrView s) { return int(min<usize>(s.n, 32)); }
 
 enum class Table : u8 { none, keel, guest, disk, nic, pci, network };
 enum class Key : u8 {
-    on_idle, time_slice, loglevel, management_nic,
+    on_idle, time_slice, loglevel, management_nic, sriov,
     name, kernel, modules, cmdline, initrd, memory, cpus, pin, on_exit, on_bad_access,
     watchdog, max_restarts, restart_window,
     file, readonly, device,
@@ -65,7 +65,7 @@ struct KeyDef {
 
 constexpr KeyDef KEYS[] = {
     {"on_idle", Table::keel}, {"time_slice", Table::keel}, {"loglevel", Table::keel},
-    {"management_nic", Table::keel},
+    {"management_nic", Table::keel}, {"sriov", Table::keel},
     {"name", Table::guest}, {"kernel", Table::guest}, {"modules", Table::guest},
     {"cmdline", Table::guest}, {"initrd", Table::guest}, {"memory", Table::guest},
     {"cpus", Table::guest}, {"pin", Table::guest}, {"on_exit", Table::guest},
@@ -515,6 +515,36 @@ private:
             c_.management_nic.line = line_;
             c_.has_management_nic = true;
             return true;
+        case Key::sriov:
+            return array("expected an array of \"SSSS:BB:DD.F:VFS\" strings", [&](const Val &e) {
+                if (e.kind != Val::Kind::str) return fail("expected an array of \"SSSS:BB:DD.F:VFS\" strings");
+                if (c_.sriov_count == KeelConfig::MAX_SRIOV) return fail("at most %u entries", KeelConfig::MAX_SRIOV);
+                // The function's address, then ':' and the number of VFs (1..MAX_VFS).
+                usize colon = e.s.n;
+                while (colon > 0 && e.s.p[colon - 1] != ':') colon--;
+                if (colon == 0 || colon == e.s.n)
+                    return fail("\"%.*s\": expected SSSS:BB:DD.F:VFS (the PF's address, then the number of VFs)",
+                                shown(e.s), e.s.p);
+                SriovConfig &sc = c_.sriov[c_.sriov_count];
+                if (const char *why = parse_pci_address(e.s.p, colon - 1, sc.pf))
+                    return fail("\"%.*s\": %s", shown(e.s), e.s.p, why);
+                u32 vfs = 0;
+                for (usize i = colon; i < e.s.n; i++) {
+                    if (e.s.p[i] < '0' || e.s.p[i] > '9' || vfs > SriovConfig::MAX_VFS)
+                        return fail("\"%.*s\": the number of VFs must be 1..%u", shown(e.s), e.s.p, SriovConfig::MAX_VFS);
+                    vfs = vfs * 10 + u32(e.s.p[i] - '0');
+                }
+                if (vfs < 1 || vfs > SriovConfig::MAX_VFS)
+                    return fail("\"%.*s\": the number of VFs must be 1..%u", shown(e.s), e.s.p, SriovConfig::MAX_VFS);
+                sc.vfs = u16(vfs);
+                sc.pf.line = line_;
+                for (u32 i = 0; i < c_.sriov_count; i++)
+                    if (c_.sriov[i].pf.same_function(sc.pf)) return fail("\"%.*s\": that function is named twice", shown(e.s), e.s.p);
+                if (c_.has_management_nic && c_.management_nic.same_function(sc.pf))
+                    return fail("\"%.*s\": that function is management_nic", shown(e.s), e.s.p);
+                c_.sriov_count++;
+                return true;
+            });
         case Key::name:
             if (!str(s, "expected a string") || !name(s)) return false;
             g->name = s;

@@ -62,6 +62,14 @@ const char *parse_pci_address(const char *s, usize n, PciConfig &out);
 // "0000:00:04.0" (always the long form, lower case) into `out`.
 void format_pci_address(char (&out)[PciConfig::TEXT_SIZE], const PciConfig &p);
 
+// One entry of [keel] sriov: an NVMe physical function of Keel's and how many
+// virtual functions Keel enables on it ("0000:00:05.0:2").
+struct SriovConfig {
+    static constexpr u32 MAX_VFS = 127;
+    PciConfig pf;                       // line: the sriov key's
+    u16 vfs;                            // 1..MAX_VFS
+};
+
 // One [[network]] table: an isolated L2 network, one switch inside Keel.
 struct NetworkConfig {
     static constexpr u32 DEFAULT_MTU = 1500;
@@ -143,6 +151,9 @@ struct KeelConfig {
     Level       loglevel;
     bool        has_management_nic;     // management_nic is only meaningful if set
     PciConfig   management_nic;         // Keel's own NIC, never given to a guest (line: its key's)
+    static constexpr u32 MAX_SRIOV = 4;
+    SriovConfig sriov[MAX_SRIOV];       // [keel] sriov, in file order
+    u32         sriov_count;
     GuestConfig guests[MAX_GUESTS];
     u32         guest_count;            // 0..MAX_GUESTS (an empty file is valid)
     NetworkConfig networks[MAX_NETWORKS];

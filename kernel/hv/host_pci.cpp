@@ -100,6 +100,28 @@ u32 host_pci_scan(HostFn *out, u32 max)
             }
         }
     }
+    // SR-IOV virtual functions are not found by a scan (their vendor ID reads all ones, their
+    // PF need not be multi-function): each enabled PF's VFs by its capability (PCIe 9.3.3).
+    for (u32 i = 0, pfs = n; i < pfs; i++) {
+        const HostFn pf = out[i];
+        const u32 cap = host_pci_ext_cap(pf, 0x0010);
+        if (!cap || !(host_pci_read(pf, cap + 8) & 1)) continue;   // VF Enable
+        const u32 num = host_pci_read(pf, cap + 0x10) & 0xffff, route = host_pci_read(pf, cap + 0x14);
+        const u32 first = route & 0xffff, stride = route >> 16;
+        const u16 vf_device = u16(host_pci_read(pf, cap + 0x18) >> 16);
+        for (u32 k = 1; k <= num && k <= 256 && n < max; k++) {
+            const u32 rid = u32(pf.sid()) + first + (k - 1) * stride;
+            if (rid > 0xffff || (k > 1 && !stride)) break;
+            HostFn v{pf.segment, u8(rid >> 8), u8(rid >> 3 & 31), u8(rid & 7), pf.window, 0, 0};
+            const u32 cls = host_pci_read(v, PCI_CLASS);
+            if (cls == ~0u) continue;                    // not reachable through this window
+            v.id = (pf.id & 0xffff) | u32(vf_device) << 16;
+            v.class_code = cls >> 8;
+            v.vf = u16(k);
+            v.pf_sid = pf.sid();
+            out[n++] = v;
+        }
+    }
     auto key = [](const HostFn &f) { return u64(f.segment) << 16 | u64(f.bus) << 8 | f.dev << 3 | f.fn; };
     for (u32 i = 1; i < n; i++)
         for (u32 j = i; j > 0 && key(out[j]) < key(out[j - 1]); j--) {

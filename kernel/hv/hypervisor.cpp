@@ -98,6 +98,7 @@ bool started_;
         iommu_irq_selftest(cmdline.get("iommu_irq_selftest", v) && v.eq("qemu"));
     }
     if (storage_needed(config_)) init_storage(config_);
+    init_sriov(config_);
     claim_passthrough(config_);
     if (cmdline.has("dma_canary")) dma_canary_arm();
     create_networks();

@@ -176,6 +176,8 @@ struct HostFn {
     u32 window;             // the ECAM window it was found through
     u32 id;                 // vendor | device << 16
     u32 class_code;         // class, subclass, programming interface
+    u16 vf = 0;             // an SR-IOV virtual function: its number (1-based) at its PF; 0: not a VF
+    u16 pf_sid = 0;         // a VF's physical function (same segment)
     u16 sid() const { return u16(bus << 8 | dev << 3 | fn); }
 };
 
@@ -427,6 +429,18 @@ bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out);
 bool storage_owns(const HostFn &f);
 // A drive Keel brought up but no disk is on, now given to a guest: shut down and left alone.
 void storage_release(const HostFn &f);
+// The function is one of Keel's NVMe drives, up and driven.
+bool storage_drives(const HostFn &f);
+// Through the drive `pf`: its VF number vfn made usable (nvq queues, nvi interrupts, online,
+// namespace nsid attached). nullptr, or why not.
+const char *storage_vf_online(const HostFn &pf, u16 vfn, u16 nvq, u16 nvi, u32 nsid);
+
+// sriov.cpp: [keel] sriov (after init_storage, before claim_passthrough): each PF's VFs enabled
+// and made usable (errors logged at the line); sriov_pf: f is such a PF (Keel's); sriov_vf_bar:
+// a VF's BAR as its PF's SR-IOV capability places it (false: not a VF of Keel's, or no such BAR).
+void init_sriov(const KeelConfig &cfg);
+bool sriov_pf(const HostFn &f);
+bool sriov_vf_bar(const HostFn &vf, u32 bar, u64 &base, u64 &size, bool &wide);
 // When every guest has ended: the drives' caches flushed, and before power-off the controllers shut down.
 void storage_quiesce(bool power_off);
 bool plug_disks(Guest &g);

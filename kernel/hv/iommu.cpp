@@ -152,7 +152,7 @@ u32 iommu_host_groups(HostFn *fns, u32 *group, u32 max)
     for (u32 i = 0; i < n; i++) {
         const HostFn &f = fns[i];
         iommu::Function &t = topo[i];
-        t = iommu::Function{f.segment, f.bus, f.dev, f.fn, iommu::Kind::endpoint, 0, 0, 0};
+        t = iommu::Function{f.segment, f.bus, f.dev, f.fn, iommu::Kind::endpoint, 0, 0, 0, f.vf != 0};
         const bool bridge = (host_pci_read(f, PCI_HEADER) >> 16 & 0x7f) == 1;
         if (bridge) {
             const u32 buses = host_pci_read(f, PCI_BUSES);

@@ -73,7 +73,18 @@ const char *describe(GuestPci &p)
     for (u32 b = 0; b < PciFunction::BARS; b++) p.saved_bars[b] = host_pci_read(f, PCI_BAR0 + 4 * b);
     host_pci_write(f, PCI_COMMAND, cmd & ~(CMD_MEM | CMD_MASTER | 1u));
     const char *why = nullptr;
-    for (u32 b = 0; b < PciFunction::BARS && !why; b++) {
+    for (u32 b = 0; f.vf && b < PciFunction::BARS && !why; b++) {
+        // A VF's BARs are its PF's SR-IOV capability's (its own registers read 0).
+        GuestPci::Bar &bar = p.bars[b];
+        bar = GuestPci::Bar{};
+        bool wide = false;
+        if (!sriov_vf_bar(f, b, bar.base, bar.size, wide)) continue;
+        bar.map = reinterpret_cast<volatile u8 *>(mm::map_mmio(PhysAddr(bar.base), bar.size).raw());
+        if (!bar.map) why = "a VF BAR Keel cannot map";
+        h.bars[b] = {wide ? PciFunction::BarType::mem64 : PciFunction::BarType::mem32, bar.size, false};
+        if (wide) b++;
+    }
+    for (u32 b = 0; !f.vf && b < PciFunction::BARS && !why; b++) {
         GuestPci::Bar &bar = p.bars[b];
         bar = GuestPci::Bar{};
         const u32 at = PCI_BAR0 + 4 * b;
@@ -187,6 +198,7 @@ const char *check(const KeelConfig &cfg, u32 gi, u32 k, const HostFn *fns, const
         return buf;
     }
     if (storage_owns(f)) return "one of Keel's drives, holding a guest's disk";
+    if (sriov_pf(f)) return "the physical function of Keel's SR-IOV VFs ([keel] sriov): it stays Keel's";
     for (u32 i = 0; i < nclaims_; i++)
         if (claims_[i].fn.sid() == f.sid() && claims_[i].fn.segment == f.segment) {
             const StrView other = cfg.guests[claims_[i].guest].name;

@@ -303,6 +303,7 @@ Status NvmeBackend::zero(u64 off, u64 len)
 
 bool storage_needed(const KeelConfig &cfg)
 {
+    if (cfg.sriov_count) return true;   // the PFs are Keel's drives
     for (u32 i = 0; i < cfg.guest_count; i++)
         for (u32 k = 0; k < cfg.guests[i].disk_count; k++)
             if (!cfg.guests[i].disks[k].device.empty()) return true;
@@ -405,6 +406,25 @@ void storage_release(const HostFn &f)
         }
         log_info("%s: given to a guest: Keel no longer drives it", c.name);
     }
+}
+
+bool storage_drives(const HostFn &f)
+{
+    for (u32 i = 0; i < nnvme_; i++)
+        if (nvme_[i].port && nvme_[i].pci.segment == f.segment && nvme_[i].pci.sid() == f.sid()) return true;
+    return false;
+}
+
+const char *storage_vf_online(const HostFn &pf, u16 vfn, u16 nvq, u16 nvi, u32 nsid)
+{
+    for (u32 i = 0; i < nnvme_; i++) {
+        Nvme &c = nvme_[i];
+        if (!c.port || c.pci.segment != pf.segment || c.pci.sid() != pf.sid()) continue;
+        Guard<Spinlock> g(c.port->lock());
+        if (Status s = c.ctrl->bring_vf_online(vfn, nvq, nvi, nsid); !s) return c.ctrl->why();
+        return nullptr;
+    }
+    return "not one of Keel's drives";
 }
 
 bool open_device_disk(const GuestConfig &g, u32 disk, nvme::Extent &out)

@@ -51,7 +51,7 @@ void compute_groups(const Function *fns, u32 n, u32 *group)
         // Multi-function devices: functions join unless both isolate.
         for (u32 k = i + 1; k < n; k++) {
             const Function &a = fns[i], &b = fns[k];
-            if (a.segment != b.segment || a.bus != b.bus || a.dev != b.dev) continue;
+            if (a.segment != b.segment || a.bus != b.bus || a.dev != b.dev || a.virtfn || b.virtfn) continue;
             const bool ia = (a.acs & ACS_MFD_ISOLATION) == ACS_MFD_ISOLATION;
             const bool ib = (b.acs & ACS_MFD_ISOLATION) == ACS_MFD_ISOLATION;
             if (!ia || !ib) s.join(i, k);

@@ -16,6 +16,9 @@
 //    sibling ports); the same holds for every port further up the path;
 //  - the functions of one multi-function device share a group unless each
 //    has ACS with P2P Request and Completion Redirect (or is the only one);
+//    an SR-IOV virtual function is never part of that rule (a VF is not a
+//    multi-function device's function, though it may sit at a function number
+//    of its PF's slot; Linux treats it the same way);
 //  - anything else (a root-complex integrated endpoint, an endpoint below
 //    isolating ports) is its own group.
 // Portable: the caller reads the topology from configuration space.
@@ -45,6 +48,7 @@ struct Function {
     Kind kind;
     u8 secondary, subordinate;   // bridges and ports: the buses below
     u16 acs;                     // ACS controls enabled (0: no ACS capability)
+    bool virtfn = false;         // an SR-IOV virtual function
 };
 
 inline constexpr u32 MAX_FUNCTIONS = 256;

@@ -95,6 +95,11 @@ def main():
     p.add_argument("--nvme-guest-owned", action="store_true",
                    help="the NVMe controller is passed through to a guest: its disk is the guest's, not checked "
                         "after the run (implies --nvme)")
+    p.add_argument("--nvme-sriov", type=int, default=0, metavar="VFS",
+                   help="the NVMe controller is an SR-IOV PF (QEMU: an nvme-subsys, VFS virtual functions with "
+                        "2 queues and 1 interrupt each); its namespace 1 is the provisioned disk (the PF's "
+                        "alone), namespace k+1 a 16 MiB disk for VF k, detached, starting with KEEL-VFk "
+                        "(implies --nvme)")
     p.add_argument("--nvme-addr", default=None, metavar="SLOT",
                    help="the NVMe controller at this device number of q35's root bus, e.g. 0x4 (implies --nvme)")
     p.add_argument("--expect-partition", action="append", default=[], metavar="NAME=SPEC",
@@ -102,7 +107,7 @@ def main():
     a = p.parse_args()
     if a.expect_status is not None and a.emulator != "qemu":
         p.error("--expect-status needs --emulator qemu")
-    if a.nvme_size or a.expect_partition or a.nvme_addr or a.nvme_guest_owned:
+    if a.nvme_size or a.expect_partition or a.nvme_addr or a.nvme_guest_owned or a.nvme_sriov:
         a.nvme = True
     if a.nvme and a.emulator != "qemu":
         p.error("--nvme needs --emulator qemu")
@@ -144,7 +149,7 @@ def main():
             if a.expect_status is not None:
                 extra += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
             if a.nvme:
-                extra += nvme_qemu_args(nvme_raw, a.nvme_addr)
+                extra += nvme_qemu_args(nvme_raw, a.nvme_addr, a.nvme_sriov, tmp)
             cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra + a.qemu_arg)
         else:
             cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
@@ -213,10 +218,25 @@ def main():
         check_interleaved(text, spec)
 
 
-def nvme_qemu_args(raw, addr=None):
-    """QEMU's NVMe controller on the raw disk (q35: PCIe with an MCFG-described ECAM)."""
-    dev = "nvme,serial=keel-nvme0,drive=nvm0" + (f",addr={addr}" if addr else "")
-    return ["-drive", f"file={raw},if=none,format=raw,id=nvm0", "-device", dev]
+def nvme_qemu_args(raw, addr=None, vfs=0, tmp=None):
+    """QEMU's NVMe controller on the raw disk (q35: PCIe with an MCFG-described ECAM); with vfs,
+    an SR-IOV PF in an NVM subsystem (QEMU 7.2 wants one) whose namespace 1 is the PF's alone
+    (shared=off) and namespace k+1 is VF k's, detached until Keel attaches it."""
+    at = f",addr={addr}" if addr else ""
+    if not vfs:
+        return ["-drive", f"file={raw},if=none,format=raw,id=nvm0", "-device", f"nvme,serial=keel-nvme0,drive=nvm0{at}"]
+    args = ["-drive", f"file={raw},if=none,format=raw,id=nvm0", "-device", "nvme-subsys,id=nvmesubsys0,nqn=keel",
+            "-device", f"nvme,id=nvme0,serial=keel-nvme0,subsys=nvmesubsys0{at},sriov_max_vfs={vfs},"
+                       f"sriov_vq_flexible={2 * vfs},sriov_vi_flexible={vfs}",
+            "-device", "nvme-ns,drive=nvm0,bus=nvme0,nsid=1,shared=off"]
+    for k in range(1, vfs + 1):
+        path = os.path.join(tmp, f"vf{k}.raw")
+        with open(path, "wb") as f:
+            f.write(f"KEEL-VF{k}".encode().ljust(512, b"\0"))
+            f.truncate(16 << 20)
+        args += ["-drive", f"file={path},if=none,format=raw,id=nvm{k}",
+                 "-device", f"nvme-ns,drive=nvm{k},bus=nvme0,nsid={k + 1},detached=on"]
+    return args
 
 
 def check_nvme(raw, pristine, specs, subst):

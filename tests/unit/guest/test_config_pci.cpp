@@ -366,3 +366,45 @@ TEST(ConfigPci, RandomAddressesAgainstARegex)
     }
     EXPECT_GT(accepted, 5000u);
 }
+
+namespace {
+
+TEST(ConfigSriov, PhysicalFunctionsAndTheirVfs)
+{
+    Parsed p("[keel]\nsriov = [\"0000:00:05.0:2\", \"3a:00.1:127\"]\n");
+    ASSERT_TRUE(p.ok) << p.error();
+    ASSERT_EQ(p.cfg->sriov_count, 2u);
+    EXPECT_EQ(text(p.cfg->sriov[0].pf), "0000:00:05.0");
+    EXPECT_EQ(p.cfg->sriov[0].vfs, 2u);
+    EXPECT_EQ(p.cfg->sriov[0].pf.line, 2u);
+    EXPECT_EQ(text(p.cfg->sriov[1].pf), "0000:3a:00.1");
+    EXPECT_EQ(p.cfg->sriov[1].vfs, 127u);
+    EXPECT_EQ(Parsed("[keel]\nsriov = []\n").cfg->sriov_count, 0u);
+}
+
+TEST(ConfigSriov, Refused)
+{
+    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:0\"]\n"),
+              "line 2: sriov: \"0000:00:05.0:0\": the number of VFs must be 1..127");
+    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:128\"]\n"),
+              "line 2: sriov: \"0000:00:05.0:128\": the number of VFs must be 1..127");
+    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:2x\"]\n"),
+              "line 2: sriov: \"0000:00:05.0:2x\": the number of VFs must be 1..127");
+    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:\"]\n"),
+              "line 2: sriov: \"0000:00:05.0:\": expected SSSS:BB:DD.F:VFS (the PF's address, then the number of VFs)");
+    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:20.0:1\"]\n"),
+              "line 2: sriov: \"0000:00:20.0:1\": device number above 1f");
+    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:1\", \"00:05.0:2\"]\n"),
+              "line 2: sriov: \"00:05.0:2\": that function is named twice");
+    EXPECT_EQ(error_of("[keel]\nmanagement_nic = \"00:05.0\"\nsriov = [\"0000:00:05.0:1\"]\n"),
+              "line 3: sriov: \"0000:00:05.0:1\": that function is management_nic");
+    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:01.0:1\", \"0000:00:02.0:1\", \"0000:00:03.0:1\", "
+                       "\"0000:00:04.0:1\", \"0000:00:05.0:1\"]\n"),
+              "line 2: sriov: at most 4 entries");
+    EXPECT_EQ(error_of("[keel]\nsriov = [1]\n"), "line 2: sriov: expected an array of \"SSSS:BB:DD.F:VFS\" strings");
+    EXPECT_EQ(error_of("[keel]\nsriov = \"0000:00:05.0:1\"\n"),
+              "line 2: sriov: expected an array of \"SSSS:BB:DD.F:VFS\" strings");
+    EXPECT_EQ(error_of(guest("a") + "sriov = [\"0000:00:05.0:1\"]\n"), "line 5: unknown key \"sriov\" in [[guest]]");
+}
+
+} // namespace

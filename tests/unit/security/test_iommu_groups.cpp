@@ -48,6 +48,21 @@ TEST(IommuGroups, MultiFunctionDevices)
     EXPECT_EQ(g[1], g[2]);
 }
 
+TEST(IommuGroups, VirtualFunctionsAreNotMultiFunctionPeers)
+{
+    // QEMU's NVMe PF at 00:05.0 (no ACS) with its VFs at 00:05.1 and 00:05.2: each alone,
+    // like Linux; a physical second function of the same slot still joins the PF.
+    Function vf1 = ep(0, 5, 1), vf2 = ep(0, 5, 2);
+    vf1.virtfn = vf2.virtfn = true;
+    EXPECT_EQ(groups({ep(0, 5, 0), vf1, vf2}), (std::vector<u32>{0, 1, 2}));
+    EXPECT_EQ(groups({ep(0, 5, 0), vf1, ep(0, 5, 3)}), (std::vector<u32>{0, 1, 0}));
+    // Below a port without isolation a VF still shares the port's group.
+    Function vf = ep(1, 0, 1);
+    vf.virtfn = true;
+    auto g = groups({port(Kind::root_port, 0, 1, 1, 1, 0), ep(1, 0, 0), vf});
+    EXPECT_EQ(g[1], g[2]);
+}
+
 TEST(IommuGroups, RootPorts)
 {
     // Two root ports, each with an endpoint; with ACS each endpoint is alone,
