@@ -9,7 +9,7 @@
 // initrds, modules, disk images; paths relative to CONFIG's folder) is there;
 // 1 when not, with one message per problem on stderr; 2 on bad usage.
 // A host PCI function that Keel will not give a guest (find_pci_conflicts: it is
-// the management_nic, or named twice) is a warning on stderr naming both lines,
+// the management_nic or an sriov PF, or named twice) is a warning on stderr naming both lines,
 // not a refusal: Keel is to refuse only that guest at boot and start the others. The
 // warnings are not repeated by --list-devices (scripts/mkimage runs --list first).
 //   --list      print the files CONFIG names, as written, once each, one per line
@@ -121,6 +121,10 @@ int main(int argc, char **argv)
             switch (x.kind) {
             case PciConflict::Kind::management_nic:
                 why = "is Keel's management_nic (line " + std::to_string(x.other_line) + ")";
+                break;
+            case PciConflict::Kind::sriov_pf:
+                why = "is an SR-IOV physical function Keel keeps ([keel] sriov, line " + std::to_string(x.other_line) +
+                      ")";
                 break;
             case PciConflict::Kind::same_guest:
                 why = "is named twice by guest \"" + str(g.name) + "\" (also at line " +

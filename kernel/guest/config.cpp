@@ -514,36 +514,19 @@ private:
             if (!pci_address(c_.management_nic)) return false;
             c_.management_nic.line = line_;
             c_.has_management_nic = true;
+            for (u32 i = 0; i < c_.sriov_count; i++)
+                if (c_.sriov[i].pf.same_function(c_.management_nic)) {
+                    char t[PciConfig::TEXT_SIZE];
+                    format_pci_address(t, c_.management_nic);
+                    return fail("%s is also an SR-IOV physical function in sriov (line %u)", t, c_.sriov_line);
+                }
             return true;
         case Key::sriov:
-            return array("expected an array of \"SSSS:BB:DD.F:VFS\" strings", [&](const Val &e) {
-                if (e.kind != Val::Kind::str) return fail("expected an array of \"SSSS:BB:DD.F:VFS\" strings");
+            c_.sriov_line = line_;
+            return array("expected an array of strings such as \"0000:00:05.0:2\"", [&](const Val &e) {
+                if (e.kind != Val::Kind::str) return fail("expected an array of strings such as \"0000:00:05.0:2\"");
                 if (c_.sriov_count == KeelConfig::MAX_SRIOV) return fail("at most %u entries", KeelConfig::MAX_SRIOV);
-                // The function's address, then ':' and the number of VFs (1..MAX_VFS).
-                usize colon = e.s.n;
-                while (colon > 0 && e.s.p[colon - 1] != ':') colon--;
-                if (colon == 0 || colon == e.s.n)
-                    return fail("\"%.*s\": expected SSSS:BB:DD.F:VFS (the PF's address, then the number of VFs)",
-                                shown(e.s), e.s.p);
-                SriovConfig &sc = c_.sriov[c_.sriov_count];
-                if (const char *why = parse_pci_address(e.s.p, colon - 1, sc.pf))
-                    return fail("\"%.*s\": %s", shown(e.s), e.s.p, why);
-                u32 vfs = 0;
-                for (usize i = colon; i < e.s.n; i++) {
-                    if (e.s.p[i] < '0' || e.s.p[i] > '9' || vfs > SriovConfig::MAX_VFS)
-                        return fail("\"%.*s\": the number of VFs must be 1..%u", shown(e.s), e.s.p, SriovConfig::MAX_VFS);
-                    vfs = vfs * 10 + u32(e.s.p[i] - '0');
-                }
-                if (vfs < 1 || vfs > SriovConfig::MAX_VFS)
-                    return fail("\"%.*s\": the number of VFs must be 1..%u", shown(e.s), e.s.p, SriovConfig::MAX_VFS);
-                sc.vfs = u16(vfs);
-                sc.pf.line = line_;
-                for (u32 i = 0; i < c_.sriov_count; i++)
-                    if (c_.sriov[i].pf.same_function(sc.pf)) return fail("\"%.*s\": that function is named twice", shown(e.s), e.s.p);
-                if (c_.has_management_nic && c_.management_nic.same_function(sc.pf))
-                    return fail("\"%.*s\": that function is management_nic", shown(e.s), e.s.p);
-                c_.sriov_count++;
-                return true;
+                return sriov_entry(e.s);
             });
         case Key::name:
             if (!str(s, "expected a string") || !name(s)) return false;
@@ -860,6 +843,41 @@ private:
         return true;
     }
 
+    // One `sriov` entry: a PF address, ':', its VF count in decimal.
+    bool sriov_entry(StrView s)
+    {
+        usize colon = s.n, dot = s.n;
+        for (usize i = 0; i < s.n; i++) {
+            if (s.p[i] == ':') colon = i;
+            if (s.p[i] == '.') dot = i;
+        }
+        if (colon == s.n || dot == s.n || colon < dot)
+            return fail("\"%.*s\": expected a PF address and its VF count, such as \"0000:00:05.0:2\"", shown(s), s.p);
+        SriovConfig &r = c_.sriov[c_.sriov_count];
+        if (const char *why = parse_pci_address(s.p, colon, r.pf)) return fail("\"%.*s\": %s", shown(s), s.p, why);
+        u32 vfs = 0;
+        const usize digits = s.n - colon - 1;
+        for (usize i = colon + 1; i < s.n; i++) {
+            if (s.p[i] < '0' || s.p[i] > '9') {
+                vfs = ~0u;
+                break;
+            }
+            if (vfs <= SriovConfig::MAX_VFS) vfs = vfs * 10 + u32(s.p[i] - '0');
+        }
+        if (!digits || vfs < 1 || vfs > SriovConfig::MAX_VFS)
+            return fail("\"%.*s\": the VF count must be 1..%u (in decimal)", shown(s), s.p, unsigned(SriovConfig::MAX_VFS));
+        r.vfs = u16(vfs);
+        r.pf.line = line_;
+        char t[PciConfig::TEXT_SIZE];
+        format_pci_address(t, r.pf);
+        for (u32 i = 0; i < c_.sriov_count; i++)
+            if (c_.sriov[i].pf.same_function(r.pf)) return fail("physical function %s is named twice", t);
+        if (c_.has_management_nic && c_.management_nic.same_function(r.pf))
+            return fail("physical function %s is Keel's management_nic (line %u)", t, c_.management_nic.line);
+        c_.sriov_count++;
+        return true;
+    }
+
     // A guest's or a network's name.
     bool ident(StrView s)
     {
@@ -1020,6 +1038,11 @@ u32 find_pci_conflicts(const KeelConfig &c, PciConflict *out, u32 cap)
                     add(PciConflict{PciConflict::Kind::management_nic, gi, k, gi, c.management_nic.line});
                     return true;
                 }
+                for (u32 j = 0; j < c.sriov_count && j < KeelConfig::MAX_SRIOV; j++)
+                    if (p.same_function(c.sriov[j].pf)) {
+                        add(PciConflict{PciConflict::Kind::sriov_pf, gi, k, gi, c.sriov[j].pf.line});
+                        return true;
+                    }
                 for (u32 j = 0; j < k; j++)
                     if (p.same_function(g.pci[j])) {
                         add(PciConflict{PciConflict::Kind::same_guest, gi, k, gi, g.pci[j].line});

@@ -55,20 +55,23 @@ struct PciConfig {
     }
 };
 
+// One entry of `[keel] sriov`: an SR-IOV NVMe physical function Keel keeps and
+// drives, and how many of its virtual functions it enables ("SSSS:BB:DD.F:N" or
+// "BB:DD.F:N"). The VFs are then host functions like any other, named in
+// [[guest.pci]] by their own addresses.
+struct SriovConfig {
+    static constexpr u16 MAX_VFS = 127;   // a Secondary Controller List page's worth
+
+    PciConfig pf;                       // line: the sriov key's
+    u16       vfs;                      // 1..MAX_VFS
+};
+
 // Parses `s` (exactly `n` bytes) into out's segment, bus, dev and fn (line untouched).
 // Returns nullptr, or why not, e.g. "device number above 1f".
 const char *parse_pci_address(const char *s, usize n, PciConfig &out);
 
 // "0000:00:04.0" (always the long form, lower case) into `out`.
 void format_pci_address(char (&out)[PciConfig::TEXT_SIZE], const PciConfig &p);
-
-// One entry of [keel] sriov: an NVMe physical function of Keel's and how many
-// virtual functions Keel enables on it ("0000:00:05.0:2").
-struct SriovConfig {
-    static constexpr u32 MAX_VFS = 127;
-    PciConfig pf;                       // line: the sriov key's
-    u16 vfs;                            // 1..MAX_VFS
-};
 
 // One [[network]] table: an isolated L2 network, one switch inside Keel.
 struct NetworkConfig {
@@ -138,6 +141,7 @@ struct GuestConfig {
 struct KeelConfig {
     static constexpr u32   MAX_GUESTS       = 16;
     static constexpr u32   MAX_NETWORKS     = 8;
+    static constexpr u32   MAX_SRIOV        = 4;        // [keel] sriov entries
     static constexpr usize POOL_SIZE        = 8192;     // unescaped strings
     static constexpr u64   MIN_TIME_SLICE   = 100'000;          // ns
     static constexpr u64   MAX_TIME_SLICE   = 1'000'000'000;    // ns
@@ -151,9 +155,9 @@ struct KeelConfig {
     Level       loglevel;
     bool        has_management_nic;     // management_nic is only meaningful if set
     PciConfig   management_nic;         // Keel's own NIC, never given to a guest (line: its key's)
-    static constexpr u32 MAX_SRIOV = 4;
-    SriovConfig sriov[MAX_SRIOV];       // [keel] sriov, in file order
+    SriovConfig sriov[MAX_SRIOV];       // SR-IOV physical functions Keel keeps, in file order
     u32         sriov_count;
+    u32         sriov_line;             // line of the sriov key (0: absent)
     GuestConfig guests[MAX_GUESTS];
     u32         guest_count;            // 0..MAX_GUESTS (an empty file is valid)
     NetworkConfig networks[MAX_NETWORKS];
@@ -169,21 +173,21 @@ struct KeelConfig {
 Status parse_config(const char *text, usize len, KeelConfig &out, ConfigError &err);
 
 // A [[guest.pci]] that cannot be honoured, though parse_config accepts the file: its
-// function is Keel's management_nic, or named earlier by the same guest, or held by an
+// function is Keel's management_nic or one of its [keel] sriov physical functions, or named earlier by the same guest, or held by an
 // earlier guest (one that is not itself refused). The contract: Keel is to refuse that
 // guest at boot and start the others (passthrough is being built: Keel's boot does not
 // act on [[guest.pci]] yet); keel-config-check warns about each one. Found in file order:
 // a refused guest holds none of its functions, so a later guest may be given them.
 struct PciConflict {
-    enum class Kind : u8 { management_nic, same_guest, other_guest };
+    enum class Kind : u8 { management_nic, sriov_pf, same_guest, other_guest };
     Kind kind;
     u32  guest;                 // index of the guest Keel refuses
     u32  pci;                   // index into its pci[]
     u32  other_guest;           // the guest that holds it (other_guest; same_guest: == guest)
-    u32  other_line;            // line of the earlier [[guest.pci]], or of management_nic
+    u32  other_line;            // line of the earlier [[guest.pci]], or of management_nic or sriov
 };
 
-// At most one conflict per [[guest.pci]] (the first of: management_nic, the same guest,
+// At most one conflict per [[guest.pci]] (the first of: management_nic, an sriov PF, the same guest,
 // an earlier guest). Writes up to `cap` into `out` and returns how many there are.
 static constexpr u32 MAX_PCI_CONFLICTS = KeelConfig::MAX_GUESTS * GuestConfig::MAX_PASSTHROUGH;
 u32 find_pci_conflicts(const KeelConfig &c, PciConflict *out, u32 cap);

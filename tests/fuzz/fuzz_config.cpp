@@ -81,6 +81,16 @@ void invariants(const char *text, size_t len, const KeelConfig &c)
     check(static_cast<unsigned>(c.loglevel) <= static_cast<unsigned>(Level::debug));
     check(c.guest_count <= KeelConfig::MAX_GUESTS);
     check(!c.has_management_nic || (c.management_nic.dev < 32 && c.management_nic.fn < 8 && c.management_nic.line >= 1));
+    // SR-IOV physical functions: valid, distinct, none of them the management NIC.
+    check(c.sriov_count <= KeelConfig::MAX_SRIOV);
+    check(!c.sriov_count || c.sriov_line >= 1);
+    for (u32 i = 0; i < c.sriov_count; i++) {
+        const SriovConfig &r = c.sriov[i];
+        check(r.pf.dev < 32 && r.pf.fn < 8 && r.pf.line == c.sriov_line);
+        check(r.vfs >= 1 && r.vfs <= SriovConfig::MAX_VFS);
+        check(!c.has_management_nic || !r.pf.same_function(c.management_nic));
+        for (u32 j = 0; j < i; j++) check(!r.pf.same_function(c.sriov[j].pf));
+    }
     // Networks: valid, uniquely named, in file order.
     check(c.network_count <= KeelConfig::MAX_NETWORKS);
     for (u32 i = 0; i < c.network_count; i++) {
@@ -181,6 +191,7 @@ void invariants(const char *text, size_t len, const KeelConfig &c)
         const PciConflict &x = conflicts[k];
         check(x.guest < c.guest_count && x.pci < c.guests[x.guest].pci_count && x.other_guest <= x.guest);
         check(x.kind != PciConflict::Kind::management_nic || c.has_management_nic);
+        check(x.kind != PciConflict::Kind::sriov_pf || c.sriov_count);
     }
 }
 
@@ -217,6 +228,14 @@ std::string emit(const KeelConfig &c)
     if (c.has_management_nic) {
         format_pci_address(t, c.management_nic);
         o += std::string("management_nic = \"") + t + "\"\n";
+    }
+    if (c.sriov_line) {
+        o += "sriov = [";
+        for (u32 i = 0; i < c.sriov_count; i++) {
+            format_pci_address(t, c.sriov[i].pf);
+            o += std::string(i ? ", \"" : "\"") + t + ":" + std::to_string(c.sriov[i].vfs) + "\"";
+        }
+        o += "]\n";
     }
     for (u32 i = 0; i < c.guest_count; i++) {
         const GuestConfig &g = c.guests[i];
@@ -276,6 +295,9 @@ void equal(const KeelConfig &a, const KeelConfig &b)
     check(!a.has_loglevel || a.loglevel == b.loglevel);
     check(a.has_management_nic == b.has_management_nic);
     check(!a.has_management_nic || a.management_nic.same_function(b.management_nic));
+    check(a.sriov_count == b.sriov_count && !a.sriov_line == !b.sriov_line);
+    for (u32 i = 0; i < a.sriov_count; i++)
+        check(a.sriov[i].pf.same_function(b.sriov[i].pf) && a.sriov[i].vfs == b.sriov[i].vfs);
     check(a.network_count == b.network_count);
     for (u32 i = 0; i < a.network_count; i++)
         check(same(a.networks[i].name, b.networks[i].name) && a.networks[i].mtu == b.networks[i].mtu);

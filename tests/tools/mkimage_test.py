@@ -91,6 +91,10 @@ REFUSED = [
      r'^keel-config-check: \S+ line 11: guest "a": disk 0 "odd\.img" \(\S+\): 1000 bytes, not a non-zero multiple of 512'),
     ("bad pci address", PCI.replace('device = "00:04.0"', 'device = "00:20.0"'),
      r'^keel: keel\.toml line 19: device: "00:20\.0": device number above 1f; no guests started$'),
+    ("sriov pf is the management nic",
+     PCI.replace('management_nic = "0000:00:03.0"', 'management_nic = "0000:00:03.0"\nsriov = ["00:03.0:2"]'),
+     r"^keel: keel\.toml line 4: sriov: physical function 0000:00:03\.0 is Keel's management_nic \(line 3\); "
+     r"no guests started$"),
 ]
 
 

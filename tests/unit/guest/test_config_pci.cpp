@@ -367,44 +367,91 @@ TEST(ConfigPci, RandomAddressesAgainstARegex)
     EXPECT_GT(accepted, 5000u);
 }
 
-namespace {
+// [keel] sriov: SR-IOV NVMe physical functions Keel keeps, each with its VF count.
+std::string keel_sriov(const std::string &list) { return "[keel]\nsriov = " + list + "\n"; }
 
-TEST(ConfigSriov, PhysicalFunctionsAndTheirVfs)
+TEST(ConfigSriov, Entries)
 {
-    Parsed p("[keel]\nsriov = [\"0000:00:05.0:2\", \"3a:00.1:127\"]\n");
-    ASSERT_TRUE(p.ok) << p.error();
-    ASSERT_EQ(p.cfg->sriov_count, 2u);
-    EXPECT_EQ(text(p.cfg->sriov[0].pf), "0000:00:05.0");
-    EXPECT_EQ(p.cfg->sriov[0].vfs, 2u);
-    EXPECT_EQ(p.cfg->sriov[0].pf.line, 2u);
-    EXPECT_EQ(text(p.cfg->sriov[1].pf), "0000:3a:00.1");
-    EXPECT_EQ(p.cfg->sriov[1].vfs, 127u);
-    EXPECT_EQ(Parsed("[keel]\nsriov = []\n").cfg->sriov_count, 0u);
+    Parsed p(keel_sriov("[\"0000:00:05.0:2\", \"01:00.1:127\", \"ffff:AB:1f.7:1\"]") + guest("a") +
+             pci("0000:00:05.1"));
+    ASSERT_EQ(p.error(), "ok");
+    const KeelConfig &c = *p.cfg;
+    ASSERT_EQ(c.sriov_count, 3u);
+    EXPECT_EQ(c.sriov_line, 2u);
+    EXPECT_EQ(text(c.sriov[0].pf), "0000:00:05.0");
+    EXPECT_EQ(c.sriov[0].vfs, 2);
+    EXPECT_EQ(c.sriov[0].pf.line, 2u);
+    EXPECT_EQ(text(c.sriov[1].pf), "0000:01:00.1");   // the short form is segment 0
+    EXPECT_EQ(c.sriov[1].vfs, 127);
+    EXPECT_EQ(text(c.sriov[2].pf), "ffff:ab:1f.7");
+    EXPECT_EQ(c.sriov[2].vfs, 1);
+    // A VF is named in [[guest.pci]] like any function: no conflict with its PF.
+    PciConflict x[MAX_PCI_CONFLICTS];
+    EXPECT_EQ(find_pci_conflicts(c, x, MAX_PCI_CONFLICTS), 0u);
+
+    Parsed none(guest("a"));
+    ASSERT_EQ(none.error(), "ok");
+    EXPECT_EQ(none.cfg->sriov_count, 0u);
+    EXPECT_EQ(none.cfg->sriov_line, 0u);
+    Parsed empty(keel_sriov("[]"));
+    ASSERT_EQ(empty.error(), "ok");
+    EXPECT_EQ(empty.cfg->sriov_count, 0u);
+    Parsed four(keel_sriov("[\"00:01.0:1\", \"00:02.0:1\", \"00:03.0:1\", \"00:04.0:1\"]  # all of them"));
+    ASSERT_EQ(four.error(), "ok");
+    EXPECT_EQ(four.cfg->sriov_count, 4u);
 }
 
 TEST(ConfigSriov, Refused)
 {
-    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:0\"]\n"),
-              "line 2: sriov: \"0000:00:05.0:0\": the number of VFs must be 1..127");
-    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:128\"]\n"),
-              "line 2: sriov: \"0000:00:05.0:128\": the number of VFs must be 1..127");
-    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:2x\"]\n"),
-              "line 2: sriov: \"0000:00:05.0:2x\": the number of VFs must be 1..127");
-    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:\"]\n"),
-              "line 2: sriov: \"0000:00:05.0:\": expected SSSS:BB:DD.F:VFS (the PF's address, then the number of VFs)");
-    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:20.0:1\"]\n"),
-              "line 2: sriov: \"0000:00:20.0:1\": device number above 1f");
-    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:05.0:1\", \"00:05.0:2\"]\n"),
-              "line 2: sriov: \"00:05.0:2\": that function is named twice");
-    EXPECT_EQ(error_of("[keel]\nmanagement_nic = \"00:05.0\"\nsriov = [\"0000:00:05.0:1\"]\n"),
-              "line 3: sriov: \"0000:00:05.0:1\": that function is management_nic");
-    EXPECT_EQ(error_of("[keel]\nsriov = [\"0000:00:01.0:1\", \"0000:00:02.0:1\", \"0000:00:03.0:1\", "
-                       "\"0000:00:04.0:1\", \"0000:00:05.0:1\"]\n"),
-              "line 2: sriov: at most 4 entries");
-    EXPECT_EQ(error_of("[keel]\nsriov = [1]\n"), "line 2: sriov: expected an array of \"SSSS:BB:DD.F:VFS\" strings");
-    EXPECT_EQ(error_of("[keel]\nsriov = \"0000:00:05.0:1\"\n"),
-              "line 2: sriov: expected an array of \"SSSS:BB:DD.F:VFS\" strings");
-    EXPECT_EQ(error_of(guest("a") + "sriov = [\"0000:00:05.0:1\"]\n"), "line 5: unknown key \"sriov\" in [[guest]]");
+    const std::string want = "expected an array of strings such as \"0000:00:05.0:2\"";
+    expect_all({
+        {keel_sriov("\"00:05.0:2\""), "line 2: sriov: " + want},
+        {keel_sriov("[2]"), "line 2: sriov: " + want},
+        {keel_sriov("[\"00:05.0:2\", 3]"), "line 2: sriov: arrays must not mix types"},
+        {keel_sriov("[\"00:05.0:2\""), "line 2: sriov: unterminated array (arrays must end on the same line)"},
+        {keel_sriov("[\"00:01.0:1\", \"00:02.0:1\", \"00:03.0:1\", \"00:04.0:1\", \"00:06.0:1\"]"),
+         "line 2: sriov: at most 4 entries"},
+        {keel_sriov("[\"0000:00:05.0\"]"),
+         "line 2: sriov: \"0000:00:05.0\": expected a PF address and its VF count, such as \"0000:00:05.0:2\""},
+        {keel_sriov("[\"00:05.0\"]"),
+         "line 2: sriov: \"00:05.0\": expected a PF address and its VF count, such as \"0000:00:05.0:2\""},
+        {keel_sriov("[\"2\"]"), "line 2: sriov: \"2\": expected a PF address and its VF count, such as \"0000:00:05.0:2\""},
+        {keel_sriov("[\"00:05.0:1.5\"]"),
+         "line 2: sriov: \"00:05.0:1.5\": expected a PF address and its VF count, such as \"0000:00:05.0:2\""},
+        {keel_sriov("[\"00:20.0:2\"]"), "line 2: sriov: \"00:20.0:2\": device number above 1f"},
+        {keel_sriov("[\"0:00:05.0:2\"]"), "line 2: sriov: \"0:00:05.0:2\": the segment needs 4 hex digits (SSSS:BB:DD.F)"},
+        {keel_sriov("[\"00:05.0:0\"]"), "line 2: sriov: \"00:05.0:0\": the VF count must be 1..127 (in decimal)"},
+        {keel_sriov("[\"00:05.0:128\"]"), "line 2: sriov: \"00:05.0:128\": the VF count must be 1..127 (in decimal)"},
+        {keel_sriov("[\"00:05.0:99999999999999999999\"]"),
+         "line 2: sriov: \"00:05.0:99999999999999999999\": the VF count must be 1..127 (in decimal)"},
+        {keel_sriov("[\"00:05.0:\"]"), "line 2: sriov: \"00:05.0:\": the VF count must be 1..127 (in decimal)"},
+        {keel_sriov("[\"00:05.0:0x2\"]"), "line 2: sriov: \"00:05.0:0x2\": the VF count must be 1..127 (in decimal)"},
+        {keel_sriov("[\"00:05.0:-1\"]"), "line 2: sriov: \"00:05.0:-1\": the VF count must be 1..127 (in decimal)"},
+        // A PF named twice, in either form.
+        {keel_sriov("[\"00:05.0:2\", \"0000:00:05.0:4\"]"),
+         "line 2: sriov: physical function 0000:00:05.0 is named twice"},
+        // The management NIC, before or after.
+        {"[keel]\nmanagement_nic = \"00:05.0\"\nsriov = [\"0000:00:05.0:2\"]\n",
+         "line 3: sriov: physical function 0000:00:05.0 is Keel's management_nic (line 2)"},
+        {"[keel]\nsriov = [\"00:04.0:1\", \"0000:00:05.0:2\"]\nmanagement_nic = \"00:05.0\"\n",
+         "line 3: management_nic: 0000:00:05.0 is also an SR-IOV physical function in sriov (line 2)"},
+        {"[keel]\nsriov = []\nsriov = []\n", "line 3: duplicate key \"sriov\""},
+        {guest("a") + "sriov = [\"00:05.0:2\"]\n", "line 5: unknown key \"sriov\" in [[guest]]"},
+    });
+    // The management NIC beside (not on) a PF is fine.
+    EXPECT_EQ(error_of("[keel]\nmanagement_nic = \"00:05.1\"\nsriov = [\"0000:00:05.0:2\"]\n"), "ok");
 }
 
-} // namespace
+TEST(ConfigSriov, PfGivenToAGuest)
+{
+    // The PF stays Keel's: a guest naming it is refused at boot, like one naming management_nic.
+    Parsed p(keel_sriov("[\"00:04.0:1\", \"0000:00:05.0:2\"]") + guest("a") + pci("00:05.0") + guest("b") +
+             pci("00:05.1"));
+    ASSERT_EQ(p.error(), "ok");
+    PciConflict c[MAX_PCI_CONFLICTS];
+    ASSERT_EQ(find_pci_conflicts(*p.cfg, c, MAX_PCI_CONFLICTS), 1u);
+    EXPECT_EQ(c[0].kind, PciConflict::Kind::sriov_pf);
+    EXPECT_EQ(c[0].guest, 0u);
+    EXPECT_EQ(c[0].pci, 0u);
+    EXPECT_EQ(c[0].other_line, 2u);
+}
