@@ -181,12 +181,13 @@ struct HostFn {
     u16 sid() const { return u16(bus << 8 | dev << 3 | fn); }
 };
 
-// A DMA domain of the IOMMU (iommu.cpp): a guest's RAM as its devices see it (IOVA = guest-physical).
-using DmaTable = PageTable<DmarFormat, mm::FrameTableMem>;
+// A DMA domain of the IOMMU: a guest's RAM as its devices see it (IOVA = guest-physical). Opaque
+// outside the IOMMU backend (VT-d: iommu.cpp keeps its second-level table in `storage`; an AMD-Vi
+// backend would keep its own table format there).
 struct DmaDomain {
-    mm::FrameTableMem mem;
-    alignas(DmaTable) u8 storage[sizeof(DmaTable)];
-    DmaTable *table;                      // nullptr: not built
+    static constexpr usize STORAGE = 128;
+    alignas(8) u8 storage[STORAGE];
+    bool built;
     u16 did;
 };
 
@@ -370,8 +371,10 @@ volatile u8 *host_pci_map_bar0(const HostFn &f, u64 max_map, const char *who);
 u32 host_pci_cap(const HostFn &f, u8 id);
 u32 host_pci_ext_cap(const HostFn &f, u16 id);
 
-// iommu.cpp: VT-d, default deny. init_iommu once at start (before Keel's drivers), then
-// Keel's own devices are attached to its DMA domain, which maps only the pages given to them.
+// The IOMMU, as the rest of Keel uses it (the seam an AMD-Vi backend would implement too: nothing
+// above this line of functions names VT-d; the VT-d backend is iommu.cpp and iommu_irq.cpp).
+// init_iommu once at start (before Keel's drivers): default deny; Keel's own devices are attached
+// to its DMA domain, which maps only the pages given to them.
 void init_iommu(bool required);
 bool iommu_on();
 bool iommu_attach_keel(const HostFn &f, const char *who);
@@ -391,7 +394,7 @@ void iommu_poll();
 u64 iommu_faults();
 void iommu_stats();     // "keel: stats iommu faults=N unlogged=N overflows=N"
 void iommu_selftest();
-// iommu.cpp, for iommu_irq.cpp: the units Keel turned on (none while the IOMMU is off), the
+// VT-d backend internals. iommu.cpp, for iommu_irq.cpp: the units Keel turned on (none while the IOMMU is off), the
 // lock every submission to their queues takes, the tables' write-back where the units do not
 // snoop, each recorded fault taken (and counted), a fault logged.
 u32 iommu_units();
@@ -415,7 +418,10 @@ bool iommu_irq_remapping();
 Result<u16> iommu_irte_alloc(u16 sid, u32 dest_apic_id, u8 vector);
 Status iommu_irte_retarget(u16 handle, u32 dest_apic_id, u8 vector);
 void iommu_irte_free(u16 handle);
-vtd::MsiMessage iommu_irte_msi(u16 handle);   // what the device's MSI capability or MSI-X entry gets
+struct IommuMsi {
+    u32 addr_lo, addr_hi, data;
+};
+IommuMsi iommu_irte_msi(u16 handle);   // what the device's MSI capability or MSI-X entry gets
 void iommu_irq_selftest(bool qemu_deviations);
 
 // storage.cpp: Keel's NVMe drives. init_storage (once, before any guest is created, when

@@ -28,6 +28,8 @@ namespace hv {
 namespace {
 
 constexpr u16 KEEL_DID = 1;
+
+using DmaTable = PageTable<DmarFormat, mm::FrameTableMem>;
 constexpr u32 FAULT_BURST = 16;        // fault lines logged at once
 constexpr u64 FAULT_EVERY_MS = 100;    // then one per this, at most
 
@@ -313,20 +315,29 @@ bool iommu_rmrr_device(const HostFn &f)
 
 // A guest's domain: each RAM block at its guest-physical address (IOVA), read/write, 4 KiB
 // pages; the legacy area and everything else (other guests, Keel, MMIO) absent.
+namespace {
+// What a DmaDomain's storage holds for VT-d.
+struct VtdDomain {
+    mm::FrameTableMem mem;
+    alignas(DmaTable) u8 table_storage[sizeof(DmaTable)];
+    DmaTable *table;
+};
+static_assert(sizeof(VtdDomain) <= DmaDomain::STORAGE && alignof(VtdDomain) <= 8);
+VtdDomain &vtd_of(DmaDomain &d) { return *reinterpret_cast<VtdDomain *>(d.storage); }
+} // namespace
+
 Status iommu_domain_build(DmaDomain &d, u16 did, const Guest &g)
 {
     if (!io_.on) return Err::unsupported;
     d.did = did;
-    d.mem = mm::FrameTableMem{};
-    d.table = new (d.storage) DmaTable(d.mem, 1);
-    if (Status s = d.table->init(); !s) {
-        d.table = nullptr;
-        return s;
-    }
+    VtdDomain &v = *new (d.storage) VtdDomain{};
+    v.table = new (v.table_storage) DmaTable(v.mem, 1);
+    if (Status s = v.table->init(); !s) return s;
+    d.built = true;
     for (usize i = 0; i < g.nblocks; i++) {
         const Guest::Block &b = g.blocks[i];
         if (!b.ram) continue;
-        if (Status s = d.table->map(b.gpa, b.pa.raw(), PAGE_SIZE << b.order, Attr{Perm{true, true}, CacheType::wb});
+        if (Status s = v.table->map(b.gpa, b.pa.raw(), PAGE_SIZE << b.order, Attr{Perm{true, true}, CacheType::wb});
             !s) {
             iommu_domain_destroy(d);
             return s;
@@ -339,9 +350,9 @@ Status iommu_domain_build(DmaDomain &d, u16 did, const Guest &g)
 
 bool iommu_attach(const HostFn &f, DmaDomain &d, const char *who)
 {
-    if (!io_.on || !d.table) return false;
+    if (!io_.on || !d.built) return false;
     Guard<Spinlock> lk(io_.lock);
-    if (!set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(d.table->root(), d.did))) {
+    if (!set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(vtd_of(d).table->root(), d.did))) {
         log_error("%s: no memory for its IOMMU context table", who);
         return false;
     }
@@ -364,9 +375,9 @@ void iommu_detach(const HostFn &f, DmaDomain &d)
 
 void iommu_domain_destroy(DmaDomain &d)
 {
-    if (!d.table) return;
-    d.table->destroy();
-    d.table = nullptr;
+    if (!d.built) return;
+    vtd_of(d).table->destroy();
+    d.built = false;
 }
 
 // At the boot CPU's ticks: every recorded fault taken, a few logged per tick.

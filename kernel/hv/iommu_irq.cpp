@@ -131,7 +131,11 @@ void iommu_irte_free(u16 handle)
     (void)invalidate_entry(handle);
 }
 
-vtd::MsiMessage iommu_irte_msi(u16 handle) { return vtd::remapped_msi(handle); }
+IommuMsi iommu_irte_msi(u16 handle)
+{
+    const vtd::MsiMessage m = vtd::remapped_msi(handle);
+    return IommuMsi{m.addr_lo, m.addr_hi, m.data};
+}
 
 // "iommu_irq_selftest" on Keel's command line, with QEMU's `edu` device
 // (1234:11e8, its MSI capability) present and interrupt remapping on: edu's
@@ -268,7 +272,7 @@ void iommu_irq_selftest(bool qemu_deviations)
         log_error("iommu irq selftest: FAIL: cannot allocate interrupt remapping entries");
         return;
     }
-    vtd::MsiMessage m = iommu_irte_msi(*own);
+    IommuMsi m = iommu_irte_msi(*own);
     program(m.addr_lo, m.data);
     raise(counters[0], 0, 0, "(a) edu's entry");
     // (b) retargeted to vector 1.

@@ -347,7 +347,7 @@ bool route_passthrough_irqs(Guest &g)
             }
             v.host = *host;
             v.irte = *irte;
-            const vtd::MsiMessage m = iommu_irte_msi(v.irte);
+            const IommuMsi m = iommu_irte_msi(v.irte);
             volatile u32 *e = msix_entry(p, n);
             e[0] = m.addr_lo;
             e[1] = m.addr_hi;

@@ -71,6 +71,24 @@ struct HostNvme final : HostPort {
         check(on != master);
         master = on;
     }
+    // Direct mappings: never a page of the MSI-X table or PBA, never past the BAR.
+    bool map_bar(u32 bar, const BarMapping &m) override
+    {
+        check(bar == 0 && m.count <= BarMapping::MAX_RANGES);
+        for (u32 i = 0; i < m.count; i++) {
+            const BarMapping::Range &r = m.ranges[i];
+            check(r.offset % 4096 == 0 && r.size % 4096 == 0 && r.guest % 4096 == 0 && r.offset + r.size <= 0x4000);
+            check(r.offset + r.size <= 0x2000);   // the table's page (0x2000) and the PBA's (0x3000) never
+        }
+        mapped++;
+        return true;
+    }
+    void unmap_bar(u32 bar, const BarMapping &) override
+    {
+        check(bar == 0 && mapped > 0);
+        mapped--;
+    }
+    u32 mapped = 0;
 };
 
 HostFunctionInfo nvme_info()
@@ -115,6 +133,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     HostNvme host;
     PassthroughFunction pt(nvme_info(), host);
     u64 next = 0xd0000000;
+    const PassthroughFunction::Window windows[] = {{0xc0000000, 0xe0000000}};
+    pt.set_map_windows(windows, 1);
     check(pt.ok() && pt.place_bars(next, 0xe0000000) && bus.plug(3, pt));
     Input in{data, size};
     const u8 sizes[] = {1, 2, 4, 8};
@@ -167,6 +187,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(bus.config_read(3, 0, 0, 4) == 0x00101b36u);
     check((bus.config_read(3, 0, 0x10, 4) & 0x3fff) == 0x4);
     check(host.master == bool(bus.config_read(3, 0, 0x04, 2) & 4));
+    check(host.mapped <= 1);
     check(bus.config_read(4, 0, 0, 4) == ~0u);
     return 0;
 }
