@@ -289,7 +289,9 @@ void iommu_unmap_keel(PhysAddr pa)
 {
     if (!io_.on) return;
     Guard<Spinlock> g(io_.lock);
-    auto r = io_.keel->unmap(pa.raw(), PAGE_SIZE);
+    // Tables left empty stay (reclaim false): the unit may hold them in its paging-structure
+    // caches until the invalidation below, so none may be freed and reused before it.
+    auto r = io_.keel->unmap(pa.raw(), PAGE_SIZE, false);
     publish();
     if (r && *r) (void)invalidate_iotlb(KEEL_DID);
 }
