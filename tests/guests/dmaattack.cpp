@@ -258,7 +258,12 @@ Result submit(Queue& q, Sqe e)
             q.head = u16((q.head + 1) % QN);
             if (q.head == 0) q.phase ^= 1;
             w32(0x1000 + (2u * q.qid + 1) * (4u << dstrd), q.head);
-            if ((dw3 & 0xffff) != cid) printf("dmaattack: completion for cid %u, expected %u\n", dw3 & 0xffff, cid);
+            if ((dw3 & 0xffff) != cid) {
+                // A late completion of a command given up on earlier (its wait timed out):
+                // consumed and dropped, and the wait for this one goes on.
+                printf("dmaattack: late completion for cid %u dropped (waiting for %u)\n", dw3 & 0xffff, cid);
+                continue;
+            }
             return {Outcome::Done, u16(dw3 >> 17)};
         }
         if ((n & 0xff) == 0 && (r32(CSTS) & CSTS_CFS)) return {Outcome::Fatal, 0};
