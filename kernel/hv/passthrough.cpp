@@ -104,7 +104,7 @@ const char *describe(GuestPci &p)
         }
         if (!mask) {
             if (wide) b++;
-            continue;                                 // not implemented
+            continue;                                 // a BAR the device does not have (sizing reads 0)
         }
         if (!wide) mask |= 0xffffffff00000000ull;
         const u64 size = ~mask + 1;

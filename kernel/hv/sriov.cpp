@@ -91,7 +91,7 @@ const char *enable_vfs(Pf &p, u64 &at)
         if (!(mask & 0xffffffffull & ~0xfull) && !(wide && mask >> 32)) {
             host_pci_write(f, reg, lo);
             if (wide) b++;
-            continue;                                      // not implemented
+            continue;                                      // a VF BAR the device does not have (sizing reads 0)
         }
         const u64 size = ~mask + 1;
         if (!wide) return "a 32-bit VF BAR (Keel places VF BARs above 4 GiB)";
