@@ -204,6 +204,10 @@ struct GuestPci final : HostPort {
     Bar bars[PciFunction::BARS]{};
     u32 saved_bars[PciFunction::BARS]{}; // the BAR registers as the firmware set them, restored after a reset
     HostFunctionInfo info{};
+    // No FLR: the bridge above it, whose secondary bus reset resets it (everything below that
+    // bridge is given to this guest); sbr false: it has neither and is not reset between starts.
+    HostFn sbr_bridge{};
+    bool sbr = false;
     u32 pcie = 0;                         // its PCI Express capability (0: none)
     u32 msix = 0;                         // its MSI-X capability (0: none)
     bool flr = false;                     // it has Function Level Reset

@@ -10,8 +10,9 @@
 // given to the same guest. Its BARs are sized and mapped in Keel's MMIO window,
 // its MSI-X layout and PCI Express capability read.
 //
-// At each start (plug_passthrough, after the NICs): the device is reset (FLR)
-// and its BARs restored; the guest's DMA domain is built over its RAM (IOVA =
+// At each start (plug_passthrough, after the NICs): the device is reset (FLR,
+// or without it the secondary bus reset of the bridge right above it when
+// everything below that bridge is this guest's) and its BARs restored; the guest's DMA domain is built over its RAM (IOVA =
 // guest-physical, DID 2 + the guest's index) and the device attached to it;
 // its PassthroughFunction (kernel/pci/passthrough) goes on the guest's bus
 // after the disks and NICs, BARs at addresses Keel picks in the upper half of
@@ -43,6 +44,7 @@ constexpr u64 WINDOW_BASE = PCI_MMIO32_BASE + PCI_MMIO32_SIZE / 2, WINDOW_END = 
 constexpr u64 MAX_BAR_MAP = 256 * MiB;               // larger BARs are refused (Keel maps each whole)
 constexpr u8 CAP_PCIE = 0x10, CAP_MSIX = 0x11;
 constexpr u32 DEVCAP_FLR = 1u << 28;
+constexpr u32 PCI_BRIDGE_CONTROL = 0x3c, BRIDGE_SBR = 1u << (16 + 6);   // Bridge Control (0x3e) bit 6
 constexpr u16 DEVCTL_FLR = 1u << 15, DEVSTA_TRANSACTIONS = 1u << 5;
 constexpr u32 MSIX_ENABLE = 1u << 31, MSIX_MASK_ALL = 1u << 30;   // in the capability's first dword
 
@@ -164,10 +166,40 @@ void unroute(GuestPci &p)
     }
 }
 
-// Function Level Reset (PCIe 6.6.2): pending transactions drained (bounded), FLR, 100 ms, then
-// its BARs as Keel found them and decoding on, INTx and Bus Master off.
-void reset(GuestPci &p)
+// A function without FLR behind a bridge (a root or switch port, a PCI bridge) is reset by that
+// bridge's Secondary Bus Reset, which resets everything below it: allowed only when every
+// function there is given to this same guest (anything else, Keel's own devices included, would
+// be reset under its owner).
+void find_sbr_bridge(const GuestConfig &c, const HostFn &f, const HostFn *fns, u32 n, GuestPci &p)
 {
+    for (u32 i = 0; i < n; i++) {
+        const HostFn &b = fns[i];
+        if (b.segment != f.segment || b.vf || (host_pci_read(b, PCI_HEADER) >> 16 & 0x7f) != 1) continue;
+        const u32 buses = host_pci_read(b, PCI_BUSES);
+        const u8 sec = u8(buses >> 8), sub = u8(buses >> 16);
+        if (sec != f.bus) continue;
+        for (u32 j = 0; j < n; j++) {
+            const HostFn &o = fns[j];
+            if (o.segment != f.segment || o.bus < sec || o.bus > sub) continue;
+            bool mine = false;
+            for (u32 k = 0; k < c.pci_count; k++) mine |= same(o, c.pci[k]);
+            if (!mine) return;   // someone else's (or no one's) below the same bridge
+        }
+        p.sbr_bridge = b;
+        p.sbr = true;
+        return;
+    }
+}
+
+// Resets function k of the guest: Function Level Reset (PCIe 6.6.2: pending transactions drained,
+// bounded, FLR, 100 ms), or its bridge's Secondary Bus Reset (PCI-to-PCI Bridge 3.2.5.18: held
+// at least 1 ms, then 100 ms before the function is used), once per bridge (an earlier function
+// of the guest behind the same bridge was reset with it). Then its BARs as Keel found them and
+// decoding on, INTx and Bus Master off. A bus reset is checked: the Interrupt Disable bit set
+// before it must read back clear.
+void reset(Guest &g, u32 k)
+{
+    GuestPci &p = g.pcis[k];
     const HostFn &f = p.host;
     host_pci_write(f, PCI_COMMAND, (host_pci_read(f, PCI_COMMAND) & 0xffff & ~CMD_MASTER) | CMD_INTX_OFF);
     if (p.flr) {
@@ -175,6 +207,24 @@ void reset(GuestPci &p)
         const u32 ctl = host_pci_read(f, p.pcie + 8) & 0xffff;
         host_pci_write(f, p.pcie + 8, ctl | DEVCTL_FLR);
         time::delay_us(100'000);
+    } else if (p.sbr) {
+        bool done = false;
+        for (u32 j = 0; j < k; j++) done |= g.pcis[j].sbr && g.pcis[j].sbr_bridge.sid() == p.sbr_bridge.sid();
+        if (!done) {
+            const HostFn &b = p.sbr_bridge;
+            const u32 ctl = host_pci_read(b, PCI_BRIDGE_CONTROL);
+            host_pci_write(b, PCI_BRIDGE_CONTROL, ctl | BRIDGE_SBR);
+            time::delay_us(2000);
+            host_pci_write(b, PCI_BRIDGE_CONTROL, ctl & ~BRIDGE_SBR);
+            time::delay_us(100'000);
+            const bool reset_seen = !(host_pci_read(f, PCI_COMMAND) & CMD_INTX_OFF);
+            if (reset_seen)
+                log_info("guest %s: device %04x:%02x:%02x.%u reset (secondary bus reset at %04x:%02x:%02x.%u)", g.name,
+                         f.segment, f.bus, f.dev, f.fn, b.segment, b.bus, b.dev, b.fn);
+            else
+                log_error("guest %s: device %04x:%02x:%02x.%u: the secondary bus reset at %04x:%02x:%02x.%u did not "
+                          "reset it", g.name, f.segment, f.bus, f.dev, f.fn, b.segment, b.bus, b.dev, b.fn);
+        }
     }
     for (u32 b = 0; b < PciFunction::BARS; b++) host_pci_write(f, PCI_BAR0 + 4 * b, p.saved_bars[b]);
     host_pci_write(f, PCI_COMMAND, CMD_MEM | CMD_INTX_OFF);
@@ -218,6 +268,7 @@ const char *check(const KeelConfig &cfg, u32 gi, u32 k, const HostFn *fns, const
     }
     p.host = f;
     if (const char *why = describe(p)) return why;
+    if (!p.flr) find_sbr_bridge(c, f, fns, n, p);
     return nullptr;
 }
 
@@ -272,7 +323,8 @@ void claim_passthrough(const KeelConfig &cfg)
             storage_release(p.host);
             log_info("guest %.*s: device %04x:%02x:%02x.%u (%04x:%04x class %06x) given to it%s", int(c.name.n),
                      c.name.p, p.host.segment, p.host.bus, p.host.dev, p.host.fn, p.host.id & 0xffff, p.host.id >> 16,
-                     p.host.class_code, p.flr ? "" : "; it has no FLR: not reset between starts");
+                     p.host.class_code, p.flr ? "" : p.sbr ? "; it has no FLR: reset by its bridge's secondary bus reset"
+                                                                   : "; it has no FLR and no bridge of its own: not reset between starts");
         }
     }
 }
@@ -291,7 +343,7 @@ bool plug_passthrough(Guest &g)
     for (u32 k = 0; k < g.npcis; k++) {
         GuestPci &p = g.pcis[k];
         const PciConfig &pc = c.pci[k];
-        reset(p);
+        reset(g, k);
         p.fn = new (p.fn_storage) PassthroughFunction(p.info, p);
         p.bar_maps = 0;
         const PassthroughFunction::Window windows[] = {
@@ -367,8 +419,12 @@ void unplug_passthrough(Guest &g)
         unroute(p);
         host_pci_write(p.host, PCI_COMMAND, (host_pci_read(p.host, PCI_COMMAND) & 0xffff & ~CMD_MASTER) | CMD_INTX_OFF);
         iommu_detach(p.host, g.dma);
-        reset(p);
-        p.fn = nullptr;
+    }
+    // Every function quiet and detached before any is reset (a bus reset resets its siblings too).
+    for (u32 k = 0; k < g.npcis; k++) {
+        if (!g.pcis[k].fn) continue;
+        reset(g, k);
+        g.pcis[k].fn = nullptr;
     }
     iommu_domain_destroy(g.dma);
 }
