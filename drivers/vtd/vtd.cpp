@@ -42,8 +42,8 @@ Status Unit::probe()
         why_ = "registers read as all ones";
         return Err::invalid;
     }
-    if (!caps_.four_level()) {
-        why_ = "no 4-level (48-bit) second-level tables (SAGAW)";
+    if (!caps_.four_level() && !caps_.three_level()) {
+        why_ = "no 4-level (48-bit) or 3-level (39-bit) second-level tables (SAGAW)";
         return Err::unsupported;
     }
     return {};

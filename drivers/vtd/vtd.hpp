@@ -53,6 +53,7 @@ struct Caps {
     bool pass_through() const { return ecap >> 6 & 1; }
     u32 iro() const { return u32(ecap >> 8 & 0x3ff) * 16; }   // IOTLB registers' offset
     bool four_level() const { return sagaw() & 4; }      // 48-bit, 4-level second-level tables
+    bool three_level() const { return sagaw() & 2; }     // 39-bit, 3-level
 };
 
 // The unit's registers and the clock of its bounded waits (kernel/lib/device_io.hpp).
@@ -65,10 +66,11 @@ struct Entry {
 };
 inline constexpr u32 ENTRIES = 256;               // per table page: buses, or device/function
 inline Entry root_entry(PhysAddr context_table) { return Entry{(context_table.raw() & ~0xfffull) | 1, 0}; }
-// A second-level translated context entry: domain `did`, 4-level tables at `slpt`.
-inline Entry context_entry(PhysAddr slpt, u16 did)
+// A second-level translated context entry: domain `did`, tables of `levels` (4: 48-bit, 3:
+// 39-bit; AW = levels - 2) at `slpt`.
+inline Entry context_entry(PhysAddr slpt, u16 did, unsigned levels = 4)
 {
-    return Entry{(slpt.raw() & ~0xfffull) | 1 /* P, FPD = 0, TT = 00 */, u64(did) << 8 | 2 /* AW: 48 bits */};
+    return Entry{(slpt.raw() & ~0xfffull) | 1 /* P, FPD = 0, TT = 00 */, u64(did) << 8 | ((levels - 2) & 7)};
 }
 inline u8 devfn(u8 dev, u8 fn) { return u8(dev << 3 | fn); }
 
@@ -96,7 +98,7 @@ class Unit {
 public:
     Unit(Regs &regs, Clock &clock) : regs_(regs), clock_(clock) {}
 
-    // Read the capabilities. Err::unsupported without 4-level second-level tables.
+    // Read the capabilities. Err::unsupported without 4-level or 3-level second-level tables.
     Status probe();
     const Caps &caps() const { return caps_; }
     u32 version() const { return ver_; }

@@ -8,7 +8,10 @@
 // rate-limited, with the device, the address and the reason.
 //
 // One root table and its context tables serve every unit (each unit only sees
-// its own devices' requests). Invalidations are global for
+// its own devices' requests). Domains are 4-level tables; where a unit walks
+// only 3 levels (39-bit: QEMU's default intel-iommu, some client chipsets),
+// every unit is given the domain's first level-3 table, and DMA addresses stay
+// below 512 GiB (and below every unit's MGAW). Invalidations are global for
 // context entries and per domain for the IOTLB, through the invalidation queue
 // where the unit has one (else its registers); each is bounded.
 #include "arch/x86_64/device_io.hpp"
@@ -47,6 +50,8 @@ struct Iommu {
     u32 n;
     bool on;
     bool coherent;
+    unsigned levels;                     // the tables every unit walks: 4, or 3
+    u64 iova_limit;                      // DMA addresses below this (levels, MGAW)
     PhysAddr root;                       // root table: one entry per bus
     PhysAddr context[256];               // context tables, made on demand
     mm::FrameTableMem table_mem;
@@ -58,6 +63,13 @@ struct Iommu {
 };
 Iommu io_{};
 x86::TscClock clock_;
+
+// Where a context entry points for domain table t: its root, or its first level-3 table.
+Result<PhysAddr> slpt(DmaTable &t)
+{
+    if (io_.levels == 4) return t.root();
+    return t.table_at(0, 3);
+}
 
 // Tables the unit reads: written back from the caches when it does not snoop.
 void publish()
@@ -234,6 +246,20 @@ void init_iommu(bool required)
                  c.caching_mode() ? ", caching mode" : "", c.coherent() ? "" : ", not coherent");
         io_.n++;
     }
+    bool all4 = true, all3 = true;
+    io_.iova_limit = u64(1) << 48;
+    for (u32 i = 0; i < io_.n; i++) {
+        const vtd::Caps &c = io_.units[i].unit->caps();
+        all4 &= c.four_level();
+        all3 &= c.three_level();
+        io_.iova_limit = min(io_.iova_limit, u64(1) << min(c.mgaw(), 48u));
+    }
+    if (!all4 && !all3) {
+        log_error("iommu: its units share no table depth (some walk only 4 levels, some only 3); no DMA remapping");
+        return;
+    }
+    io_.levels = all4 ? 4 : 3;
+    if (io_.levels == 3) io_.iova_limit = min(io_.iova_limit, u64(1) << 39);
     publish();
     for (u32 i = 0; i < io_.n; i++) {
         UnitState &u = io_.units[i];
@@ -252,8 +278,9 @@ void init_iommu(bool required)
     }
     io_.on = true;
     io_.tokens = FAULT_BURST;
-    log_info("iommu: on: DMA blocked for every device but Keel's own (invalidation %s)",
-             io_.n && io_.units[0].unit->queued() ? "queued" : "by registers");
+    log_info("iommu: on: DMA blocked for every device but Keel's own (invalidation %s, %u-level tables, DMA "
+             "addresses below %lu GiB)", io_.n && io_.units[0].unit->queued() ? "queued" : "by registers", io_.levels,
+             io_.iova_limit >> 30);
     init_interrupt_remapping();
     log_groups();
 }
@@ -263,8 +290,9 @@ bool iommu_attach_keel(const HostFn &f, const char *who)
 {
     if (!io_.on) return true;
     Guard<Spinlock> g(io_.lock);
-    if (!set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(io_.keel->root(), KEEL_DID))) {
-        log_error("%s: no memory for its IOMMU context table", who);
+    auto t = slpt(*io_.keel);
+    if (!t || !set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(*t, KEEL_DID, io_.levels))) {
+        log_error("%s: no memory for its IOMMU tables", who);
         return false;
     }
     publish();
@@ -276,6 +304,7 @@ bool iommu_attach_keel(const HostFn &f, const char *who)
 Status iommu_map_keel(PhysAddr pa)
 {
     if (!io_.on) return {};
+    if (pa.raw() >= io_.iova_limit) return Err::range;   // beyond what the units translate
     Guard<Spinlock> g(io_.lock);
     KEEL_TRY(io_.keel->map(pa.raw(), pa.raw(), PAGE_SIZE, Attr{Perm{true, true}, CacheType::wb}));
     publish();
@@ -339,6 +368,10 @@ Status iommu_domain_build(DmaDomain &d, u16 did, const Guest &g)
     for (usize i = 0; i < g.nblocks; i++) {
         const Guest::Block &b = g.blocks[i];
         if (!b.ram) continue;
+        if (b.gpa + (PAGE_SIZE << b.order) > io_.iova_limit) {
+            iommu_domain_destroy(d);
+            return Err::range;   // RAM beyond what the units translate
+        }
         if (Status s = v.table->map(b.gpa, b.pa.raw(), PAGE_SIZE << b.order, Attr{Perm{true, true}, CacheType::wb});
             !s) {
             iommu_domain_destroy(d);
@@ -354,8 +387,9 @@ bool iommu_attach(const HostFn &f, DmaDomain &d, const char *who)
 {
     if (!io_.on || !d.built) return false;
     Guard<Spinlock> lk(io_.lock);
-    if (!set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(vtd_of(d).table->root(), d.did))) {
-        log_error("%s: no memory for its IOMMU context table", who);
+    auto t = slpt(*vtd_of(d).table);
+    if (!t || !set_context(f.bus, vtd::devfn(f.dev, f.fn), vtd::context_entry(*t, d.did, io_.levels))) {
+        log_error("%s: no memory for its IOMMU tables", who);
         return false;
     }
     publish();

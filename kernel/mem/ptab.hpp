@@ -147,6 +147,33 @@ public:
         return Err::not_found;
     }
 
+    // The table at `level` (1 .. LEVELS-1) whose entries cover va, made (empty) where absent:
+    // a walker that starts below the root sees the part of this address space under it (a
+    // VT-d unit with 3-level tables walks the first level-3 table of a 4-level one). It stays
+    // for the table's life: unmap() with reclaim must not run over it. Err::exists where a
+    // superpage covers va; Err::invalid for a level out of range.
+    Result<PhysAddr> table_at(u64 va, unsigned level)
+    {
+        if (!live_) return Err::invalid;
+        if (level < 1 || level >= LEVELS) return Err::invalid;
+        auto ix = index_of(va);
+        if (!ix) return ix.error();
+        PhysAddr t = root_;
+        for (unsigned l = LEVELS; l > level; --l) {
+            const unsigned i = index(*ix, l);
+            u64 e = load(t, i);
+            if (!F::present(e)) {
+                auto n = mem_.alloc_table();
+                if (!n) return n.error();
+                if (cas(t, i, e, F::make_table(*n))) e = F::make_table(*n);
+                else mem_.free_table(*n);   // another call installed one first: e is it
+            }
+            if (F::is_leaf(e, l)) return Err::exists;
+            t = F::table_addr(e);
+        }
+        return t;
+    }
+
     // f(u64 va, u64 pa, u64 size, Attr attr) for every leaf, in address order.
     template <class Fn> void for_each_leaf(Fn &&f) const
     {

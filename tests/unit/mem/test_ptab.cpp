@@ -225,6 +225,39 @@ TEST(Ptab, UnmapWithoutReclaimKeepsTables)
     EXPECT_EQ(mem.allocs(), mem.frees());
 }
 
+// table_at: the table a walker starting below the root uses (a VT-d unit with 3-level tables
+// walks a 4-level table's first level-3 table), made once, then shared with map().
+TEST(Ptab, TableAtMakesTheSubtableMapUses)
+{
+    FakeMem mem;
+    PageTable<DmarFormat, FakeMem> pt(mem, 2);
+    ASSERT_TRUE(pt.init());
+    auto l3 = pt.table_at(0, 3);
+    ASSERT_TRUE(l3);
+    EXPECT_EQ(mem.live(), 2u);                                      // root and the level-3 table
+    EXPECT_EQ(pt.table_at(0x7f'ffff'f000, 3).value(), *l3);        // all of the first 512 GiB: the same one
+    EXPECT_EQ(mem.live(), 2u);
+    ASSERT_TRUE(pt.map(0x40'0000'0000, 0x1234'5000, K4, RW));     // 256 GiB: below the same entry
+    EXPECT_EQ(mem.live(), 4u);                                      // + level 2 and level 1
+    const u64 l3e = mem.table(*l3)[256];                            // 256 GiB / 1 GiB
+    ASSERT_TRUE(l3e & 3);
+    const u64 l2e = mem.table(PhysAddr(l3e & ~0xfffull))[0];
+    const u64 l1e = mem.table(PhysAddr(l2e & ~0xfffull))[0];
+    EXPECT_EQ(l1e & ~0xfffull, 0x1234'5000u);
+    auto l1 = pt.table_at(0x40'0000'0000, 1);                      // an existing table is returned
+    ASSERT_TRUE(l1);
+    EXPECT_EQ(l1->raw(), l2e & ~0xfffull);
+    EXPECT_EQ(mem.live(), 4u);
+    EXPECT_NE(pt.table_at(u64(1) << 39, 3).value(), *l3);          // the next 512 GiB: another
+    EXPECT_EQ(pt.table_at(0, 4).error(), Err::invalid);            // the root is root()
+    EXPECT_EQ(pt.table_at(0, 0).error(), Err::invalid);
+    EXPECT_EQ(pt.table_at(u64(1) << 48, 3).error(), Err::range);
+    ASSERT_TRUE(pt.map(0x20'0000, 0x20'0000, 2 * MiB, RW));        // a 2 MiB page
+    EXPECT_EQ(pt.table_at(0x20'0000, 1).error(), Err::exists);
+    pt.destroy();
+    EXPECT_EQ(mem.allocs(), mem.frees());
+}
+
 TEST(PtabFormat, NptBits)
 {
     using N = NptFormat;

@@ -104,11 +104,17 @@ TEST_F(VtdTest, ProbeRefusesAllOnes)
     EXPECT_STREQ(unit.why(), "registers read as all ones");
 }
 
-TEST_F(VtdTest, ProbeRefusesAUnitWithout4LevelTables)
+TEST_F(VtdTest, ProbeTakesA3LevelUnitAndRefusesOthers)
 {
-    sim.sagaw = 0x2;   // 39-bit, 3-level only
+    sim.sagaw = 0x2;   // 39-bit, 3-level only (QEMU's default intel-iommu)
+    sim.mgaw = 39;
+    ASSERT_TRUE(unit.probe().ok());
+    EXPECT_TRUE(unit.caps().three_level());
+    EXPECT_FALSE(unit.caps().four_level());
+    EXPECT_EQ(unit.caps().mgaw(), 39u);
+    sim.sagaw = 0x8;   // 57-bit, 5-level only
     EXPECT_EQ(unit.probe().error(), Err::unsupported);
-    EXPECT_STREQ(unit.why(), "no 4-level (48-bit) second-level tables (SAGAW)");
+    EXPECT_STREQ(unit.why(), "no 4-level (48-bit) or 3-level (39-bit) second-level tables (SAGAW)");
 }
 
 // ---- enable ----
@@ -437,6 +443,7 @@ TEST(VtdEntries, ContextEntry)
     EXPECT_EQ(e.hi >> 8 & 0xffff, 0x1234u);       // DID: bits 87:72
     EXPECT_EQ(e.hi >> 24, 0u);                    // reserved
     EXPECT_EQ(context_entry(PhysAddr(0x5000), 0xffff).hi, 0xffff02ull);
+    EXPECT_EQ(context_entry(PhysAddr(0x5000), 0xffff, 3).hi, 0xffff01ull);   // AW = 001: 39 bits, 3 levels
     EXPECT_EQ(devfn(3, 2), 0x1a);
     EXPECT_EQ(devfn(31, 7), 0xff);
 }
@@ -466,6 +473,42 @@ protected:
         EXPECT_EQ(x.reason, reason) << reason_text(x.reason);
     }
 };
+
+// A unit that walks 3 levels is given the 4-level domain's first level-3 table (as
+// kernel/hv/iommu does): the same mappings below 512 GiB, nothing above.
+TEST_F(VtdTest, ThreeLevelUnitWalksTheFirstLevel3Table)
+{
+    constexpr u16 DID = 3;
+    constexpr u8 BUS = 1, DEV = 2;
+    sim.sagaw = 0x2;
+    sim.mgaw = 39;
+    DmaTable pt{mem, 1};
+    ASSERT_TRUE(pt.init().ok());
+    ASSERT_TRUE(pt.map(0x20'0000, 0x5000'0000, PAGE_SIZE, RW).ok());
+    ASSERT_TRUE(pt.map(0x7f'ffff'f000, 0x6000'0000, PAGE_SIZE, RW).ok());   // the last page below 512 GiB
+    ASSERT_TRUE(pt.map(0x80'0000'0000, 0x7000'0000, PAGE_SIZE, RW).ok());   // 512 GiB: out of its reach
+    Page ctx = mem.alloc();
+    mem.ptr<Entry>(root.pa)[BUS] = root_entry(ctx.pa);
+    mem.ptr<Entry>(ctx.pa)[devfn(DEV, 0)] = context_entry(*pt.table_at(0, 3), DID, 3);
+    bring_up(true);
+    auto x = sim.dma(BUS, devfn(DEV, 0), 0x20'0010, true);
+    EXPECT_TRUE(x.ok);
+    EXPECT_EQ(x.pa, 0x5000'0010u);
+    x = sim.dma(BUS, devfn(DEV, 0), 0x7f'ffff'f008, false);
+    EXPECT_TRUE(x.ok);
+    EXPECT_EQ(x.pa, 0x6000'0008u);
+    x = sim.dma(BUS, devfn(DEV, 0), 0x80'0000'0000, false);
+    EXPECT_FALSE(x.ok);
+    EXPECT_EQ(x.reason, sim::FR_ADDRESS_WIDTH);
+    x = sim.dma(BUS, devfn(DEV, 0), 0x30'0000, false);
+    EXPECT_FALSE(x.ok);
+    EXPECT_EQ(x.reason, sim::FR_READ);
+    // The same context entry with AW = 48 bits: the unit does not walk 4 levels.
+    mem.ptr<Entry>(ctx.pa)[devfn(DEV, 1)] = context_entry(pt.root(), DID, 4);
+    x = sim.dma(BUS, devfn(DEV, 1), 0x20'0010, true);
+    EXPECT_FALSE(x.ok);
+    EXPECT_EQ(x.reason, sim::FR_INVALID_CONTEXT);
+}
 
 TEST_F(VtdTranslate, MappedPagesTranslateAndNothingElse)
 {
