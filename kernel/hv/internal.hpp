@@ -206,10 +206,13 @@ struct GuestPci final : HostPort {
     HostFunctionInfo info{};
     u32 pcie = 0;                         // its PCI Express capability (0: none)
     u32 msix = 0;                         // its MSI-X capability (0: none)
+    u32 msi = 0;                          // its MSI capability (0: none)
+    bool msi64 = false, msi_maskable = false;   // its MSI's 64-bit address, per-vector masking
     bool flr = false;                     // it has Function Level Reset
-    // Its MSI-X vectors as the host routes them: the device's entry n raises IRTE `irte`, which
-    // interrupts Keel on `host` (on the CPU of the guest's vCPU 0); the handler raises the
-    // guest's vector n through its emulated MSI-X table (masks and PBA as the guest set them).
+    // Its MSI-X vectors (or its one MSI vector) as the host routes them: the device's entry n
+    // (its MSI message) raises IRTE `irte`, which interrupts Keel on `host` (on the CPU of the
+    // guest's vCPU 0); the handler raises the guest's vector n through its emulated MSI-X table
+    // or MSI capability (masks and pending bits as the guest set them).
     struct Vector {
         GuestPci *p = nullptr;
         u16 n = 0, irte = 0;
