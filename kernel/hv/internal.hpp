@@ -474,8 +474,8 @@ bool passthrough_needed(const KeelConfig &cfg);
 void claim_passthrough(const KeelConfig &cfg);
 bool plug_passthrough(Guest &g);
 void unplug_passthrough(Guest &g);
-// Once its vCPUs are placed: each device's MSI-X vectors routed through interrupt remapping to
-// the CPU of the guest's vCPU 0 (false: logged, not started).
+// Once its vCPUs are placed: each device's MSI-X vectors (or its one MSI vector) routed through
+// interrupt remapping to the CPU of the guest's vCPU 0 (false: logged, not started).
 bool route_passthrough_irqs(Guest &g);
 // A DMA or interrupt fault by this requester (boot CPU, from iommu_poll): counted for the device
 // and its guest, if it is a passed-through one.
