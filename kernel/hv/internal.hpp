@@ -210,10 +210,13 @@ struct GuestPci final : HostPort {
     bool sbr = false;
     u32 pcie = 0;                         // its PCI Express capability (0: none)
     u32 msix = 0;                         // its MSI-X capability (0: none)
+    u32 msi = 0;                          // its MSI capability (0: none)
+    bool msi64 = false, msi_maskable = false;   // its MSI's 64-bit address, per-vector masking
     bool flr = false;                     // it has Function Level Reset
-    // Its MSI-X vectors as the host routes them: the device's entry n raises IRTE `irte`, which
-    // interrupts Keel on `host` (on the CPU of the guest's vCPU 0); the handler raises the
-    // guest's vector n through its emulated MSI-X table (masks and PBA as the guest set them).
+    // Its MSI-X vectors (or its one MSI vector) as the host routes them: the device's entry n
+    // (its MSI message) raises IRTE `irte`, which interrupts Keel on `host` (on the CPU of the
+    // guest's vCPU 0); the handler raises the guest's vector n through its emulated MSI-X table
+    // or MSI capability (masks and pending bits as the guest set them).
     struct Vector {
         GuestPci *p = nullptr;
         u16 n = 0, irte = 0;
@@ -475,8 +478,8 @@ bool passthrough_needed(const KeelConfig &cfg);
 void claim_passthrough(const KeelConfig &cfg);
 bool plug_passthrough(Guest &g);
 void unplug_passthrough(Guest &g);
-// Once its vCPUs are placed: each device's MSI-X vectors routed through interrupt remapping to
-// the CPU of the guest's vCPU 0 (false: logged, not started).
+// Once its vCPUs are placed: each device's MSI-X vectors (or its one MSI vector) routed through
+// interrupt remapping to the CPU of the guest's vCPU 0 (false: logged, not started).
 bool route_passthrough_irqs(Guest &g);
 // A DMA or interrupt fault by this requester (boot CPU, from iommu_poll): counted for the device
 // and its guest, if it is a passed-through one.

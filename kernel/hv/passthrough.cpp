@@ -8,7 +8,7 @@
 // a drive holding a guest's disk), not be given to anyone else already, not be
 // named by a firmware RMRR, and every other endpoint of its IOMMU group must be
 // given to the same guest. Its BARs are sized and mapped in Keel's MMIO window,
-// its MSI-X layout and PCI Express capability read.
+// its MSI-X layout, MSI capability and PCI Express capability read.
 //
 // At each start (plug_passthrough, after the NICs): the device is reset (FLR,
 // or without it the secondary bus reset of the bridge right above it when
@@ -21,11 +21,18 @@
 // (uncached) while it decodes memory and the BAR sits in one of its PCI
 // windows, but for the pages of the host's MSI-X table and PBA, which trap
 // (PassthroughFunction decides what; GuestPci::map_bar/unmap_bar do it); what
-// traps is forwarded (the MSI-X table and PBA filtered).
+// traps is forwarded (the MSI-X table and PBA filtered). Its interrupts
+// (route_passthrough_irqs, once the vCPUs are placed): each MSI-X vector the
+// guest is shown, or the one MSI vector of a function with MSI only, gets a
+// Keel vector and an interrupt remapping entry for the device's source-id on
+// the CPU of the guest's vCPU 0; the host's table entries or MSI registers get
+// the entry's remappable-format message, and the Keel vector's handler raises
+// the guest's vector as the guest programmed it (signal_vector).
 //
-// When the start ends (unplug_passthrough, before the RAM is freed): Bus Master
-// off, the context entry removed (DMA blocked again) and invalidated, the
-// device reset, the domain destroyed.
+// When the start ends (unplug_passthrough, before the RAM is freed): MSI-X and
+// MSI off at the device and their routes freed, Bus Master off, the context
+// entry removed (DMA blocked again) and invalidated, the device reset, the
+// domain destroyed.
 #include "arch/x86_64/irq.hpp"
 #include "arch/x86_64/mm.hpp"
 #include "arch/x86_64/smp.hpp"
@@ -42,11 +49,14 @@ namespace {
 constexpr u16 GUEST_DID_BASE = 2;                    // Keel's own domain is 1
 constexpr u64 WINDOW_BASE = PCI_MMIO32_BASE + PCI_MMIO32_SIZE / 2, WINDOW_END = PCI_MMIO32_BASE + PCI_MMIO32_SIZE;
 constexpr u64 MAX_BAR_MAP = 256 * MiB;               // larger BARs are refused (Keel maps each whole)
-constexpr u8 CAP_PCIE = 0x10, CAP_MSIX = 0x11;
+constexpr u8 CAP_MSI = 0x05, CAP_PCIE = 0x10, CAP_MSIX = 0x11;
 constexpr u32 DEVCAP_FLR = 1u << 28;
 constexpr u32 PCI_BRIDGE_CONTROL = 0x3c, BRIDGE_SBR = 1u << (16 + 6);   // Bridge Control (0x3e) bit 6
 constexpr u16 DEVCTL_FLR = 1u << 15, DEVSTA_TRANSACTIONS = 1u << 5;
 constexpr u32 MSIX_ENABLE = 1u << 31, MSIX_MASK_ALL = 1u << 30;   // in the capability's first dword
+// MSI (PCI 3.0, 6.8.1), in the capability's first dword: Message Control's enable, Multiple
+// Message Capable and Enable, 64-bit address, per-vector masking.
+constexpr u32 MSI_ENABLE = 1u << 16, MSI_MME = 7u << 20, MSI_64BIT = 1u << 23, MSI_PVM = 1u << 24;
 
 struct Claim {
     HostFn fn;
@@ -133,6 +143,14 @@ const char *describe(GuestPci &p)
         h.msix_pba_offset = pba & ~7u;
     }
     p.msix = host_pci_cap(f, CAP_MSIX);
+    p.msi = host_pci_cap(f, CAP_MSI);
+    if (p.msi) {
+        const u32 control = host_pci_read(f, p.msi);
+        const u32 mmc = control >> 17 & 7;             // 110b and 111b are reserved
+        h.msi_vectors = u8(1u << (mmc > 5 ? 5 : mmc));
+        p.msi64 = control & MSI_64BIT;
+        p.msi_maskable = control & MSI_PVM;
+    }
     p.pcie = host_pci_cap(f, CAP_PCIE);
     p.flr = p.pcie && (host_pci_read(f, p.pcie + 4) & DEVCAP_FLR);
     return nullptr;
@@ -148,18 +166,32 @@ void device_irq(void *ctx)
 {
     GuestPci::Vector &v = *static_cast<GuestPci::Vector *>(ctx);
     __atomic_fetch_add(&v.p->interrupts, 1, __ATOMIC_RELAXED);
-    if (PassthroughFunction *fn = __atomic_load_n(&v.p->fn, __ATOMIC_ACQUIRE)) (void)fn->signal_msix(v.n);
+    if (PassthroughFunction *fn = __atomic_load_n(&v.p->fn, __ATOMIC_ACQUIRE)) (void)fn->signal_vector(v.n);
 }
 
-// MSI-X off at the device, its entries masked, then the routes taken down (the handlers are
-// gone when irq_vector_free returns).
+// The MSI capability's registers: the data follows the address (one dword, or two when 64-bit),
+// the Mask Bits follow the data.
+u32 msi_data_reg(const GuestPci &p) { return p.msi + (p.msi64 ? 12 : 8); }
+u32 msi_mask_reg(const GuestPci &p) { return p.msi + (p.msi64 ? 16 : 12); }
+
+// MSI off at the device, its vector masked if it can be.
+void msi_off(GuestPci &p)
+{
+    if (!p.msi) return;
+    host_pci_write(p.host, p.msi, host_pci_read(p.host, p.msi) & ~MSI_ENABLE);
+    if (p.msi_maskable) host_pci_write(p.host, msi_mask_reg(p), ~0u);
+}
+
+// MSI-X and MSI off at the device, its entries masked, then the routes taken down (the
+// handlers are gone when irq_vector_free returns).
 void unroute(GuestPci &p)
 {
     if (p.msix) host_pci_write(p.host, p.msix, (host_pci_read(p.host, p.msix) | MSIX_MASK_ALL) & ~MSIX_ENABLE);
+    msi_off(p);
     for (u32 n = 0; n < PciFunction::MAX_MSIX; n++) {
         GuestPci::Vector &v = p.vectors[n];
         if (!v.host) continue;
-        msix_entry(p, n)[3] = 1;
+        if (p.msix) msix_entry(p, n)[3] = 1;   // (a function shown MSI has no MSI-X)
         iommu_irte_free(v.irte);
         irq_vector_free(v.host);
         v.host = 0;
@@ -371,15 +403,21 @@ bool route_passthrough_irqs(Guest &g)
         const PciConfig &pc = g.cfg->pci[k];
         p.interrupts = 0;
         if (!p.fn || !p.fn->vectors()) continue;
+        const bool msi = p.fn->uses_msi();
         if (!iommu_irq_remapping()) {
-            log_error("guest %s: keel.toml line %u: device %04x:%02x:%02x.%u: its MSI-X interrupts need interrupt "
-                      "remapping, which is not on; not started", g.name, pc.line, pc.segment, pc.bus, pc.dev, pc.fn);
+            log_error("guest %s: keel.toml line %u: device %04x:%02x:%02x.%u: its %s interrupts need interrupt "
+                      "remapping, which is not on; not started", g.name, pc.line, pc.segment, pc.bus, pc.dev, pc.fn,
+                      msi ? "MSI" : "MSI-X");
             return false;
         }
-        // Masked while the entries are written, then enabled and unmasked: what the device
-        // raises is only ever an entry Keel made, for this device's source-id.
-        host_pci_write(p.host, p.msix, host_pci_read(p.host, p.msix) | MSIX_MASK_ALL | MSIX_ENABLE);
-        for (u32 n = 0; n < p.info.msix_vectors; n++) msix_entry(p, n)[3] = 1;
+        // Masked (MSI: off) while the entries are written, then enabled and unmasked: what the
+        // device raises is only ever an entry Keel made, for this device's source-id. A function
+        // with both shows the guest MSI-X only: its MSI stays off.
+        msi_off(p);
+        if (!msi) {
+            host_pci_write(p.host, p.msix, host_pci_read(p.host, p.msix) | MSIX_MASK_ALL | MSIX_ENABLE);
+            for (u32 n = 0; n < p.info.msix_vectors; n++) msix_entry(p, n)[3] = 1;
+        }
         for (u16 n = 0; n < p.fn->vectors(); n++) {
             GuestPci::Vector &v = p.vectors[n];
             v.p = &p;
@@ -400,13 +438,23 @@ bool route_passthrough_irqs(Guest &g)
             v.host = *host;
             v.irte = *irte;
             const IommuMsi m = iommu_irte_msi(v.irte);
+            if (msi) {
+                // One message (Multiple Message Enable 0), SHV clear: the handle alone names the
+                // entry. A remappable address's upper half is 0, so a 32-bit capability takes it.
+                host_pci_write(p.host, p.msi + 4, m.addr_lo);
+                if (p.msi64) host_pci_write(p.host, p.msi + 8, m.addr_hi);
+                host_pci_write(p.host, msi_data_reg(p), m.data & 0xffff);
+                if (p.msi_maskable) host_pci_write(p.host, msi_mask_reg(p), ~1u);
+                continue;
+            }
             volatile u32 *e = msix_entry(p, n);
             e[0] = m.addr_lo;
             e[1] = m.addr_hi;
             e[2] = m.data;
             e[3] = 0;
         }
-        host_pci_write(p.host, p.msix, (host_pci_read(p.host, p.msix) | MSIX_ENABLE) & ~MSIX_MASK_ALL);
+        if (msi) host_pci_write(p.host, p.msi, (host_pci_read(p.host, p.msi) & ~MSI_MME) | MSI_ENABLE);
+        else host_pci_write(p.host, p.msix, (host_pci_read(p.host, p.msix) | MSIX_ENABLE) & ~MSIX_MASK_ALL);
     }
     return true;
 }

@@ -39,6 +39,14 @@ PassthroughFunction::PassthroughFunction(const HostFunctionInfo &info, HostPort 
             why_ = "its MSI-X capability does not fit";
             return;
         }
+    } else if (info.msi_vectors) {
+        // MSI only: one vector (passthrough.hpp says why), masked per vector by the guest.
+        if (!add_msi(1, true)) {
+            why_ = "its MSI capability does not fit";
+            return;
+        }
+        vectors_ = 1;
+        msi_ = true;
     }
     ok_ = true;
 }

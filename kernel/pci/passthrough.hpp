@@ -4,16 +4,28 @@
 // The guest sees an emulated configuration space built from the host
 // function's: its IDs and class, its memory BARs with their real sizes and
 // types (at addresses Keel chose in the guest's PCI window; the guest may move
-// them), INTx absent, and an MSI-X capability with the host's table layout
-// (at most MAX_MSIX vectors). Nothing else of the host's configuration space
-// (PCIe, power management, SR-IOV, vendor capabilities, extended space) is
-// shown or reachable: the filter is "only what is emulated here".
+// them), INTx absent, and one message-interrupt capability: MSI-X with the
+// host's table layout (at most MAX_MSIX vectors) when the host function has
+// MSI-X (its MSI, if it has both, is not shown), else, when it has only MSI,
+// an emulated MSI capability with one vector (64-bit address, per-vector
+// masking), whatever the host's Multiple Message Capable says. Nothing else
+// of the host's configuration space (PCIe, power management, SR-IOV, vendor
+// capabilities, extended space) is shown or reachable: the filter is "only
+// what is emulated here".
+//
+// Why one MSI vector: a multi-message function decides how it spreads its
+// events over its messages from its own Multiple Message Enable, which the
+// host side (Keel) programs once, while the guest's may differ and change;
+// and remapping several messages needs a block of consecutive interrupt
+// remapping entries addressed through the subhandle (VT-d 5.1.5.2, SHV). One
+// vector needs neither: the device sends message 0 only.
 //
 // BAR accesses reach the device through HostPort, except the host's MSI-X
-// table and PBA: the guest's MSI-X table is the emulated one of PciFunction
-// (its vectors are raised by signal_msix when the host's interrupt for that
-// vector arrives), and the host's own table, which Keel programs, is never
-// readable or writable by the guest. The guest's Bus Master bit is forwarded:
+// table and PBA: the guest's MSI-X table or MSI capability is the emulated one
+// of PciFunction (its vectors are raised by signal_vector when the host's
+// interrupt for that vector arrives), and the host's own table and MSI
+// registers, which Keel programs, are never readable or writable by the guest
+// (the MSI registers are in configuration space, which is all emulated). The guest's Bus Master bit is forwarded:
 // the device masters DMA only while the guest lets it (and the IOMMU confines
 // it to the guest's RAM whatever it does).
 //
@@ -80,11 +92,12 @@ struct HostFunctionInfo {
     u16 msix_vectors = 0;            // the host's table size (0: no MSI-X)
     u8 msix_table_bar = 0, msix_pba_bar = 0;
     u32 msix_table_offset = 0, msix_pba_offset = 0;
+    u8 msi_vectors = 0;              // the host's MSI Multiple Message Capable, as a count (0: no MSI)
 };
 
 class PassthroughFunction final : public PciFunction {
 public:
-    // The guest sees the host's BARs (place them with place_bars) and MSI-X.
+    // The guest sees the host's BARs (place them with place_bars) and MSI-X, or MSI.
     // ok() false: the description is inconsistent (a BAR not a power of two,
     // the MSI-X table or PBA outside its BAR...): the device is not assigned.
     PassthroughFunction(const HostFunctionInfo &info, HostPort &port);
@@ -110,8 +123,11 @@ public:
     // What is mapped now (nullptr: BAR `bar` traps).
     const BarMapping *mapped(u32 bar) const { return bar < BARS && mapped_[bar] ? &mapping_[bar] : nullptr; }
 
-    // The vectors the guest's MSI-X table has (min(host's, MAX_MSIX)).
+    // The vectors the guest's MSI-X table has (min(host's, MAX_MSIX)), or 1 when it is shown
+    // MSI (uses_msi()), 0 when neither: the host vectors Keel routes, each raising
+    // signal_vector(n).
     u16 vectors() const { return vectors_; }
+    bool uses_msi() const { return msi_; }
 
     u64 bar_read(u32 bar, u64 offset, u8 size) override;
     void bar_write(u32 bar, u64 offset, u8 size, u64 value) override;
@@ -132,6 +148,7 @@ private:
     HostFunctionInfo info_;
     HostPort &port_;
     u16 vectors_ = 0;
+    bool msi_ = false;
     bool ok_ = false;
     const char *why_ = "";
     u64 refused_ = 0;

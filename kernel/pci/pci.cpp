@@ -4,8 +4,8 @@
 // access of any width at any offset behaves as the hardware's byte enables
 // would: read-only fields and reserved bits keep their value, a BAR keeps its
 // size bits zero (writing all ones then reads back the size) and its type bits.
-// What a write means beyond storing it (INTx Disable, MSI-X enable and masks)
-// is looked at once the whole write is in.
+// What a write means beyond storing it (INTx Disable, MSI and MSI-X enables and
+// masks) is looked at once the whole write is in.
 #include "kernel/pci/pci.hpp"
 
 namespace {
@@ -19,7 +19,11 @@ enum : u32 {
 constexpr u16 CMD_IO = 1u << 0, CMD_MEMORY = 1u << 1, CMD_MASTER = 1u << 2, CMD_INTX_DISABLE = 1u << 10;
 constexpr u16 STS_INTERRUPT = 1u << 3, STS_CAP_LIST = 1u << 4;
 constexpr u32 BAR_MEM64 = 0x4, BAR_PREFETCH = 0x8;
-constexpr u8 CAP_MSIX = 0x11;
+constexpr u8 CAP_MSI = 0x05, CAP_MSIX = 0x11;
+// MSI (PCI 3.0, 6.8.1): Message Control at 2, after the ID and next pointer; with a 64-bit address
+// the data is at 0x0C, the Mask Bits at 0x10 and the Pending Bits at 0x14.
+enum : u32 { MSI_ADDR_LO = 4, MSI_ADDR_HI = 8, MSI_DATA = 0x0c, MSI_MASK = 0x10, MSI_PENDING = 0x14 };
+constexpr u16 MSI_ENABLE = 1u << 0, MSI_MME = 7u << 4, MSI_64BIT = 1u << 7, MSI_PVM = 1u << 8;
 constexpr u16 MSIX_ENABLE = 0x8000, MSIX_FN_MASK = 0x4000;
 
 } // namespace
@@ -118,6 +122,27 @@ bool PciFunction::add_msix(u16 vectors, u8 table_bar, u32 table_offset, u8 pba_b
     return true;
 }
 
+bool PciFunction::add_msi(u8 vectors, bool maskable)
+{
+    if (msi_.vectors || vectors == 0 || vectors > MAX_MSI || (vectors & (vectors - 1))) return false;
+    const u16 control = u16(__builtin_ctz(vectors) << 1 | MSI_64BIT | (maskable ? MSI_PVM : 0));
+    // Everything after Message Control; the data's upper half (Extended Message Data) reads 0.
+    u8 body[MSI_PENDING + 4 - 2] = {u8(control), u8(control >> 8)};
+    u8 wmask[sizeof(body)] = {u8(MSI_ENABLE | MSI_MME)};
+    auto mask = [&](u32 reg, u32 bits) {
+        for (u32 i = 0; i < 4; i++) wmask[reg - 2 + i] = u8(bits >> 8 * i);
+    };
+    mask(MSI_ADDR_LO, ~3u);              // the address is dword aligned
+    mask(MSI_ADDR_HI, ~0u);
+    mask(MSI_DATA, 0xffff);
+    if (maskable) mask(MSI_MASK, vectors == 32 ? ~0u : (1u << vectors) - 1);
+    const u8 len = maskable ? u8(sizeof(body)) : u8(MSI_DATA + 2 - 2);
+    const u8 at = add_capability(CAP_MSI, body, len, wmask);
+    if (!at) return false;
+    msi_ = {vectors, at, maskable};
+    return true;
+}
+
 u32 PciFunction::config_read(u32 reg, u8 size) const
 {
     u32 v = 0;
@@ -131,6 +156,8 @@ u32 PciFunction::config_read(u32 reg, u8 size) const
 void PciFunction::config_write(u32 reg, u8 size, u32 value)
 {
     const u16 old_control = msix_control();
+    const u16 old_msi = msi_control();
+    const u32 old_msi_mask = msi_.maskable ? config_read(msi_.cap + MSI_MASK, 4) : 0;
     const u16 old_command = command();
     u32 old_bars[BARS];
     __builtin_memcpy(old_bars, cfg_ + BAR0, sizeof(old_bars));
@@ -148,6 +175,9 @@ void PciFunction::config_write(u32 reg, u8 size, u32 value)
         update_intx();          // MSI-X enabled: INTx is off
         deliver_pending();      // enabled or function unmasked: what was pending goes now
     }
+    if (msi_control() != old_msi) update_intx();     // MSI enabled: INTx is off
+    if (msi_control() != old_msi || (msi_.maskable && config_read(msi_.cap + MSI_MASK, 4) != old_msi_mask))
+        msi_deliver_pending();  // enabled, more vectors or unmasked: what was pending goes now
     if (reg < BAR0 + 4 * BARS && reg + size > BAR0) {
         for (u32 b = 0; b < BARS; b++) {
             if (__builtin_memcmp(&old_bars[b], cfg_ + BAR0 + 4 * b, 4) == 0) continue;
@@ -187,7 +217,7 @@ void PciFunction::deliver_pending()
 
 void PciFunction::update_intx()
 {
-    const bool out = intx_ && !(command() & CMD_INTX_DISABLE) && !msix_enabled();
+    const bool out = intx_ && !(command() & CMD_INTX_DISABLE) && !msix_enabled() && !msi_enabled();
     if (out == intx_out_) return;
     intx_out_ = out;
     if (bus_ && bus_->sinks_.intx && cfg_[INT_PIN]) bus_->sinks_.intx(bus_->sinks_.ctx, gsi_, out);
@@ -241,6 +271,51 @@ bool PciFunction::signal_msix(u16 n)
     if (vector_masked(n)) msix_.pba[n / 64] |= 1ull << (n % 64);
     else deliver(n);
     return true;
+}
+
+u32 PciFunction::msi_enabled_vectors() const
+{
+    const u32 n = 1u << (msi_control() >> 4 & 7);
+    return n < msi_.vectors ? n : msi_.vectors;   // MME above MMC (or reserved): what is offered
+}
+
+void PciFunction::set_msi_pending(u32 bits)
+{
+    for (u32 i = 0; i < 4; i++) cfg_[msi_.cap + MSI_PENDING + i] = u8(bits >> 8 * i);
+}
+
+void PciFunction::msi_deliver(u32 n)
+{
+    const u32 at = msi_.cap;
+    if (msi_.maskable) set_msi_pending(msi_pending() & ~(1u << n));
+    const u64 address = u64(config_read(at + MSI_ADDR_HI, 4)) << 32 | config_read(at + MSI_ADDR_LO, 4);
+    // The function puts the message number in the data's low bits, as many as it was given.
+    const u32 data = (config_read(at + MSI_DATA, 2) & ~(msi_enabled_vectors() - 1)) | n;
+    if (bus_ && bus_->sinks_.msi) bus_->sinks_.msi(bus_->sinks_.ctx, address, data);
+}
+
+void PciFunction::msi_deliver_pending()
+{
+    if (!msi_enabled() || !msi_.maskable) return;
+    const u32 pending = msi_pending();
+    for (u32 n = 0; n < msi_enabled_vectors(); n++)
+        if ((pending >> n & 1) && !msi_masked(n)) msi_deliver(n);
+}
+
+bool PciFunction::signal_msi(u16 n)
+{
+    if (!bus_) return false;
+    Guard lk(bus_->lock_);
+    if (!msi_enabled() || n >= msi_.vectors) return false;
+    const u32 m = n & (msi_enabled_vectors() - 1);
+    if (msi_masked(m)) set_msi_pending(msi_pending() | 1u << m);
+    else msi_deliver(m);
+    return true;
+}
+
+bool PciFunction::signal_vector(u16 n)
+{
+    return signal_msix(n) || signal_msi(n);
 }
 
 bool PciFunction::msix_on() const

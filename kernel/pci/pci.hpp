@@ -10,6 +10,12 @@
 // 3.0, 3.2.2.3.2), which Linux probes before it reads ACPI. Both end in
 // config_read/config_write. Unimplemented devices read all ones.
 //
+// Message interrupts: a function may have MSI-X (add_msix: the table and PBA in
+// a BAR) and/or MSI (add_msi: the 64-bit capability, 1-32 vectors, optional
+// per-vector masking; PCI Local Bus 3.0, 6.8.1). Either ends in the bus's msi
+// sink as the (address, data) the guest programmed; signal_vector uses the one
+// the guest enabled.
+//
 // Locking: one lock per bus serialises every access (config, BARs' MSI-X
 // structures, signals) between the guest's vCPUs and device back ends. The
 // sinks are called with it held: order io_lock, PCI bus, IOAPIC, APICs.
@@ -34,6 +40,7 @@ public:
     static constexpr u32 CONFIG_SIZE = 256;       // PCI-compatible space; 0x100-0xFFF (ECAM) reads 0
     static constexpr u32 BARS = 6;
     static constexpr u32 MAX_MSIX = 32;
+    static constexpr u32 MAX_MSI = 32;            // MSI's own limit (Multiple Message Capable 101b)
 
     enum class BarType : u8 { none, mem32, mem64 };
 
@@ -53,6 +60,15 @@ public:
     // (delivered on unmask). false: MSI-X is off or n is not a vector (the
     // device should use INTx then).
     bool signal_msix(u16 n);
+    // Raise MSI vector n (message n of those the guest enabled with Multiple Message Enable;
+    // an n beyond them folds onto them, n mod that count, as a device given fewer messages
+    // than it asked for shares them): delivered now, or latched in the Pending Bits while
+    // masked (delivered on unmask or when MSI is enabled again). false: MSI is off or n is not
+    // below the vectors the capability offers.
+    bool signal_msi(u16 n);
+    // Raise vector n through whichever of MSI-X and MSI the guest enabled (MSI-X if both:
+    // software must not enable both, PCI 3.0 6.8). false: neither is on.
+    bool signal_vector(u16 n);
     // The guest's MSI-X Enable bit, read under the bus lock (so a device may
     // ask from under its own lock, which comes before the bus's).
     bool msix_on() const;
@@ -69,6 +85,11 @@ public:
     u64 bar_base(u32 bar) const;
     u64 bar_size(u32 bar) const { return bar < BARS ? bars_[bar].size : 0; }
     bool msix_pending(u16 n) const { return n < msix_.vectors && (msix_.pba[n / 64] >> (n % 64) & 1); }
+    // MSI as the guest set it: enabled, and the vectors it enabled (1 << Multiple Message
+    // Enable, at most those offered); the Pending Bits (0 without per-vector masking).
+    bool msi_enabled() const { return msi_.vectors && (msi_control() & 1); }
+    u32 msi_enabled_vectors() const;
+    u32 msi_pending() const { return msi_.maskable ? config_read(msi_.cap + 0x14u, 4) : 0; }
 
 protected:
     PciFunction();
@@ -86,6 +107,9 @@ protected:
     // MSI-X with `vectors` entries: the table at table_offset in table_bar, the
     // PBA at pba_offset in pba_bar (8-byte aligned, inside the BARs).
     bool add_msix(u16 vectors, u8 table_bar, u32 table_offset, u8 pba_bar, u32 pba_offset);
+    // An MSI capability offering `vectors` (1, 2, 4, 8, 16 or 32) with a 64-bit address, and
+    // per-vector masking (Mask and Pending Bits) if `maskable`. Starts disabled, unmasked.
+    bool add_msi(u8 vectors, bool maskable);
 
     // After a configuration write changed the Command register (under the bus lock): a
     // passed-through function forwards Bus Master to the real device.
@@ -112,7 +136,18 @@ private:
         u64 pba[(MAX_MSIX + 63) / 64] = {};
     };
 
+    struct Msi {
+        u8 vectors = 0;          // Multiple Message Capable, as a count (0: no MSI)
+        u8 cap = 0;
+        bool maskable = false;
+    };
+
     u16 msix_control() const;
+    u16 msi_control() const { return msi_.vectors ? u16(config_read(msi_.cap + 2u, 2)) : 0; }
+    bool msi_masked(u32 n) const { return msi_.maskable && (config_read(msi_.cap + 0x10u, 4) >> n & 1); }
+    void set_msi_pending(u32 bits);     // the Pending Bits (read-only to the guest)
+    void msi_deliver(u32 n);
+    void msi_deliver_pending();
     bool msix_enabled() const { return msix_.vectors && (msix_control() & 0x8000); }
     bool msix_function_masked() const { return msix_control() & 0x4000; }
     bool vector_masked(u16 n) const { return msix_function_masked() || (msix_.table[n][3] & 1); }
@@ -126,6 +161,7 @@ private:
     u8 wmask_[CONFIG_SIZE] = {};        // writable bits
     Bar bars_[BARS];
     Msix msix_;
+    Msi msi_;
     u8 next_cap_ = 0x40;                 // where the next capability goes
     u8 last_cap_ = 0;                    // the last one's offset (its next pointer is patched)
     bool intx_ = false;                  // the device's line
@@ -145,7 +181,7 @@ public:
     // which guests know and treat as a plain host bridge (no chipset quirks).
     static constexpr u16 HOST_VENDOR = 0x1b36, HOST_DEVICE = 0x0008;
 
-    // MSI-X messages (address, data) and INTx lines (GSI, level) leave through these.
+    // MSI and MSI-X messages (address, data) and INTx lines (GSI, level) leave through these.
     struct Sinks {
         void (*msi)(void *ctx, u64 address, u32 data) = nullptr;
         void (*intx)(void *ctx, u32 gsi, bool level) = nullptr;

@@ -1,14 +1,17 @@
 // libFuzzer target for the PCI host bridge (kernel/pci/pci.cpp): the input is
 // a guest's sequence of accesses (ECAM, 0xCF8-0xCFF at every width, BARs
-// wherever the guest put them, MSI-X signals and INTx from the device), with a
+// wherever the guest put them, MSI-X and MSI signals and INTx from the device), with a
 // virtio-blk function (kernel/virtio/virtio_pci.cpp) at device 2 whose BAR the
-// guest pokes too, and a passed-through function (kernel/pci/passthrough.cpp)
-// at device 3 shaped like QEMU's NVMe (its MSI-X table of 65 entries at 0x2000
-// of BAR0, the PBA at 0x3000). It must never crash or trip ASan/UBSan, and what is
+// guest pokes too, a passed-through function (kernel/pci/passthrough.cpp) at
+// device 3 shaped like QEMU's NVMe (its MSI-X table of 65 entries at 0x2000 of
+// BAR0, the PBA at 0x3000), and one at device 4 shaped like QEMU's edu (MSI
+// only: the guest sees one MSI vector); device 1 has both MSI-X and MSI (8
+// vectors, maskable). It must never crash or trip ASan/UBSan, and what is
 // read-only stays so: the IDs, the BARs' size and type bits, the capability
-// list, the MSI-X capability's table size and locations. The passed-through
-// function's device never sees an access outside its BAR or into its own
-// MSI-X table or PBA, and its Bus Master follows the guest's Command register.
+// list, the MSI-X capability's table size and locations, the MSI capability's
+// Multiple Message Capable, 64-bit and masking bits. The passed-through
+// functions' devices never see an access outside their BARs or into NVMe's
+// MSI-X table or PBA, and their Bus Master follows the guest's Command register.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +42,7 @@ public:
         const u8 vendor[14] = {16, 1, 2, 3};
         add_capability(0x09, vendor, sizeof(vendor));
         add_msix(PciFunction::MAX_MSIX, 2, 0, 2, 0x1000);
+        add_msi(8, true);
     }
     u64 bar_read(u32 bar, u64 offset, u8 size) override
     {
@@ -91,6 +95,47 @@ struct HostNvme final : HostPort {
     u32 mapped = 0;
 };
 
+// QEMU's edu: BAR0 1 MiB, MSI only.
+struct HostEdu final : HostPort {
+    bool master = false;
+    u32 mapped = 0;
+    void touch(u32 bar, u64 offset, u8 size)
+    {
+        check(bar == 0 && offset + size <= 0x100000 && (size == 1 || size == 2 || size == 4 || size == 8));
+    }
+    u64 bar_read(u32 bar, u64 offset, u8 size) override
+    {
+        touch(bar, offset, size);
+        return 0;
+    }
+    void bar_write(u32 bar, u64 offset, u8 size, u64) override { touch(bar, offset, size); }
+    void set_bus_master(bool on) override
+    {
+        check(on != master);
+        master = on;
+    }
+    bool map_bar(u32 bar, const BarMapping &m) override
+    {
+        check(bar == 0 && m.count == 1 && m.ranges[0].offset == 0 && m.ranges[0].size == 0x100000);
+        mapped++;
+        return true;
+    }
+    void unmap_bar(u32 bar, const BarMapping &) override
+    {
+        check(bar == 0 && mapped > 0);
+        mapped--;
+    }
+};
+
+HostFunctionInfo edu_info()
+{
+    HostFunctionInfo h;
+    h.ids = {0x1234, 0x11e8, 0x00ff00, 0x10, 0x1af4, 0x1100};
+    h.bars[0] = {PciFunction::BarType::mem32, 0x100000, false};
+    h.msi_vectors = 1;
+    return h;
+}
+
 HostFunctionInfo nvme_info()
 {
     HostFunctionInfo h;
@@ -136,6 +181,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const PassthroughFunction::Window windows[] = {{0xc0000000, 0xe0000000}};
     pt.set_map_windows(windows, 1);
     check(pt.ok() && pt.place_bars(next, 0xe0000000) && bus.plug(3, pt));
+    HostEdu host_edu;
+    PassthroughFunction edu(edu_info(), host_edu);
+    edu.set_map_windows(windows, 1);
+    check(edu.ok() && edu.uses_msi() && edu.place_bars(next, 0xe0000000) && bus.plug(4, edu));
     Input in{data, size};
     const u8 sizes[] = {1, 2, 4, 8};
     while (in.n) {
@@ -156,7 +205,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 4: case 5: {           // near where the guest put the BARs
-            const u64 base = op & 1 ? (op & 0x80 ? vfn.bar_base(0) : pt.bar_base(0))
+            const u64 base = op & 1 ? (op & 0x80 ? vfn.bar_base(0) : op & 8 ? edu.bar_base(0) : pt.bar_base(0))
                                     : op & 0x80 ? dev.bar_base(0) : dev.bar_base(2);
             const u64 gpa = base + (in.take(2) & 0x7fff) - 0x100;
             if (bus.covers(gpa)) bus.mmio(0, gpa, sz, write, value);
@@ -164,7 +213,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 6:
             dev.signal_msix(u16(in.take(1) & 63));
+            dev.signal_msi(u16(in.take(1) & 15));
+            dev.signal_vector(u16(in.take(1) & 63));
             pt.signal_msix(u16(in.take(1) & 63));
+            edu.signal_vector(u16(in.take(1) & 3));
             vfn.transport().run_pending();
             break;
         default:
@@ -182,12 +234,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(bus.config_read(1, 0, msix, 1) == 0x11);
     check((bus.config_read(1, 0, msix + 2, 2) & 0x7ff) == PciFunction::MAX_MSIX - 1);
     check(bus.config_read(1, 0, msix + 4, 4) == 2 && bus.config_read(1, 0, msix + 8, 4) == 0x1002);
+    const u32 msi = bus.config_read(1, 0, msix + 1, 1);
+    check(bus.config_read(1, 0, msi, 1) == 0x05 && bus.config_read(1, 0, msi + 1, 1) == 0);
+    check((bus.config_read(1, 0, msi + 2, 2) & 0x18e) == 0x186);   // 8 vectors, 64-bit, maskable
+    check(bus.config_read(1, 0, msi + 0x10, 4) >> 8 == 0);          // mask bits for 8 vectors only
+    check(bus.config_read(1, 0, msi + 0x14, 4) >> 8 == 0);
+    check(dev.msi_enabled_vectors() <= 8);
     check(bus.config_read(2, 0, 0, 4) == 0x10421af4u);
     check((bus.config_read(2, 0, 0x10, 4) & 0x7fff) == 0x4);
     check(bus.config_read(3, 0, 0, 4) == 0x00101b36u);
     check((bus.config_read(3, 0, 0x10, 4) & 0x3fff) == 0x4);
     check(host.master == bool(bus.config_read(3, 0, 0x04, 2) & 4));
     check(host.mapped <= 1);
-    check(bus.config_read(4, 0, 0, 4) == ~0u);
+    check(bus.config_read(4, 0, 0, 4) == 0x11e81234u);
+    check(bus.config_read(4, 0, 0x34, 1) == 0x40 && bus.config_read(4, 0, 0x40, 2) == 0x05);
+    check((bus.config_read(4, 0, 0x42, 2) & 0x18e) == 0x180);        // 1 vector, 64-bit, maskable
+    check(edu.msi_enabled_vectors() == 1 && bus.config_read(4, 0, 0x54, 4) >> 1 == 0);
+    check(host_edu.master == bool(bus.config_read(4, 0, 0x04, 2) & 4));
+    check(host_edu.mapped <= 1);
+    check(bus.config_read(5, 0, 0, 4) == ~0u);
     return 0;
 }

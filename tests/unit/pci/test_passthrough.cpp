@@ -1,6 +1,7 @@
 // A passed-through function (kernel/pci/passthrough.cpp): the configuration
 // space the guest sees (the host's IDs and BAR sizes, no INTx, MSI-X with the
-// host's layout capped at MAX_MSIX), BAR placement, forwarding of BAR
+// host's layout capped at MAX_MSIX; one MSI vector for a host function with
+// MSI only), BAR placement, forwarding of BAR
 // accesses, the filter (the host's whole MSI-X table and PBA, accesses leaving
 // a BAR) and the Bus Master bit forwarded to the device.
 #include <gtest/gtest.h>
@@ -110,6 +111,52 @@ TEST(Passthrough, ConfigSpaceIsTheHostsIdentityWithOnlyMsix)
     f.config_write(0x10, 4, ~0u);
     EXPECT_EQ(f.config_read(0x10, 4), 0xffffc004u);
     EXPECT_TRUE(port.log.empty());
+}
+
+// QEMU's edu: BAR0 32-bit 1 MiB, MSI (`vectors` messages), no MSI-X.
+HostFunctionInfo edu_like(u8 vectors = 1)
+{
+    HostFunctionInfo h;
+    h.ids = {0x1234, 0x11e8, 0x00ff00, 0x10, 0x1af4, 0x1100};
+    h.bars[0] = {PciFunction::BarType::mem32, 0x100000, false};
+    h.msi_vectors = vectors;
+    return h;
+}
+
+TEST(Passthrough, MsiOnlyFunctionShownOneMsiVector)
+{
+    for (u8 host_vectors : {1, 4, 32}) {
+        FakePort port;
+        PassthroughFunction f(edu_like(host_vectors), port);
+        ASSERT_TRUE(f.ok()) << f.why();
+        EXPECT_TRUE(f.uses_msi());
+        EXPECT_EQ(f.vectors(), 1u);
+        EXPECT_EQ(f.config_read(0x3d, 1), 0u);                   // no INTx pin
+        const u32 cap = f.config_read(0x34, 1);
+        ASSERT_GE(cap, 0x40u);
+        EXPECT_EQ(f.config_read(cap, 1), 0x05u);
+        EXPECT_EQ(f.config_read(cap + 1, 1), 0u);                // MSI alone
+        EXPECT_EQ(f.config_read(cap + 2, 2), 0x0180u);           // 1 vector, 64-bit, maskable, off
+        f.config_write(cap + 2, 2, 0x0071);                      // 128 asked: 1 enabled
+        EXPECT_EQ(f.msi_enabled_vectors(), 1u);
+        EXPECT_TRUE(port.log.empty());                            // configuration space never reaches the host
+    }
+    // Both MSI-X and MSI: the guest sees MSI-X only.
+    HostFunctionInfo both = nvme_like(8);
+    both.msi_vectors = 1;
+    FakePort port;
+    PassthroughFunction f(both, port);
+    ASSERT_TRUE(f.ok()) << f.why();
+    EXPECT_FALSE(f.uses_msi());
+    EXPECT_EQ(f.vectors(), 8u);
+    const u32 cap = f.config_read(0x34, 1);
+    EXPECT_EQ(f.config_read(cap, 1), 0x11u);
+    EXPECT_EQ(f.config_read(cap + 1, 1), 0u);
+    // Neither: no vectors, no capability.
+    PassthroughFunction none(edu_like(0), port);
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ(none.vectors(), 0u);
+    EXPECT_EQ(none.config_read(0x34, 1), 0u);
 }
 
 TEST(Passthrough, BarsPlacedNaturallyAligned)

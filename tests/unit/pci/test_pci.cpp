@@ -1,6 +1,7 @@
 // The PCI host bridge (kernel/pci/pci.cpp): a function's configuration space
 // (IDs, read-only fields, command register, BAR sizing and relocation, the
-// capability list, MSI-X table/PBA/masking), the 0xCF8/0xCFC mechanism at
+// capability list, MSI-X table/PBA/masking, MSI with multiple messages and
+// per-vector masking), the 0xCF8/0xCFC mechanism at
 // every width and offset, ECAM, BAR dispatch, and a randomised hostile guest.
 #include <gtest/gtest.h>
 
@@ -302,6 +303,194 @@ TEST(Pci, MsixTableAndDelivery)
     EXPECT_EQ(f.mmio_rd(0xc0000008, 4), 0x41u);
     EXPECT_TRUE(f.dev.reads.empty());
     EXPECT_TRUE(f.dev.writes.empty());
+}
+
+// A function with MSI only: `vectors` offered, per-vector masking or not.
+class MsiDevice final : public PciFunction {
+public:
+    MsiDevice(u8 vectors, bool maskable)
+    {
+        set_ids({0x1234, 0x11e8, 0x00ff00, 0x10, 0x1af4, 0x1100});
+        EXPECT_TRUE(set_bar(0, BarType::mem32, 0x100000, false));
+        set_interrupt_pin(1);
+        EXPECT_TRUE(add_msi(vectors, maskable));
+        EXPECT_FALSE(add_msi(vectors, maskable));           // one MSI capability
+    }
+    u64 bar_read(u32, u64, u8) override { return 0; }
+    void bar_write(u32, u64, u8, u64) override {}
+    using PciFunction::add_msi;
+};
+
+struct MsiFixture {
+    Sink sink;
+    PciBus bus{ECAM, GSI, {on_msi, on_intx, &sink}};
+    MsiDevice dev;
+    u32 cap = 0;
+    MsiFixture(u8 vectors, bool maskable) : dev(vectors, maskable)
+    {
+        EXPECT_TRUE(bus.plug(1, dev));
+        cap = bus.config_read(1, 0, 0x34, 1);
+        while (cap && bus.config_read(1, 0, cap, 1) != 0x05) cap = bus.config_read(1, 0, cap + 1, 1);
+        EXPECT_NE(cap, 0u);
+    }
+    u32 rd(u32 reg, u8 size = 4) { return bus.config_read(1, 0, cap + reg, size); }
+    void wr(u32 reg, u32 v, u8 size = 4) { bus.config_write(1, 0, cap + reg, size, v); }
+};
+
+TEST(Pci, MsiCapabilityLayout)
+{
+    MsiFixture f(8, true);
+    EXPECT_EQ(f.rd(1, 1), 0u);                            // the only capability
+    EXPECT_EQ(f.rd(2, 2), 0x0186u);                       // per-vector masking, 64-bit, 8 vectors, off
+    f.wr(2, 0xffff, 2);
+    EXPECT_EQ(f.rd(2, 2), 0x01f7u);                       // only enable and Multiple Message Enable
+    f.wr(4, ~0u);
+    EXPECT_EQ(f.rd(4), 0xfffffffcu);                      // dword aligned
+    f.wr(8, ~0u);
+    EXPECT_EQ(f.rd(8), ~0u);
+    f.wr(0x0c, ~0u);
+    EXPECT_EQ(f.rd(0x0c), 0xffffu);                       // no Extended Message Data
+    f.wr(0x10, ~0u);
+    EXPECT_EQ(f.rd(0x10), 0xffu);                         // a mask bit per vector offered
+    f.wr(0x14, ~0u);
+    EXPECT_EQ(f.rd(0x14), 0u);                            // Pending Bits are read-only
+
+    MsiFixture g(1, false);
+    EXPECT_EQ(g.rd(2, 2), 0x0080u);                       // 64-bit, 1 vector, no masking
+    g.wr(0x10, ~0u);
+    EXPECT_EQ(g.rd(0x10), 0u);                            // no Mask Bits: past the capability
+}
+
+TEST(Pci, MsiDeliveryFollowsEnableAndMultipleMessageEnable)
+{
+    MsiFixture f(4, false);
+    f.wr(4, 0xfee01000);
+    f.wr(8, 0);
+    f.wr(0x0c, 0x4b);
+    EXPECT_FALSE(f.dev.signal_msi(0));                    // MSI off
+    EXPECT_FALSE(f.dev.signal_vector(0));
+    EXPECT_TRUE(f.sink.msis.empty());
+    f.wr(2, 0x0001, 2);                                   // on, one message
+    EXPECT_TRUE(f.dev.msi_enabled());
+    EXPECT_EQ(f.dev.msi_enabled_vectors(), 1u);
+    EXPECT_TRUE(f.dev.signal_msi(0));
+    EXPECT_TRUE(f.dev.signal_msi(3));                     // folds onto message 0
+    EXPECT_FALSE(f.dev.signal_msi(4));                    // not offered
+    ASSERT_EQ(f.sink.msis.size(), 2u);
+    EXPECT_EQ(f.sink.msis[0].addr, 0xfee01000u);
+    EXPECT_EQ(f.sink.msis[0].data, 0x4bu);
+    EXPECT_EQ(f.sink.msis[1].data, 0x4bu);
+    // Four messages: the message number replaces the data's two low bits.
+    f.wr(0x0c, 0x48);
+    f.wr(2, 0x0021, 2);
+    EXPECT_EQ(f.dev.msi_enabled_vectors(), 4u);
+    EXPECT_TRUE(f.dev.signal_vector(3));
+    EXPECT_TRUE(f.dev.signal_msi(1));
+    ASSERT_EQ(f.sink.msis.size(), 4u);
+    EXPECT_EQ(f.sink.msis[2].data, 0x4bu);
+    EXPECT_EQ(f.sink.msis[3].data, 0x49u);
+    f.wr(2, 0x0051, 2);                                   // 32 asked, 4 offered: 4
+    EXPECT_EQ(f.dev.msi_enabled_vectors(), 4u);
+    // A 64-bit address.
+    f.wr(8, 0x12);
+    EXPECT_TRUE(f.dev.signal_msi(0));
+    EXPECT_EQ(f.sink.msis.back().addr, 0x12fee01000ull);
+    // Off again: nothing goes, nothing is latched.
+    f.wr(2, 0x0020, 2);
+    EXPECT_FALSE(f.dev.signal_msi(0));
+    f.wr(2, 0x0021, 2);
+    EXPECT_EQ(f.sink.msis.size(), 5u);
+}
+
+TEST(Pci, MsiPerVectorMaskLatchesPending)
+{
+    MsiFixture f(2, true);
+    f.wr(4, 0xfee00000);
+    f.wr(0x0c, 0x60);
+    f.wr(0x10, 0x2);                                      // vector 1 masked
+    f.wr(2, 0x0011, 2);                                   // on, two messages
+    EXPECT_TRUE(f.dev.signal_msi(1));
+    EXPECT_TRUE(f.dev.signal_msi(1));                     // latched once
+    EXPECT_TRUE(f.dev.signal_msi(0));
+    ASSERT_EQ(f.sink.msis.size(), 1u);
+    EXPECT_EQ(f.sink.msis[0].data, 0x60u);
+    EXPECT_EQ(f.rd(0x14), 0x2u);
+    EXPECT_EQ(f.dev.msi_pending(), 0x2u);
+    f.wr(0x10, 0x3);                                      // masking more delivers nothing
+    EXPECT_EQ(f.sink.msis.size(), 1u);
+    f.wr(0x10, 0x1, 1);                                   // vector 1 unmasked: delivered once
+    ASSERT_EQ(f.sink.msis.size(), 2u);
+    EXPECT_EQ(f.sink.msis[1].data, 0x61u);
+    EXPECT_EQ(f.rd(0x14), 0u);
+    // Pending while MSI is turned off and on again: delivered on enable.
+    EXPECT_TRUE(f.dev.signal_msi(0));
+    EXPECT_EQ(f.rd(0x14), 0x1u);
+    f.wr(2, 0x0010, 2);
+    f.wr(0x10, 0);
+    EXPECT_EQ(f.sink.msis.size(), 2u);
+    f.wr(2, 0x0011, 2);
+    ASSERT_EQ(f.sink.msis.size(), 3u);
+    EXPECT_EQ(f.sink.msis[2].data, 0x60u);
+    EXPECT_EQ(f.rd(0x14), 0u);
+}
+
+TEST(Pci, MsiEnabledTurnsIntxOff)
+{
+    MsiFixture f(1, false);
+    f.dev.set_intx(true);
+    ASSERT_EQ(f.sink.lines.size(), 1u);
+    EXPECT_TRUE(f.sink.lines[0].level);
+    f.wr(2, 0x0001, 2);
+    ASSERT_EQ(f.sink.lines.size(), 2u);
+    EXPECT_FALSE(f.sink.lines[1].level);
+    f.wr(2, 0x0000, 2);
+    ASSERT_EQ(f.sink.lines.size(), 3u);
+    EXPECT_TRUE(f.sink.lines[2].level);
+}
+
+// signal_vector prefers MSI-X when a function has both.
+class BothDevice final : public PciFunction {
+public:
+    BothDevice()
+    {
+        set_ids({0x1af4, 0x1041, 0x020000, 1, 0x1af4, 1});
+        EXPECT_TRUE(set_bar(0, BarType::mem32, 0x1000, false));
+        EXPECT_TRUE(add_msix(2, 0, 0, 0, 0x800));
+        EXPECT_TRUE(add_msi(1, true));
+    }
+    u64 bar_read(u32, u64, u8) override { return 0; }
+    void bar_write(u32, u64, u8, u64) override {}
+};
+
+TEST(Pci, SignalVectorUsesWhicheverIsEnabled)
+{
+    Sink sink;
+    PciBus bus{ECAM, GSI, {on_msi, on_intx, &sink}};
+    BothDevice dev;
+    ASSERT_TRUE(bus.plug(1, dev));
+    const u32 msix = bus.config_read(1, 0, 0x34, 1);
+    const u32 msi = bus.config_read(1, 0, msix + 1, 1);
+    ASSERT_EQ(bus.config_read(1, 0, msix, 1), 0x11u);
+    ASSERT_EQ(bus.config_read(1, 0, msi, 1), 0x05u);
+    bus.config_write(1, 0, msi + 4, 4, 0xfee00000);
+    bus.config_write(1, 0, msi + 0x0c, 4, 0x33);
+    bus.config_write(1, 0, msi + 2, 2, 1);
+    EXPECT_TRUE(dev.signal_vector(0));
+    ASSERT_EQ(sink.msis.size(), 1u);
+    EXPECT_EQ(sink.msis[0].data, 0x33u);
+    bus.config_write(1, 0, msi + 2, 2, 0);
+    bus.config_write(1, 0, 0x10, 4, 0xc0000000);
+    bus.config_write(1, 0, 0x04, 2, 2);
+    u64 v = 0x44;
+    bus.mmio(0, 0xc0000008, 4, true, v);
+    v = 0;
+    bus.mmio(0, 0xc000000c, 4, true, v);
+    bus.config_write(1, 0, msix + 2, 2, 0x8000);
+    EXPECT_TRUE(dev.signal_vector(0));
+    ASSERT_EQ(sink.msis.size(), 2u);
+    EXPECT_EQ(sink.msis[1].data, 0x44u);
+    bus.config_write(1, 0, msix + 2, 2, 0);
+    EXPECT_FALSE(dev.signal_vector(0));
 }
 
 TEST(Pci, BarDispatch)
