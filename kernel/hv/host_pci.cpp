@@ -160,22 +160,48 @@ u32 host_pci_ext_cap(const HostFn &f, u16 id)
 
 // BAR0 (memory; 64-bit or 32-bit) sized with decoding off, then memory space
 // and bus mastering on, INTx off; at most `max_map` bytes of it mapped uncached.
+HostBar host_pci_bar(const HostFn &f, u32 reg, u32 reg_end)
+{
+    HostBar b;
+    const u32 lo = host_pci_read(f, reg);
+    if (lo & 1) {
+        b.io = true;
+        return b;
+    }
+    b.wide = (lo >> 1 & 3) == 2;
+    b.prefetchable = lo & 8;
+    if (b.wide && reg + 8 > reg_end) {
+        b.cut = true;
+        return b;
+    }
+    const u32 hi = b.wide ? host_pci_read(f, reg + 4) : 0;
+    host_pci_write(f, reg, ~0u);
+    u64 mask = host_pci_read(f, reg) & ~0xfu;
+    host_pci_write(f, reg, lo);
+    if (b.wide) {
+        host_pci_write(f, reg + 4, ~0u);
+        mask |= u64(host_pci_read(f, reg + 4)) << 32;
+        host_pci_write(f, reg + 4, hi);
+    } else {
+        mask |= 0xffffffff00000000ull;
+    }
+    if (!(mask & ~0xfull & 0xffffffffull) && !(b.wide && mask >> 32)) return b;   // nothing there
+    b.size = ~mask + 1;
+    b.base = (u64(hi) << 32 | lo) & ~0xfull;
+    return b;
+}
+
 volatile u8 *host_pci_map_bar0(const HostFn &f, u64 max_map, const char *who)
 {
     const u32 cmd = host_pci_read(f, PCI_COMMAND) & 0xffff;
-    const u32 lo = host_pci_read(f, PCI_BAR0);
-    if (lo & 1) {
+    host_pci_write(f, PCI_COMMAND, cmd & ~(CMD_MEM | CMD_MASTER));
+    const HostBar bar = host_pci_bar(f, PCI_BAR0, PCI_BAR0 + 24);
+    if (bar.io) {
         log_error("%s: BAR0 is an I/O BAR", who);
+        host_pci_write(f, PCI_COMMAND, cmd);
         return nullptr;
     }
-    const bool wide = (lo >> 1 & 3) == 2;
-    const u32 hi = wide ? host_pci_read(f, PCI_BAR0 + 4) : 0;
-    host_pci_write(f, PCI_COMMAND, cmd & ~(CMD_MEM | CMD_MASTER));
-    host_pci_write(f, PCI_BAR0, ~0u);
-    const u32 mask = host_pci_read(f, PCI_BAR0) & ~0xfu;
-    host_pci_write(f, PCI_BAR0, lo);
-    const u64 base = (u64(hi) << 32 | lo) & ~0xfull;
-    const u64 size = mask ? u64(~mask) + 1 : 0;
+    const u64 base = bar.base, size = bar.size;
     if (!base || size < PAGE_SIZE) {
         log_error("%s: BAR0 %s (base %lx, %lu bytes): not usable", who, base ? "too small" : "not assigned", base, size);
         host_pci_write(f, PCI_COMMAND, cmd);

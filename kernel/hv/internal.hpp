@@ -376,6 +376,15 @@ void host_pci_write(const HostFn &f, u32 off, u32 v);
 u32 host_pci_scan(HostFn *out, u32 max);
 volatile u8 *host_pci_map_bar0(const HostFn &f, u64 max_map, const char *who);
 u32 host_pci_cap(const HostFn &f, u8 id);
+// One BAR at configuration offset `reg` (a function's own BARs, or an SR-IOV capability's VF
+// BARs, which end at `reg_end`), sized the PCI way: all ones written, the mask read back, the
+// value restored. The caller keeps the function's memory decoding off meanwhile. An I/O BAR
+// is only reported as such; a 64-bit BAR whose upper half would be past reg_end is `cut`.
+struct HostBar {
+    u64 base = 0, size = 0;   // size 0: no BAR here (sizing reads 0)
+    bool io = false, wide = false, prefetchable = false, cut = false;
+};
+HostBar host_pci_bar(const HostFn &f, u32 reg, u32 reg_end);
 u32 host_pci_ext_cap(const HostFn &f, u16 id);
 
 // The IOMMU, as the rest of Keel uses it (the seam an AMD-Vi backend would implement too: nothing

@@ -99,28 +99,17 @@ const char *describe(GuestPci &p)
     for (u32 b = 0; !f.vf && b < PciFunction::BARS && !why; b++) {
         GuestPci::Bar &bar = p.bars[b];
         bar = GuestPci::Bar{};
-        const u32 at = PCI_BAR0 + 4 * b;
-        const u32 lo = host_pci_read(f, at);
-        if (lo & 1) continue;                         // I/O space: not passed through
-        const bool wide = (lo >> 1 & 3) == 2;
-        if (wide && b == PciFunction::BARS - 1) break;
-        const u32 hi = wide ? host_pci_read(f, at + 4) : 0;
-        host_pci_write(f, at, ~0u);
-        u64 mask = host_pci_read(f, at) & ~0xfu;
-        host_pci_write(f, at, lo);
-        if (wide) {
-            host_pci_write(f, at + 4, ~0u);
-            mask |= u64(host_pci_read(f, at + 4)) << 32;
-            host_pci_write(f, at + 4, hi);
-            p.bars[b + 1] = GuestPci::Bar{};
-        }
-        if (!mask) {
+        const HostBar hb = host_pci_bar(f, PCI_BAR0 + 4 * b, PCI_BAR0 + 4 * PciFunction::BARS);
+        if (hb.io) continue;                          // I/O space: not passed through
+        if (hb.cut) break;
+        const bool wide = hb.wide;
+        if (wide) p.bars[b + 1] = GuestPci::Bar{};
+        if (!hb.size) {
             if (wide) b++;
             continue;                                 // a BAR the device does not have (sizing reads 0)
         }
-        if (!wide) mask |= 0xffffffff00000000ull;
-        const u64 size = ~mask + 1;
-        bar.base = (u64(hi) << 32 | lo) & ~0xfull;
+        const u64 size = hb.size;
+        bar.base = hb.base;
         bar.size = size;
         if (!bar.base) why = "a memory BAR the firmware did not assign";
         else if (size > MAX_BAR_MAP) why = "a BAR larger than 256 MiB";
@@ -128,7 +117,7 @@ const char *describe(GuestPci &p)
         else {
             bar.map = reinterpret_cast<volatile u8 *>(mm::map_mmio(PhysAddr(bar.base), size).raw());
             if (!bar.map) why = "a BAR Keel cannot map";
-            h.bars[b] = {wide ? PciFunction::BarType::mem64 : PciFunction::BarType::mem32, size, bool(lo & 8)};
+            h.bars[b] = {wide ? PciFunction::BarType::mem64 : PciFunction::BarType::mem32, size, hb.prefetchable};
         }
         if (wide) b++;
     }

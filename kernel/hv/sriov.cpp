@@ -78,22 +78,14 @@ const char *enable_vfs(Pf &p, u64 &at)
     if (p.vfs > total) return "more VFs than the function has (TotalVFs)";
     for (u32 b = 0; b < PciFunction::BARS; b++) {
         const u32 reg = p.cap + SRIOV_BAR0 + 4 * b;
+        const HostBar hb = host_pci_bar(f, reg, p.cap + SRIOV_BAR0 + 4 * PciFunction::BARS);
+        const bool wide = hb.wide && !hb.cut;
         const u32 lo = host_pci_read(f, reg);
-        const bool wide = (lo >> 1 & 3) == 2 && b + 1 < PciFunction::BARS;
-        host_pci_write(f, reg, ~0u);
-        u64 mask = host_pci_read(f, reg) & ~0xfull;
-        if (wide) {
-            host_pci_write(f, reg + 4, ~0u);
-            mask |= u64(host_pci_read(f, reg + 4)) << 32;
-        } else {
-            mask |= 0xffffffff00000000ull;
-        }
-        if (!(mask & 0xffffffffull & ~0xfull) && !(wide && mask >> 32)) {
-            host_pci_write(f, reg, lo);
+        if (!hb.size) {
             if (wide) b++;
             continue;                                      // a VF BAR the device does not have (sizing reads 0)
         }
-        const u64 size = ~mask + 1;
+        const u64 size = hb.size;
         if (!wide) return "a 32-bit VF BAR (Keel places VF BARs above 4 GiB)";
         at = align_up(at, size);
         if (at + size * p.vfs > phys_limit()) return "no room for the VF BARs below the CPU's physical address width";
