@@ -203,6 +203,7 @@ struct GuestPci final : HostPort {
     HostFn host{};
     Bar bars[PciFunction::BARS]{};
     u32 saved_bars[PciFunction::BARS]{}; // the BAR registers as the firmware set them, restored after a reset
+    u16 saved_devctl = 0, saved_linkctl = 0;   // PCIe Device and Link Control, likewise (MPS must match the port's)
     HostFunctionInfo info{};
     // No FLR: the bridge above it, whose secondary bus reset resets it (everything below that
     // bridge is given to this guest); sbr false: it has neither and is not reset between starts.
@@ -393,6 +394,9 @@ u32 host_pci_ext_cap(const HostFn &f, u16 id);
 // to its DMA domain, which maps only the pages given to them.
 void init_iommu(bool required);
 bool iommu_on();
+// DMA addresses the IOMMU translates are below this (~0: no IOMMU on): where Keel's own DMA
+// pages must be (its domain maps them at IOVA = host-physical).
+u64 iommu_dma_limit();
 bool iommu_attach_keel(const HostFn &f, const char *who);
 Status iommu_map_keel(PhysAddr pa);
 void iommu_unmap_keel(PhysAddr pa);

@@ -190,6 +190,7 @@ u32 iommu_host_groups(HostFn *fns, u32 *group, u32 max)
 }
 
 bool iommu_on() { return io_.on; }
+u64 iommu_dma_limit() { return io_.on ? io_.iova_limit : ~0ull; }
 
 void init_iommu(bool required)
 {

@@ -141,6 +141,10 @@ const char *describe(GuestPci &p)
         p.msi_maskable = control & MSI_PVM;
     }
     p.pcie = host_pci_cap(f, CAP_PCIE);
+    if (p.pcie) {
+        p.saved_devctl = u16(host_pci_read(f, p.pcie + 8));
+        p.saved_linkctl = u16(host_pci_read(f, p.pcie + 0x10));
+    }
     p.flr = p.pcie && (host_pci_read(f, p.pcie + 4) & DEVCAP_FLR);
     return nullptr;
 }
@@ -193,6 +197,7 @@ void unroute(GuestPci &p)
 // be reset under its owner).
 void find_sbr_bridge(const GuestConfig &c, const HostFn &f, const HostFn *fns, u32 n, GuestPci &p)
 {
+    if (n >= iommu::MAX_FUNCTIONS) return;   // the scan may have left functions out: not all below are known
     for (u32 i = 0; i < n; i++) {
         const HostFn &b = fns[i];
         if (b.segment != f.segment || b.vf || (host_pci_read(b, PCI_HEADER) >> 16 & 0x7f) != 1) continue;
@@ -212,12 +217,42 @@ void find_sbr_bridge(const GuestConfig &c, const HostFn &f, const HostFn *fns, u
     }
 }
 
+// After a reset: the BARs as Keel found them, PCIe Device and Link Control as the firmware set
+// them (a reset takes Max Payload Size back to 128 bytes, and it must match the port's),
+// decoding on, INTx and Bus Master off. (The status halves are written 0: their RW1C bits stay.)
+void restore(GuestPci &p)
+{
+    const HostFn &f = p.host;
+    for (u32 b = 0; b < PciFunction::BARS; b++) host_pci_write(f, PCI_BAR0 + 4 * b, p.saved_bars[b]);
+    if (p.pcie) {
+        host_pci_write(f, p.pcie + 8, p.saved_devctl & ~DEVCTL_FLR);
+        host_pci_write(f, p.pcie + 0x10, p.saved_linkctl);
+    }
+    host_pci_write(f, PCI_COMMAND, CMD_MEM | CMD_INTX_OFF);
+}
+
+bool same_fn(const HostFn &a, const HostFn &b) { return a.segment == b.segment && a.sid() == b.sid(); }
+
+// After a reset's 100 ms: a function may answer configuration requests with Retry for up to 1 s
+// more (PCIe 6.6.1), which ECAM reads return as Vendor ID 0x0001 (or all ones). (A VF's Vendor
+// ID always reads all ones; it is ready 100 ms after its FLR: SR-IOV 2.2.2.)
+void wait_ready(const HostFn &f)
+{
+    if (f.vf) return;
+    for (u32 i = 0; i < 1000; i++) {
+        const u32 vendor = host_pci_read(f, 0) & 0xffff;
+        if (vendor != 0xffff && vendor != 0x0001) return;
+        time::delay_us(1000);
+    }
+}
+
 // Resets function k of the guest: Function Level Reset (PCIe 6.6.2: pending transactions drained,
 // bounded, FLR, 100 ms), or its bridge's Secondary Bus Reset (PCI-to-PCI Bridge 3.2.5.18: held
-// at least 1 ms, then 100 ms before the function is used), once per bridge (an earlier function
-// of the guest behind the same bridge was reset with it). Then its BARs as Keel found them and
-// decoding on, INTx and Bus Master off. A bus reset is checked: the Interrupt Disable bit set
-// before it must read back clear.
+// at least 1 ms; then 100 ms, and up to 1 s more while the function answers configuration
+// requests with Retry, PCIe 6.6.1), once per bridge (an earlier function of the guest behind the
+// same bridge was reset with it). Then restore(); after a bus reset, of every function of the
+// guest below that bridge (one reset earlier by FLR was reset again). A bus reset is checked: the
+// Interrupt Disable bit set before it must read back clear.
 void reset(Guest &g, u32 k)
 {
     GuestPci &p = g.pcis[k];
@@ -228,9 +263,10 @@ void reset(Guest &g, u32 k)
         const u32 ctl = host_pci_read(f, p.pcie + 8) & 0xffff;
         host_pci_write(f, p.pcie + 8, ctl | DEVCTL_FLR);
         time::delay_us(100'000);
+        wait_ready(f);
     } else if (p.sbr) {
         bool done = false;
-        for (u32 j = 0; j < k; j++) done |= g.pcis[j].sbr && g.pcis[j].sbr_bridge.sid() == p.sbr_bridge.sid();
+        for (u32 j = 0; j < k; j++) done |= g.pcis[j].sbr && same_fn(g.pcis[j].sbr_bridge, p.sbr_bridge);
         if (!done) {
             const HostFn &b = p.sbr_bridge;
             const u32 ctl = host_pci_read(b, PCI_BRIDGE_CONTROL);
@@ -238,6 +274,7 @@ void reset(Guest &g, u32 k)
             time::delay_us(2000);
             host_pci_write(b, PCI_BRIDGE_CONTROL, ctl & ~BRIDGE_SBR);
             time::delay_us(100'000);
+            wait_ready(f);
             const bool reset_seen = !(host_pci_read(f, PCI_COMMAND) & CMD_INTX_OFF);
             if (reset_seen)
                 log_info("guest %s: device %04x:%02x:%02x.%u reset (secondary bus reset at %04x:%02x:%02x.%u)", g.name,
@@ -245,10 +282,15 @@ void reset(Guest &g, u32 k)
             else
                 log_error("guest %s: device %04x:%02x:%02x.%u: the secondary bus reset at %04x:%02x:%02x.%u did not "
                           "reset it", g.name, f.segment, f.bus, f.dev, f.fn, b.segment, b.bus, b.dev, b.fn);
+            const u32 buses = host_pci_read(b, PCI_BUSES);
+            const u8 sec = u8(buses >> 8), sub = u8(buses >> 16);
+            for (u32 j = 0; j < g.npcis; j++) {
+                const HostFn &o = g.pcis[j].host;
+                if (j != k && o.segment == b.segment && o.bus >= sec && o.bus <= sub) restore(g.pcis[j]);
+            }
         }
     }
-    for (u32 b = 0; b < PciFunction::BARS; b++) host_pci_write(f, PCI_BAR0 + 4 * b, p.saved_bars[b]);
-    host_pci_write(f, PCI_COMMAND, CMD_MEM | CMD_INTX_OFF);
+    restore(p);
 }
 
 // Why guest gi's k-th [[guest.pci]] cannot be had, or nullptr (p filled in).

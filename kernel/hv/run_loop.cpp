@@ -60,7 +60,9 @@ void run_slice(Vcpu &v)
             // scheduler, and every change of those comes with an exit that leaves this loop
             // (the host's tick or the preemption timer: `intr`; a halt or a stop; the guest's own
             // timer moved; its end, a pause, a reset asked for; `by`, the deadline the entry was
-            // given, passed: a sleeper of this CPU due, which SVM leaves to the loop).
+            // given, or the slice's end passed: a sleeper of this CPU due, which SVM leaves to
+            // the loop, or a slice shorter than the tick used up).
+            const u64 until = min(by, slice_end);
             for (;;) {
                 out = enter_and_handle(v.irq, *v.arch, cpu, by, v.gprs, e, g.platform, v.index);
                 v.stats.exits++;
@@ -72,7 +74,7 @@ void run_slice(Vcpu &v)
                     g.platform.reset_requested || __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED) != own ||
                     Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) !=
                         Guest::State::running ||
-                    __atomic_load_n(&g.paused, __ATOMIC_RELAXED) || x86::rdtsc() >= by)
+                    __atomic_load_n(&g.paused, __ATOMIC_RELAXED) || x86::rdtsc() >= until)
                     break;
             }
         }

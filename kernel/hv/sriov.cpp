@@ -79,7 +79,8 @@ const char *enable_vfs(Pf &p, u64 &at)
     for (u32 b = 0; b < PciFunction::BARS; b++) {
         const u32 reg = p.cap + SRIOV_BAR0 + 4 * b;
         const HostBar hb = host_pci_bar(f, reg, p.cap + SRIOV_BAR0 + 4 * PciFunction::BARS);
-        const bool wide = hb.wide && !hb.cut;
+        if (hb.cut || hb.io) return "a VF BAR Keel cannot place (an I/O BAR, or 64-bit in the last slot)";
+        const bool wide = hb.wide;
         const u32 lo = host_pci_read(f, reg);
         if (!hb.size) {
             if (wide) b++;

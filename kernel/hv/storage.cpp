@@ -45,7 +45,7 @@ public:
                 return nvme::DmaPage{pa, mm::phys_ptr<u8>(pa)};
             }
         }
-        auto p = mm::alloc_zeroed(0);
+        auto p = mm::alloc_zeroed(0, iommu_dma_limit());   // (IOVA = host-physical)
         if (!p) return p.error();
         if (Status s = iommu_map_keel(*p); !s) {
             mm::free(*p, 0);
