@@ -423,6 +423,21 @@ bool plug_passthrough(Guest &g)
             return false;   // release() unplugs what was plugged
         }
     }
+    // Every function as restore() left it (a later reset of one may not have undone an earlier
+    // one's, and a function that did not come back from its reset must not go to the guest).
+    for (u32 k = 0; k < g.npcis; k++) {
+        const GuestPci &p = g.pcis[k];
+        // (A VF's Memory Space bit is its PF's VF MSE, and its BAR registers read 0.)
+        bool ok = p.host.vf || (host_pci_read(p.host, PCI_COMMAND) & (CMD_MEM | CMD_MASTER)) == CMD_MEM;
+        for (u32 b = 0; b < PciFunction::BARS; b++)
+            if (p.bars[b].size) ok &= (host_pci_read(p.host, PCI_BAR0 + 4 * b) & ~0xfu) == (p.saved_bars[b] & ~0xfu);
+        if (!ok) {
+            const PciConfig &pc = c.pci[k];
+            log_error("guest %s: keel.toml line %u: device %04x:%02x:%02x.%u lost its BARs or decoding after its reset; "
+                      "not started", g.name, pc.line, pc.segment, pc.bus, pc.dev, pc.fn);
+            return false;
+        }
+    }
     return true;
 }
 
