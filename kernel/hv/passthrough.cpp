@@ -144,6 +144,12 @@ const char *describe(GuestPci &p)
     if (p.pcie) {
         p.saved_devctl = u16(host_pci_read(f, p.pcie + 8));
         p.saved_linkctl = u16(host_pci_read(f, p.pcie + 0x10));
+        const u8 len = (host_pci_read(f, p.pcie) >> 16 & 0xf) >= 2 ? 0x3c : 0x24;
+        for (u8 i = 0; i < len; i += 4) {
+            const u32 d = host_pci_read(f, p.pcie + i);
+            for (u8 b = 0; b < 4; b++) h.pcie[i + b] = u8(d >> (8 * b));
+        }
+        h.pcie_len = len;
     }
     p.flr = p.pcie && (host_pci_read(f, p.pcie + 4) & DEVCAP_FLR);
     return nullptr;

@@ -48,7 +48,31 @@ PassthroughFunction::PassthroughFunction(const HostFunctionInfo &info, HostPort 
         vectors_ = 1;
         msi_ = true;
     }
+    u8 view[HostFunctionInfo::PCIE_MAX];
+    if (const u8 n = pcie_view(info.pcie, info.pcie_len, view))
+        (void)add_capability(0x10, view + 2, u8(n - 2));   // read-only (no write mask); left out if it does not fit
     ok_ = true;
+}
+
+u8 pcie_view(const u8 *in, u8 len, u8 (&out)[HostFunctionInfo::PCIE_MAX])
+{
+    if (len > HostFunctionInfo::PCIE_MAX || len < 0x24 || in[0] != 0x10) return 0;
+    const u8 version = in[2] & 0xf;
+    const u8 n = version >= 2 && len >= 0x3c ? 0x3c : 0x24;
+    __builtin_memset(out, 0, sizeof(out));
+    for (u8 i = 0; i < n; i++) out[i] = in[i];
+    out[1] = 0;
+    out[3] &= u8(~0x01);                           // PCIe Capabilities: Slot Implemented (bit 8) clear
+    out[7] &= u8(~0x10);                           // Device Capabilities: Function Level Reset (bit 28) not offered
+    out[0x0a] = out[0x0b] = 0;                     // Device Status
+    out[0x13] &= 0x3f;                             // Link Status: the bandwidth notifications (RW1C) clear
+    for (u8 i = 0x14; i < 0x24; i++) out[i] = 0;   // Slot and Root Port registers
+    if (n == 0x3c) {
+        out[0x2a] = out[0x2b] = 0;                 // Device Status 2
+        out[0x33] = 0;                             // Link Status 2: equalisation (RW1C) and the rest above bit 7
+        for (u8 i = 0x34; i < 0x3c; i++) out[i] = 0;   // Slot 2
+    }
+    return n;
 }
 
 bool PassthroughFunction::place_bars(u64 &next, u64 limit)

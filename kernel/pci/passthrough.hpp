@@ -8,10 +8,10 @@
 // host's table layout (at most MAX_MSIX vectors) when the host function has
 // MSI-X (its MSI, if it has both, is not shown), else, when it has only MSI,
 // an emulated MSI capability with one vector (64-bit address, per-vector
-// masking), whatever the host's Multiple Message Capable says. Nothing else
-// of the host's configuration space (PCIe, power management, SR-IOV, vendor
-// capabilities, extended space) is shown or reachable: the filter is "only
-// what is emulated here".
+// masking), whatever the host's Multiple Message Capable says; and the host's
+// PCI Express capability, read-only through a filter (pcie_view). Nothing else
+// of the host's configuration space (power management, SR-IOV, vendor
+// capabilities, extended space) is shown or reachable.
 //
 // Why one MSI vector: a multi-message function decides how it spreads its
 // events over its messages from its own Multiple Message Enable, which the
@@ -93,7 +93,21 @@ struct HostFunctionInfo {
     u8 msix_table_bar = 0, msix_pba_bar = 0;
     u32 msix_table_offset = 0, msix_pba_offset = 0;
     u8 msi_vectors = 0;              // the host's MSI Multiple Message Capable, as a count (0: no MSI)
+    // The host's PCI Express capability as read, from its ID byte: 60 bytes (version 2) or 36
+    // (version 1); 0: none. Shown read-only, filtered (pcie_view).
+    static constexpr u8 PCIE_MAX = 60;
+    u8 pcie[PCIE_MAX]{};
+    u8 pcie_len = 0;
 };
+
+// What the guest sees of the host's PCI Express capability (in: `len` bytes from its ID): the
+// function's type, device and link capabilities and controls as the host has them, read-only
+// (nothing the guest writes there reaches the device: Max Payload Size must match the host's
+// port, and ASPM and the link are the host's); Function Level Reset not offered (Keel resets
+// the function between starts; the guest cannot); no slot or root port fields; status bits
+// clear but for the link's current speed and width. Returns the length shown (0: refused: too
+// short, or not a PCI Express capability).
+u8 pcie_view(const u8 *in, u8 len, u8 (&out)[HostFunctionInfo::PCIE_MAX]);
 
 class PassthroughFunction final : public PciFunction {
 public:

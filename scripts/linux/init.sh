@@ -36,7 +36,7 @@
 #                                 it back and compares; then sums the interrupts of the
 #                                 controller's queues (the nvme0qN lines of /proc/interrupts),
 #                                 which must have arrived (more than 0).
-#                                   KEEL-INIT nvme NAME ok interrupts=N msi=M
+#                                   KEEL-INIT nvme NAME ok interrupts=N msi=M link=SPEED (none: no PCIe capability)
 #                                 (M: queues whose line says PCI-MSI, Linux 6.1's name for
 #                                 MSI and MSI-X alike), or  ... fail <reason>
 # Durability records (after the disk checks; tests/vm/linux_crash.toml, bench/crash_durability.py):
@@ -256,7 +256,9 @@ check_nvme() {
                                   END { print n + 0, lines + 0, msi + 0 }' /proc/interrupts)
     [ "$2" -gt 0 ] || { echo "no-${ctl}q-in-/proc/interrupts"; return; }
     [ "$1" -gt 0 ] || { echo "no-interrupts"; return; }
-    echo "ok interrupts=$1 msi=$3"
+    # The PCI Express capability Keel shows (read-only): sysfs has the link attributes only then.
+    link=$(cat /sys/class/nvme/$ctl/device/current_link_speed 2>/dev/null | tr ' ' _)
+    echo "ok interrupts=$1 msi=$3 link=${link:-none}"
 }
 if [ -n "$nvme" ]; then
     d=${nvme%%:*} rest=${nvme#*:}

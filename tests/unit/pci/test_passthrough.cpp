@@ -113,6 +113,64 @@ TEST(Passthrough, ConfigSpaceIsTheHostsIdentityWithOnlyMsix)
     EXPECT_TRUE(port.log.empty());
 }
 
+// A version-2 PCI Express capability as a host endpoint has it: FLR offered, a slot bit and
+// status bits set that the guest must not see, 2.5 GT/s x1.
+HostFunctionInfo with_pcie(HostFunctionInfo h)
+{
+    u8 c[60] = {};
+    c[0] = 0x10, c[1] = 0x70;                     // ID, the host's next pointer
+    c[2] = 0x02, c[3] = 0x01;                     // version 2, endpoint, Slot Implemented
+    c[4] = 0x01, c[7] = 0x10;                     // DevCap: MPS 256, FLR (bit 28)
+    c[8] = 0x30, c[9] = 0x28;                     // DevCtl: MPS 256, MRRS 512, ...
+    c[0x0a] = 0x0f;                               // DevSta: errors detected
+    c[0x0c] = 0x11;                               // LinkCap: 2.5 GT/s x1
+    c[0x12] = 0x11, c[0x13] = 0xc0;               // LinkSta: 2.5 GT/s x1, LBMS, LABS
+    c[0x14] = 0xff, c[0x20] = 0xff;               // slot and root fields
+    c[0x24] = 0x10;                               // DevCap2
+    c[0x2a] = 0x01;                               // DevSta2
+    c[0x33] = 0x80;                               // LinkSta2 bit 15 (RW1C)
+    c[0x34] = 0xff;                               // Slot 2
+    for (int i = 0; i < 60; i++) h.pcie[i] = c[i];
+    h.pcie_len = 60;
+    return h;
+}
+
+TEST(Passthrough, PciExpressCapabilityShownReadOnlyAndFiltered)
+{
+    FakePort port;
+    PassthroughFunction f(with_pcie(nvme_like()), port);
+    ASSERT_TRUE(f.ok()) << f.why();
+    u32 pcie = 0;
+    for (u32 cap = f.config_read(0x34, 1), hops = 0; cap && hops < 8; cap = f.config_read(cap + 1, 1), hops++)
+        if (f.config_read(cap, 1) == 0x10) pcie = cap;
+    ASSERT_NE(pcie, 0u);
+    EXPECT_EQ(f.config_read(pcie + 2, 2), 0x0002u);               // version 2, endpoint; no slot
+    EXPECT_EQ(f.config_read(pcie + 4, 4), 0x00000001u);           // MPS 256; FLR not offered
+    EXPECT_EQ(f.config_read(pcie + 8, 4), 0x00002830u);           // DevCtl as the host's; DevSta clear
+    EXPECT_EQ(f.config_read(pcie + 0x0c, 4), 0x11u);
+    EXPECT_EQ(f.config_read(pcie + 0x10, 4), 0x00110000u);        // link x1 2.5 GT/s; LBMS, LABS clear
+    for (u32 o = 0x14; o < 0x24; o += 4) EXPECT_EQ(f.config_read(pcie + o, 4), 0u) << o;
+    EXPECT_EQ(f.config_read(pcie + 0x24, 4), 0x10u);
+    EXPECT_EQ(f.config_read(pcie + 0x28, 4), 0u);
+    EXPECT_EQ(f.config_read(pcie + 0x30, 4), 0u);
+    EXPECT_EQ(f.config_read(pcie + 0x34, 4), 0u);
+    // Read-only: the guest's MPS, FLR and link writes change nothing.
+    f.config_write(pcie + 8, 2, 0x8000 | 0x00e0);
+    f.config_write(pcie + 0x10, 2, 0x0023);
+    EXPECT_EQ(f.config_read(pcie + 8, 2), 0x2830u);
+    EXPECT_EQ(f.config_read(pcie + 0x10, 2), 0u);
+    EXPECT_TRUE(port.log.empty());
+    // Not a PCI Express capability, or too short: not shown.
+    HostFunctionInfo bad = with_pcie(nvme_like());
+    bad.pcie[0] = 0x05;
+    u8 view[HostFunctionInfo::PCIE_MAX];
+    EXPECT_EQ(pcie_view(bad.pcie, bad.pcie_len, view), 0u);
+    EXPECT_EQ(pcie_view(bad.pcie, 0x20, view), 0u);
+    bad.pcie[0] = 0x10;
+    bad.pcie[2] = 0x01;                                           // version 1: 36 bytes
+    EXPECT_EQ(pcie_view(bad.pcie, bad.pcie_len, view), 0x24u);
+}
+
 // QEMU's edu: BAR0 32-bit 1 MiB, MSI (`vectors` messages), no MSI-X.
 HostFunctionInfo edu_like(u8 vectors = 1)
 {
