@@ -9,7 +9,8 @@
 // vectors, maskable). It must never crash or trip ASan/UBSan, and what is
 // read-only stays so: the IDs, the BARs' size and type bits, the capability
 // list, the MSI-X capability's table size and locations, the MSI capability's
-// Multiple Message Capable, 64-bit and masking bits. The passed-through
+// Multiple Message Capable, 64-bit and masking bits, the NVMe-shaped function's
+// PCI Express capability (read-only, filtered). The passed-through
 // functions' devices never see an access outside their BARs or into NVMe's
 // MSI-X table or PBA, and their Bus Master follows the guest's Command register.
 #include <stddef.h>
@@ -144,6 +145,12 @@ HostFunctionInfo nvme_info()
     h.msix_vectors = 65;
     h.msix_table_offset = 0x2000;
     h.msix_pba_offset = 0x3000;
+    // A version-2 PCI Express capability, shown read-only (pcie_view): the fuzzer's writes to it
+    // must change nothing.
+    const u8 pcie[8] = {0x10, 0x70, 0x02, 0x01, 0x01, 0x80, 0x00, 0x10};
+    for (u32 i = 0; i < sizeof(pcie); i++) h.pcie[i] = pcie[i];
+    h.pcie[0x0c] = 0x11, h.pcie[0x12] = 0x11;
+    h.pcie_len = HostFunctionInfo::PCIE_MAX;
     return h;
 }
 
@@ -246,6 +253,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check((bus.config_read(3, 0, 0x10, 4) & 0x3fff) == 0x4);
     check(host.master == bool(bus.config_read(3, 0, 0x04, 2) & 4));
     check(host.mapped <= 1);
+    // Its PCI Express capability after the MSI-X one, as pcie_view made it, untouched.
+    const u32 pcie = bus.config_read(3, 0, bus.config_read(3, 0, 0x34, 1) + 1, 1);
+    check(bus.config_read(3, 0, pcie, 2) == 0x0010 && bus.config_read(3, 0, pcie + 2, 2) == 0x0002);
+    check(bus.config_read(3, 0, pcie + 4, 4) == 0x00008001u && bus.config_read(3, 0, pcie + 8, 4) == 0);
+    check(bus.config_read(3, 0, pcie + 0x0c, 4) == 0x11 && bus.config_read(3, 0, pcie + 0x10, 4) == 0x00110000u);
     check(bus.config_read(4, 0, 0, 4) == 0x11e81234u);
     check(bus.config_read(4, 0, 0x34, 1) == 0x40 && bus.config_read(4, 0, 0x40, 2) == 0x05);
     check((bus.config_read(4, 0, 0x42, 2) & 0x18e) == 0x180);        // 1 vector, 64-bit, maskable
