@@ -41,6 +41,7 @@
 //              vCPU 1 floods it with N NMI IPIs; vCPU 0 exits from the handler.
 // Exit codes: 0 pass, else the first failed check; 0x20 vCPU 1 did not start.
 #include "lib/guest.hpp"
+#include "lib/idt.hpp"
 #include "lib/smp.hpp"
 
 extern "C" const char guest_name[] = "apic";
@@ -83,15 +84,10 @@ void settle(u32 steps = 2000) {
     for (u32 i = 0; i < steps; ++i) step();
 }
 
-struct [[gnu::packed]] Gate { u16 lo, sel; u8 zero, type; u16 hi; };
-struct [[gnu::packed]] Idtr { u16 limit; u32 base; };
-alignas(8) Gate idt[256];
-void set_gate(u32 v, u32 h) { idt[v] = Gate{u16(h), 0x08, 0, 0x8e, u16(h >> 16)}; }
 
 } // namespace
 
 extern "C" {
-Idtr ap_idtr;
 // Requests to vCPU 1 are sequence numbers (only vCPU 0 writes the requests, only vCPU 1 the
 // counts done): a request made while vCPU 1 is still finishing the previous one is never lost.
 volatile u32 ap_alive, nmi_req, nmi_done, flood_req, flood_done, ap_arg;
@@ -151,25 +147,13 @@ extern "C" void foreign_handler(u32 vector) {
     apic_write(EOI, 0);
 }
 
-asm(".globl nmi_isr, fixed_isr, timer_isr, shadow_isr, foreign_stubs\n"
+asm(".globl nmi_isr, fixed_isr, timer_isr, shadow_isr\n"
     "nmi_isr:\n    pushal\n    cld\n    call nmi_handler\n    popal\n    iret\n"
     "fixed_isr:\n    pushal\n    cld\n    call fixed_handler\n    popal\n    iret\n"
     "timer_isr:\n    pushal\n    cld\n    call timer_handler\n    popal\n    iret\n"
     // Where the interrupt came in (the return EIP), then as a fixed one.
     "shadow_isr:\n    pushl %eax\n    movl 4(%esp), %eax\n    movl %eax, shadow_eip\n    popl %eax\n"
-    "    jmp fixed_isr\n"
-    "    .balign 16\n"
-    "foreign_stubs:\n"
-    "    .set vec, 0x20\n"
-    "    .rept 0xe0\n"
-    "    .balign 16\n"
-    "    pushl $vec\n"
-    "    jmp foreign_common\n"
-    "    .set vec, vec + 1\n"
-    "    .endr\n"
-    "foreign_common:\n"
-    "    pushal\n    cld\n    pushl 32(%esp)\n    call foreign_handler\n    addl $4, %esp\n"
-    "    popal\n    addl $4, %esp\n    iret\n");
+    "    jmp fixed_isr\n");
 extern "C" void nmi_isr();
 extern "C" void fixed_isr();
 extern "C" void timer_isr();
@@ -177,10 +161,9 @@ extern "C" void shadow_isr();
 extern "C" char shadow_after[];
 extern "C" volatile u32 shadow_eip;
 volatile u32 shadow_eip;
-extern "C" char foreign_stubs[];
 
 extern "C" [[noreturn]] void ap_main() {
-    asm volatile("lidt %0" : : "m"(ap_idtr));
+    idt_load();
     apic_write(SVR, 0x1ff);
     ap_alive = 1;
     for (;;) {
@@ -229,18 +212,11 @@ u32 flood(u32 n) {
 
 u32 guest_main() {
     // Our IDT: the runtime's exception gates, NMI, our vectors, a catch-all for the others.
-    Idtr old;
-    asm volatile("sidt %0" : "=m"(old));
-    const Gate* src = reinterpret_cast<const Gate*>(old.base);
-    for (u32 v = 0; v < 32 && v * sizeof(Gate) < u32(old.limit) + 1; v++) idt[v] = src[v];
-    for (u32 v = 0x20; v < 0x100; v++) set_gate(v, uptr(foreign_stubs) + (v - 0x20) * 16);
-    set_gate(2, uptr(&nmi_isr));
-    set_gate(V_FIXED, uptr(&fixed_isr));
-    set_gate(V_TIMER, uptr(&timer_isr));
-    set_gate(V_SHADOW, uptr(&shadow_isr));
-    Idtr d{sizeof(idt) - 1, uptr(idt)};
-    asm volatile("lidt %0" : : "m"(d));
-    ap_idtr = d;
+    idt_install();
+    idt_set(2, nmi_isr);
+    idt_set(V_FIXED, fixed_isr);
+    idt_set(V_TIMER, timer_isr);
+    idt_set(V_SHADOW, shadow_isr);
     outb(0x21, 0xff);                                     // the 8259s masked
     outb(0xa1, 0xff);
     apic_write(SVR, 0x1ff);

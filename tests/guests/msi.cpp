@@ -28,6 +28,7 @@
 //
 // cmdline: count=N timeout_ms=N quiet_ms=N off_ms=N bar=A (numbers decimal or 0x hex).
 #include "lib/guest.hpp"
+#include "lib/idt.hpp"
 #include "lib/tsc.hpp"
 
 extern "C" const char guest_name[] = "msi";
@@ -51,10 +52,6 @@ u64 tsc_per_ms;
 u32 edu_rd(u32 off) { return mmio_rd<u32>(bar + off); }
 void edu_wr(u32 off, u32 v) { mmio_wr<u32>(bar + off, v); }
 
-struct [[gnu::packed]] Gate { u16 lo, sel; u8 zero, type; u16 hi; };
-struct [[gnu::packed]] Idtr { u16 limit; u32 base; };
-alignas(8) Gate idt[256];
-void set_gate(u32 v, u32 h) { idt[v] = Gate{u16(h), 0x08, 0, 0x8e, u16(h >> 16)}; }
 
 } // namespace
 
@@ -78,22 +75,9 @@ extern "C" void foreign_handler(u32 vector) {
 }
 }
 
-asm(".globl msi_isr, foreign_stubs\n"
-    "msi_isr:\n    pushal\n    cld\n    call msi_handler\n    popal\n    iret\n"
-    "    .balign 16\n"
-    "foreign_stubs:\n"
-    "    .set vec, 0x20\n"
-    "    .rept 0xe0\n"
-    "    .balign 16\n"
-    "    pushl $vec\n"
-    "    jmp foreign_common\n"
-    "    .set vec, vec + 1\n"
-    "    .endr\n"
-    "foreign_common:\n"
-    "    pushal\n    cld\n    pushl 32(%esp)\n    call foreign_handler\n    addl $4, %esp\n"
-    "    popal\n    addl $4, %esp\n    iret\n");
+asm(".globl msi_isr\n"
+    "msi_isr:\n    pushal\n    cld\n    call msi_handler\n    popal\n    iret\n");
 extern "C" void msi_isr();
-extern "C" char foreign_stubs[];
 
 namespace {
 
@@ -147,14 +131,8 @@ u32 guest_main() {
             edu_rd(EDU_ID), edu_rd(EDU_LIVE));
 
     // The IDT: the runtime's exception gates, vector V, a catch-all for every other vector.
-    Idtr old;
-    asm volatile("sidt %0" : "=m"(old));
-    const Gate* rt = reinterpret_cast<const Gate*>(old.base);
-    for (u32 v = 0; v < 32 && v * sizeof(Gate) < u32(old.limit) + 1; v++) idt[v] = rt[v];
-    for (u32 v = 0x20; v < 0x100; v++) set_gate(v, uptr(foreign_stubs) + (v - 0x20) * 16);
-    set_gate(V, uptr(&msi_isr));
-    Idtr d{sizeof(idt) - 1, uptr(idt)};
-    asm volatile("lidt %0" : : "m"(d));
+    idt_install();
+    idt_set(V, msi_isr);
     outb(0x21, 0xff);                                             // the 8259s masked
     outb(0xa1, 0xff);
     mmio_wr<u32>(APIC + APIC_SVR, 0x1ff);

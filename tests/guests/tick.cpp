@@ -23,6 +23,7 @@
 // vector. Last line "tick: PASS ticks=N expected=M" (or "tick: FAIL ...").
 // Exit code 0, or the first failed check.
 #include "lib/guest.hpp"
+#include "lib/idt.hpp"
 
 extern "C" const char guest_name[] = "tick";
 
@@ -38,12 +39,6 @@ u32 apic_read(u32 reg) {
     return v;
 }
 void apic_write(u32 reg, u32 v) { asm volatile("movl %0, (%1)" : : "r"(v), "r"(APIC + reg) : "memory"); }
-
-struct [[gnu::packed]] Gate { u16 lo, sel; u8 zero, type; u16 hi; };
-struct [[gnu::packed]] Idtr { u16 limit; u32 base; };
-alignas(8) Gate idt[256];
-
-void set_gate(u32 v, u32 h) { idt[v] = Gate{u16(h), 0x08, 0, 0x8e, u16(h >> 16)}; }
 
 // TSC kHz from PIT channel 2 (mode 0, ~50 ms): only for bare runs.
 u64 pit_tsc_khz() {
@@ -77,35 +72,15 @@ extern "C" void foreign_handler(u32 vector) {
     apic_write(EOI, 0);
 }
 
-// The timer's own handler, and one 16-byte stub per vector 0x20..0xff for the rest.
+// The timer's own handler (lib/idt catches the other vectors).
 asm(".globl tick_isr\n"
     "tick_isr:\n"
     "    pushal\n"
     "    cld\n"
     "    call tick_handler\n"
     "    popal\n"
-    "    iret\n"
-    "    .balign 16\n"
-    ".globl foreign_stubs\n"
-    "foreign_stubs:\n"
-    "    .set vec, 0x20\n"
-    "    .rept 0xe0\n"
-    "    .balign 16\n"
-    "    pushl $vec\n"
-    "    jmp foreign_common\n"
-    "    .set vec, vec + 1\n"
-    "    .endr\n"
-    "foreign_common:\n"
-    "    pushal\n"
-    "    cld\n"
-    "    pushl 32(%esp)\n"
-    "    call foreign_handler\n"
-    "    addl $4, %esp\n"
-    "    popal\n"
-    "    addl $4, %esp\n"
     "    iret\n");
 extern "C" void tick_isr();
-extern "C" char foreign_stubs[];
 
 u32 guest_main() {
     const u32 vector = u32(cmdline_u64("vector", 0x40));
@@ -149,14 +124,8 @@ u32 guest_main() {
         return c.finish();
 
     // Our IDT: the runtime's exception gates, our vector, a catch-all for the others.
-    Idtr old;
-    asm volatile("sidt %0" : "=m"(old));
-    const Gate* src = reinterpret_cast<const Gate*>(old.base);
-    for (u32 v = 0; v < 32 && v * sizeof(Gate) < u32(old.limit) + 1; v++) idt[v] = src[v];
-    for (u32 v = 0x20; v < 0x100; v++) set_gate(v, uptr(foreign_stubs) + (v - 0x20) * 16);
-    set_gate(vector, uptr(&tick_isr));
-    Idtr d{sizeof(idt) - 1, uptr(idt)};
-    asm volatile("lidt %0" : : "m"(d));
+    idt_install();
+    idt_set(vector, tick_isr);
 
     // A firmware may have left the 8259 PIC unmasked (bare QEMU: IRQ0 on vector 8): mask it.
     outb(0x21, 0xff);
