@@ -56,21 +56,12 @@ void edu_wr(u32 off, u32 v) { mmio_wr<u32>(bar + off, v); }
 } // namespace
 
 extern "C" {
-volatile u32 hits, foreign, foreign_first, status_seen, spurious;
+volatile u32 hits, status_seen;
 
 extern "C" void msi_handler() {
     status_seen = edu_rd(EDU_STATUS);
     edu_wr(EDU_ACK, status_seen);
     hits = hits + 1;
-    mmio_wr<u32>(APIC + APIC_EOI, 0);
-}
-extern "C" void foreign_handler(u32 vector) {
-    if (vector == 0xff) {
-        spurious = spurious + 1;
-        return;
-    }
-    if (foreign == 0) foreign_first = vector;
-    foreign = foreign + 1;
     mmio_wr<u32>(APIC + APIC_EOI, 0);
 }
 }
@@ -198,10 +189,11 @@ u32 guest_main() {
                 "unmasked: the pending one arrives, once", "%u interrupt(s), pending 0x%x", got,
                 cfg_rd32(dev, msi + 0x14));
     }
-    c.check(foreign == 0, "no other vector", "%u interrupt(s), first on 0x%x", foreign, foreign_first);
+    c.check(idt_foreign.count == 0, "no other vector", "%u interrupt(s), first on 0x%x", idt_foreign.count,
+            idt_foreign.first);
 
     cfg_wr16(dev, msi + 2, u16(cfg_rd16(dev, msi + 2) & ~1));
     cfg_wr16(dev, 0x04, u16(cfg_rd16(dev, 0x04) & ~0x4));
-    printf("msi: interrupts=%u spurious=%u\n", hits, spurious);
+    printf("msi: interrupts=%u spurious=%u\n", hits, idt_foreign.spurious);
     return c.finish();
 }

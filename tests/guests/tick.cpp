@@ -55,20 +55,9 @@ u64 pit_tsc_khz() {
 } // namespace
 
 volatile u32 ticks;
-volatile u32 foreign_count, foreign_first, spurious;
 
 extern "C" void tick_handler() {
     ticks = ticks + 1;
-    apic_write(EOI, 0);
-}
-
-extern "C" void foreign_handler(u32 vector) {
-    if (vector == 0xff) {                 // spurious: no EOI
-        spurious = spurious + 1;
-        return;
-    }
-    if (foreign_count == 0) foreign_first = vector;
-    foreign_count = foreign_count + 1;
     apic_write(EOI, 0);
 }
 
@@ -169,11 +158,11 @@ u32 guest_main() {
     printf("tick: %u ticks, %u wake-ups in %llu us\n", got, wakeups, elapsed * 1000 / tsc_khz);
     c.check(got * 10 >= expected * 9, "ticks >= 90% of duration/period", "%u of %u", got, expected);
     c.check(got * 10 <= expected * 11 + 20, "ticks <= 110% of duration/period + 2", "%u of %u", got, expected);
-    if (foreign_count)
-        c.check(false, "no foreign vector", "foreign vector 0x%x (%u foreign interrupts), %u spurious", foreign_first,
-                foreign_count, spurious);
+    if (idt_foreign.count)
+        c.check(false, "no foreign vector", "foreign vector 0x%x (%u foreign interrupts), %u spurious",
+                idt_foreign.first, idt_foreign.count, idt_foreign.spurious);
     else
-        c.check(true, "no foreign vector", "%u spurious", spurious);
+        c.check(true, "no foreign vector", "%u spurious", idt_foreign.spurious);
     if (c.failed == 0) printf("tick: PASS ticks=%u expected=%u\n", got, expected);
     else printf("tick: FAIL ticks=%u expected=%u (%u of %u checks failed, first #%u)\n", got, expected, c.failed,
                 c.number, c.first_failed);

@@ -10,6 +10,18 @@ void set_gate(u32 v, u32 h) { idt[v] = Gate{u16(h), 0x08, 0, 0x8e, u16(h >> 16)}
 
 } // namespace
 
+volatile IdtForeign idt_foreign;
+
+extern "C" void foreign_handler(u32 vector) {
+    if (vector == 0xff) {
+        idt_foreign.spurious = idt_foreign.spurious + 1;
+        return;
+    }
+    if (idt_foreign.count == 0) idt_foreign.first = vector;
+    idt_foreign.count = idt_foreign.count + 1;
+    *reinterpret_cast<volatile u32*>(0xfee000b0u) = 0;   // EOI
+}
+
 // One 16-byte stub per vector from 0x20: it pushes its vector and joins foreign_common, which
 // hands it to foreign_handler.
 asm(".globl keel_foreign_stubs\n"
