@@ -190,7 +190,9 @@ bool create(Guest &g, bool memory_ready)
 
     if (!memory_ready && !create_memory(g, true)) return false;
 
-    g.platform = GuestPlatform{};
+    // Reset in place: a GuestPlatform{} temporary would put several KiB on this CPU's stack.
+    g.platform.~GuestPlatform();
+    new (&g.platform) GuestPlatform();
     g.con_tokens = CONSOLE_BURST;
     g.con_refill_tsc = x86::rdtsc();
     g.con_dropped = 0;

@@ -69,9 +69,11 @@ bool build_platform(Guest &g, u64 &rsdp)
     ac.pci.mmio64_size = PCI_MMIO64_SIZE;
     ac.pci.devices = PciBus::MAX_DEVICES;
     ac.pci.intx_gsi_base = PCI_INTX_GSI;
-    u8 tables[GUEST_ACPI_MAX_BYTES];
-    auto layout = build_guest_acpi(ac, tables, sizeof(tables));
-    if (!layout || !g.mem.write(GuestPhys(ac.base), tables, layout->size)) {
+    // Built in place, in the guest's page (nothing runs the guest yet): a 4 KiB buffer on the
+    // stack would be most of what a restart's deepest path uses.
+    u8 *tables = g.mem.span(GuestPhys(ac.base), GUEST_ACPI_MAX_BYTES);
+    auto layout = tables ? build_guest_acpi(ac, tables, GUEST_ACPI_MAX_BYTES) : Result<GuestAcpiLayout>(Err::range);
+    if (!layout) {
         log_error("guest %s: cannot build its ACPI tables", g.name);
         return false;
     }

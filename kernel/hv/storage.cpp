@@ -312,9 +312,10 @@ bool storage_needed(const KeelConfig &cfg)
 
 void init_storage(const KeelConfig &cfg)
 {
-    HostFn all[MAX_FUNCTIONS * 4];
+    // Once, on the boot CPU before any other runs: static, not 4 KiB of its stack.
+    static HostFn all[MAX_FUNCTIONS * 4];
     const u32 na = host_pci_scan(all, MAX_FUNCTIONS * 4);
-    HostFn fns[MAX_FUNCTIONS];
+    static HostFn fns[MAX_FUNCTIONS];
     u32 nf = 0;
     for (u32 i = 0; i < na; i++)
         if (all[i].class_code == CLASS_NVME && nf < MAX_FUNCTIONS) fns[nf++] = all[i];
