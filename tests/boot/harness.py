@@ -114,6 +114,9 @@ def run(cmd, log_path, until, timeout, cwd=None, pty=False, status=None):
             if os.path.exists(log_path):
                 with open(log_path, "r", errors="replace") as f:
                     text = f.read().replace("\r", "")
+                # Complete lines only while the emulator writes: a line caught half written
+                # ("ram=24" of "ram=247 ...") must not match a pattern ending at `$`.
+                text = text[:text.rfind("\n") + 1]
                 result = until(text)
                 if result is not None:
                     break
