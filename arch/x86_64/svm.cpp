@@ -214,6 +214,7 @@ public:
     u64 cs_base() override { return vmcb().seg_base(V::cs); }
     u64 cr0() override { return vmcb().q(V::cr0); }
     u64 cr3() override { return vmcb().q(V::cr3); }
+    u64 cr2() override { return vmcb().q(V::cr2); }
     u64 cr4() override { return vmcb().q(V::cr4); }
     u64 efer() override { return vmcb().q(V::efer) & ~EFER_SVME; }
     u64 rsp() override { return vmcb().q(V::rsp); }

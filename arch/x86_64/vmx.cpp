@@ -208,6 +208,7 @@ public:
     u64 cs_base() override { return vmread(F::guest_cs_base); }
     u64 cr0() override { return vmread(F::cr0_shadow) | (vmread(F::guest_cr0) & ~vmread(F::cr0_mask)); }
     u64 cr3() override { return vmread(F::guest_cr3); }
+    u64 cr2() override { return x86::read_cr2(); }   // live while loaded (gstate::ExtState)
     u64 cr4() override { return vmread(F::cr4_shadow) | (vmread(F::guest_cr4) & ~vmread(F::cr4_mask)); }
     u64 efer() override { return vmread(F::guest_efer); }
     u64 rsp() override { return vmread(F::guest_rsp); }

@@ -86,6 +86,7 @@ public:
     virtual u64 cs_base() = 0;
     virtual u64 cr0() = 0;
     virtual u64 cr3() = 0;
+    virtual u64 cr2() = 0;             // for reports (a triple fault's last page fault)
     virtual u64 cr4() = 0;      // as the guest sees it
     virtual u64 efer() = 0;
     virtual u64 rsp() = 0;

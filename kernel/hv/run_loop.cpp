@@ -80,8 +80,9 @@ void run_slice(Vcpu &v)
             end_guest(g, ~0u, out.why, out.addr);
             // Where it was, for the operator and the guest's developer (read while still loaded).
             if (first)
-                log_error("guest %s vCPU %u: rip=%lx rsp=%lx rflags=%lx cr0=%lx cr3=%lx cr4=%lx efer=%lx", g.name,
-                          v.index, cpu.rip(), cpu.rsp(), cpu.rflags(), cpu.cr0(), cpu.cr3(), cpu.cr4(), cpu.efer());
+                log_error("guest %s vCPU %u: rip=%lx rsp=%lx rflags=%lx cr0=%lx cr2=%lx cr3=%lx cr4=%lx efer=%lx", g.name,
+                          v.index, cpu.rip(), cpu.rsp(), cpu.rflags(), cpu.cr0(), cpu.cr2(), cpu.cr3(), cpu.cr4(),
+                          cpu.efer());
             return vcpu_stopped(v);
         }
         if (out.action == ExitAction::halt) {

@@ -65,6 +65,7 @@ private:
     u64 cs_base() override { return 0; }
     u64 cr0() override { return 0x11; }
     u64 cr3() override { return 0; }
+    u64 cr2() override { return 0; }
     u64 cr4() override { return 0; }
     u64 efer() override { return 0; }
     u64 rsp() override { return 0; }

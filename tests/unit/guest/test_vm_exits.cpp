@@ -59,6 +59,7 @@ public:
     u64 cs_base() override { return cs_base_; }
     u64 cr0() override { return cr0_; }
     u64 cr3() override { return cr3_; }
+    u64 cr2() override { return 0; }
     u64 cr4() override { return cr4_; }
     u64 efer() override { return efer_; }
     u64 rsp() override { return rsp_; }
