@@ -55,13 +55,29 @@ void run_slice(Vcpu &v)
             u64 by = min(next_tick, rq_[v.cpu].sleep_deadline);
             const u64 own = __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED);
             if (own != ~0ull) by = min(by, max(host_deadline(v, own), host_now));
-            out = enter_and_handle(v.irq, *v.arch, cpu, by, v.gprs, e, g.platform, v.index);
+            // The exits that need nothing below (the common ones: an instruction emulated, a
+            // device register) go straight back in: what follows looks at time and at the
+            // scheduler, and every change of those comes with an exit that leaves this loop
+            // (the host's tick or the preemption timer: `intr`; a halt or a stop; the guest's own
+            // timer moved; its end, a pause, a reset asked for; `by`, the deadline the entry was
+            // given, or the slice's end passed: a sleeper of this CPU due, which SVM leaves to
+            // the loop, or a slice shorter than the tick used up).
+            const u64 until = min(by, slice_end);
+            for (;;) {
+                out = enter_and_handle(v.irq, *v.arch, cpu, by, v.gprs, e, g.platform, v.index);
+                v.stats.exits++;
+                v.stats.by_reason[u8(e.reason)]++;
+                if (v.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
+                if (g.ndisks) service_disks(g);
+                if (g.nnics) service_nics(g);
+                if (out.action != ExitAction::resume || e.reason == ExitReason::intr || g.platform.exit_requested ||
+                    g.platform.reset_requested || __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED) != own ||
+                    Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) !=
+                        Guest::State::running ||
+                    __atomic_load_n(&g.paused, __ATOMIC_RELAXED) || x86::rdtsc() >= until)
+                    break;
+            }
         }
-        v.stats.exits++;
-        v.stats.by_reason[u8(e.reason)]++;
-        if (v.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
-        if (g.ndisks) service_disks(g);
-        if (g.nnics) service_nics(g);
         const u64 t1 = x86::rdtsc();
         v.stats.run_tsc += t1 - t0;
         t0 = t1;
