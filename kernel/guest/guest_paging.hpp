@@ -9,6 +9,13 @@ struct GuestPagingState {
     u64 cr0, cr3, cr4, efer;
 };
 
+// The entries a walk read, top level first (for reports: a triple fault's page walk).
+struct GuestWalk {
+    u64 entry[5];
+    unsigned n = 0;
+};
+
 // Guest-linear to guest-physical (32-bit, PAE, 4- and 5-level paging). Err::not_found for a
-// non-present entry, Err::range if a table lies outside the guest's RAM.
-Result<u64> guest_translate(const GuestMemory &mem, const GuestPagingState &s, u64 linear);
+// non-present entry, Err::range if a table lies outside the guest's RAM. With `walk`, the
+// entries read on the way are kept there (the non-present one last).
+Result<u64> guest_translate(const GuestMemory &mem, const GuestPagingState &s, u64 linear, GuestWalk *walk = nullptr);

@@ -1,6 +1,7 @@
 // Each CPU's loop: take a vCPU from its run queue and run it until its slice
 // ends, it halts or its guest ends; exits handled on the way (handle_exit).
 #include "arch/x86_64/insn.hpp"
+#include "kernel/guest/guest_paging.hpp"
 #include "kernel/guest/vm_exits.hpp"
 #include "kernel/hv/hypervisor.hpp"
 #include "kernel/hv/internal.hpp"
@@ -26,6 +27,25 @@ void run(Vcpu &v)
     if (v.state == Vcpu::State::rebuilding) rebuild_step(v);
     else run_slice(v);
     __atomic_store_n(&cpu()->running, static_cast<const char *>(nullptr), __ATOMIC_RELEASE);
+}
+
+// After a fault stopped a guest: the guest's page-table entries on the way to CR2 (a triple
+// fault's last page fault) and RSP, so a corrupted entry shows itself. The guest's memory lives
+// until its last vCPU has stopped.
+void log_walks(Guest &g, Vcpu &v, LoadedVcpu &cpu)
+{
+    const GuestPagingState ps{cpu.cr0(), cpu.cr3(), cpu.cr4(), cpu.efer()};
+    if (!(ps.cr0 & (1ull << 31))) return;
+    const u64 at[2] = {cpu.cr2(), cpu.rsp()};
+    const char *what[2] = {"cr2", "rsp"};
+    for (unsigned i = 0; i < 2; i++) {
+        GuestWalk w;
+        const Result<u64> r = guest_translate(g.mem, ps, at[i], &w);
+        for (unsigned k = w.n; k < 5; k++) w.entry[k] = 0;
+        log_error("guest %s vCPU %u: walk of %s %lx: %u entries %lx %lx %lx %lx %lx -> %lx", g.name, v.index,
+                  what[i], at[i], w.n, w.entry[0], w.entry[1], w.entry[2], w.entry[3], w.entry[4],
+                  r ? *r : ~u64(0));
+    }
 }
 
 void run_slice(Vcpu &v)
@@ -99,6 +119,7 @@ void run_slice(Vcpu &v)
                 log_error("guest %s vCPU %u: rip=%lx rsp=%lx rflags=%lx cr0=%lx cr2=%lx cr3=%lx cr4=%lx efer=%lx", g.name,
                           v.index, cpu.rip(), cpu.rsp(), cpu.rflags(), cpu.cr0(), cpu.cr2(), cpu.cr3(), cpu.cr4(),
                           cpu.efer());
+            if (first) log_walks(g, v, cpu);
             return vcpu_stopped(v);
         }
         if (out.action == ExitAction::halt) {

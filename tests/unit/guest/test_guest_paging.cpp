@@ -40,6 +40,25 @@ TEST(GuestPaging, FourLevelWith4KAnd2M)
     EXPECT_EQ(guest_translate(r.mem, s, 0x800000).error(), Err::not_found);
 }
 
+TEST(GuestPaging, WalkKeepsTheEntriesRead)
+{
+    Ram r;
+    r.put(0x1000 + 0 * 8, 0x2000 | 1);          // PML4[0]
+    r.put(0x2000 + 0 * 8, 0x3000 | 1);          // PDPT[0]
+    r.put(0x3000 + 1 * 8, 0x4000 | 1);          // PD[1] -> PT
+    r.put(0x4000 + 2 * 8, 0x9000 | 0x63);       // PT[2]
+    GuestPagingState s{0x80000011, 0x1000, 1u << 5, 1u << 10 | 1u << 8};
+    GuestWalk w;
+    ASSERT_TRUE(guest_translate(r.mem, s, 0x202123, &w).ok());
+    ASSERT_EQ(w.n, 4u);
+    EXPECT_EQ(w.entry[0], 0x2001u);
+    EXPECT_EQ(w.entry[3], 0x9063u);
+    GuestWalk miss;                             // PD[3] not present: the walk ends with it
+    EXPECT_EQ(guest_translate(r.mem, s, 0x600000, &miss).error(), Err::not_found);
+    ASSERT_EQ(miss.n, 3u);
+    EXPECT_EQ(miss.entry[2], 0u);
+}
+
 TEST(GuestPaging, Legacy32BitAndPse)
 {
     Ram r;
