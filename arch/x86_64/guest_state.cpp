@@ -174,6 +174,7 @@ void ExtState::free()
 {
     if (area_.raw()) mm::free(area_, 0);
     area_ = PhysAddr(0);
+    id_ = 0;   // no CPU that still names it saves into it (load compares ids)
 }
 
 void ExtState::save()
@@ -305,7 +306,9 @@ bool load(ExtState &s)
 {
     PerCpu &pc = percpu_[cpu()->index];
     if (pc.loaded == &s && pc.loaded_id == s.id_) return false;
-    if (pc.loaded) pc.loaded->save();
+    // The previous owner's registers go to its area, if it is still the state this CPU loaded
+    // (not freed, nor set up again for a new vCPU at the same address since).
+    if (pc.loaded && pc.loaded->id_ == pc.loaded_id) pc.loaded->save();
     // Branch predictions trained by another guest must not steer this one.
     if (mitigations_.ibpb && pc.last_owner != s.owner_) x86::wrmsr(MSR_PRED_CMD, 1);
     s.restore();

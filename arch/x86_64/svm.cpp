@@ -320,8 +320,10 @@ void SvmVcpu::apply_sipi()
 void SvmVcpu::retire()
 {
     // Called on this vCPU's CPU: forget its state there, so nothing is compared to a stale address.
-    if (asid_cpu_ == ~0u) return;
-    PerCpu &pc = percpu_[asid_cpu_];
+    // Whether or not it ever entered the guest (an ASID is picked at the first entry, but load()
+    // already made its extended state this CPU's: a vCPU stopped between the two would leave
+    // the CPU saving into it after it is freed).
+    PerCpu &pc = percpu_[cpu()->index];
     if (pc.loaded == this) pc.loaded = nullptr;
     gstate::forget(ext_);
     asid_cpu_ = ~0u;

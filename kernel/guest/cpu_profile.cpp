@@ -403,6 +403,10 @@ constexpr MsrRule MSR_TABLE[] = {
     // K7 performance counters (PERFEVTSEL0-3, PERFCTR0-3): architectural on every AMD CPU, so
     // Linux touches them without CPUID; no PMU: they read 0 and take only 0.
     {0xc0010000, 0xc0010007, V::amd, F::always, A::zero, "PERF_LEGACY"},
+    // K8 rev F and later: the C1E/SMI interrupt-pending message register. Linux reads it
+    // (without a fault fixup) on CPUs its erratum-400 table names, as QEMU's family 0xf is;
+    // no C1E here: it reads 0 (as on KVM).
+    {0xc0010055, 0xc0010055, V::amd, F::always, A::zero_read_only, "INT_PENDING_MSG"},
 };
 
 } // namespace

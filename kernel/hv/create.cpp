@@ -285,17 +285,29 @@ bool create(Guest &g, bool memory_ready)
         }
         // Placement: the pinned CPU, else the least loaded one.
         u32 cpu = 0;
-        if (i < c.pin_count && c.pin[i] < ncpus_) cpu = c.pin[i];
-        else {
-            for (u32 k = 1; k < ncpus_; k++)
-                if (rq_[k].placed < rq_[cpu].placed) cpu = k;
+        if (i < c.pin_count && c.pin[i] < ncpus_) {
+            cpu = c.pin[i];
+            __atomic_fetch_add(&rq_[cpu].placed, 1, __ATOMIC_RELAXED);
+        } else {
+            // Two guests restarting at once on two CPUs place their vCPUs at the same time: the
+            // count taken is the count seen, or the choice is made again.
+            for (;;) {
+                cpu = 0;
+                u32 least = __atomic_load_n(&rq_[0].placed, __ATOMIC_RELAXED);
+                for (u32 k = 1; k < ncpus_; k++) {
+                    const u32 n = __atomic_load_n(&rq_[k].placed, __ATOMIC_RELAXED);
+                    if (n < least) cpu = k, least = n;
+                }
+                if (__atomic_compare_exchange_n(&rq_[cpu].placed, &least, least + 1, false, __ATOMIC_RELAXED,
+                                                __ATOMIC_RELAXED))
+                    break;
+            }
             if (i < c.pin_count)
                 log_warn("guest %s: vCPU %u pinned to CPU %u, which is not online (CPUs 0..%u are): it runs on CPU %u, "
                          "the least loaded, instead",
                          g.name, i, c.pin[i], ncpus_ - 1, cpu);
         }
         v.cpu = cpu;
-        __atomic_fetch_add(&rq_[cpu].placed, 1, __ATOMIC_RELAXED);
     }
     if (!route_passthrough_irqs(g)) {
         release(g);

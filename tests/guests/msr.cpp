@@ -130,6 +130,11 @@ u32 guest_main() {
         }
         t.check(gp_count() == before && nonzero == 0, "AMD PERFEVTSEL0-3/PERFCTR0-3 read 0 and take 0",
                 "#GP %u times, %u nonzero", gp_count() - before, nonzero);
+        // Linux reads the K8 interrupt-pending message register without a fixup (erratum 400).
+        before = gp_count();
+        const u64 pending = rdmsr(0xC0010055);
+        t.check(gp_count() == before && pending == 0, "AMD INT_PENDING_MSG reads 0", "#GP %u times, value 0x%llx",
+                gp_count() - before, pending);
     }
 
     // Values hardware refuses (and a VM entry would refuse in the guest state).

@@ -360,6 +360,7 @@ const MsrExpect MSR_EXPECT[] = {
     {0xc0000103, 0xc0000103, ANY, [](const Guest &g) { return (g.e1[EDX] & b(27)) || (g.l7[ECX] & b(22)); },
      MA::read_write},                                                                                // TSC_AUX
     {0xc0010000, 0xc0010007, AMD, [](const Guest &) { return true; }, MA::zero},                     // K7 perf
+    {0xc0010055, 0xc0010055, AMD, [](const Guest &) { return true; }, MA::zero_read_only},           // INT_PENDING_MSG
 };
 
 void expect_msr_table_agrees(const CpuProfile &p, const std::string &what)
