@@ -441,18 +441,26 @@ inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e)
 
     if (deferred_ && !(v.q(V::eventinj) & (1u << 31))) {
         const u8 type = (deferred_ >> 8) & 7;
-        if (type != 0 || ((v.q(V::rflags) & (1u << 9)) && !(v.q(V::int_shadow) & 1))) {
+        if (type != 0) {
             v.q(V::eventinj) = deferred_;
             deferred_ = 0;
-        } else {
-            request_window(true);
+        } else if (!virq_pending(v)) {
+            // An external interrupt goes in as a virtual one, taken when the guest can (never
+            // through EVENTINJ: see inject_interrupt). Behind one not taken yet it waits here.
+            set_virq(v, u8(deferred_));
+            deferred_ = 0;
         }
     }
     // An external interrupt waiting in EVENTINJ (an interrupted delivery, a deferred one) goes in
     // as a virtual interrupt too (inject_interrupt says why).
-    if ((v.q(V::eventinj) & (1u << 31 | 7u << 8)) == 1u << 31 && !virq_pending(v)) {
-        set_virq(v, u8(v.q(V::eventinj)));
-        v.q(V::eventinj) = 0;
+    if ((v.q(V::eventinj) & (1u << 31 | 7u << 8)) == 1u << 31) {
+        if (!virq_pending(v)) {
+            set_virq(v, u8(v.q(V::eventinj)));
+            v.q(V::eventinj) = 0;
+        } else if (!deferred_) {
+            deferred_ = u32(v.q(V::eventinj));   // behind the virtual one not taken yet
+            v.q(V::eventinj) = 0;
+        }
     }
     v.q(V::rax) = g.rax;
     const Mitigations &mit = gstate::mitigations();
