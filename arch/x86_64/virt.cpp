@@ -87,4 +87,19 @@ void NestedSpace::destroy()
 
 PhysAddr NestedSpace::root() const { return kind_ == Vendor::svm ? npt()->root() : ept()->root(); }
 
+Result<PhysAddr> NestedSpace::translate(GuestPhys gpa) const
+{
+    if (kind_ == Vendor::svm) {
+        auto l = npt()->lookup(gpa.raw());
+        if (!l) return l.error();
+        return PhysAddr(l->pa);
+    }
+    if (kind_ == Vendor::vmx) {
+        auto l = ept()->lookup(gpa.raw());
+        if (!l) return l.error();
+        return PhysAddr(l->pa);
+    }
+    return Err::not_found;
+}
+
 } // namespace virt

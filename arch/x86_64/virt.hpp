@@ -46,6 +46,8 @@ public:
     Result<bool> unmap(GuestPhys gpa, u64 size);
     void destroy();
     PhysAddr root() const;
+    // Where the nested tables send `gpa` (Err::not_found: nothing mapped there). For reports.
+    Result<PhysAddr> translate(GuestPhys gpa) const;
     u64 table_pages() const { return mem_.pages; }
 
 private:

@@ -9,7 +9,7 @@ bool load(const GuestMemory &mem, u64 gpa, unsigned size, u64 &out, GuestWalk *w
 {
     out = 0;
     if (!mem.read(GuestPhys(gpa), &out, size)) return false;
-    if (walk && walk->n < 5) walk->entry[walk->n++] = out;
+    if (walk && walk->n < 5) walk->at[walk->n] = gpa, walk->entry[walk->n++] = out;
     return true;
 }
 

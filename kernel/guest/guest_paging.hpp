@@ -12,6 +12,7 @@ struct GuestPagingState {
 // The entries a walk read, top level first (for reports: a triple fault's page walk).
 struct GuestWalk {
     u64 entry[5];
+    u64 at[5];       // the guest-physical address each entry was read from
     unsigned n = 0;
 };
 

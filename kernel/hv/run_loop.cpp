@@ -1,6 +1,7 @@
 // Each CPU's loop: take a vCPU from its run queue and run it until its slice
 // ends, it halts or its guest ends; exits handled on the way (handle_exit).
 #include "arch/x86_64/insn.hpp"
+#include "arch/x86_64/mm.hpp"
 #include "kernel/guest/guest_paging.hpp"
 #include "kernel/guest/vm_exits.hpp"
 #include "kernel/hv/hypervisor.hpp"
@@ -38,6 +39,20 @@ void log_walks(Guest &g, Vcpu &v, LoadedVcpu &cpu)
     if (!(ps.cr0 & (1ull << 31))) return;
     const u64 at[2] = {cpu.cr2(), cpu.rsp()};
     const char *what[2] = {"cr2", "rsp"};
+    // The nested tables' view of the same guest-physical pages (the guest's tables and where the
+    // walk ends) must be the guest's RAM: if the walk is intact in memory, this says whether the
+    // CPU could still have been sent elsewhere.
+    u32 checked = 0, wrong = 0;
+    auto check = [&](u64 gpa) {
+        const u8 *ram = g.mem.span(GuestPhys(gpa), 1);
+        if (!ram) return;
+        checked++;
+        const Result<PhysAddr> hpa = g.space.translate(GuestPhys(gpa));
+        if (hpa && mm::phys_ptr<const u8>(*hpa) == ram) return;
+        wrong++;
+        log_error("guest %s vCPU %u: nested tables send guest-physical %lx to %lx, its RAM is at %lx", g.name, v.index,
+                  gpa, hpa ? hpa->raw() : ~u64(0), u64(ram) - mm::phys_to_virt(PhysAddr(0)).raw());
+    };
     for (unsigned i = 0; i < 2; i++) {
         GuestWalk w;
         const Result<u64> r = guest_translate(g.mem, ps, at[i], &w);
@@ -45,7 +60,11 @@ void log_walks(Guest &g, Vcpu &v, LoadedVcpu &cpu)
         log_error("guest %s vCPU %u: walk of %s %lx: %u entries %lx %lx %lx %lx %lx -> %lx", g.name, v.index,
                   what[i], at[i], w.n, w.entry[0], w.entry[1], w.entry[2], w.entry[3], w.entry[4],
                   r ? *r : ~u64(0));
+        for (unsigned k = 0; k < w.n; k++) check(w.at[k]);
+        if (r) check(*r);
     }
+    if (!wrong) log_error("guest %s vCPU %u: nested tables agree with its RAM at the %u addresses of the walks", g.name,
+                          v.index, checked);
 }
 
 void run_slice(Vcpu &v)

@@ -53,6 +53,8 @@ TEST(GuestPaging, WalkKeepsTheEntriesRead)
     ASSERT_EQ(w.n, 4u);
     EXPECT_EQ(w.entry[0], 0x2001u);
     EXPECT_EQ(w.entry[3], 0x9063u);
+    EXPECT_EQ(w.at[0], 0x1000u);
+    EXPECT_EQ(w.at[3], 0x4000u + 2 * 8);
     GuestWalk miss;                             // PD[3] not present: the walk ends with it
     EXPECT_EQ(guest_translate(r.mem, s, 0x600000, &miss).error(), Err::not_found);
     ASSERT_EQ(miss.n, 3u);
