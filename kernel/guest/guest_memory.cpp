@@ -122,7 +122,7 @@ Status GuestMemory::fill(GuestPhys gpa, u8 value, u64 len)
     return ok ? Status() : Status(Err::range);
 }
 
-const u8 *GuestMemory::span(GuestPhys gpa, u64 len) const
+const u8 *GuestMemory::span_slow(GuestPhys gpa, u64 len) const
 {
     u64 a = gpa.raw();
     if (!len || !fits(a, len))
@@ -133,11 +133,6 @@ const u8 *GuestMemory::span(GuestPhys gpa, u64 len) const
     const GuestExtent &e = ext_[i];
     u64 off = a - e.gpa.raw();
     return len <= e.size - off ? e.host + off : nullptr;
-}
-
-u8 *GuestMemory::span(GuestPhys gpa, u64 len)
-{
-    return const_cast<u8 *>(static_cast<const GuestMemory *>(this)->span(gpa, len));
 }
 
 u64 GuestMemory::ram_bytes() const

@@ -56,8 +56,19 @@ public:
 
     // Host pointer to [gpa, gpa + len) if it lies wholly inside one extent,
     // else nullptr (also for len 0).
-    u8 *span(GuestPhys gpa, u64 len);
-    const u8 *span(GuestPhys gpa, u64 len) const;
+    // (Inline for the common case, the extent of the last lookup: the exit path's instruction
+    // fetch and page walks.)
+    const u8 *span(GuestPhys gpa, u64 len) const
+    {
+        const usize h = __atomic_load_n(&hint_, __ATOMIC_RELAXED);
+        if (h < n_) {
+            const GuestExtent &e = ext_[h];
+            const u64 off = gpa.raw() - e.gpa.raw();   // (below the extent: wraps to a huge offset)
+            if (off < e.size && len - 1 < e.size - off) return e.host + off;   // (len 0: never)
+        }
+        return span_slow(gpa, len);
+    }
+    u8 *span(GuestPhys gpa, u64 len) { return const_cast<u8 *>(static_cast<const GuestMemory *>(this)->span(gpa, len)); }
 
     u64 ram_bytes() const;
     // Runs of adjacent extents (what the guest sees as contiguous RAM): [lo, hi) from
@@ -88,6 +99,7 @@ public:
 private:
     // Index of the extent containing a, or n_ if none.
     usize find(u64 a) const;
+    const u8 *span_slow(GuestPhys gpa, u64 len) const;
     // Calls f(host, len) for each piece of [a, a + len); false (f never called)
     // unless the range is wholly inside RAM.
     template <class F> bool walk(u64 a, u64 len, F f) const;

@@ -44,3 +44,8 @@ Result<u64> guest_translate(const GuestMemory &mem, const GuestPagingState &s, u
         table = e & ADDR;
     }
 }
+
+Result<u64> guest_translate_regs(const GuestMemory &mem, u64 cr0, u64 cr3, u64 cr4, u64 efer, u64 linear)
+{
+    return guest_translate(mem, GuestPagingState{cr0, cr3, cr4, efer}, linear);
+}

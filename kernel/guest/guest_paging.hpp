@@ -20,3 +20,6 @@ struct GuestWalk {
 // non-present entry, Err::range if a table lies outside the guest's RAM. With `walk`, the
 // entries read on the way are kept there (the non-present one last).
 Result<u64> guest_translate(const GuestMemory &mem, const GuestPagingState &s, u64 linear, GuestWalk *walk = nullptr);
+// The same with the registers by value (the exit path's caller then keeps no local whose
+// address is taken, and no stack canary).
+Result<u64> guest_translate_regs(const GuestMemory &mem, u64 cr0, u64 cr3, u64 cr4, u64 efer, u64 linear);

@@ -120,27 +120,57 @@ u64 rip_after(Ops &ops, x86::CpuMode m, usize len)
     return m == x86::CpuMode::long64 ? r : m == x86::CpuMode::prot32 ? r & 0xffffffff : r & 0xffff;
 }
 
-// The next RIP when the hardware did not say: decode the instruction (kept out of line: its
-// buffer would put a stack canary on every exit's frame).
+// The next RIP when the hardware did not say, the general way: up to 15 bytes copied and
+// decoded (kept out of line: its buffer would put a stack canary on every exit's frame).
 template <class Ops>
-[[gnu::noinline]] bool decode_next_rip(Ops &ops, GuestPlatform &p, u64 &out)
+[[gnu::noinline]] bool decode_next_rip_slow(Ops &ops, GuestPlatform &p, x86::CpuMode m, u64 &out)
 {
     u8 copy[15];
     usize n = 0;
-    const x86::CpuMode m = ops.mode();
     const u8 *bytes = fetch_insn(ops, p, m, copy, n);
     if (!bytes) return false;
-    // The instructions that exit most have one encoding without prefixes: skip the full decoder for them.
-    usize len = 0;
-    if (n >= 2 && bytes[0] == 0x0f && (bytes[1] == 0xa2 || bytes[1] == 0x30 || bytes[1] == 0x32)) len = 2;
-    else if (n >= 1 && bytes[0] == 0xf4) len = 1;
-    else {
-        auto insn = x86::decode(bytes, n, m);
-        if (!insn) return false;
-        len = insn->len;
-    }
-    out = rip_after(ops, m, len);
+    auto insn = x86::decode(bytes, n, m);
+    if (!insn) return false;
+    out = rip_after(ops, m, insn->len);
     return true;
+}
+
+// The length of the instructions that exit most when they have no prefix (their one encoding
+// in practice): CPUID, RDMSR, WRMSR, RDPMC, WBINVD, INVD (two bytes), HLT (one). 0: decode it.
+inline usize common_insn_len(u8 b0, u8 b1)
+{
+    if (b0 == 0xf4) return 1;
+    if (b0 != 0x0f) return 0;
+    return b1 == 0xa2 || b1 == 0x30 || b1 == 0x32 || b1 == 0x33 || b1 == 0x09 || b1 == 0x08 ? 2 : 0;
+}
+
+// The next RIP when the hardware did not say (SVM without NRIPS, as under QEMU TCG). The
+// common instructions are recognised by their first two bytes, read in place (one translation,
+// no copy); anything else, or two bytes across a page or out of RAM, takes the decoder.
+template <class Ops>
+[[gnu::noinline]] bool decode_next_rip(Ops &ops, GuestPlatform &p, u64 &out)
+{
+    const x86::CpuMode m = ops.mode();
+    // 64-bit mode ignores the CS base; elsewhere linear addresses wrap at 4 GiB (as fetch_insn).
+    const bool long64 = m == x86::CpuMode::long64;
+    const u64 linear = ((long64 ? 0 : ops.cs_base()) + ops.rip()) & (long64 ? ~0ull : 0xffffffffull);
+    if ((linear & (PAGE_SIZE - 1)) <= PAGE_SIZE - 2) {
+        const u64 cr0 = ops.cr0();
+        Result<u64> gpa = linear;
+        if (cr0 & (1ull << 31))
+            gpa = guest_translate_regs(*p.mem, cr0, ops.cr3(), ops.cr4(), ops.efer(), linear);
+        if (gpa) {
+            if (const u8 *b = p.mem->span(GuestPhys(*gpa), 2)) {
+                // (Each byte read once: the guest may be rewriting them.)
+                const usize len = common_insn_len(__atomic_load_n(b, __ATOMIC_RELAXED), __atomic_load_n(b + 1, __ATOMIC_RELAXED));
+                if (len) {
+                    out = rip_after(ops, m, len);
+                    return true;
+                }
+            }
+        }
+    }
+    return decode_next_rip_slow(ops, p, m, out);
 }
 
 // Is the instruction at RIP a HLT (without prefixes)? Then `out` is the RIP after it.

@@ -180,6 +180,31 @@ TEST(GuestMemory, SpanStaysInOneExtent)
     EXPECT_EQ(c.span(GuestPhys(0x10004), 4), a.data() + 4);
 }
 
+// span()'s inline path tries the extent of the last lookup first: at its edges, and after
+// clear() left the hint pointing at an extent that is gone, it must answer as the full lookup.
+TEST(GuestMemory, SpanThroughTheLastLookupsExtent)
+{
+    Backing a(0x1000), b(0x1000);
+    GuestMemory m;
+    ASSERT_TRUE(m.add(GuestPhys(0x10000), 0x1000, a.data()));
+    ASSERT_TRUE(m.add(GuestPhys(0x11000), 0x1000, b.data()));
+    ASSERT_EQ(m.span(GuestPhys(0x11000), 1), b.data());            // the hint is now b
+    EXPECT_EQ(m.span(GuestPhys(0x11fff), 1), b.data() + 0xfff);
+    EXPECT_EQ(m.span(GuestPhys(0x11fff), 2), nullptr);             // one byte past its end
+    EXPECT_EQ(m.span(GuestPhys(0x11000), 0x1001), nullptr);
+    EXPECT_EQ(m.span(GuestPhys(0x11000), 0), nullptr);
+    EXPECT_EQ(m.span(GuestPhys(0x11800), TOP), nullptr);           // a length that wraps
+    EXPECT_EQ(m.span(GuestPhys(0x10fff), 1), a.data() + 0xfff);    // below it: a, found by the lookup
+    EXPECT_EQ(m.span(GuestPhys(0x10fff), 2), nullptr);
+    EXPECT_EQ(m.span(GuestPhys(TOP), 1), nullptr);
+    m.clear();
+    EXPECT_EQ(m.span(GuestPhys(0x10000), 1), nullptr);             // the hinted extent is gone
+    EXPECT_EQ(m.span(GuestPhys(0x11000), 1), nullptr);
+    ASSERT_TRUE(m.add(GuestPhys(0x20000), 0x1000, b.data()));
+    EXPECT_EQ(m.span(GuestPhys(0x10000), 1), nullptr);
+    EXPECT_EQ(m.span(GuestPhys(0x20010), 0x10), b.data() + 0x10);
+}
+
 TEST(GuestMemory, PcLayout)
 {
     GuestExtent e[3];

@@ -1563,6 +1563,42 @@ TEST(VmExitOther, CacheFlushIsANop)
     EXPECT_TRUE(vm.ops.injected.empty());
 }
 
+// Without the hardware's next RIP (SVM without NRIPS), the common instructions are told by
+// their first two bytes; anything else, or bytes at a page's end, goes through the decoder.
+// Either way the length is the instruction's.
+TEST(VmExitOther, NextRipOfTheCommonInstructionsAndTheRest)
+{
+    struct Case {
+        std::initializer_list<u8> bytes;
+        u64 len;
+    };
+    const Case cases[] = {
+        {{0x0f, 0x09}, 2},       {{0x0f, 0x08}, 2},       {{0x0f, 0xa2}, 2},       {{0x0f, 0x30}, 2},
+        {{0x0f, 0x32}, 2},       {{0x0f, 0x33}, 2},       {{0xf4, 0x0f}, 1},       {{0xf3, 0x0f, 0x09}, 3},
+        {{0x0f, 0x01, 0xd1}, 3}, {{0x2e, 0x0f, 0xa2}, 3}, {{0x66, 0x0f, 0x30}, 3},
+    };
+    for (u64 rip : {0x1000ull, 0x1ffeull, 0x1fffull}) {
+        for (const Case &c : cases) {
+            Vm vm;
+            vm.ops.rip_ = rip;
+            vm.put(rip, c.bytes);
+            ExitInfo e;
+            e.reason = ExitReason::cache_flush;
+            EXPECT_EQ(vm.run(e).action, ExitAction::resume) << std::hex << rip;
+            EXPECT_EQ(vm.ops.rip_, rip + c.len) << std::hex << rip << " " << int(*c.bytes.begin());
+        }
+    }
+    // Real mode: the fetch adds the CS base, the next RIP wraps at 64 KiB.
+    Vm vm;
+    vm.ops.mode_ = x86::CpuMode::real16;
+    vm.ops.cr0_ = 0;
+    vm.ops.cs_base_ = 0x10000;
+    vm.ops.rip_ = 0xfffe;
+    vm.put(0x1fffe, {0x0f, 0xa2});
+    ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
+    EXPECT_EQ(vm.ops.rip_, 0u);
+}
+
 TEST(VmExitOther, RdpmcByVendor)
 {
     ExitInfo e;
