@@ -42,9 +42,9 @@ class Failure(Exception):
     pass
 
 
-def qemu_command(image, tmp, log, smp=1, mem="512M", firmware="bios", media="cd", extra=()):
+def qemu_command(image, tmp, log, smp=1, mem="512M", firmware="bios", media="cd", extra=(), accel="tcg"):
     """QEMU TCG (AMD model with SVM) booting a GRUB image; serial console to log."""
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-machine", "q35",
+    cmd = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-machine", "q35",
            "-smp", str(smp), "-m", mem, "-display", "none", "-monitor", "none",
            "-serial", f"file:{log}", "-no-reboot", "-nodefaults"]
     if firmware == "uefi":

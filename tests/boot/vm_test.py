@@ -77,6 +77,9 @@ def main():
     p.add_argument("--icount", action="store_true",
                    help="QEMU: -icount shift=0, time follows emulated instructions (deterministic timers, "
                         "whatever else loads the host; use with --smp 1)")
+    p.add_argument("--tcg-single", action="store_true",
+                   help="QEMU: one host thread for all emulated CPUs (-accel tcg,thread=single), for the tests "
+                        "QEMU 7.2's multi-threaded TCG fails under extreme host load (see tests/vm/CMakeLists.txt)")
     p.add_argument("--reap", action="store_true",
                    help="after the run, kill what still runs in its temporary folder: Bochs under script(1) "
                         "is a session of its own, which harness.run's kill leaves running when it stops a "
@@ -150,7 +153,8 @@ def main():
                 extra += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
             if a.nvme:
                 extra += nvme_qemu_args(nvme_raw, a.nvme_addr, a.nvme_sriov, tmp)
-            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra + a.qemu_arg)
+            cmd = harness.qemu_command(image, tmp, log, a.smp, a.mem, extra=extra + a.qemu_arg,
+                                       accel="tcg,thread=single" if a.tcg_single else "tcg")
         else:
             cmd = harness.bochs_command(image, tmp, log, a.smp, harness.parse_size(a.mem))
 
