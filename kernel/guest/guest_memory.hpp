@@ -68,7 +68,10 @@ public:
         }
         return span_slow(gpa, len);
     }
-    u8 *span(GuestPhys gpa, u64 len) { return const_cast<u8 *>(static_cast<const GuestMemory *>(this)->span(gpa, len)); }
+    u8 *span(GuestPhys gpa, u64 len)
+    {
+        return const_cast<u8 *>(static_cast<const GuestMemory *>(this)->span(gpa, len));
+    }
 
     u64 ram_bytes() const;
     // Runs of adjacent extents (what the guest sees as contiguous RAM): [lo, hi) from

@@ -162,7 +162,8 @@ template <class Ops>
         if (gpa) {
             if (const u8 *b = p.mem->span(GuestPhys(*gpa), 2)) {
                 // (Each byte read once: the guest may be rewriting them.)
-                const usize len = common_insn_len(__atomic_load_n(b, __ATOMIC_RELAXED), __atomic_load_n(b + 1, __ATOMIC_RELAXED));
+                const usize len =
+                    common_insn_len(__atomic_load_n(b, __ATOMIC_RELAXED), __atomic_load_n(b + 1, __ATOMIC_RELAXED));
                 if (len) {
                     out = rip_after(ops, m, len);
                     return true;
