@@ -33,7 +33,7 @@ void run(Vcpu &v)
 // After a fault stopped a guest: the guest's page-table entries on the way to CR2 (a triple
 // fault's last page fault) and RSP, so a corrupted entry shows itself. The guest's memory lives
 // until its last vCPU has stopped.
-void log_walks(Guest &g, Vcpu &v, LoadedVcpu &cpu)
+[[gnu::noinline, gnu::cold]] void log_walks(Guest &g, Vcpu &v, LoadedVcpu &cpu)
 {
     const GuestPagingState ps{cpu.cr0(), cpu.cr3(), cpu.cr4(), cpu.efer()};
     if (!(ps.cr0 & (1ull << 31))) return;
