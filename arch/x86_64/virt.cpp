@@ -89,16 +89,13 @@ PhysAddr NestedSpace::root() const { return kind_ == Vendor::svm ? npt()->root()
 
 Result<PhysAddr> NestedSpace::translate(GuestPhys gpa) const
 {
-    if (kind_ == Vendor::svm) {
-        auto l = npt()->lookup(gpa.raw());
+    auto pa = [&](const auto *tables) -> Result<PhysAddr> {
+        auto l = tables->lookup(gpa.raw());
         if (!l) return l.error();
         return PhysAddr(l->pa);
-    }
-    if (kind_ == Vendor::vmx) {
-        auto l = ept()->lookup(gpa.raw());
-        if (!l) return l.error();
-        return PhysAddr(l->pa);
-    }
+    };
+    if (kind_ == Vendor::svm) return pa(npt());
+    if (kind_ == Vendor::vmx) return pa(ept());
     return Err::not_found;
 }
 
