@@ -248,11 +248,9 @@ public:
     {
         return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
     }
-    ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
+    ExitOutcome enter(const RunGate &gate, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index) override
     {
-        exit_by(by);
-        run_inline(g, e);
-        return exits_detail::handle_exit_t(e, g, *this, p, vcpu_index);
+        return exits_detail::run_until(*this, *this, gate, g, e, p, vcpu_index);
     }
 
 private:

@@ -70,6 +70,22 @@ struct ExitOutcome {
 };
 
 struct GuestPlatform;
+struct VcpuIrq;
+
+// What the run loop hands the backend for one LoadedVcpu::enter: the backend handles exits and
+// goes straight back into the guest by itself while the run loop would decide nothing new (see
+// exits_detail::run_until), and counts every exit.
+struct RunGate {
+    u64 by = ~0ull;               // host TSC: the guest leaves by then at the latest (exit_by)
+    u64 until = 0;                // host TSC: after an exit past it, back to the run loop
+    u64 deadline = ~0ull;         // the vCPU's timer (VcpuIrq::deadline) `until` was computed for
+    VcpuIrq *irq = nullptr;       // the vCPU's interrupts (vcpu_irq.hpp)
+    VcpuStats *stats = nullptr;
+    // Sends the IPIs and EOI broadcasts the guest's APIC queued (VcpuIrq::ipi_out) to the other
+    // vCPUs and the IOAPIC: the run loop's, called from the backend's loop (null: come back).
+    void (*route_ipis)(void *ctx) = nullptr;
+    void *route_ctx = nullptr;
+};
 
 // What exit handlers may do to the vCPU; implemented by the SVM and VMX backends (and fakes in tests).
 class VcpuOps {
@@ -142,14 +158,11 @@ public:
     // instantiate the handlers for their own final class, so the vCPU accessors the handlers
     // use are direct calls; this default goes through VcpuOps (fakes in tests).
     virtual ExitOutcome handle(const ExitInfo &e, Gprs &g, GuestPlatform &p, u32 vcpu_index);
-    // One round trip as the run loop makes it: exit_by(by), run(g, e), then handle(e, ...). The
-    // backends override it with direct calls: one indirect call per exit instead of three.
-    virtual ExitOutcome enter(u64 by, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index)
-    {
-        exit_by(by);
-        run(g, e);
-        return handle(e, g, p, vcpu_index);
-    }
+    // Round trips as the run loop makes them: exit_by(gate.by), then run(g, e) and handle(e, ...)
+    // until an exit the run loop must see (exits_detail::run_until says which); `e` and the
+    // result are that exit's. The backends instantiate run_until for their own final class (no
+    // indirect call per exit); this default goes through VcpuOps (fakes in tests).
+    virtual ExitOutcome enter(const RunGate &gate, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index);
 
 protected:
     ~LoadedVcpu() = default;

@@ -11,6 +11,8 @@ struct VcpuIrq {
     Spinlock lock;          // the vCPU's CPU, and IPI/IOAPIC senders on other CPUs
     LapicModel lapic;
     bool check = false;     // set by APIC accesses, IPIs and interrupt windows (atomic)
+    bool ipi_out = false;   // set with check when the guest's APIC has IPIs or EOI broadcasts to send
+                            // (the run loop routes them: other vCPUs, the IOAPIC)
     u64 deadline = 0;       // the APIC timer's next event (guest TSC); ~0 for none
     // The NMI latch (under lock): one NMI waits here until the guest can take it; NMIs that
     // arrive while one is already waiting merge with it, as on hardware (SDM vol. 3 6.7.1).
@@ -90,12 +92,12 @@ inline void enter_guest(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, Gprs &g
     cpu.run(g, e);
 }
 
-// The same, then the exit handled (LoadedVcpu::enter: one call into the backend per exit), with
-// `by` the host TSC by which the guest must leave.
-inline ExitOutcome enter_and_handle(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, u64 by, Gprs &g, ExitInfo &e,
-                                    GuestPlatform &p, u32 vcpu_index)
+// The same, then exits handled in the backend until one the run loop must see (LoadedVcpu::enter:
+// one call into the backend for a run of exits). `gate.irq` is &s.
+inline ExitOutcome enter_and_handle(VcpuIrq &s, VcpuHandle &handle, LoadedVcpu &cpu, const RunGate &gate, Gprs &g,
+                                    ExitInfo &e, GuestPlatform &p, u32 vcpu_index)
 {
     if (__atomic_load_n(&s.check, __ATOMIC_ACQUIRE) || __atomic_load_n(&s.deadline, __ATOMIC_RELAXED) != ~0ull)
         deliver_interrupts(s, cpu, handle.guest_tsc());
-    return cpu.enter(by, g, e, p, vcpu_index);
+    return cpu.enter(gate, g, e, p, vcpu_index);
 }

@@ -142,6 +142,11 @@ ExitOutcome LoadedVcpu::handle(const ExitInfo &e, Gprs &g, GuestPlatform &p, u32
     return exits_detail::handle_exit_t<VcpuOps>(e, g, *this, p, vcpu_index);
 }
 
+ExitOutcome LoadedVcpu::enter(const RunGate &gate, Gprs &g, ExitInfo &e, GuestPlatform &p, u32 vcpu_index)
+{
+    return exits_detail::run_until<LoadedVcpu>(*this, *this, gate, g, e, p, vcpu_index);
+}
+
 
 u32 breakpoint_hits(u64 dr7, const u64 (&drs)[4], u64 addr, u8 size, BpAccess access, bool cr4_de)
 {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "kernel/guest/guest_paging.hpp"
+#include "kernel/guest/vcpu_irq.hpp"
 #include "kernel/guest/vm_exits.hpp"
 #include "kernel/guest/x86_decode.hpp"
 #include "kernel/lib/console.hpp"
@@ -533,6 +534,60 @@ template <class Ops>
         return {ExitAction::stop, "invalid guest state", e.raw};
     default:
         return {ExitAction::stop, "unhandled exit", e.raw};
+    }
+}
+
+// LoadedVcpu::enter: the run loop's inner loop, inside the backend. After an exit handled here,
+// straight back into the guest while the run loop would decide nothing new; back to it at the
+// first exit that
+//   - is not "resume": a halt, or the guest must stop;
+//   - is the host's interrupt (its tick, the preemption timer: `intr`), which the run loop
+//     answers (the scheduler, the management console);
+//   - is a WRMSR to IA32_TSC: it moves the guest's TSC, from which `until` was computed;
+//   - finds the guest's attention word set (GuestPlatform::attention: it ends, reboots, is
+//     paused, or a device has work left), whichever CPU set it;
+//   - comes at or after gate.until: the run loop computed it as the earliest of the tick, the
+//     slice's end, a sleeper's timer on this CPU and this vCPU's own timer (gate.deadline);
+//   - leaves a vCPU timer other than gate.deadline (the guest programmed it: `until` no longer
+//     covers it).
+// Interrupts are delivered before each entry here as the run loop would (VcpuIrq::check: an
+// APIC access, an IPI, an interrupt behind the one injected), after the IPIs the guest sent are
+// routed (gate.route_ipis); with no check, deliver_interrupts would find nothing: no timer falls
+// due before `until`. Everything the run loop looks at after
+// an exit is thus either one of these or only changes with one of them. Every exit is counted in
+// gate.stats, as the run loop would. `loaded` is `ops` as the interface deliver_interrupts takes.
+template <class Ops>
+[[gnu::always_inline]] inline ExitOutcome run_until(Ops &ops, LoadedVcpu &loaded, const RunGate &gate, Gprs &g,
+                                                    ExitInfo &e, GuestPlatform &p, u32 vcpu_index)
+{
+    VcpuIrq &irq = *gate.irq;
+    ops.exit_by(gate.by);
+    ExitOutcome out;   // (one object, returned from every path: built in the caller's slot)
+    for (;;) {
+        // A backend's final class: its entry and the handlers inlined here (one frame for the
+        // whole loop). The portable default (fakes in tests): through the interface.
+        if constexpr (requires { ops.run_inline(g, e); }) {
+            ops.run_inline(g, e);
+            out = handle_exit_t(e, g, ops, p, vcpu_index);
+        } else {
+            ops.run(g, e);
+            out = ops.handle(e, g, p, vcpu_index);
+        }
+        gate.stats->exits++;
+        gate.stats->by_reason[u8(e.reason)]++;
+        constexpr u32 IA32_TSC = 0x10;
+        if (out.action != ExitAction::resume || e.reason == ExitReason::intr ||
+            (e.reason == ExitReason::wrmsr && u32(g.rcx) == IA32_TSC) || p.needs_attention() ||
+            __builtin_ia32_rdtsc() >= gate.until)
+            return out;
+        if (__atomic_load_n(&irq.check, __ATOMIC_ACQUIRE)) {
+            if (__atomic_load_n(&irq.ipi_out, __ATOMIC_RELAXED)) {
+                if (!gate.route_ipis) return out;
+                gate.route_ipis(gate.route_ctx);
+            }
+            deliver_interrupts(irq, loaded, ops.tsc());
+        }
+        if (__atomic_load_n(&irq.deadline, __ATOMIC_RELAXED) != gate.deadline) return out;
     }
 }
 

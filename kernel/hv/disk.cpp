@@ -106,6 +106,7 @@ bool plug_disks(Guest &g)
         d.blk->set_clock(tsc_now);
         d.adapter = new (d.adapter_storage) virtio::BlkVirtio(*d.blk);
         d.fn = new (d.fn_storage) virtio::VirtioPciFunction(*d.adapter, g.mem, disk_report, &d);
+        d.fn->transport().signal_pending(&g.platform.attention, GuestPlatform::ATTN_DEVICES);
         if (!d.fn->ok() || !g.pci->plug(i + 1, *d.fn)) {
             log_error("guest %s: keel.toml line %u: disk %u cannot be plugged at PCI device %u; not started", g.name,
                       c.disks[i].line, i, i + 1);

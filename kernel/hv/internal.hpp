@@ -86,7 +86,6 @@ struct Vcpu {
     VcpuIrq irq;                          // its local APIC (exit-path shortcut: looked at only when needed)
     bool init_seen;                       // an application processor got INIT: the next SIPI starts it
     bool hung;                            // halted with interrupts off: only the guest's end moves it
-    bool ipi_out;                         // the guest wrote its APIC: IPIs or EOIs may be queued
 };
 
 // The local APICs' register page and MSRs, routed to the accessing vCPU's model.

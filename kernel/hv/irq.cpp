@@ -44,7 +44,7 @@ void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
     if (write) v.irq.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
     else value = v.irq.lapic.mmio_read(u32(gpa & 0xfff), now);
     v.irq.check = true;
-    if (v.irq.lapic.has_outgoing()) v.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
+    if (v.irq.lapic.has_outgoing()) v.irq.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
 }
 
 bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
@@ -70,7 +70,7 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
     else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_write(msr, value, now);
     else return false;
     v.irq.check = true;
-    if (v.irq.lapic.has_outgoing()) v.ipi_out = true;
+    if (v.irq.lapic.has_outgoing()) v.irq.ipi_out = true;
     return true;
 }
 
@@ -163,8 +163,8 @@ void start_ap(Guest &g, Vcpu &to, u8 delivery, u8 vector)
 // latches, INIT/SIPI to start application processors.
 void route_ipis(Guest &g, Vcpu &from)
 {
-    if (!from.ipi_out) return;
-    from.ipi_out = false;
+    if (!from.irq.ipi_out) return;
+    from.irq.ipi_out = false;
     // EOIs of level-triggered vectors go to the IOAPIC (outside the APIC's lock: it may deliver again).
     for (;;) {
         int vec;

@@ -153,6 +153,7 @@ void end_guest(Guest &g, u32 code, const char *why, u64 addr, bool reboot)
         Guard lk(g.lock);
         if (g.state != Guest::State::running) return;
         g.state = Guest::State::stopping;
+        g.platform.attend(GuestPlatform::ATTN_STATE);   // its vCPUs in their backends' loops come out
         g.exit_code = code;
         g.why = why;
         g.why_addr = addr;

@@ -111,6 +111,7 @@ void pause(Guest &g)
         if (g.state != Guest::State::running) return console::reply("console: guest %s is %s", g.name, state_name(g));
         if (g.paused) return console::reply("console: guest %s is already paused", g.name);
         g.paused = true;
+        g.platform.attend(GuestPlatform::ATTN_PAUSE);
     }
     log_info("guest %s paused by the operator", g.name);
 }

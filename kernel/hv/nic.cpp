@@ -59,6 +59,7 @@ bool plug_nics(Guest &g)
         n.sw = switches_[nc.network_index];
         n.dev = new (n.dev_storage) virtio::NetDevice(nc.mac, u16(config_.networks[nc.network_index].mtu), tsc_now);
         n.fn = new (n.fn_storage) virtio::VirtioPciFunction(*n.dev, g.mem, nic_report, &n);
+        n.fn->transport().signal_pending(&g.platform.attention, GuestPlatform::ATTN_DEVICES);
         const u32 slot = c.disk_count + 1 + i;
         if (!n.fn->ok() || !g.pci->plug(slot, *n.fn)) {
             log_error("guest %s: keel.toml line %u: nic %u cannot be plugged at PCI device %u; not started", g.name,

@@ -67,6 +67,13 @@ void run(Vcpu &v)
                           v.index, checked);
 }
 
+// RunGate::route_ipis: the backend's loop sends what the guest's APIC queued.
+void route_ipis_of(void *vcpu)
+{
+    Vcpu &v = *static_cast<Vcpu *>(vcpu);
+    route_ipis(*v.guest, v);
+}
+
 void run_slice(Vcpu &v)
 {
     Guest &g = *v.guest;
@@ -100,20 +107,22 @@ void run_slice(Vcpu &v)
             // (the host's tick or the preemption timer: `intr`; a halt or a stop; the guest's own
             // timer moved; its end, a pause, a reset asked for; `by`, the deadline the entry was
             // given, or the slice's end passed: a sleeper of this CPU due, which SVM leaves to
-            // the loop, or a slice shorter than the tick used up).
-            const u64 until = min(by, slice_end);
+            // the loop, or a slice shorter than the tick used up). The backend itself re-enters
+            // after the exits that need nothing here either (exits_detail::run_until).
+            const RunGate gate{by, min(by, slice_end), own, &v.irq, &v.stats, route_ipis_of, &v};
             for (;;) {
-                out = enter_and_handle(v.irq, *v.arch, cpu, by, v.gprs, e, g.platform, v.index);
-                v.stats.exits++;
-                v.stats.by_reason[u8(e.reason)]++;
-                if (v.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
+                out = enter_and_handle(v.irq, *v.arch, cpu, gate, v.gprs, e, g.platform, v.index);
+                if (v.irq.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
+                // (Cleared before the look: work left from now on sets it again.)
+                if (__atomic_load_n(&g.platform.attention, __ATOMIC_RELAXED) & GuestPlatform::ATTN_DEVICES)
+                    g.platform.unattend(GuestPlatform::ATTN_DEVICES);
                 if (g.ndisks) service_disks(g);
                 if (g.nnics) service_nics(g);
                 if (out.action != ExitAction::resume || e.reason == ExitReason::intr || g.platform.exit_requested ||
                     g.platform.reset_requested || __atomic_load_n(&v.irq.deadline, __ATOMIC_RELAXED) != own ||
                     Guest::State(__atomic_load_n(reinterpret_cast<u8 *>(&g.state), __ATOMIC_ACQUIRE)) !=
                         Guest::State::running ||
-                    __atomic_load_n(&g.paused, __ATOMIC_RELAXED) || x86::rdtsc() >= until)
+                    __atomic_load_n(&g.paused, __ATOMIC_RELAXED) || x86::rdtsc() >= gate.until)
                     break;
             }
         }
@@ -198,6 +207,7 @@ void resume_vcpus(Guest &g)
     {
         Guard lk(g.lock);
         g.paused = false;
+        g.platform.unattend(GuestPlatform::ATTN_PAUSE);
         for (u32 i = 0; i < g.nvcpus; i++)
             if (g.vcpus[i].state == Vcpu::State::paused) {
                 g.vcpus[i].state = Vcpu::State::runnable;

@@ -119,6 +119,30 @@ struct GuestPlatform {
     u32 exit_code = 0;
     bool reset_requested = false;
 
+    // Something the run loops of this guest's vCPUs must look at before their next entry (a bit
+    // per cause, set by whoever causes it, on any CPU): the backends handle exits and re-enter
+    // by themselves only while this is 0 (exits_detail::run_until).
+    static constexpr u32 ATTN_EXIT = 1u << 0,      // exit_requested
+                         ATTN_RESET = 1u << 1,     // reset_requested
+                         ATTN_STATE = 1u << 2,     // the guest is no longer running (ending, stopped)
+                         ATTN_PAUSE = 1u << 3,     // the operator paused it
+                         ATTN_DEVICES = 1u << 4;   // a device has work left for the run loop
+    u32 attention = 0;
+    void attend(u32 bits) { __atomic_fetch_or(&attention, bits, __ATOMIC_RELEASE); }
+    void unattend(u32 bits) { __atomic_fetch_and(&attention, ~bits, __ATOMIC_RELEASE); }
+    bool needs_attention() const { return __atomic_load_n(&attention, __ATOMIC_ACQUIRE) != 0; }
+    void request_exit(u32 code)
+    {
+        exit_code = code;
+        exit_requested = true;
+        attend(ATTN_EXIT);
+    }
+    void request_reset()
+    {
+        reset_requested = true;
+        attend(ATTN_RESET);
+    }
+
     bool add_io(IoDevice *d, u16 first, u16 last)
     {
         if (nio == MAX_IO || first > last) return false;

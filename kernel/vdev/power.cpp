@@ -21,10 +21,9 @@ bool PowerModel::io(u16 port, u8 size, bool in, u32 &value)
     }
     const u8 v = u8(value);
     if (port == SLEEP_CTL && (v & 0x20) && ((v >> 2) & 7) == S5_TYP) {   // SLP_EN with SLP_TYP = S5
-        p_.exit_requested = true;
-        p_.exit_code = 0;
+        p_.request_exit(0);
     } else if (port == RESET && v == RESET_VALUE) {
-        p_.reset_requested = true;
+        p_.request_reset();
     }
     (void)size;
     return true;

@@ -93,8 +93,7 @@ bool DebugExitModel::io(u16 port, u8 size, bool in, u32 &value)
         value = ~0u;
     } else {
         (void)size;   // the value is already zero-extended from the access width
-        p_.exit_requested = true;
-        p_.exit_code = value;
+        p_.request_exit(value);
     }
     return true;
 }

@@ -347,7 +347,10 @@ bool PciTransport::notify(u16 qi, bool guest, Work fn, void *ctx)
                 fail(out, "queue %u: %s (0x%llx)", qi, vq_error_text(e), (unsigned long long)info);
             } else {
                 if (s.notify) interrupt(q.msix, ISR_QUEUE, out);
-                if (s.again) pending_ |= 1u << qi;
+                if (s.again) {
+                    pending_ |= 1u << qi;
+                    if (signal_) __atomic_fetch_or(signal_, signal_bit_, __ATOMIC_RELEASE);
+                }
             }
         }
     }

@@ -151,6 +151,13 @@ public:
     bool run_pending();
     // Whether run_pending() has work: a lock-free look, cheap enough for every exit.
     bool pending() const { return __atomic_load_n(&pending_, __ATOMIC_RELAXED) != 0; }
+    // Also say so in *word (bit `bit`, set atomically) each time work is left pending: the
+    // owner's run loops look at the word (GuestPlatform::attention), not at every transport.
+    void signal_pending(u32 *word, u32 bit)
+    {
+        signal_ = word;
+        signal_bit_ = bit;
+    }
 
     u8 status();
     u16 num_queues() const { return nq_; }
@@ -203,6 +210,8 @@ private:
     u16 msix_config_ = NO_VECTOR;
     u16 queue_select_ = 0;
     u32 pending_ = 0;           // queues to service again (bit i: queue i)
+    u32 *signal_ = nullptr;     // signal_pending (set before the guest runs)
+    u32 signal_bit_ = 0;
     TransportStats stats_;
     char reason_[REASON_BYTES] = {};
     Queue q_[MAX_QUEUES];
