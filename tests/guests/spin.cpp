@@ -5,7 +5,9 @@
 //                      sum   = sum * 31 + state
 //     exit code = (sum & 0xff) | 0x100
 // tests/guests/spin_expected.py N prints the same exit code (it jumps the
-// recurrence in O(log N)). Prints "spin: iterations=N checksum=0x... expected exit code=N" (decimal, as Keel prints exit codes).
+// recurrence in O(log N)). With `cpuid`, every iteration also executes CPUID
+// (leaf 0): a hog whose every step is an exit, all of them handled by the
+// hypervisor without its scheduler (same checksum). Prints "spin: iterations=N checksum=0x... expected exit code=N" (decimal, as Keel prints exit codes).
 #include "lib/guest.hpp"
 
 extern "C" const char guest_name[] = "spin";
@@ -17,12 +19,14 @@ u32 guest_main() {
         n64 = 0xFFFFFFFFull;
     }
     u32 n = u32(n64);
+    const bool exits = cmdline_flag("cpuid");
     u32 state = 1, sum = 0;
     u64 t0 = rdtsc();
     for (u32 i = 0; i < n; ++i) {
         state = state * 1664525u + 1013904223u;
         sum = sum * 31u + state;
         asm volatile("" : "+r"(state), "+r"(sum));   // keep the loop a loop
+        if (exits) (void)cpuid(0);
     }
     u64 cycles = rdtsc() - t0;
     u32 code = (sum & 0xff) | 0x100;
