@@ -90,6 +90,7 @@ def kind(s):
     k = set(s)
     if any("cpuid" in x.lower() for x in k): return "cpuid"
     if any("port_in" in x or "port_out" in x for x in k): return "pio"
+    if any("send_ipi" in x for x in k): return "ipi-send"
     if any("mmio" in x.lower() for x in k): return "mmio"
     if any("ipi" in x.lower() or "icr" in x.lower() for x in k): return "ipi"
     return "other"
