@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernel/guest/vcpu_irq.hpp"
+#include "tests/unit/guest/plain_vcpu.hpp"
 
 namespace {
 
@@ -22,7 +23,7 @@ struct FakeVmcs {
 
 class FakeCpu;
 
-class FakeVcpu final : public VcpuHandle, private LoadedVcpu {
+class FakeVcpu final : public VcpuHandle, private PlainLoadedVcpu {
 public:
     FakeVcpu(FakeCpu &c, const char *name) : name(name), cpu_(c) {}
     const char *name;
@@ -55,30 +56,7 @@ private:
     void exit_by(u64) override {}
     u64 rip() override { return 0; }
     u64 set_rip(u64) override { return 0; }
-    u64 dr7() override { return 0x400; }
-    u64 dr(unsigned) override { return 0; }
-    u64 seg_base(x86::Seg) override { return 0; }
-    u64 dr6() override { return 0xffff0ff0; }
-    void set_dr6(u64) override {}
     u64 rflags() override { return current().rflags; }
-    x86::CpuMode mode() override { return x86::CpuMode::prot32; }
-    u64 cs_base() override { return 0; }
-    u64 cr0() override { return 0x11; }
-    u64 cr3() override { return 0; }
-    u64 cr2() override { return 0; }
-    u64 cr4() override { return 0; }
-    u64 efer() override { return 0; }
-    u64 rsp() override { return 0; }
-    void set_rsp(u64) override {}
-    u8 cpl() override { return 0; }
-    u64 xcr0() override { return 1; }
-    void set_xcr0(u64) override {}
-    void set_cr0(u64) override {}
-    void set_cr4(u64) override {}
-    void inject_exception(u8, bool, u32) override {}
-    bool arch_rdmsr(u32, u64 &) override { return false; }
-    bool arch_wrmsr(u32, u64) override { return false; }
-    void host_cpuid(u32, u32, u32 out[4]) override { out[0] = out[1] = out[2] = out[3] = 0; }
     u64 tsc() override { return guest_tsc(); }
 
     FakeCpu &cpu_;
