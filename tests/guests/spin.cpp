@@ -7,7 +7,9 @@
 // tests/guests/spin_expected.py N prints the same exit code (it jumps the
 // recurrence in O(log N)). With `cpuid`, every iteration also executes CPUID
 // (leaf 0): a hog whose every step is an exit, all of them handled by the
-// hypervisor without its scheduler (same checksum). Prints "spin: iterations=N checksum=0x... expected exit code=N" (decimal, as Keel prints exit codes).
+// hypervisor without its scheduler (same checksum).
+// Prints "spin: iterations=N checksum=0x... expected exit code=N" (decimal, as
+// Keel prints exit codes).
 #include "lib/guest.hpp"
 
 extern "C" const char guest_name[] = "spin";
