@@ -28,26 +28,27 @@ enum class ExitReason : u8 {
 const char *exit_reason_name(ExitReason r);
 
 struct ExitInfo {
+    // (The small fields first, packed: clearing one for each exit takes a few wide stores.)
     ExitReason reason = ExitReason::other;
-    u64 raw = 0;          // the hardware's exit code, for reports
-    u64 next_rip = 0;     // when the hardware told us (0: unknown, decode the instruction)
     // io
-    u16 port = 0;
     u8 size = 0;          // 1, 2, 4
     bool in = false, string = false, rep = false;
     u8 addr_size = 4;     // string I/O: 2, 4 or 8
+    u16 port = 0;
     // npf
-    u64 gpa = 0;
     bool write = false, fetch = false;
     // exception
     u8 vector = 0;
     // cr_access: which control register, and the value a MOV to it writes (when the hardware decoded it)
     u8 cr = 0;
     bool cr_decoded = false;
-    u64 cr_value = 0;
     // The exit interrupted the delivery of an event (the backend re-injects it): RIP does not
     // point at an instruction that caused the exit.
     bool in_delivery = false;
+    u64 raw = 0;          // the hardware's exit code, for reports
+    u64 next_rip = 0;     // when the hardware told us (0: unknown, decode the instruction)
+    u64 gpa = 0;          // npf
+    u64 cr_value = 0;     // cr_access
 };
 
 struct VcpuStats {
