@@ -553,9 +553,9 @@ template <class Ops>
 // Interrupts are delivered before each entry here as the run loop would (VcpuIrq::check: an
 // APIC access, an IPI, an interrupt behind the one injected), after the IPIs the guest sent are
 // routed (gate.route_ipis); with no check, deliver_interrupts would find nothing: no timer falls
-// due before `until`. Everything the run loop looks at after
-// an exit is thus either one of these or only changes with one of them. Every exit is counted in
-// gate.stats, as the run loop would. `loaded` is `ops` as the interface deliver_interrupts takes.
+// due before `until`. Everything the run loop looks at after an exit is thus either one of these
+// or only changes with one of them. Every exit is counted in gate.stats, as the run loop would.
+// `loaded` is `ops` as the interface deliver_interrupts takes.
 template <class Ops>
 [[gnu::always_inline]] inline ExitOutcome run_until(Ops &ops, LoadedVcpu &loaded, const RunGate &gate, Gprs &g,
                                                     ExitInfo &e, GuestPlatform &p, u32 vcpu_index)
