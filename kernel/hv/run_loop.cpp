@@ -112,7 +112,7 @@ void run_slice(Vcpu &v)
             const RunGate gate{by, min(by, slice_end), own, &v.irq, &v.stats, route_ipis_of, &v};
             for (;;) {
                 out = enter_and_handle(v.irq, *v.arch, cpu, gate, v.gprs, e, g.platform, v.index);
-                if (v.irq.ipi_out) route_ipis(g, v);   // (the test here: a call per exit costs its prologue)
+                if (v.irq.ipi_out) route_ipis(g, v);   // (the backend came back before routing them)
                 // (Cleared before the look: work left from now on sets it again.)
                 if (__atomic_load_n(&g.platform.attention, __ATOMIC_RELAXED) & GuestPlatform::ATTN_DEVICES)
                     g.platform.unattend(GuestPlatform::ATTN_DEVICES);
