@@ -228,6 +228,17 @@ void CpuProfile::build(ProfileHost &host, const ProfileOptions &opt)
     for (const Cr4Rule &r : CR4_RULES)
         if (has(r.needs)) allowed |= 1ull << r.bit;
     cr4_reserved_ = ~allowed;
+
+    // The leaves whose answer is the leaf's alone, answered once here (fixed_leaf). Leaf 1
+    // (the vCPU's index, CR4.OSXSAVE, the APIC bit), 7 (sub-leaves, CR4.PKE) and 0xD
+    // (sub-leaves, XCR0) vary while they exist; above max_std_ they read 0 like any other.
+    fixed_mask_ = 0;
+    for (u32 i = 0; i < FIXED_SLOTS; i++) {
+        const u32 leaf = i <= STD_LIMIT ? i : 0x80000000u + (i - (STD_LIMIT + 1));
+        if ((leaf == 1 || leaf == 7 || leaf == 0xd) && leaf <= max_std_) continue;
+        cpuid(leaf, 0, 0, 0, 0, fixed_[i], true);
+        fixed_mask_ |= 1u << i;
+    }
 }
 
 void CpuProfile::cpuid(u32 leaf, u32 sub, u32 vcpu_index, u64 cr4, u64 xcr0, u32 out[4], bool apic_enabled) const

@@ -150,6 +150,18 @@ public:
     // the others cpuid() ignores those arguments, and the exit handler need not read them.
     static constexpr bool cpuid_uses_cr4(u32 leaf) { return leaf == 1 || leaf == 7; }
     static constexpr bool cpuid_uses_xcr0(u32 leaf) { return leaf == 0xd; }
+    // The answer for a leaf that depends on nothing but the leaf (not the sub-leaf, vCPU, CR4,
+    // XCR0 or APIC): computed once by build(), so the exit path answers it with a few loads.
+    // nullptr for the others (1, 7 and 0xD up to max_std(), Keel's own leaves, unknown ranges):
+    // ask cpuid().
+    const u32 *fixed_leaf(u32 leaf) const
+    {
+        u32 i;
+        if (leaf <= STD_LIMIT) i = leaf;
+        else if (leaf - 0x80000000u <= EXT_LIMIT - 0x80000000u) i = STD_LIMIT + 1 + (leaf - 0x80000000u);
+        else return nullptr;
+        return fixed_mask_ >> i & 1 ? fixed_[i] : nullptr;
+    }
 
     CpuVendor vendor() const { return vendor_; }
     u32 max_std() const { return max_std_; }
@@ -204,6 +216,11 @@ private:
     u32 e8_eax_ = 0;                  // address sizes
     u32 vcpu_count_ = 1;
     u64 tsc_hz_ = 0;
+    // fixed_leaf's answers: slot i is leaf i (0..STD_LIMIT), then 0x80000000..EXT_LIMIT.
+    static constexpr unsigned FIXED_SLOTS = STD_LIMIT + 1 + (EXT_LIMIT - 0x80000000u + 1);
+    static_assert(FIXED_SLOTS <= 32);
+    u32 fixed_[FIXED_SLOTS][4] = {};
+    u32 fixed_mask_ = 0;
     u64 cr4_reserved_ = ~0ull;
 };
 

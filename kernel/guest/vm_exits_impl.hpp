@@ -380,7 +380,13 @@ template <class Ops>
     case ExitReason::cpuid: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
         // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
-        // (never built by the hypervisor) sees a CPU without features.
+        // (never built by the hypervisor) sees a CPU without features. Most leaves have one answer,
+        // computed when the guest was built.
+        if (const u32 *f = p.profile ? p.profile->fixed_leaf(u32(g.rax)) : nullptr) {
+            g.rax = f[0], g.rbx = f[1], g.rcx = f[2], g.rdx = f[3];
+            retire_insn(ops, nrip);
+            return {};
+        }
         u32 r[4] = {0, 0, 0, 0};
         // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (read from the APIC's model).
         bool apic_on = true;

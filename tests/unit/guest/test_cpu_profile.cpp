@@ -290,6 +290,37 @@ Cr4Need cr4_need(unsigned cr4_bit)
     }
 }
 
+// fixed_leaf (the exit path's answer without cpuid()) is what cpuid() says, whatever the sub-leaf,
+// vCPU, CR4, XCR0 and APIC; the leaves that vary have none.
+void expect_fixed_leaves_agree(const CpuProfile &p, const std::string &what)
+{
+    std::vector<u32> leaves;
+    for (u32 l = 0; l <= 0x20; l++) leaves.push_back(l);
+    for (u32 l = 0x80000000; l <= 0x8000000a; l++) leaves.push_back(l);
+    for (u32 l : {0x40000000u, 0x40000010u, 0x7fffffffu, 0xffffffffu}) leaves.push_back(l);
+    struct In { u32 sub, vcpu; u64 cr4, xcr0; bool apic; };
+    const In ins[] = {{0, 0, 0, 3, true}, {1, 1, 1u << 18 | 1u << 22, 7, true}, {2, 7, ~0ull, 0x207, false},
+                      {9, 255, 1u << 18, 0x2ff, true}, {0xffffffff, 3, 0, 1, false}};
+    unsigned fixed = 0;
+    for (u32 leaf : leaves) {
+        const u32 *f = p.fixed_leaf(leaf);
+        if ((leaf == 1 || leaf == 7 || leaf == 0xd) && leaf <= p.max_std())
+            EXPECT_EQ(f, nullptr) << what << std::hex << ": leaf " << leaf << " varies";
+        if (!f) continue;
+        fixed++;
+        for (const In &in : ins) {
+            u32 r[4];
+            p.cpuid(leaf, in.sub, in.vcpu, in.cr4, in.xcr0, r, in.apic);
+            EXPECT_EQ((Regs{r[0], r[1], r[2], r[3]}), (Regs{f[0], f[1], f[2], f[3]}))
+                << what << std::hex << ": leaf " << leaf << " sub " << in.sub;
+        }
+    }
+    // Leaf 0, 0x80000000 and the leaves above the limits at least.
+    EXPECT_NE(p.fixed_leaf(0), nullptr) << what;
+    EXPECT_NE(p.fixed_leaf(0x80000000), nullptr) << what;
+    EXPECT_GE(fixed, 20u) << what;
+}
+
 void expect_cr4_agrees(const CpuProfile &p, const std::string &what)
 {
     for (unsigned bit = 0; bit < 64; bit++) {
@@ -437,6 +468,14 @@ TEST(CpuProfile, VendorAndLimits)
     FakeHost other = amd_qemu_max();
     other.vendor("CentaurHauls");
     EXPECT_EQ(profile_of(other).vendor(), CpuVendor::other);
+}
+
+TEST(CpuProfile, FixedLeavesAgreeWithCpuid)
+{
+    for (auto &[name, host] : fakes()) {
+        expect_fixed_leaves_agree(profile_of(host), name);
+        expect_fixed_leaves_agree(profile_of(host, opts(1, true, 0)), std::string(name) + " without a TSC rate");
+    }
 }
 
 TEST(CpuProfile, HiddenFeaturesAreHidden)
@@ -879,6 +918,7 @@ TEST(CpuProfile, RandomHostsStayInsideTheAllowList)
         expect_dependencies(p, what);
         expect_cr4_agrees(p, what);
         expect_msr_table_agrees(p, what);
+        expect_fixed_leaves_agree(p, what);
         EXPECT_EQ(q(p, 0xd, 0)[EAX] & ~0x207u, 0u);
         if (p.has(Feature::xsave)) {
             xsave_seen++;
