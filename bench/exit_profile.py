@@ -89,6 +89,13 @@ with open(trace, errors="replace") as f:
 def kind(s):
     k = set(s)
     if any("cpuid" in x.lower() for x in k): return "cpuid"
+    # CPUID answered from the profile's fixed leaves calls nothing but the next-RIP decode
+    # (which HLT and MSR exits call too, but those go through the run loop or the MSR code).
+    if any("decode_next_rip" in x for x in k) and not any("cpu_loop" in x or "msr" in x.lower() for x in k):
+        return "cpuid"
+    # Handled in the backend loop calling nothing at all: port I/O to an unclaimed port (0x80).
+    if all(x.startswith(("svm::(anonymous namespace)::SvmVcpu::enter(", "svm_run", "rsb_fill")) for x in k):
+        return "inline-io"
     if any("port_in" in x or "port_out" in x for x in k): return "pio"
     if any("send_ipi" in x for x in k): return "ipi-send"
     if any("mmio" in x.lower() for x in k): return "mmio"
