@@ -134,9 +134,22 @@ public:
     // ---- LoadedVcpu: only while this vCPU is loaded on this CPU ----
     // (Public within this file for exits_detail::handle_exit_t<SvmVcpu>; outside it, only
     // load() hands the interface out.)
-    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e); }
+    // Where this vCPU is loaded: this CPU's state, checked to be this vCPU's. Once per run(),
+    // once per enter() (its loop never leaves the CPU, and nothing unloads the vCPU inside it).
+    struct EntryCtx {
+        PerCpu &pc;
+        u32 cpu;
+    };
+    EntryCtx entry_context()
+    {
+        const u32 index = cpu()->index;
+        PerCpu &pc = percpu_[index];
+        KEEL_BUG_ON(pc.loaded != this);   // only load() hands out this interface
+        return {pc, index};
+    }
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e, entry_context()); }
     // run(), inlined into enter() too: one frame per exit.
-    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e);
+    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at);
     bool can_inject() override
     {
         Vmcb v = vmcb();
@@ -265,7 +278,15 @@ private:
                         V_IGN_TPR | u64(vector) << 32;
         v.d(V::intercept_misc1) &= ~I1_VINTR;
     }
-    void pick_asid();
+    // The same vCPU again on the same CPU, nothing flushed since (the common case): its ASID stays.
+    [[gnu::always_inline]] void pick_asid(const EntryCtx &at)
+    {
+        const u64 epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
+        if (asid_cpu_ == at.cpu && asid_generation_ == at.pc.asid_generation && at.pc.flush_epoch == epoch)
+            return;   // TLB_CONTROL stays as exit handling left it (a flush after an emulated MOV to CR4)
+        new_asid(at, epoch);
+    }
+    void new_asid(const EntryCtx &at, u64 epoch);
     void apply_sipi();
     void reflect(ExitInfo &e, u8 vector, u32 error);
 
@@ -387,15 +408,10 @@ void SvmVcpu::destroy()
 
 // ASIDs are handed out per CPU in generations: when a CPU runs out, it flushes
 // every ASID and starts over, so a vCPU never runs on stale translations.
-void SvmVcpu::pick_asid()
+void SvmVcpu::new_asid(const EntryCtx &at, u64 epoch)
 {
-    Cpu *c = cpu();
-    PerCpu &pc = percpu_[c->index];
+    PerCpu &pc = at.pc;
     Vmcb v = vmcb();
-    const u64 epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
-    // The common case: the same vCPU again on the same CPU, nothing flushed since.
-    if (asid_cpu_ == c->index && asid_generation_ == pc.asid_generation && pc.flush_epoch == epoch)
-        return;   // TLB_CONTROL stays as exit handling left it (a flush after an emulated MOV to CR4)
     bool flush_all = false;
     if (pc.flush_epoch != epoch || pc.next_asid > max_asid_ || pc.asid_generation == 0) {
         pc.flush_epoch = epoch;
@@ -405,7 +421,7 @@ void SvmVcpu::pick_asid()
     }
     asid_ = pc.next_asid++;
     asid_generation_ = pc.asid_generation;
-    asid_cpu_ = c->index;
+    asid_cpu_ = at.cpu;
     v.d(V::asid) = asid_;
     v.at<u8>(V::tlb_control) = flush_all || !flush_by_asid_ ? 1 : 3;
 }
@@ -428,13 +444,11 @@ void SvmVcpu::reflect(ExitInfo &e, u8 vec, u32 error)
     inject_exception(vec, vec == 17 || vec == 8 || (vec >= 10 && vec <= 14), error);
 }
 
-inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e)
+inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at)
 {
-    Cpu *c = cpu();
-    PerCpu &pc = percpu_[c->index];
-    KEEL_BUG_ON(pc.loaded != this);   // only load() hands out this interface
+    PerCpu &pc = at.pc;
     Vmcb v = vmcb();
-    pick_asid();
+    pick_asid(at);
     v.d(V::clean) = 0;   // Keel does not track clean bits: the CPU reloads everything
 
     if (deferred_ && !(v.q(V::eventinj) & (1u << 31))) {
@@ -491,26 +505,32 @@ inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e)
         v.q(V::eventinj) = 0;
     }
 
-    switch (code) {
-    case EX_CPUID: e.reason = ExitReason::cpuid; break;
-    case EX_HLT: e.reason = ExitReason::hlt; break;
-    case EX_IOIO:
+    // The exits guests make most first (the switch is a compare tree: retpolines forbid jump tables).
+    if (code == EX_IOIO) [[likely]] {
         e.reason = ExitReason::io;
         e.in = info1 & 1;
         e.string = info1 & 4;
         e.rep = info1 & 8;
-        e.size = (info1 & 0x10) ? 1 : (info1 & 0x20) ? 2 : 4;
-        e.addr_size = (info1 & 0x80) ? 2 : (info1 & 0x100) ? 4 : 8;
+        e.size = (info1 >> 4) & 7;   // SZ8, SZ16, SZ32 (one bit set): the size in bytes
+        if (info1 & 4) e.addr_size = (info1 & 0x80) ? 2 : (info1 & 0x100) ? 4 : 8;
         e.port = u16(info1 >> 16);
         e.next_rip = info2;   // always provided for IOIO
-        break;
-    case EX_MSR: e.reason = info1 ? ExitReason::wrmsr : ExitReason::rdmsr; break;
-    case EX_NPF:
+        return;
+    }
+    if (code == EX_CPUID) [[likely]] {
+        e.reason = ExitReason::cpuid;
+        return;
+    }
+    if (code == EX_NPF) [[likely]] {
         e.reason = ExitReason::npf;
         e.gpa = info2;
         e.write = info1 & 2;
         e.fetch = info1 & 16;
-        break;
+        return;
+    }
+    switch (code) {
+    case EX_HLT: e.reason = ExitReason::hlt; break;
+    case EX_MSR: e.reason = info1 ? ExitReason::wrmsr : ExitReason::rdmsr; break;
     case EX_WRITE_CR4:
         e.reason = ExitReason::cr_access;
         e.cr = 4;

@@ -137,9 +137,17 @@ public:
     // ---- LoadedVcpu: only while this vCPU's VMCS is the current one ----
     // (Public within this file for exits_detail::handle_exit_t<VmxVcpu>; outside it, only
     // load() hands the interface out.)
-    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e); }
+    // Where this vCPU is loaded: this CPU's state, checked to hold this vCPU's VMCS. Once per
+    // run(), once per enter() (its loop never leaves the CPU, and nothing unloads the vCPU inside it).
+    PerCpu &entry_context()
+    {
+        PerCpu &pc = percpu_[cpu()->index];
+        KEEL_BUG_ON(pc.current != this);   // only load() hands out this interface, with the VMCS current
+        return pc;
+    }
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e, entry_context()); }
     // run(), inlined into enter() too: one frame per exit.
-    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e);
+    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e, PerCpu &pc);
     bool can_inject() override
     {
         return (vmread(F::guest_rflags) & (1u << 9)) && !(vmread(F::guest_interruptibility) & 3) &&
@@ -503,11 +511,8 @@ void VmxVcpu::reflect(ExitInfo &e, u64 info)
     if (type >= 4) vmwrite(F::entry_len, vmread(F::exit_len));
 }
 
-inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e)
+inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
 {
-    Cpu *c = cpu();
-    PerCpu &pc = percpu_[c->index];
-    KEEL_BUG_ON(pc.current != this);   // only load() hands out this interface, with the VMCS current
     if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
         pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
         invept_all();

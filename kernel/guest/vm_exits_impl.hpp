@@ -372,56 +372,99 @@ ExitOutcome string_io(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u6
     return {};
 }
 
+// The exits guests make most, each as a function of its own: handle_exit_t tests for them
+// before its switch (a compare tree without jump tables: retpolines forbid those).
 template <class Ops>
-[[gnu::always_inline]] inline ExitOutcome handle_exit_t(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u32 vcpu_index)
+[[gnu::always_inline]] inline ExitOutcome exit_cpuid(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u32 vcpu_index)
 {
     u64 nrip = 0;
-    switch (e.reason) {
-    case ExitReason::cpuid: {
-        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
-        // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
-        // (never built by the hypervisor) sees a CPU without features. Most leaves have one answer,
-        // computed when the guest was built.
-        if (const u32 *f = p.profile ? p.profile->fixed_leaf(u32(g.rax)) : nullptr) {
-            g.rax = f[0], g.rbx = f[1], g.rcx = f[2], g.rdx = f[3];
-            retire_insn(ops, nrip);
-            return {};
-        }
-        u32 r[4] = {0, 0, 0, 0};
-        // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (read from the APIC's model).
-        bool apic_on = true;
-        if (u32(g.rax) == 1 && p.msr) {
-            u64 base = 0;
-            bool ok = false;
-            if (p.msr->rdmsr(vcpu_index, 0x1b, base, ok) && ok) apic_on = base & (1u << 11);
-        }
-        // CR4 and XCR0 (an XGETBV, three VMREADs for CR4 on VMX) only for the leaves that show them.
-        const u32 leaf = u32(g.rax);
-        if (p.profile)
-            p.profile->cpuid(leaf, u32(g.rcx), vcpu_index, CpuProfile::cpuid_uses_cr4(leaf) ? ops.cr4() : 0,
-                             CpuProfile::cpuid_uses_xcr0(leaf) ? ops.xcr0() : 0, r, apic_on);
-        g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
+    if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
+    // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
+    // (never built by the hypervisor) sees a CPU without features. Most leaves have one answer,
+    // computed when the guest was built.
+    if (const u32 *f = p.profile ? p.profile->fixed_leaf(u32(g.rax)) : nullptr) {
+        g.rax = f[0], g.rbx = f[1], g.rcx = f[2], g.rdx = f[3];
         retire_insn(ops, nrip);
         return {};
     }
+    u32 r[4] = {0, 0, 0, 0};
+    // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (read from the APIC's model).
+    bool apic_on = true;
+    if (u32(g.rax) == 1 && p.msr) {
+        u64 base = 0;
+        bool ok = false;
+        if (p.msr->rdmsr(vcpu_index, 0x1b, base, ok) && ok) apic_on = base & (1u << 11);
+    }
+    // CR4 and XCR0 (an XGETBV, three VMREADs for CR4 on VMX) only for the leaves that show them.
+    const u32 leaf = u32(g.rax);
+    if (p.profile)
+        p.profile->cpuid(leaf, u32(g.rcx), vcpu_index, CpuProfile::cpuid_uses_cr4(leaf) ? ops.cr4() : 0,
+                         CpuProfile::cpuid_uses_xcr0(leaf) ? ops.xcr0() : 0, r, apic_on);
+    g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
+    retire_insn(ops, nrip);
+    return {};
+}
+
+template <class Ops>
+[[gnu::always_inline]] inline ExitOutcome exit_io(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p)
+{
+    u64 nrip = 0;
+    if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode I/O instruction", ops.rip()};
+    if (e.size != 1 && e.size != 2 && e.size != 4) return {ExitAction::stop, "bad I/O size", e.port};
+    if (e.string) return string_io(e, g, ops, p, nrip);
+    if (e.in) {
+        // What an IN leaves of RAX: the bits above an 8- or 16-bit result; nothing above a
+        // 32-bit one (32-bit results zero-extend). An unclaimed port floats high.
+        static constexpr u64 KEEP[5] = {0, ~0xffull, ~0xffffull, 0, 0};
+        const u64 keep = KEEP[e.size];
+        IoDevice *d = p.find_io(e.port);
+        g.rax = (g.rax & keep) | (d ? device_in(p, *d, e.port, e.size) : u32(~keep));
+    } else {
+        port_out(p, e.port, e.size, u32(g.rax));
+    }
+    retire_insn(ops, nrip, access_hits(ops, e.port, e.size, BpAccess::io));
+    return {ExitAction::resume};
+}
+
+// A nested page fault: an MMIO device's access (emulated), or an access nothing claims.
+template <class Ops>
+[[gnu::always_inline]] inline ExitOutcome exit_npf(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u32 vcpu_index)
+{
+    if (e.in_delivery && !e.fetch && p.find_mmio(e.gpa))
+        // The CPU was delivering an event (IDT, stack) through device memory: no instruction to emulate.
+        return {ExitAction::stop, "event delivery touched device memory at", e.gpa};
+    if (!e.fetch) {
+        if (MmioDevice *dev = p.find_mmio(e.gpa, vcpu_index)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
+        if (!p.stop_on_bad_access && !e.in_delivery) {
+            if (p.note_bad_access(e.gpa))
+                log_warn("guest %s: %s unclaimed guest-physical %lx (reads all ones, writes dropped; "
+                         "this page is not logged again)", p.name, e.write ? "write to" : "read from", e.gpa);
+            OpenBus nothing;
+            return emulate_mmio(e, g, ops, p, vcpu_index, nothing);
+        }
+    }
+    return {ExitAction::stop, e.fetch ? "instruction fetch outside its memory at"
+                             : e.write ? "write outside its memory at" : "read outside its memory at",
+            e.gpa};
+}
+
+template <class Ops>
+[[gnu::always_inline]] inline ExitOutcome handle_exit_t(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u32 vcpu_index)
+{
+    if (e.reason == ExitReason::io) return exit_io(e, g, ops, p);
+    if (e.reason == ExitReason::cpuid) return exit_cpuid(e, g, ops, p, vcpu_index);
+    if (e.reason == ExitReason::npf) return exit_npf(e, g, ops, p, vcpu_index);
+    u64 nrip = 0;
+    switch (e.reason) {
+    case ExitReason::cpuid:
+        return exit_cpuid(e, g, ops, p, vcpu_index);
     case ExitReason::hlt:
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode HLT", ops.rip()};
         // Single-stepped: the #DB is an event, and a vCPU with an event does not halt (as KVM).
         if (retire_insn(ops, nrip)) return {};
         return {ExitAction::halt};
     case ExitReason::io:
-        if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode I/O instruction", ops.rip()};
-        if (e.size != 1 && e.size != 2 && e.size != 4) return {ExitAction::stop, "bad I/O size", e.port};
-        if (e.string) return string_io(e, g, ops, p, nrip);
-        if (e.in) {
-            u32 v = port_in(p, e.port, e.size);
-            if (e.size == 4) g.rax = v;   // 32-bit results zero-extend
-            else g.rax = (g.rax & ~u64(size_mask(e.size))) | v;
-        } else {
-            port_out(p, e.port, e.size, u32(g.rax));
-        }
-        retire_insn(ops, nrip, access_hits(ops, e.port, e.size, BpAccess::io));
-        return {ExitAction::resume};
+        return exit_io(e, g, ops, p);
     case ExitReason::rdmsr:
     case ExitReason::wrmsr: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDMSR/WRMSR", ops.rip()};
@@ -502,22 +545,7 @@ template <class Ops>
     case ExitReason::machine_check:
         return {ExitAction::stop, "machine check (host) while it ran; exit", e.raw};
     case ExitReason::npf:
-        if (e.in_delivery && !e.fetch && p.find_mmio(e.gpa))
-            // The CPU was delivering an event (IDT, stack) through device memory: no instruction to emulate.
-            return {ExitAction::stop, "event delivery touched device memory at", e.gpa};
-        if (!e.fetch) {
-            if (MmioDevice *dev = p.find_mmio(e.gpa, vcpu_index)) return emulate_mmio(e, g, ops, p, vcpu_index, *dev);
-            if (!p.stop_on_bad_access && !e.in_delivery) {
-                if (p.note_bad_access(e.gpa))
-                    log_warn("guest %s: %s unclaimed guest-physical %lx (reads all ones, writes dropped; "
-                             "this page is not logged again)", p.name, e.write ? "write to" : "read from", e.gpa);
-                OpenBus nothing;
-                return emulate_mmio(e, g, ops, p, vcpu_index, nothing);
-            }
-        }
-        return {ExitAction::stop, e.fetch ? "instruction fetch outside its memory at"
-                                 : e.write ? "write outside its memory at" : "read outside its memory at",
-                e.gpa};
+        return exit_npf(e, g, ops, p, vcpu_index);
     case ExitReason::shutdown:
         return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
     case ExitReason::intr:
@@ -568,12 +596,17 @@ template <class Ops>
 {
     VcpuIrq &irq = *gate.irq;
     ops.exit_by(gate.by);
+    // A backend's final class: its entry and the handlers inlined here (one frame for the whole
+    // loop), and the CPU it is loaded on looked up and checked once. The portable default (fakes in
+    // tests): through the interface.
+    auto &&at = [&]() -> decltype(auto) {
+        if constexpr (requires { ops.entry_context(); }) return ops.entry_context();
+        else return 0;
+    }();
     ExitOutcome out;   // (one object, returned from every path: built in the caller's slot)
     for (;;) {
-        // A backend's final class: its entry and the handlers inlined here (one frame for the
-        // whole loop). The portable default (fakes in tests): through the interface.
-        if constexpr (requires { ops.run_inline(g, e); }) {
-            ops.run_inline(g, e);
+        if constexpr (requires { ops.run_inline(g, e, at); }) {
+            ops.run_inline(g, e, at);
             out = handle_exit_t(e, g, ops, p, vcpu_index);
         } else {
             ops.run(g, e);
