@@ -568,7 +568,7 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
         if (type >= 4) vmwrite(F::entry_len, vmread(F::exit_len));
         e.in_delivery = true;
     }
-    const u64 qual = vmread(F::exit_qual);
+    // (The exit qualification only for the exits that have one Keel uses: CR access, I/O, EPT.)
     switch (reason & 0xffff) {
     case 0: {   // exception or NMI
         const u64 info = vmread(F::exit_intr);
@@ -606,6 +606,7 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
         e.reason = ExitReason::undefined;   // VMX instructions, INVEPT, INVVPID: the guest has no VMX
         break;
     case 28: {
+        const u64 qual = vmread(F::exit_qual);
         const unsigned cr = qual & 15, type = (qual >> 4) & 3, reg = (qual >> 8) & 15;
         e.reason = ExitReason::cr_access;
         if (type != 0 || (cr != 0 && cr != 4)) return;   // only MOV to CR0/CR4 can exit here
@@ -614,7 +615,8 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
         e.cr_value = reg == 4 ? vmread(F::guest_rsp) : g[reg];
         break;
     }
-    case 30:
+    case 30: {
+        const u64 qual = vmread(F::exit_qual);
         e.reason = ExitReason::io;
         e.size = u8((qual & 7) + 1);
         e.in = qual & 8;
@@ -622,11 +624,13 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
         e.rep = qual & 32;
         e.port = u16(qual >> 16);   // addr_size: below, from the mode read once
         break;
+    }
     case 31: e.reason = ExitReason::rdmsr; break;
     case 32: e.reason = ExitReason::wrmsr; break;
     case 33: e.reason = ExitReason::invalid_state; return;
     case 36: case 39: e.reason = ExitReason::monitor; break;   // MWAIT, MONITOR
-    case 48:
+    case 48: {
+        const u64 qual = vmread(F::exit_qual);
         // An IRET that touched unmapped memory runs again (or is emulated), still blocked.
         if (vnmi_ && (qual & (1u << 12)) && !(vect & (1u << 31)))
             vmwrite(F::guest_interruptibility, vmread(F::guest_interruptibility) | BLOCK_NMI);
@@ -635,6 +639,7 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
         e.write = qual & 2;
         e.fetch = qual & 4;
         return;
+    }
     case 55: e.reason = ExitReason::xsetbv; break;
     default: e.reason = ExitReason::other; return;
     }
