@@ -225,6 +225,13 @@ public:
                              cs & (1u << 10));
     }
     u64 cs_base() override { return vmcb().seg_base(V::cs); }
+    // exits_detail::code_at from the VMCB directly: what mode() says, without building the mode.
+    exits_detail::CodeAt code_at()
+    {
+        Vmcb v = vmcb();
+        return exits_detail::code_at_regs(v.q(V::rip), v.seg_base(V::cs), v.q(V::cr0), v.q(V::rflags), v.q(V::efer),
+                                          v.seg_attr(V::cs));
+    }
     u64 cr0() override { return vmcb().q(V::cr0); }
     u64 cr3() override { return vmcb().q(V::cr3); }
     u64 cr2() override { return vmcb().q(V::cr2); }

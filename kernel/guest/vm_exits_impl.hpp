@@ -148,13 +148,38 @@ inline usize common_insn_len(u8 b0, u8 b1)
 // The next RIP when the hardware did not say (SVM without NRIPS, as under QEMU TCG). The
 // common instructions are recognised by their first two bytes, read in place (one translation,
 // no copy); anything else, or two bytes across a page or out of RAM, takes the decoder.
+// Where the instruction at RIP is: RIP, its linear address (64-bit mode ignores the CS base;
+// elsewhere linear addresses wrap at 4 GiB, as fetch_insn has it) and the mask RIP wraps with
+// (as rip_after). A backend may answer it without building the CPU mode (SvmVcpu::code_at).
+struct CodeAt {
+    u64 rip, linear, wrap;
+};
+// The same from the registers that decide the mode (x86::cpu_mode's: CR0.PE, RFLAGS.VM,
+// EFER.LMA, and CS.L and CS.D in its attributes, AMD's 12-bit form), without building the mode.
+[[gnu::always_inline]] inline CodeAt code_at_regs(u64 rip, u64 cs_base, u64 cr0, u64 rflags, u64 efer, u16 cs_attr)
+{
+    const bool protected_mode = (cr0 & 1) && !(rflags & (1u << 17));   // else real or virtual-8086: 16-bit code
+    if (protected_mode && (cs_attr & (1u << 9)) && (efer & (1u << 10))) return {rip, rip, ~0ull};
+    return {rip, (cs_base + rip) & 0xffffffffull, protected_mode && (cs_attr & (1u << 10)) ? 0xffffffffull : 0xffffull};
+}
+template <class Ops>
+[[gnu::always_inline]] inline CodeAt code_at(Ops &ops)
+{
+    if constexpr (requires { ops.code_at(); }) {
+        return ops.code_at();
+    } else {
+        const x86::CpuMode m = ops.mode();
+        const u64 rip = ops.rip();
+        if (m == x86::CpuMode::long64) return {rip, rip, ~0ull};
+        return {rip, (ops.cs_base() + rip) & 0xffffffffull, m == x86::CpuMode::prot32 ? 0xffffffffull : 0xffffull};
+    }
+}
+
 template <class Ops>
 [[gnu::noinline]] bool decode_next_rip(Ops &ops, GuestPlatform &p, u64 &out)
 {
-    const x86::CpuMode m = ops.mode();
-    // 64-bit mode ignores the CS base; elsewhere linear addresses wrap at 4 GiB (as fetch_insn).
-    const bool long64 = m == x86::CpuMode::long64;
-    const u64 linear = ((long64 ? 0 : ops.cs_base()) + ops.rip()) & (long64 ? ~0ull : 0xffffffffull);
+    const CodeAt at = code_at(ops);
+    const u64 linear = at.linear;
     if ((linear & (PAGE_SIZE - 1)) <= PAGE_SIZE - 2) {
         const u64 cr0 = ops.cr0();
         Result<u64> gpa = linear;
@@ -166,13 +191,13 @@ template <class Ops>
                 const usize len =
                     common_insn_len(__atomic_load_n(b, __ATOMIC_RELAXED), __atomic_load_n(b + 1, __ATOMIC_RELAXED));
                 if (len) {
-                    out = rip_after(ops, m, len);
+                    out = (at.rip + len) & at.wrap;
                     return true;
                 }
             }
         }
     }
-    return decode_next_rip_slow(ops, p, m, out);
+    return decode_next_rip_slow(ops, p, ops.mode(), out);
 }
 
 // Is the instruction at RIP a HLT (without prefixes)? Then `out` is the RIP after it.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernel/guest/vm_exits.hpp"
+#include "kernel/guest/vm_exits_impl.hpp"
 #include "kernel/vdev/uart.hpp"
 
 namespace {
@@ -1597,6 +1598,27 @@ TEST(VmExitOther, NextRipOfTheCommonInstructionsAndTheRest)
     vm.put(0x1fffe, {0x0f, 0xa2});
     ASSERT_EQ(vm.cpuid(0).action, ExitAction::resume);
     EXPECT_EQ(vm.ops.rip_, 0u);
+}
+
+// SVM's next-RIP decode finds the instruction from the mode's registers without building the
+// mode (exits_detail::code_at_regs): the same linear address and wrap as the mode gives, for
+// every combination of CR0.PE, RFLAGS.VM, EFER.LMA, CS.L and CS.D.
+TEST(VmExitOther, CodeAtAgreesWithTheMode)
+{
+    for (unsigned bits = 0; bits < 32; bits++) {
+        const bool pe = bits & 1, vm = bits & 2, lma = bits & 4, cs_l = bits & 8, cs_d = bits & 16;
+        const x86::CpuMode m = x86::cpu_mode(pe, vm, lma, cs_l, cs_d);
+        for (u64 rip : {0x0ull, 0xfffeull, 0x12345678ull, 0xfffffffeull, 0xffffffff80001000ull}) {
+            for (u64 base : {0x0ull, 0x10000ull, 0xffff0000ull}) {
+                const auto at = exits_detail::code_at_regs(rip, base, pe ? 0x80000011 : 0x10, vm ? 0x20202 : 0x202,
+                                                           lma ? 0x500 : 0, u16((cs_l ? 1u << 9 : 0) | (cs_d ? 1u << 10 : 0) | 0x9b));
+                const bool long64 = m == x86::CpuMode::long64;
+                EXPECT_EQ(at.rip, rip);
+                EXPECT_EQ(at.linear, long64 ? rip : (base + rip) & 0xffffffff) << bits << std::hex << " " << rip;
+                EXPECT_EQ(at.wrap, long64 ? ~0ull : m == x86::CpuMode::prot32 ? 0xffffffffull : 0xffffull) << bits;
+            }
+        }
+    }
 }
 
 TEST(VmExitOther, RdpmcByVendor)
