@@ -5,8 +5,7 @@ void deliver_interrupts(VcpuIrq &s, LoadedVcpu &cpu, u64 now)
     if (!__atomic_load_n(&s.check, __ATOMIC_ACQUIRE) && now < s.deadline) return;
     Guard lk(s.lock);
     s.check = false;
-    s.lapic.update(now);
-    const int vec = s.lapic.pending(now);
+    const int vec = s.lapic.pending(now);   // (the timer brought up to `now` first)
     s.deadline = s.lapic.next_event();
     if (s.nmi) {
         // An NMI goes before any interrupt; the guest blocks the next one until its IRET.

@@ -261,7 +261,6 @@ void classify(Insn &in, bool l64, bool y, bool pf3)
 
 } // namespace
 
-i64 Insn::simm() const { return sext(imm, imm_size); }
 
 u64 Insn::ea(const u64 (&gpr)[16], u64 rip) const
 {

@@ -102,7 +102,12 @@ struct Insn {
     bool port_in_dx;
 
     // Sign-extended immediate.
-    i64 simm() const;
+    i64 simm() const
+    {
+        if (imm_size == 0 || imm_size >= 8) return i64(imm);
+        const unsigned bits = 64 - 8 * imm_size;
+        return i64(imm << bits) >> bits;
+    }
 
     // Effective address of the memory operand: the offset within `segment`
     // (the caller adds the segment base), truncated to addr_size. gpr[] is
