@@ -145,9 +145,6 @@ inline usize common_insn_len(u8 b0, u8 b1)
     return b1 == 0xa2 || b1 == 0x30 || b1 == 0x32 || b1 == 0x33 || b1 == 0x09 || b1 == 0x08 ? 2 : 0;
 }
 
-// The next RIP when the hardware did not say (SVM without NRIPS, as under QEMU TCG). The
-// common instructions are recognised by their first two bytes, read in place (one translation,
-// no copy); anything else, or two bytes across a page or out of RAM, takes the decoder.
 // Where the instruction at RIP is: RIP, its linear address (64-bit mode ignores the CS base;
 // elsewhere linear addresses wrap at 4 GiB, as fetch_insn has it) and the mask RIP wraps with
 // (as rip_after). A backend may answer it without building the CPU mode (SvmVcpu::code_at).
@@ -175,6 +172,9 @@ template <class Ops>
     }
 }
 
+// The next RIP when the hardware did not say (SVM without NRIPS, as under QEMU TCG). The
+// common instructions are recognised by their first two bytes, read in place (one translation,
+// no copy); anything else, or two bytes across a page or out of RAM, takes the decoder.
 template <class Ops>
 [[gnu::noinline]] bool decode_next_rip(Ops &ops, GuestPlatform &p, u64 &out)
 {
