@@ -66,7 +66,13 @@ segs = []
 asegs = []
 aseg = collections.Counter()
 seg = collections.Counter()
-tre = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
+# A translated block is known by its host address (the Trace line's first field): with -icount,
+# QEMU also translates shorter blocks at the same guest address (instruction budgets) and goes
+# on running the full one it has cached, so a block's address alone would name the wrong one.
+# The first Trace after an IN: listing is the block just translated.
+tbh = {}
+fresh = None
+tre = re.compile(r"^Trace \d+: (0x[0-9a-f]+) \[[0-9a-f]+/([0-9a-f]+)/")
 with open(trace, errors="replace") as f:
     for line in f:
         if line.startswith("IN:"):
@@ -77,11 +83,15 @@ with open(trace, errors="replace") as f:
                 cur.append(int(m.group(1), 16)); continue
             if cur:
                 tb[cur[0]] = cur
+                fresh = cur
             cur = None
         m = tre.match(line)
         if m:
-            pc = int(m.group(1), 16)
-            for a in tb.get(pc, [pc]):
+            host, pc = m.group(1), int(m.group(2), 16)
+            if fresh is not None and fresh[0] == pc:
+                tbh[host] = fresh
+            fresh = None
+            for a in tbh.get(host) or tb.get(pc, [pc]):
                 seg[sym(a)] += 1
                 aseg[a] += 1
                 if a in vmrun:
