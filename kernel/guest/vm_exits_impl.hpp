@@ -480,16 +480,12 @@ template <class Ops>
     if (e.reason == ExitReason::cpuid) return exit_cpuid(e, g, ops, p, vcpu_index);
     if (e.reason == ExitReason::npf) return exit_npf(e, g, ops, p, vcpu_index);
     u64 nrip = 0;
-    switch (e.reason) {
-    case ExitReason::cpuid:
-        return exit_cpuid(e, g, ops, p, vcpu_index);
+    switch (e.reason) {   // (I/O, CPUID and NPF: above)
     case ExitReason::hlt:
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode HLT", ops.rip()};
         // Single-stepped: the #DB is an event, and a vCPU with an event does not halt (as KVM).
         if (retire_insn(ops, nrip)) return {};
         return {ExitAction::halt};
-    case ExitReason::io:
-        return exit_io(e, g, ops, p);
     case ExitReason::rdmsr:
     case ExitReason::wrmsr: {
         if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode RDMSR/WRMSR", ops.rip()};
@@ -569,8 +565,6 @@ template <class Ops>
         return mov_to_cr(e, g, ops, p);
     case ExitReason::machine_check:
         return {ExitAction::stop, "machine check (host) while it ran; exit", e.raw};
-    case ExitReason::npf:
-        return exit_npf(e, g, ops, p, vcpu_index);
     case ExitReason::shutdown:
         return {ExitAction::stop, "triple fault (shutdown)", ops.rip()};
     case ExitReason::intr:
