@@ -147,9 +147,11 @@ public:
         KEEL_BUG_ON(pc.loaded != this);   // only load() hands out this interface
         return {pc, index};
     }
-    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e, entry_context()); }
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e, entry_context(), nullptr); }
     // run(), inlined into enter() too: one frame per exit.
-    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at);
+    // With `fast` (the guest's platform), the exits exits_detail::in_or_out and cpuid_fixed
+    // answer are handled here: true, and only e.reason is set.
+    [[gnu::always_inline]] inline bool run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at, GuestPlatform *fast);
     bool can_inject() override
     {
         Vmcb v = vmcb();
@@ -451,7 +453,16 @@ void SvmVcpu::reflect(ExitInfo &e, u8 vec, u32 error)
     inject_exception(vec, vec == 17 || vec == 8 || (vec >= 10 && vec <= 14), error);
 }
 
-inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at)
+// ExitInfo's fields that every exit has.
+[[gnu::always_inline]] inline void start_exit_info(ExitInfo &e, u64 code, Vmcb v, u64 pending)
+{
+    e = ExitInfo{};
+    e.raw = code;
+    e.next_rip = nrips_ ? v.q(V::nrip) : 0;
+    e.in_delivery = pending & (1u << 31);
+}
+
+inline bool SvmVcpu::run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at, GuestPlatform *fast)
 {
     PerCpu &pc = at.pc;
     Vmcb v = vmcb();
@@ -499,20 +510,47 @@ inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at)
     const u64 code = v.q(V::exitcode);
     const u64 info1 = v.q(V::exitinfo1), info2 = v.q(V::exitinfo2);
     if (nmi_block_.state == SoftNmiBlocking::State::iret_seen) nmi_block_.exited_at(v.q(V::rip));
-    e = ExitInfo{};
-    e.raw = code;
-    e.next_rip = nrips_ ? v.q(V::nrip) : 0;
     v.at<u8>(V::tlb_control) = 0;
     // An event being delivered when the exit happened must be delivered again.
     const u64 pending = v.q(V::exitintinfo);
-    if (pending & (1u << 31)) {
-        v.q(V::eventinj) = pending;
-        e.in_delivery = true;
-    } else {
-        v.q(V::eventinj) = 0;
+    v.q(V::eventinj) = pending & (1u << 31) ? pending : 0;
+
+    // The exits guests make most first, each on its own branch (a switch is a compare tree:
+    // retpolines forbid jump tables; without [[likely]], LLVM merges these into it).
+    if (code == EX_NPF) [[likely]] {
+        start_exit_info(e, code, v, pending);
+        e.reason = ExitReason::npf;
+        e.gpa = info2;
+        e.write = info1 & 2;
+        e.fetch = info1 & 16;
+        return false;
+    }
+    // The fast path (exits_detail::in_or_out says what it takes): IN/OUT and CPUID's fixed
+    // leaves, retired here as retire_insn would (RIP, the STI shadow; no #DB: neither TF nor a
+    // breakpoint). SVM keeps no MOV SS debug traps across an intercept (set_rip).
+    if (fast && (code == EX_IOIO || code == EX_CPUID) && !(pending & (1u << 31)) && !(v.q(V::rflags) & (1u << 8)) &&
+        !(v.q(V::dr7) & 0xff)) {
+        if (code == EX_IOIO && !(info1 & 4) && exits_detail::io_size_valid((info1 >> 4) & 7)) {
+            exits_detail::in_or_out(*fast, g, u16(info1 >> 16), (info1 >> 4) & 7, info1 & 1);
+            v.q(V::rip) = info2;   // the next RIP, always provided for IOIO
+            v.q(V::int_shadow) &= ~1ull;
+            e.reason = ExitReason::io;
+            return true;
+        }
+        if (code == EX_CPUID) {
+            u64 nrip = v.q(V::nrip);
+            const u32 *leaf = exits_detail::cpuid_fixed(*fast, g);
+            if (leaf && (nrips_ || exits_detail::decode_next_rip(*this, *fast, nrip))) {
+                exits_detail::cpuid_answer(g, leaf);
+                v.q(V::rip) = nrip;
+                v.q(V::int_shadow) &= ~1ull;
+                e.reason = ExitReason::cpuid;
+                return true;
+            }
+        }
     }
 
-    // The exits guests make most first (the switch is a compare tree: retpolines forbid jump tables).
+    start_exit_info(e, code, v, pending);
     if (code == EX_IOIO) [[likely]] {
         e.reason = ExitReason::io;
         e.in = info1 & 1;
@@ -522,18 +560,11 @@ inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at)
         if (info1 & 4) e.addr_size = (info1 & 0x80) ? 2 : (info1 & 0x100) ? 4 : 8;
         e.port = u16(info1 >> 16);
         e.next_rip = info2;   // always provided for IOIO
-        return;
+        return false;
     }
     if (code == EX_CPUID) [[likely]] {
         e.reason = ExitReason::cpuid;
-        return;
-    }
-    if (code == EX_NPF) [[likely]] {
-        e.reason = ExitReason::npf;
-        e.gpa = info2;
-        e.write = info1 & 2;
-        e.fetch = info1 & 16;
-        return;
+        return false;
     }
     switch (code) {
     case EX_HLT: e.reason = ExitReason::hlt; break;
@@ -585,6 +616,7 @@ inline void SvmVcpu::run_inline(Gprs &g, ExitInfo &e, const EntryCtx &at)
         }
         break;
     }
+    return false;
 }
 
 bool SvmVcpu::arch_rdmsr(u32 msr, u64 &val)

@@ -145,9 +145,19 @@ public:
         KEEL_BUG_ON(pc.current != this);   // only load() hands out this interface, with the VMCS current
         return pc;
     }
-    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e, entry_context()); }
-    // run(), inlined into enter() too: one frame per exit.
-    [[gnu::always_inline]] inline void run_inline(Gprs &g, ExitInfo &e, PerCpu &pc);
+    void run(Gprs &g, ExitInfo &e) override { run_inline(g, e, entry_context(), nullptr); }
+    // run(), inlined into enter() too: one frame per exit. With `fast` (the guest's platform),
+    // the exits exits_detail::in_or_out and cpuid_fixed answer are handled here: true, and only
+    // e.reason is set.
+    [[gnu::always_inline]] inline bool run_inline(Gprs &g, ExitInfo &e, PerCpu &pc, GuestPlatform *fast);
+    // The mask RIP wraps with in the guest's mode (RFLAGS read already).
+    u64 rip_wrap(u64 rflags)
+    {
+        // (code_at_regs takes AMD's 12-bit segment attributes: VMX's L and D, bits 13 and 14, shifted.)
+        return exits_detail::code_at_regs(0, 0, vmread(F::guest_cr0), rflags, vmread(F::guest_efer),
+                                          u16(vmread(seg(F::guest_es_ar, 1)) >> 4))
+            .wrap;
+    }
     bool can_inject() override
     {
         return (vmread(F::guest_rflags) & (1u << 9)) && !(vmread(F::guest_interruptibility) & 3) &&
@@ -511,7 +521,7 @@ void VmxVcpu::reflect(ExitInfo &e, u64 info)
     if (type >= 4) vmwrite(F::entry_len, vmread(F::exit_len));
 }
 
-inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
+inline bool VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc, GuestPlatform *fast)
 {
     if (pc.flush_epoch != __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE)) {
         pc.flush_epoch = __atomic_load_n(&flush_epoch_, __ATOMIC_ACQUIRE);
@@ -545,18 +555,48 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
     // An external interrupt that caused the exit is taken here: STI holds interrupts off for one
     // more instruction, so the NOP is the window (with "sti; cli" it would never open).
     asm volatile("sti; nop; cli" ::: "memory");
-    e = ExitInfo{};
     if (failed) {
+        e = ExitInfo{};
         e.reason = ExitReason::invalid_state;
         e.raw = 0x10000 | vmread(F::insn_error);
-        return;
+        return false;
     }
     launched_ = true;
     const u64 reason = vmread(F::exit_reason);
+
+    // The fast path (exits_detail::in_or_out says what it takes): IN/OUT and CPUID's fixed
+    // leaves. Neither exits while an event is being delivered (no IDT-vectoring information:
+    // SDM vol. 3 28.2.4). Retired here as retire_insn would: RIP, the STI shadow; with a MOV SS
+    // shadow (the debug traps it holds), TF or an enabled breakpoint, the full path.
+    if (fast && (reason == 30 || reason == 10)) {
+        const u64 rflags = vmread(F::guest_rflags), blocking = vmread(F::guest_interruptibility);
+        if (!(rflags & (1u << 8)) && !(blocking & BLOCK_MOV_SS) && !(vmread(F::guest_dr7) & 0xff)) {
+            bool done = false;
+            if (reason == 30) {
+                const u64 qual = vmread(F::exit_qual);
+                const u8 size = u8((qual & 7) + 1);
+                if (!(qual & 16) && exits_detail::io_size_valid(size)) {
+                    exits_detail::in_or_out(*fast, g, u16(qual >> 16), size, qual & 8);
+                    done = true;
+                }
+            } else if (const u32 *leaf = exits_detail::cpuid_fixed(*fast, g)) {
+                exits_detail::cpuid_answer(g, leaf);
+                done = true;
+            }
+            if (done) {
+                vmwrite(F::guest_rip, (vmread(F::guest_rip) + vmread(F::exit_len)) & rip_wrap(rflags));
+                if (blocking & 1) vmwrite(F::guest_interruptibility, blocking & ~1ull);
+                e.reason = reason == 30 ? ExitReason::io : ExitReason::cpuid;
+                return true;
+            }
+        }
+    }
+
+    e = ExitInfo{};
     e.raw = reason;
     if (reason & (1u << 31)) {   // the entry failed: invalid guest state (33), MSR loading (34), #MC (41)
         e.reason = (reason & 0xffff) == 41 ? ExitReason::machine_check : ExitReason::invalid_state;
-        return;
+        return false;
     }
     // An event being delivered when the exit happened must be delivered again (software events
     // with their instruction length).
@@ -569,6 +609,19 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
         e.in_delivery = true;
     }
     // (The exit qualification only for the exits that have one Keel uses: CR access, I/O, EPT.)
+    // EPT violations (MMIO) first, on a branch of their own: the switch is a compare tree
+    // (retpolines forbid jump tables).
+    if ((reason & 0xffff) == 48) [[likely]] {
+        const u64 qual = vmread(F::exit_qual);
+        // An IRET that touched unmapped memory runs again (or is emulated), still blocked.
+        if (vnmi_ && (qual & (1u << 12)) && !(vect & (1u << 31)))
+            vmwrite(F::guest_interruptibility, vmread(F::guest_interruptibility) | BLOCK_NMI);
+        e.reason = ExitReason::npf;
+        e.gpa = vmread(F::guest_phys);
+        e.write = qual & 2;
+        e.fetch = qual & 4;
+        return false;
+    }
     switch (reason & 0xffff) {
     case 0: {   // exception or NMI
         const u64 info = vmread(F::exit_intr);
@@ -585,18 +638,18 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
                 vmwrite(F::guest_interruptibility, vmread(F::guest_interruptibility) | BLOCK_NMI);
             reflect(e, info);   // #DB, #AC: intercepted only to break event storms
         }
-        return;
+        return false;
     }
-    case 1: case 52: e.reason = ExitReason::intr; return;   // a host interrupt, or the preemption timer
+    case 1: case 52: e.reason = ExitReason::intr; return false;   // a host interrupt, or the preemption timer
     case 7:
         e.reason = ExitReason::irq_window;
         request_window(false);
-        return;
+        return false;
     case 8:   // NMI window: the guest's IRET ended its NMI blocking
         e.reason = ExitReason::irq_window;
         request_nmi_window(false);
-        return;
-    case 2: e.reason = ExitReason::shutdown; return;
+        return false;
+    case 2: e.reason = ExitReason::shutdown; return false;
     case 10: e.reason = ExitReason::cpuid; break;
     case 12: e.reason = ExitReason::hlt; break;
     case 13: case 54: e.reason = ExitReason::cache_flush; break;   // INVD, WBINVD
@@ -609,7 +662,7 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
         const u64 qual = vmread(F::exit_qual);
         const unsigned cr = qual & 15, type = (qual >> 4) & 3, reg = (qual >> 8) & 15;
         e.reason = ExitReason::cr_access;
-        if (type != 0 || (cr != 0 && cr != 4)) return;   // only MOV to CR0/CR4 can exit here
+        if (type != 0 || (cr != 0 && cr != 4)) return false;   // only MOV to CR0/CR4 can exit here
         e.cr = u8(cr);
         e.cr_decoded = true;
         e.cr_value = reg == 4 ? vmread(F::guest_rsp) : g[reg];
@@ -627,21 +680,10 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
     }
     case 31: e.reason = ExitReason::rdmsr; break;
     case 32: e.reason = ExitReason::wrmsr; break;
-    case 33: e.reason = ExitReason::invalid_state; return;
+    case 33: e.reason = ExitReason::invalid_state; return false;
     case 36: case 39: e.reason = ExitReason::monitor; break;   // MWAIT, MONITOR
-    case 48: {
-        const u64 qual = vmread(F::exit_qual);
-        // An IRET that touched unmapped memory runs again (or is emulated), still blocked.
-        if (vnmi_ && (qual & (1u << 12)) && !(vect & (1u << 31)))
-            vmwrite(F::guest_interruptibility, vmread(F::guest_interruptibility) | BLOCK_NMI);
-        e.reason = ExitReason::npf;
-        e.gpa = vmread(F::guest_phys);
-        e.write = qual & 2;
-        e.fetch = qual & 4;
-        return;
-    }
     case 55: e.reason = ExitReason::xsetbv; break;
-    default: e.reason = ExitReason::other; return;
+    default: e.reason = ExitReason::other; return false;
     }
     // Instruction exits: the CPU tells us the length.
     e.next_rip = rip() + vmread(F::exit_len);
@@ -649,6 +691,7 @@ inline void VmxVcpu::run_inline(Gprs &g, ExitInfo &e, PerCpu &pc)
     if (m == x86::CpuMode::prot32) e.next_rip &= 0xffffffff;
     else if (m != x86::CpuMode::long64) e.next_rip &= 0xffff;
     if (e.reason == ExitReason::io) e.addr_size = m == x86::CpuMode::long64 ? 8 : m == x86::CpuMode::prot32 ? 4 : 2;
+    return false;
 }
 
 bool VmxVcpu::arch_rdmsr(u32 msr, u64 &v)

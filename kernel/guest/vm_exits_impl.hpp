@@ -397,6 +397,39 @@ ExitOutcome string_io(const ExitInfo &e, Gprs &g, Ops &ops, GuestPlatform &p, u6
     return {};
 }
 
+// The work of the exits guests make most, shared by their handlers below and by the backends'
+// fast paths (SvmVcpu/VmxVcpu::run_inline), which answer them from the exit's own fields
+// before ExitInfo is built, as KVM's exit fast path does. A fast path takes only what needs
+// nothing else: no event being delivered, no single-step, no breakpoint enabled, no MOV SS
+// shadow; everything else comes here through ExitInfo.
+inline bool io_size_valid(u8 size) { return size == 1 || size == 2 || size == 4; }
+
+// IN or OUT (not INS/OUTS) of a valid size, on the port's device; an unclaimed port floats high.
+[[gnu::always_inline]] inline void in_or_out(GuestPlatform &p, Gprs &g, u16 port, u8 size, bool in)
+{
+    if (in) {
+        // What an IN leaves of RAX: the bits above an 8- or 16-bit result; nothing above a
+        // 32-bit one (32-bit results zero-extend).
+        static constexpr u64 KEEP[5] = {0, ~0xffull, ~0xffffull, 0, 0};
+        const u64 keep = KEEP[size];
+        IoDevice *d = p.find_io(port);
+        g.rax = (g.rax & keep) | (d ? device_in(p, *d, port, size) : u32(~keep));
+    } else {
+        port_out(p, port, size, u32(g.rax));
+    }
+}
+
+// CPUID's answer when the leaf in EAX has one, computed when the guest was built
+// (CpuProfile::fixed_leaf); null for the other leaves. cpuid_answer puts it in the registers.
+[[gnu::always_inline]] inline const u32 *cpuid_fixed(const GuestPlatform &p, const Gprs &g)
+{
+    return p.profile ? p.profile->fixed_leaf(u32(g.rax)) : nullptr;
+}
+[[gnu::always_inline]] inline void cpuid_answer(Gprs &g, const u32 *r)
+{
+    g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
+}
+
 // The exits guests make most, each as a function of its own: handle_exit_t tests for them
 // before its switch (a compare tree without jump tables: retpolines forbid those).
 template <class Ops>
@@ -405,10 +438,9 @@ template <class Ops>
     u64 nrip = 0;
     if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode CPUID", ops.rip()};
     // The guest's CPU profile answers (no host CPUID on the exit path); a guest without one
-    // (never built by the hypervisor) sees a CPU without features. Most leaves have one answer,
-    // computed when the guest was built.
-    if (const u32 *f = p.profile ? p.profile->fixed_leaf(u32(g.rax)) : nullptr) {
-        g.rax = f[0], g.rbx = f[1], g.rcx = f[2], g.rdx = f[3];
+    // (never built by the hypervisor) sees a CPU without features.
+    if (const u32 *f = cpuid_fixed(p, g)) {
+        cpuid_answer(g, f);
         retire_insn(ops, nrip);
         return {};
     }
@@ -425,7 +457,7 @@ template <class Ops>
     if (p.profile)
         p.profile->cpuid(leaf, u32(g.rcx), vcpu_index, CpuProfile::cpuid_uses_cr4(leaf) ? ops.cr4() : 0,
                          CpuProfile::cpuid_uses_xcr0(leaf) ? ops.xcr0() : 0, r, apic_on);
-    g.rax = r[0], g.rbx = r[1], g.rcx = r[2], g.rdx = r[3];
+    cpuid_answer(g, r);
     retire_insn(ops, nrip);
     return {};
 }
@@ -435,18 +467,9 @@ template <class Ops>
 {
     u64 nrip = 0;
     if (!next_rip(e, ops, p, nrip)) return {ExitAction::stop, "cannot decode I/O instruction", ops.rip()};
-    if (e.size != 1 && e.size != 2 && e.size != 4) return {ExitAction::stop, "bad I/O size", e.port};
+    if (!io_size_valid(e.size)) return {ExitAction::stop, "bad I/O size", e.port};
     if (e.string) return string_io(e, g, ops, p, nrip);
-    if (e.in) {
-        // What an IN leaves of RAX: the bits above an 8- or 16-bit result; nothing above a
-        // 32-bit one (32-bit results zero-extend). An unclaimed port floats high.
-        static constexpr u64 KEEP[5] = {0, ~0xffull, ~0xffffull, 0, 0};
-        const u64 keep = KEEP[e.size];
-        IoDevice *d = p.find_io(e.port);
-        g.rax = (g.rax & keep) | (d ? device_in(p, *d, e.port, e.size) : u32(~keep));
-    } else {
-        port_out(p, e.port, e.size, u32(g.rax));
-    }
+    in_or_out(p, g, e.port, e.size, e.in);
     retire_insn(ops, nrip, access_hits(ops, e.port, e.size, BpAccess::io));
     return {ExitAction::resume};
 }
@@ -603,6 +626,8 @@ template <class Ops>
 //     slice's end, a sleeper's timer on this CPU and this vCPU's own timer (gate.deadline);
 //   - leaves a vCPU timer other than gate.deadline (the guest programmed it: `until` no longer
 //     covers it).
+// An exit the backend's fast path handled (run_inline returned true: IN/OUT, CPUID's fixed
+// leaves) is a resume, neither `intr` nor a WRMSR: only the attention word and `until` apply.
 // Interrupts are delivered before each entry here as the run loop would (VcpuIrq::check: an
 // APIC access, an IPI, an interrupt behind the one injected), after the IPIs the guest sent are
 // routed (gate.route_ipis); with no check, deliver_interrupts would find nothing: no timer falls
@@ -623,10 +648,20 @@ template <class Ops>
         else return 0;
     }();
     ExitOutcome out;   // (one object, returned from every path: built in the caller's slot)
+    // An exit the backend's fast path handled (port I/O, CPUID: see in_or_out) sets only
+    // e.reason, and resumes; `e` is made whole if the loop ends there.
+    bool fast = false;
+    const auto settle = [&] {
+        if (!fast) return;
+        const ExitReason r = e.reason;
+        e = ExitInfo{};
+        e.reason = r;
+        out = {};
+    };
     for (;;) {
-        if constexpr (requires { ops.run_inline(g, e, at); }) {
-            ops.run_inline(g, e, at);
-            out = handle_exit_t(e, g, ops, p, vcpu_index);
+        if constexpr (requires { ops.run_inline(g, e, at, &p); }) {
+            fast = ops.run_inline(g, e, at, &p);
+            if (!fast) out = handle_exit_t(e, g, ops, p, vcpu_index);
         } else {
             ops.run(g, e);
             out = ops.handle(e, g, p, vcpu_index);
@@ -634,18 +669,30 @@ template <class Ops>
         gate.stats->exits++;
         gate.stats->by_reason[u8(e.reason)]++;
         constexpr u32 IA32_TSC = 0x10;
-        if (out.action != ExitAction::resume || e.reason == ExitReason::intr ||
-            (e.reason == ExitReason::wrmsr && u32(g.rcx) == IA32_TSC) || p.needs_attention() ||
-            __builtin_ia32_rdtsc() >= gate.until)
+        if (fast) {
+            if (p.needs_attention() || __builtin_ia32_rdtsc() >= gate.until) {
+                settle();
+                return out;
+            }
+        } else if (out.action != ExitAction::resume || e.reason == ExitReason::intr ||
+                   (e.reason == ExitReason::wrmsr && u32(g.rcx) == IA32_TSC) || p.needs_attention() ||
+                   __builtin_ia32_rdtsc() >= gate.until) {
             return out;
+        }
         if (__atomic_load_n(&irq.check, __ATOMIC_ACQUIRE)) {
             if (__atomic_load_n(&irq.ipi_out, __ATOMIC_RELAXED)) {
-                if (!gate.route_ipis) return out;
+                if (!gate.route_ipis) {
+                    settle();
+                    return out;
+                }
                 gate.route_ipis(gate.route_ctx);
             }
             deliver_interrupts(irq, loaded, ops.tsc());
         }
-        if (__atomic_load_n(&irq.deadline, __ATOMIC_RELAXED) != gate.deadline) return out;
+        if (__atomic_load_n(&irq.deadline, __ATOMIC_RELAXED) != gate.deadline) {
+            settle();
+            return out;
+        }
     }
 }
 
