@@ -31,7 +31,6 @@ void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
 {
     Vcpu &v = g_->vcpus[vcpu];
     Guard lk(v.irq.lock);
-    const u64 now = guest_now(v);
     // The APIC's registers are 32 bits wide, 16-byte aligned: other accesses read 0 and write nothing.
     if (size != 4 || (gpa & 3)) {
         if (!write) value = 0;
@@ -41,8 +40,10 @@ void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
         if (!write) value = ~0u;
         return;
     }
-    if (write) v.irq.lapic.mmio_write(u32(gpa & 0xfff), u32(value), now);
-    else value = v.irq.lapic.mmio_read(u32(gpa & 0xfff), now);
+    // (The guest's clock only for what depends on it: not for an EOI or an IPI sent.)
+    const u32 off = u32(gpa & 0xfff);
+    if (write) v.irq.lapic.mmio_write(off, u32(value), LapicModel::write_needs_time(off >> 4) ? guest_now(v) : 0);
+    else value = v.irq.lapic.mmio_read(off, guest_now(v));
     v.irq.check = true;
     if (v.irq.lapic.has_outgoing()) v.irq.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
 }
@@ -64,7 +65,9 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
 {
     Vcpu &v = g_->vcpus[vcpu];
     Guard lk(v.irq.lock);
-    const u64 now = guest_now(v);
+    const bool timeless = msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST &&
+                          !LapicModel::write_needs_time(msr - LapicModel::MSR_FIRST);
+    const u64 now = timeless ? 0 : guest_now(v);
     if (msr == 0x1b) ok = v.irq.lapic.set_apic_base(value);
     else if (msr == 0x6e0) v.irq.lapic.tsc_deadline_write(value, now), ok = true;
     else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_write(msr, value, now);

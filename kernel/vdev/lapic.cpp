@@ -438,11 +438,14 @@ u32 LapicModel::mmio_read(u32 offset, u64 now)
     return v;
 }
 
+static_assert(LapicModel::TIMELESS_WRITES == (1ull << R_ID | 1ull << R_TPR | 1ull << R_EOI | 1ull << R_LDR | 1ull << R_DFR |
+                                              1ull << R_ESR | 1ull << R_ICR | 1ull << R_ICR2 | 1ull << R_SELF_IPI));
+
 void LapicModel::mmio_write(u32 offset, u32 value, u64 now)
 {
     if (!xapic_mmio_active() || offset >= 0x1000 || (offset & 0xf)) return;
-    update(now);
     const u32 reg = offset >> 4;
+    if (write_needs_time(reg)) update(now);
     switch (reg) {
     case R_ID: xapic_id_ = u8(value >> 24); return;
     case R_LDR: ldr_ = value & 0xff000000; return;
@@ -482,7 +485,6 @@ bool LapicModel::msr_write(u32 msr, u64 v, u64 now)
     const u32 reg = msr - MSR_FIRST;
     if (reg == R_ICR) {
         if (u32(v) & ~(ICR_RW | ICR_BUSY)) return false;
-        update(now);
         icr_lo_ = u32(v) & ICR_RW;
         icr_hi_ = u32(v >> 32);
         send_ipi(icr_lo_, icr_hi_);
@@ -506,7 +508,7 @@ bool LapicModel::msr_write(u32 msr, u64 v, u64 now)
     }
     if (x & ~ok) return false;
 
-    update(now);
+    if (write_needs_time(reg)) update(now);
     switch (reg) {
     case R_EOI: eoi(); return true;
     case R_ESR: write_esr(); return true;

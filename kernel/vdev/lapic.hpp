@@ -69,6 +69,14 @@ public:
     // read 0 and ignore writes; unimplemented registers also log ESR bit 7.
     u32  mmio_read(u32 offset, u64 now);
     void mmio_write(u32 offset, u32 value, u64 now);
+    // Whether a write to register `reg` (xAPIC offset >> 4, x2APIC MSR - 0x800) depends on the
+    // time: the timer's registers, the LVTs and the SVR (which masks them: a timer due before
+    // fires first). The others (EOI, ICR, TPR, ...) ignore `now`: a caller may skip reading the
+    // guest's clock for them (the timer is brought up to date by the next pending()).
+    static bool write_needs_time(u32 reg) { return reg >= 64 || !(TIMELESS_WRITES >> reg & 1); }
+    // ID, TPR, EOI, LDR, DFR, ESR, ICR, ICR2, SELF IPI (lapic.cpp's register indices).
+    static constexpr u64 TIMELESS_WRITES = 1ull << 0x02 | 1ull << 0x08 | 1ull << 0x0b | 1ull << 0x0d | 1ull << 0x0e |
+                                           1ull << 0x28 | 1ull << 0x30 | 1ull << 0x31 | 1ull << 0x3f;
 
     // x2APIC MSRs 0x800-0x8ff. false: #GP (not in x2APIC mode, no such
     // register, read of a write-only / write of a read-only register, reserved

@@ -946,3 +946,70 @@ TEST(Lapic, RandomisedTimerAgreesWithNextEvent)
 }
 
 } // namespace
+
+// Everything a guest can see of an APIC at `now`: its registers, what it would inject, its
+// timer's next event, the IPIs and EOI broadcasts it has queued (taken from it).
+std::vector<u64> observe(LapicModel &l, u64 now)
+{
+    std::vector<u64> seen{l.apic_base(), l.next_event()};
+    for (u32 reg = 0; reg < 0x40; reg++) {
+        if (l.xapic_mmio_active()) {
+            seen.push_back(l.mmio_read(reg << 4, now));
+        } else {
+            u64 v = 0;
+            seen.push_back(l.msr_read(LapicModel::MSR_FIRST + reg, v, now) ? v : ~0ull);
+        }
+    }
+    seen.push_back(u64(i64(l.pending(now))));
+    Ipi i;
+    while (l.take_ipi(i)) seen.insert(seen.end(), {i.dest, i.vector, i.delivery, i.shorthand, i.logical, i.level_assert, i.init_deassert});
+    for (int v; (v = l.take_eoi_broadcast()) >= 0;) seen.push_back(u64(v));
+    return seen;
+}
+
+// The registers whose writes do not need the time (the local APIC device then does not read the
+// guest's clock: an EOI or an IPI sent costs no guest-TSC read) behave the same whatever `now`
+// the write is given, once the timer is brought up to date; the others need it.
+TEST(Lapic, TimelessWritesIgnoreNow)
+{
+    constexpr u32 TIMELESS[] = {0x02, 0x08, 0x0b, 0x0d, 0x0e, 0x28, 0x30, 0x31, 0x3f};   // ID TPR EOI LDR DFR ESR ICR ICR2 SELF IPI
+    for (u32 reg = 0; reg < 0x40; reg++)
+        EXPECT_EQ(LapicModel::write_needs_time(reg), std::find(std::begin(TIMELESS), std::end(TIMELESS), reg) == std::end(TIMELESS))
+            << "register " << reg;
+    std::mt19937_64 rng(0x7e0c);
+    int compared = 0, differed = 0;
+    for (int round = 0; round < 3000; round++) {
+        // A random APIC with interrupts in service and pending and a timer running, often due.
+        Apic a(u32(rng() % 4), true, TSC_HZ, BUS_HZ);
+        if (rng() % 3 == 0) ASSERT_TRUE(a.to_x2apic());
+        const bool x2 = a.l.x2apic_mode();
+        auto write = [&](LapicModel &l, u32 reg, u64 v, u64 now) {
+            if (x2) (void)l.msr_write(LapicModel::MSR_FIRST + reg, v, now);
+            else l.mmio_write(reg << 4, u32(v), now);
+        };
+        write(a.l, 0x0f, 0x1ff, 0);
+        for (int k = 0; k < 4; k++) {
+            a.l.accept(u8(32 + rng() % 200), rng() & 1);
+            if (rng() & 1) (void)a.take(0);
+        }
+        const u64 start = rng() % 100000;
+        write(a.l, 0x3e, rng() % 16, start);
+        write(a.l, 0x32, 0x40 | (rng() % 3 == 0 ? PERIODIC : 0) | (rng() % 5 == 0 ? MASKED : 0), start);
+        write(a.l, 0x38, 1 + rng() % 1000, start);
+        const u64 now = start + rng() % 40000;
+        // One write, given the true time or none at all.
+        const u32 reg = rng() & 1 ? TIMELESS[rng() % std::size(TIMELESS)] : u32(rng() % 0x40);
+        u64 v = rng() % 3 == 0 ? 0 : u32(rng());
+        if (reg == 0x30 && rng() % 2) v = (v & ~0x700ull) | 0x4000 | (32 + rng() % 200);   // a fixed IPI
+        if (!x2 && reg == 0x30) v = u32(v);
+        LapicModel with = a.l, without = a.l;
+        write(with, reg, v, now);
+        write(without, reg, v, 0);
+        const bool same = observe(with, now) == observe(without, now);
+        compared++;
+        if (!LapicModel::write_needs_time(reg)) EXPECT_TRUE(same) << "register " << reg << " value " << v;
+        else differed += !same;
+    }
+    EXPECT_GT(compared, 2000);
+    EXPECT_GT(differed, 0);   // the time matters to the others: the comparison can tell
+}
