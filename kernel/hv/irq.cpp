@@ -10,6 +10,18 @@ namespace {
 
 u64 guest_now(Vcpu &v) { return v.arch->guest_tsc(); }
 
+// After the guest's access to its vCPU's APIC (the APIC's lock held): what must be looked at
+// before the vCPU's next entry. What it sent is routed (ipi_out). Interrupts are delivered again
+// (check; deliver_interrupts also reads the timer's next event) unless the access was a write
+// that does not depend on the time (an EOI, TPR, ICR...: the timer is untouched) and leaves no
+// vector requested and nothing sent: then nothing deliverable changed.
+void after_access(Vcpu &v, bool timeless_write)
+{
+    const bool sent = v.irq.lapic.has_outgoing();
+    if (!timeless_write || sent || v.irq.lapic.irr_any()) v.irq.check = true;
+    if (sent) v.irq.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
+}
+
 } // namespace
 
 // The guest may move its APICs' page (IA32_APIC_BASE): any vCPU's current page is an APIC page.
@@ -42,10 +54,10 @@ void LapicDevice::mmio(u32 vcpu, u64 gpa, u8 size, bool write, u64 &value)
     }
     // (The guest's clock only for what depends on it: not for an EOI or an IPI sent.)
     const u32 off = u32(gpa & 0xfff);
-    if (write) v.irq.lapic.mmio_write(off, u32(value), LapicModel::write_needs_time(off >> 4) ? guest_now(v) : 0);
+    const bool timeless = write && !LapicModel::write_needs_time(off >> 4);
+    if (write) v.irq.lapic.mmio_write(off, u32(value), timeless ? 0 : guest_now(v));
     else value = v.irq.lapic.mmio_read(off, guest_now(v));
-    v.irq.check = true;
-    if (v.irq.lapic.has_outgoing()) v.irq.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
+    after_access(v, timeless);
 }
 
 bool LapicDevice::rdmsr(u32 vcpu, u32 msr, u64 &value, bool &ok)
@@ -72,8 +84,7 @@ bool LapicDevice::wrmsr(u32 vcpu, u32 msr, u64 value, bool &ok)
     else if (msr == 0x6e0) v.irq.lapic.tsc_deadline_write(value, now), ok = true;
     else if (msr >= LapicModel::MSR_FIRST && msr <= LapicModel::MSR_LAST) ok = v.irq.lapic.msr_write(msr, value, now);
     else return false;
-    v.irq.check = true;
-    if (v.irq.lapic.has_outgoing()) v.irq.ipi_out = true;
+    after_access(v, timeless);
     return true;
 }
 

@@ -111,6 +111,13 @@ public:
     int  take_eoi_broadcast();
     // The next IPI the guest sent (oldest first).
     bool take_ipi(Ipi &out);
+    // Any vector requested (IRR), deliverable now or once the priorities allow it?
+    bool irr_any() const
+    {
+        u32 any = 0;
+        for (u32 w : irr_) any |= w;
+        return any != 0;
+    }
     // Anything for the hypervisor to collect (an IPI, or an EOI for the IOAPICs)?
     bool has_outgoing() const
     {

@@ -25,6 +25,10 @@
 //  Interrupt shadow (SDM vol. 3 6.8.3):
 //  16 a fixed self-IPI pending at STI is taken after the instruction that
 //     follows STI (CPUID, which the hypervisor emulates), not before it
+//  Priorities (SDM vol. 3 10.8.3.1):
+//  17 a fixed self-IPI held back by a vector of a higher class in service is
+//     taken as soon as that one's EOI lowers the processor priority (IF set),
+//     not at some later exit: within the first steps of a loop that makes none
 //
 // Bare QEMU 7.2 TCG deviates from hardware in checks 6, 7, 10, 13 and 14: while
 // SVR bit 8 is clear its LVTs can be unmasked (6) and fixed interrupts are held
@@ -54,7 +58,7 @@ enum : u32 {
     LVT_TIMER = 0x320, INITIAL = 0x380, DIVIDE = 0x3e0,
 };
 constexpr u32 MASKED = 1u << 16;
-constexpr u32 V_FIXED = 0x50, V_TIMER = 0x51, V_SHADOW = 0x52;
+constexpr u32 V_FIXED = 0x50, V_TIMER = 0x51, V_SHADOW = 0x52, V_LOW = 0x40, V_HIGH = 0x90;
 
 u32 apic_read(u32 reg) {
     u32 v;
@@ -138,10 +142,30 @@ extern "C" void timer_handler() {
     apic_write(EOI, 0);
 }
 
-asm(".globl nmi_isr, fixed_isr, timer_isr, shadow_isr\n"
+// Check 17: V_HIGH in service holds V_LOW back (its class is lower) until V_HIGH's EOI.
+constexpr u32 HIGH_STEPS = 100000;
+extern "C" {
+volatile u32 high_steps, low_at = ~0u, high_done;
+}
+extern "C" void low_handler() {
+    low_at = high_steps;
+    apic_write(EOI, 0);
+}
+extern "C" void high_handler() {
+    apic_write(ICR_LO, SELF | V_LOW);   // held: V_HIGH is in service (and IF is clear)
+    asm volatile("sti" ::: "memory");
+    apic_write(EOI, 0);                 // from here V_LOW can come in: no exit in the loop below
+    for (u32 i = 0; i < HIGH_STEPS; ++i) high_steps = high_steps + 1;
+    asm volatile("cli" ::: "memory");
+    high_done = 1;
+}
+
+asm(".globl nmi_isr, fixed_isr, timer_isr, shadow_isr, low_isr, high_isr\n"
     "nmi_isr:\n    pushal\n    cld\n    call nmi_handler\n    popal\n    iret\n"
     "fixed_isr:\n    pushal\n    cld\n    call fixed_handler\n    popal\n    iret\n"
     "timer_isr:\n    pushal\n    cld\n    call timer_handler\n    popal\n    iret\n"
+    "low_isr:\n    pushal\n    cld\n    call low_handler\n    popal\n    iret\n"
+    "high_isr:\n    pushal\n    cld\n    call high_handler\n    popal\n    iret\n"
     // Where the interrupt came in (the return EIP), then as a fixed one.
     "shadow_isr:\n    pushl %eax\n    movl 4(%esp), %eax\n    movl %eax, shadow_eip\n    popl %eax\n"
     "    jmp fixed_isr\n");
@@ -149,6 +173,8 @@ extern "C" void nmi_isr();
 extern "C" void fixed_isr();
 extern "C" void timer_isr();
 extern "C" void shadow_isr();
+extern "C" void low_isr();
+extern "C" void high_isr();
 extern "C" char shadow_after[];
 extern "C" volatile u32 shadow_eip;
 volatile u32 shadow_eip;
@@ -208,6 +234,8 @@ u32 guest_main() {
     idt_set(V_FIXED, fixed_isr);
     idt_set(V_TIMER, timer_isr);
     idt_set(V_SHADOW, shadow_isr);
+    idt_set(V_LOW, low_isr);
+    idt_set(V_HIGH, high_isr);
     outb(0x21, 0xff);                                     // the 8259s masked
     outb(0xa1, 0xff);
     apic_write(SVR, 0x1ff);
@@ -330,5 +358,11 @@ u32 guest_main() {
             "interrupt pending at STI taken after the next instruction (CPUID)",
             "pending %u, delivered %u, at 0x%x (want 0x%x)", pending, fixed_count - fixed2, shadow_eip,
             u32(shadow_after));
+
+    // 17: the EOI of a higher class in service lets the lower one in at once.
+    apic_write(ICR_LO, SELF | V_HIGH);   // pending: IF is clear
+    asm volatile("sti; nop; cli" ::: "memory");
+    c.check(high_done && low_at < 1000, "interrupt held by a higher one in service taken at its EOI",
+            "high handler done %u, low one taken after %u of %u loop steps", high_done, low_at, HIGH_STEPS);
     return c.finish();
 }

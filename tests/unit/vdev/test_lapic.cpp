@@ -147,11 +147,13 @@ TEST(Lapic, TprPprGating)
 {
     Apic a;
     a.enable();
+    EXPECT_FALSE(a.l.irr_any());
     ASSERT_TRUE(a.l.accept(0x51, false));
     EXPECT_EQ(a.l.pending(0), 0x51);
     a.wr(TPR, 0x50);
     EXPECT_EQ(a.rd(PPR), 0x50u);
     EXPECT_EQ(a.l.pending(0), -1);              // same class as TPR: blocked
+    EXPECT_TRUE(a.l.irr_any());                 // but requested: a lower TPR or an EOI lets it in
     a.wr(TPR, 0x4f);
     EXPECT_EQ(a.l.pending(0), 0x51);
     a.l.set_tpr(0x60);                          // CR8 = 6
@@ -159,6 +161,7 @@ TEST(Lapic, TprPprGating)
     EXPECT_EQ(a.l.pending(0), -1);
     a.l.set_tpr(0);
     EXPECT_EQ(a.take(), 0x51);
+    EXPECT_FALSE(a.l.irr_any());                // in service now, nothing requested
     EXPECT_EQ(a.rd(PPR), 0x50u);                // ISR class
     a.wr(TPR, 0x34);
     EXPECT_EQ(a.rd(PPR), 0x50u);
