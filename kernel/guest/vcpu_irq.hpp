@@ -11,8 +11,9 @@ struct VcpuIrq {
     Spinlock lock;          // the vCPU's CPU, and IPI/IOAPIC senders on other CPUs
     LapicModel lapic;
     bool check = false;     // set by APIC accesses, IPIs and interrupt windows (atomic)
-    bool ipi_out = false;   // set with check when the guest's APIC has IPIs or EOI broadcasts to send
-                            // (the run loop routes them: other vCPUs, the IOAPIC)
+    bool ipi_out = false;   // set (on the vCPU's own CPU, check or not) when the guest's APIC has IPIs
+                            // or EOI broadcasts to send (routed before the next entry: other vCPUs,
+                            // the IOAPIC; each target is then poked)
     u64 deadline = 0;       // the APIC timer's next event (guest TSC); ~0 for none
     // The NMI latch (under lock): one NMI waits here until the guest can take it; NMIs that
     // arrive while one is already waiting merge with it, as on hardware (SDM vol. 3 6.7.1).

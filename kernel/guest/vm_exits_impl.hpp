@@ -629,8 +629,9 @@ template <class Ops>
 // An exit the backend's fast path handled (run_inline returned true: IN/OUT, CPUID's fixed
 // leaves) is a resume, neither `intr` nor a WRMSR: only the attention word and `until` apply.
 // Interrupts are delivered before each entry here as the run loop would (VcpuIrq::check: an
-// APIC access, an IPI, an interrupt behind the one injected), after the IPIs the guest sent are
-// routed (gate.route_ipis); with no check, deliver_interrupts would find nothing: no timer falls
+// APIC access that may change what is deliverable, an IPI, an interrupt behind the one
+// injected), after the IPIs the guest sent are routed (VcpuIrq::ipi_out, with or without check:
+// gate.route_ipis); with no check, deliver_interrupts would find nothing: no timer falls
 // due before `until`. Everything the run loop looks at after an exit is thus either one of these
 // or only changes with one of them. Every exit is counted in gate.stats, as the run loop would.
 // `loaded` is `ops` as the interface deliver_interrupts takes.
@@ -679,16 +680,15 @@ template <class Ops>
                    __builtin_ia32_rdtsc() >= gate.until) {
             return out;
         }
-        if (__atomic_load_n(&irq.check, __ATOMIC_ACQUIRE)) {
-            if (__atomic_load_n(&irq.ipi_out, __ATOMIC_RELAXED)) {
-                if (!gate.route_ipis) {
-                    settle();
-                    return out;
-                }
-                gate.route_ipis(gate.route_ctx);
+        // (IPIs first: a self-IPI pokes this vCPU. ipi_out is only ever set on this CPU.)
+        if (__atomic_load_n(&irq.ipi_out, __ATOMIC_RELAXED)) {
+            if (!gate.route_ipis) {
+                settle();
+                return out;
             }
-            deliver_interrupts(irq, loaded, ops.tsc());
+            gate.route_ipis(gate.route_ctx);
         }
+        if (__atomic_load_n(&irq.check, __ATOMIC_ACQUIRE)) deliver_interrupts(irq, loaded, ops.tsc());
         if (__atomic_load_n(&irq.deadline, __ATOMIC_RELAXED) != gate.deadline) {
             settle();
             return out;

@@ -11,15 +11,15 @@ namespace {
 u64 guest_now(Vcpu &v) { return v.arch->guest_tsc(); }
 
 // After the guest's access to its vCPU's APIC (the APIC's lock held): what must be looked at
-// before the vCPU's next entry. What it sent is routed (ipi_out). Interrupts are delivered again
-// (check; deliver_interrupts also reads the timer's next event) unless the access was a write
-// that does not depend on the time (an EOI, TPR, ICR...: the timer is untouched) and leaves no
-// vector requested and nothing sent: then nothing deliverable changed.
+// before the vCPU's next entry. What it sent is routed (ipi_out; route_ipis then asks the
+// targets, this vCPU too for a self-IPI, to look). Interrupts are delivered again (check;
+// deliver_interrupts also reads the timer's next event) unless the access was a write that does
+// not depend on the time (an EOI, TPR, ICR...: the timer is untouched) and leaves no vector
+// requested: then nothing deliverable changed here.
 void after_access(Vcpu &v, bool timeless_write)
 {
-    const bool sent = v.irq.lapic.has_outgoing();
-    if (!timeless_write || sent || v.irq.lapic.irr_any()) v.irq.check = true;
-    if (sent) v.irq.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
+    if (!timeless_write || v.irq.lapic.irr_any()) v.irq.check = true;
+    if (v.irq.lapic.has_outgoing()) v.irq.ipi_out = true;   // else nothing for route_ipis (an EOI, a timer write)
 }
 
 } // namespace

@@ -249,6 +249,32 @@ TEST(RunUntil, IpisAreRoutedByTheGatesCallbackThenInterruptsDelivered)
     EXPECT_EQ(f.cpu.delivered[2], 0x43);
 }
 
+TEST(RunUntil, IpisAreRoutedWithoutACheck)
+{
+    // An ICR write leaves nothing to deliver on the sender (no check), only IPIs to route: they
+    // are routed all the same, before the next entry, and the sender stays in.
+    Fixture f;
+    VcpuIrq &irq = f.irq;
+    struct Router {
+        VcpuIrq *irq;
+        int calls = 0;
+    } r{&irq};
+    f.gate.route_ipis = [](void *ctx) {
+        Router &r = *static_cast<Router *>(ctx);
+        r.calls++;
+        r.irq->ipi_out = false;
+    };
+    f.gate.route_ctx = &r;
+    f.cpu.script = f.cpuids(1, {{ExitReason::io, [&irq] { irq.ipi_out = true; }},
+                                {ExitReason::cpuid, {}},
+                                {ExitReason::hlt, {}}});
+    EXPECT_EQ(f.enter().action, ExitAction::halt);
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(f.cpu.next, 4u);
+    EXPECT_FALSE(irq.ipi_out);
+    EXPECT_FALSE(irq.check);
+}
+
 TEST(RunUntil, ATimerProgrammedMeanwhileComesBack)
 {
     // The guest armed its APIC timer (an MMIO write: check): the deadline the gate's time was
