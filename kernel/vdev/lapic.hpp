@@ -112,19 +112,9 @@ public:
     // The next IPI the guest sent (oldest first).
     bool take_ipi(Ipi &out);
     // Any vector requested (IRR), deliverable now or once the priorities allow it?
-    bool irr_any() const
-    {
-        u32 any = 0;
-        for (u32 w : irr_) any |= w;
-        return any != 0;
-    }
+    bool irr_any() const { return any_set(irr_); }
     // Anything for the hypervisor to collect (an IPI, or an EOI for the IOAPICs)?
-    bool has_outgoing() const
-    {
-        u32 any = ipi_count_;
-        for (u32 w : eoi_bcast_) any |= w;
-        return any != 0;
-    }
+    bool has_outgoing() const { return ipi_count_ || any_set(eoi_bcast_); }
     u32  ipis_dropped() const { return ipi_drops_; }
 
     // Is this APIC a destination of the message? dest in the current mode's
@@ -173,6 +163,13 @@ private:
     u8  xapic_id_ = 0, tpr_ = 0;
     u32 ldr_ = 0, dfr_ = 0, svr_ = 0;
     u32 irr_[8] = {}, isr_[8] = {}, tmr_[8] = {};
+    // Any bit of a 256-bit vector set (64 bits at a time: these run on every APIC access).
+    static bool any_set(const u32 (&b)[8])
+    {
+        u64 w[4];
+        __builtin_memcpy(w, b, sizeof w);
+        return (w[0] | w[1] | w[2] | w[3]) != 0;
+    }
     u32 esr_ = 0, esr_new_ = 0;         // readable ESR, errors since the last ESR write
     bool esr_signalled_ = false;        // the error LVT fired since the last ESR write
     u32 lvt_[NUM_LVT] = {};
