@@ -948,8 +948,6 @@ TEST(Lapic, RandomisedTimerAgreesWithNextEvent)
     }
 }
 
-} // namespace
-
 // Everything a guest can see of an APIC at `now`: its registers, what it would inject, its
 // timer's next event, the IPIs and EOI broadcasts it has queued (taken from it).
 std::vector<u64> observe(LapicModel &l, u64 now)
@@ -980,7 +978,7 @@ TEST(Lapic, TimelessWritesIgnoreNow)
         EXPECT_EQ(LapicModel::write_needs_time(reg), std::find(std::begin(TIMELESS), std::end(TIMELESS), reg) == std::end(TIMELESS))
             << "register " << reg;
     std::mt19937_64 rng(0x7e0c);
-    int compared = 0, differed = 0;
+    int compared = 0, differed = 0;   // time-free writes compared; others that differed
     for (int round = 0; round < 3000; round++) {
         // A random APIC with interrupts in service and pending and a timer running, often due.
         Apic a(u32(rng() % 4), true, TSC_HZ, BUS_HZ);
@@ -1004,15 +1002,19 @@ TEST(Lapic, TimelessWritesIgnoreNow)
         const u32 reg = rng() & 1 ? TIMELESS[rng() % std::size(TIMELESS)] : u32(rng() % 0x40);
         u64 v = rng() % 3 == 0 ? 0 : u32(rng());
         if (reg == 0x30 && rng() % 2) v = (v & ~0x700ull) | 0x4000 | (32 + rng() % 200);   // a fixed IPI
-        if (!x2 && reg == 0x30) v = u32(v);
         LapicModel with = a.l, without = a.l;
         write(with, reg, v, now);
         write(without, reg, v, 0);
         const bool same = observe(with, now) == observe(without, now);
-        compared++;
-        if (!LapicModel::write_needs_time(reg)) EXPECT_TRUE(same) << "register " << reg << " value " << v;
-        else differed += !same;
+        if (!LapicModel::write_needs_time(reg)) {
+            EXPECT_TRUE(same) << "register " << reg << " value " << v;
+            compared++;
+        } else {
+            differed += !same;
+        }
     }
-    EXPECT_GT(compared, 2000);
+    EXPECT_GT(compared, 1500);   // the time-free registers, each many times
     EXPECT_GT(differed, 0);   // the time matters to the others: the comparison can tell
 }
+
+} // namespace
